@@ -12,7 +12,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ import sympy as sp
 from theory.symbols import DOMAINS, check_value, keyword, symbol
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Provenance of a formula.
 
     * ``quoted``: verified verbatim against a source (digest tag [V]).

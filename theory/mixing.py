@@ -1,0 +1,514 @@
+"""Mixing matrices: topologies (graphs) and the weight rules that turn them into W.
+
+A mixing matrix W (n × n) for Cooperative SGD (Wang & Joshi, digest §1.5 item 5) is symmetric
+and doubly stochastic, ``W 1 = 1``, ``Wᵀ = W``; non-negativity is *not* required (EASGD's W_α
+has a negative entry for m > 2 at the optimal elasticity). Its support must lie inside the graph
+(edges plus self-loops). ζ(W) = max(|λ₂|, |λ_n|) < 1 iff the graph is connected (for the weight
+rules here) — see :mod:`theory.spectral`.
+
+Graph builders return ``networkx.Graph`` with nodes ``0..n-1``. Weight rules return a
+:class:`MixingMatrix`. Shortcuts ``ring(m)``, ``torus(r, c)``, ... build both at once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sps
+
+#: tolerance for "rows sum to 1" and symmetry checks
+ATOL = 1e-9
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------------
+def validate_graph(G: nx.Graph, *, name: str = "G") -> nx.Graph:
+    """Check that G is an undirected, connected graph on ≥ 2 nodes; return it relabelled 0..n−1.
+
+    Self-loops are ignored (every W has a diagonal). Raises ``ValueError`` naming the rule broken.
+    """
+    if not isinstance(G, nx.Graph):
+        raise TypeError(f"{name} must be a networkx.Graph; got {type(G).__name__}")
+    if G.is_directed():
+        raise ValueError(f"{name} must be undirected (mixing matrices here are symmetric)")
+    n = G.number_of_nodes()
+    if n < 2:
+        raise ValueError(f"{name} must have at least 2 nodes; got {n}")
+    H = nx.Graph(G)
+    H.remove_edges_from(list(nx.selfloop_edges(H)))
+    isolated = [u for u in H.nodes if H.degree(u) == 0]
+    if isolated:
+        raise ValueError(f"{name} has node(s) {isolated[:5]} with no edge other than a self-loop: "
+                         "a disconnected graph has ζ = 1 and no averaging ever reaches them")
+    if not nx.is_connected(H):
+        comps = nx.number_connected_components(H)
+        raise ValueError(f"{name} must be connected; it has {comps} components (ζ(W) = 1 for any "
+                         "W supported on a disconnected graph: consensus is never reached)")
+    if list(H.nodes) != list(range(n)):
+        H = nx.convert_node_labels_to_integers(H, ordering="sorted" if _sortable(H) else
+                                               "default")
+    return H
+
+
+def _sortable(G: nx.Graph) -> bool:
+    try:
+        sorted(G.nodes)
+        return True
+    except TypeError:
+        return False
+
+
+def validate_mixing(W: Any, *, graph: nx.Graph | None = None, name: str = "W",
+                    atol: float = ATOL, nonnegative: bool = False) -> np.ndarray:
+    """Return W as a float64 array after checking: square, finite, symmetric, rows and columns
+    summing to 1 (within ``atol``), support inside ``graph`` (+ self-loops), and optionally
+    non-negative. Errors name the argument and the offending row/entry."""
+    A = np.array(W, dtype=float, copy=True)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"{name} must be a square matrix; got shape {A.shape}")
+    if A.shape[0] < 1:
+        raise ValueError(f"{name} must be non-empty")
+    if not np.all(np.isfinite(A)):
+        raise ValueError(f"{name} must be finite (contains NaN or inf)")
+    asym = np.abs(A - A.T)
+    if asym.max() > atol:
+        i, j = np.unravel_index(int(np.argmax(asym)), A.shape)
+        raise ValueError(f"{name} must be symmetric (|W[{i},{j}] − W[{j},{i}]| = "
+                         f"{asym[i, j]:.3g} > {atol:g})")
+    rows = A.sum(axis=1)
+    bad = np.abs(rows - 1) > atol
+    if bad.any():
+        i = int(np.argmax(np.abs(rows - 1)))
+        raise ValueError(f"{name} must be doubly stochastic (row {i} sums to {rows[i]:.12g}, "
+                         f"tolerance {atol:g})")
+    if nonnegative and (A < -atol).any():
+        i, j = np.unravel_index(int(np.argmin(A)), A.shape)
+        raise ValueError(f"{name} must be non-negative (W[{i},{j}] = {A[i, j]:.3g})")
+    if graph is not None:
+        if graph.number_of_nodes() != A.shape[0]:
+            raise ValueError(f"{name} is {A.shape[0]}×{A.shape[0]} but the graph has "
+                             f"{graph.number_of_nodes()} nodes")
+        allowed = nx.to_numpy_array(graph, nodelist=range(A.shape[0]), weight=None) != 0
+        np.fill_diagonal(allowed, True)
+        outside = (np.abs(A) > atol) & ~allowed
+        if outside.any():
+            i, j = np.argwhere(outside)[0]
+            raise ValueError(f"{name} has weight {A[i, j]:.3g} on ({i}, {j}), which is not an "
+                             "edge of the graph (support must lie inside the graph)")
+    return A
+
+
+# ---------------------------------------------------------------------------------------------
+# the MixingMatrix value type
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class MixingMatrix:
+    """A validated symmetric doubly-stochastic mixing matrix.
+
+    Attributes:
+        matrix: the n × n array W.
+        graph: the communication graph (nodes 0..n−1) or None (e.g. W = J, EASGD).
+        rule: weight rule that produced it (``"uniform"``, ``"metropolis_hastings"``, ...).
+        name: human-readable description.
+    """
+
+    matrix: np.ndarray
+    graph: nx.Graph | None = None
+    rule: str = "custom"
+    name: str = ""
+    nonnegative_required: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        A = validate_mixing(self.matrix, graph=self.graph, nonnegative=self.nonnegative_required)
+        A = (A + A.T) / 2
+        A.setflags(write=False)
+        object.__setattr__(self, "matrix", A)
+        if not self.name:
+            object.__setattr__(self, "name", f"{self.rule} W ({A.shape[0]}×{A.shape[0]})")
+
+    # numpy interop
+    def __array__(self, dtype=None, copy=None):
+        return np.array(self.matrix, dtype=dtype) if dtype is not None else np.array(self.matrix)
+
+    @property
+    def W(self) -> np.ndarray:
+        return self.matrix
+
+    @property
+    def n(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.matrix.shape
+
+    @cached_property
+    def is_average(self) -> bool:
+        """True iff W = J = 11ᵀ/n."""
+        return bool(np.allclose(self.matrix, 1.0 / self.n, atol=ATOL, rtol=0))
+
+    @cached_property
+    def is_identity(self) -> bool:
+        return bool(np.allclose(self.matrix, np.eye(self.n), atol=ATOL, rtol=0))
+
+    @cached_property
+    def nonnegative(self) -> bool:
+        return bool((self.matrix >= -ATOL).all())
+
+    @cached_property
+    def density(self) -> float:
+        """Fraction of non-zero entries."""
+        return float(np.count_nonzero(np.abs(self.matrix) > ATOL)) / self.matrix.size
+
+    def sparse(self) -> sps.csr_matrix:
+        A = np.where(np.abs(self.matrix) > ATOL, self.matrix, 0.0)
+        return sps.csr_matrix(A)
+
+    def neighbors(self) -> list[tuple[int, list[tuple[int, float]]]]:
+        """For each node i: (i, [(j, W_ij) for off-diagonal non-zeros])."""
+        out = []
+        for i in range(self.n):
+            js = np.nonzero(np.abs(self.matrix[i]) > ATOL)[0]
+            out.append((i, [(int(j), float(self.matrix[i, j])) for j in js if j != i]))
+        return out
+
+    @cached_property
+    def eigenvalues(self) -> np.ndarray:
+        """Eigenvalues in decreasing order (symmetric eigensolver)."""
+        return np.linalg.eigvalsh(self.matrix)[::-1]
+
+    @property
+    def zeta(self) -> float:
+        from theory.spectral import zeta
+
+        return zeta(self)
+
+    @property
+    def spectral_gap(self) -> float:
+        return 1.0 - self.zeta
+
+    def __repr__(self) -> str:
+        return f"MixingMatrix({self.name}, n={self.n}, rule={self.rule!r}, ζ={self.zeta:.6g})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MixingMatrix):
+            return self.matrix.shape == other.matrix.shape and bool(
+                np.array_equal(self.matrix, other.matrix))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.matrix.shape, self.matrix.tobytes()))
+
+
+def as_matrix(W: Any, *, name: str = "W") -> np.ndarray:
+    """A validated float64 ndarray from a MixingMatrix or any array-like."""
+    if isinstance(W, MixingMatrix):
+        return W.matrix
+    return validate_mixing(W, name=name)
+
+
+def as_mixing(W: Any, *, name: str = "W") -> MixingMatrix:
+    """A MixingMatrix from a MixingMatrix or array-like (validated)."""
+    if isinstance(W, MixingMatrix):
+        return W
+    try:
+        return MixingMatrix(np.asarray(W, dtype=float), rule="custom")
+    except ValueError as e:
+        raise ValueError(str(e).replace("W ", f"{name} ", 1)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# graphs
+# ---------------------------------------------------------------------------------------------
+def _check_int(name: str, x: Any, lo: int) -> int:
+    if isinstance(x, bool) or int(x) != x or x < lo:
+        raise ValueError(f"{name} must be an integer ≥ {lo}; got {x!r}")
+    return int(x)
+
+
+def ring_graph(n: int) -> nx.Graph:
+    """Cycle C_n (n ≥ 3; n = 2 gives a single edge)."""
+    n = _check_int("n", n, 2)
+    return nx.cycle_graph(n) if n >= 3 else nx.path_graph(2)
+
+
+def path_graph(n: int) -> nx.Graph:
+    """Path P_n."""
+    return nx.path_graph(_check_int("n", n, 2))
+
+
+def torus_graph(rows: int, cols: int) -> nx.Graph:
+    """2-D torus (periodic grid) rows × cols, nodes numbered row-major."""
+    r, c = _check_int("rows", rows, 2), _check_int("cols", cols, 2)
+    G = nx.grid_2d_graph(r, c, periodic=True)
+    return nx.convert_node_labels_to_integers(G, ordering="sorted")
+
+
+def grid_graph(rows: int, cols: int) -> nx.Graph:
+    """2-D grid rows × cols (no wrap-around), nodes numbered row-major."""
+    r, c = _check_int("rows", rows, 1), _check_int("cols", cols, 1)
+    if r * c < 2:
+        raise ValueError("grid must have at least 2 nodes")
+    G = nx.grid_2d_graph(r, c)
+    return nx.convert_node_labels_to_integers(G, ordering="sorted")
+
+
+def hypercube_graph(dim: int) -> nx.Graph:
+    """Hypercube Q_dim on 2^dim nodes; node i ~ j iff their binary labels differ in one bit."""
+    d = _check_int("dim", dim, 1)
+    H = nx.Graph()
+    H.add_nodes_from(range(2**d))
+    H.add_edges_from((i, i ^ (1 << b)) for i in range(2**d) for b in range(d) if i < i ^ (1 << b))
+    return H
+
+
+def star_graph(n: int) -> nx.Graph:
+    """Star on n nodes: node 0 is the hub."""
+    n = _check_int("n", n, 2)
+    return nx.star_graph(n - 1)
+
+
+def complete_graph(n: int) -> nx.Graph:
+    return nx.complete_graph(_check_int("n", n, 2))
+
+
+def erdos_renyi_graph(n: int, p: float, seed: int, *, connected: bool = True,
+                      max_tries: int = 1000) -> nx.Graph:
+    """G(n, p) with a seed. With ``connected=True`` redraws with seeds seed, seed+1, … until the
+    graph is connected (deterministic for a given seed); raises after ``max_tries``."""
+    n = _check_int("n", n, 2)
+    if not 0 < p <= 1:
+        raise ValueError(f"p must be in (0, 1]; got {p}")
+    for t in range(max_tries):
+        G = nx.gnp_random_graph(n, p, seed=seed + t)
+        if not connected or nx.is_connected(G):
+            return G
+    raise ValueError(f"no connected G({n}, {p}) in {max_tries} draws: increase p "
+                     f"(connectivity threshold ≈ ln(n)/n = {math.log(n) / n:.3g})")
+
+
+def random_geometric_graph(n: int, radius: float | None = None, seed: int = 0, *,
+                           avg_degree: float | None = None, connected: bool = True,
+                           max_tries: int = 1000) -> nx.Graph:
+    """Random geometric graph on the unit square (seeded). Give ``radius`` or ``avg_degree``
+    (radius = sqrt(avg_degree / (π n)), ignoring boundary effects). Redraws until connected."""
+    n = _check_int("n", n, 2)
+    if (radius is None) == (avg_degree is None):
+        raise ValueError("give exactly one of radius or avg_degree")
+    if radius is None:
+        radius = math.sqrt(avg_degree / (math.pi * n))
+    if radius <= 0:
+        raise ValueError(f"radius must be > 0; got {radius}")
+    for t in range(max_tries):
+        G = nx.random_geometric_graph(n, radius, seed=seed + t)
+        if not connected or nx.is_connected(G):
+            return G
+    raise ValueError(f"no connected random geometric graph (n={n}, radius={radius:.3g}) in "
+                     f"{max_tries} draws: increase the radius")
+
+
+def exponential_graph(n: int) -> nx.Graph:
+    """Undirected exponential graph: i ~ i ± 2^k (mod n) for 2^k < n."""
+    n = _check_int("n", n, 2)
+    G = nx.Graph()
+    G.add_nodes_from(range(n))
+    k = 1
+    while k < n:
+        for i in range(n):
+            j = (i + k) % n
+            if j != i:
+                G.add_edge(i, j)
+        k *= 2
+    return G
+
+
+# ---------------------------------------------------------------------------------------------
+# weight rules
+# ---------------------------------------------------------------------------------------------
+def _degrees(G: nx.Graph) -> np.ndarray:
+    return np.array([G.degree(u) for u in range(G.number_of_nodes())], dtype=float)
+
+
+def _from_edge_weights(G: nx.Graph, w: dict[tuple[int, int], float]) -> np.ndarray:
+    n = G.number_of_nodes()
+    A = np.zeros((n, n))
+    for (i, j), x in w.items():
+        A[i, j] = A[j, i] = x
+    np.fill_diagonal(A, 1.0 - A.sum(axis=1))
+    return A
+
+
+def uniform(G: nx.Graph) -> MixingMatrix:
+    """Uniform (lazy) weights on a regular graph: W_ij = 1/(deg+1) for j ∈ N(i) ∪ {i}.
+
+    Only doubly stochastic when G is regular: raises otherwise (use Metropolis–Hastings)."""
+    G = validate_graph(G)
+    deg = _degrees(G)
+    if not np.all(deg == deg[0]):
+        raise ValueError("uniform weights 1/(deg+1) need a regular graph (degrees range "
+                         f"{int(deg.min())}..{int(deg.max())}); use metropolis_hastings(G)")
+    w = 1.0 / (deg[0] + 1)
+    A = _from_edge_weights(G, {(i, j): w for i, j in G.edges})
+    return MixingMatrix(A, graph=G, rule="uniform", name=f"uniform 1/{int(deg[0]) + 1}")
+
+
+def metropolis_hastings(G: nx.Graph) -> MixingMatrix:
+    """Metropolis–Hastings weights: W_ij = 1/(1 + max(d_i, d_j)) on edges, W_ii = 1 − Σ_j W_ij."""
+    G = validate_graph(G)
+    deg = _degrees(G)
+    A = _from_edge_weights(G, {(i, j): 1.0 / (1.0 + max(deg[i], deg[j])) for i, j in G.edges})
+    return MixingMatrix(A, graph=G, rule="metropolis_hastings", name="Metropolis–Hastings")
+
+
+def max_degree(G: nx.Graph) -> MixingMatrix:
+    """Max-degree weights W_ij = 1/(d_max + 1) on edges (the lazy variant: Xiao & Boyd's 1/d_max
+    gives ζ = 1 on bipartite regular graphs such as even rings)."""
+    G = validate_graph(G)
+    dmax = _degrees(G).max()
+    A = _from_edge_weights(G, {(i, j): 1.0 / (dmax + 1) for i, j in G.edges})
+    return MixingMatrix(A, graph=G, rule="max_degree", name=f"max-degree 1/{int(dmax) + 1}")
+
+
+def best_constant(G: nx.Graph) -> MixingMatrix:
+    """Best constant edge weight (Xiao & Boyd 2004): W = I − α* 𝓛 with 𝓛 the graph Laplacian and
+    α* = 2/(λ₁(𝓛) + λ_{n−1}(𝓛)); ζ = (λ₁ − λ_{n−1})/(λ₁ + λ_{n−1}). Self-weights may be < 0."""
+    G = validate_graph(G)
+    Lap = nx.laplacian_matrix(G, nodelist=range(G.number_of_nodes())).toarray().astype(float)
+    lam = np.linalg.eigvalsh(Lap)  # ascending: 0 = lam[0] < lam[1] <= ... <= lam[-1]
+    a = 2.0 / (lam[-1] + lam[1])
+    A = np.eye(G.number_of_nodes()) - a * Lap
+    return MixingMatrix(A, graph=G, rule="best_constant", name=f"best constant α={a:.4g}")
+
+
+def average(n: int) -> MixingMatrix:
+    """W = J = 11ᵀ/n: exact averaging (PASGD / all-reduce)."""
+    n = _check_int("n", n, 1)
+    return MixingMatrix(np.full((n, n), 1.0 / n), graph=nx.complete_graph(n) if n > 1 else None,
+                        rule="average", name=f"J ({n} workers)")
+
+
+def identity(n: int) -> MixingMatrix:
+    """W = I (no communication)."""
+    n = _check_int("n", n, 1)
+    return MixingMatrix(np.eye(n), rule="identity", name=f"I ({n})")
+
+
+RULES = {
+    "uniform": uniform,
+    "metropolis_hastings": metropolis_hastings,
+    "metropolis": metropolis_hastings,
+    "mh": metropolis_hastings,
+    "max_degree": max_degree,
+    "best_constant": best_constant,
+}
+
+
+def mixing_matrix(G: nx.Graph, rule: str = "metropolis_hastings") -> MixingMatrix:
+    """W from any networkx graph by a named weight rule (see :data:`RULES`)."""
+    try:
+        fn = RULES[rule]
+    except KeyError:
+        raise ValueError(f"rule must be one of {sorted(RULES)}; got {rule!r}") from None
+    return fn(G)
+
+
+# shortcuts --------------------------------------------------------------------------------------
+def ring(m: int, rule: str = "uniform") -> MixingMatrix:
+    """Ring of m workers; default uniform weights 1/3 (self and two neighbours).
+
+    Spectrum: λ_k = 1/3 + (2/3) cos(2πk/m), k = 0..m−1 (circulant)."""
+    m = _check_int("m", m, 3)
+    return mixing_matrix(ring_graph(m), rule)
+
+
+def path(m: int, rule: str = "metropolis_hastings") -> MixingMatrix:
+    return mixing_matrix(path_graph(m), rule)
+
+
+def torus(rows: int, cols: int, rule: str = "uniform") -> MixingMatrix:
+    return mixing_matrix(torus_graph(rows, cols), rule)
+
+
+def grid(rows: int, cols: int, rule: str = "metropolis_hastings") -> MixingMatrix:
+    return mixing_matrix(grid_graph(rows, cols), rule)
+
+
+def hypercube(dim: int, rule: str = "uniform") -> MixingMatrix:
+    """Hypercube on 2^dim workers; uniform weights 1/(dim+1): eigenvalues 1 − 2k/(dim+1)."""
+    return mixing_matrix(hypercube_graph(dim), rule)
+
+
+def star(m: int, rule: str = "metropolis_hastings") -> MixingMatrix:
+    return mixing_matrix(star_graph(m), rule)
+
+
+def complete(m: int) -> MixingMatrix:
+    """Complete graph with uniform weights 1/m: this is W = J."""
+    return average(m)
+
+
+def exponential(m: int, rule: str = "metropolis_hastings") -> MixingMatrix:
+    return mixing_matrix(exponential_graph(m), rule)
+
+
+# ---------------------------------------------------------------------------------------------
+# EASGD and hierarchical averaging
+# ---------------------------------------------------------------------------------------------
+def easgd_matrix(m: int, alpha: float) -> MixingMatrix:
+    """EASGD mixing matrix W_α ((m+1) × (m+1)), Cooperative SGD digest §1.4:
+
+        W_α = [[(1−α) I_m, α 1_m], [α 1_mᵀ, 1 − mα]]
+
+    Workers x_i ← (1−α)x_i + α z, centre z ← (1−mα) z + α Σ_i x_i. Spectrum {1, 1−α (×(m−1)),
+    1−(m+1)α} (derived, digest §1.4). Symmetric and doubly stochastic; not non-negative when
+    α > 1/m (allowed by the Cooperative SGD assumption as recalled)."""
+    m = _check_int("m", m, 1)
+    a = float(alpha)
+    if not (a > 0 and math.isfinite(a)):
+        raise ValueError(f"alpha must be > 0 (elasticity); got {alpha!r}")
+    A = np.zeros((m + 1, m + 1))
+    A[:m, :m] = (1 - a) * np.eye(m)
+    A[:m, m] = A[m, :m] = a
+    A[m, m] = 1 - m * a
+    G = nx.star_graph(m)  # centre node 0 in networkx; relabel so the centre is node m
+    G = nx.relabel_nodes(G, {0: m, **{i: i - 1 for i in range(1, m + 1)}})
+    return MixingMatrix(A, graph=G, rule="easgd", name=f"EASGD W_α (m={m}, α={a:g})")
+
+
+def group_average(groups: list[list[int]]) -> MixingMatrix:
+    """Block-diagonal W averaging within each group (groups partition 0..n−1)."""
+    flat = sorted(i for g in groups for i in g)
+    n = len(flat)
+    if flat != list(range(n)):
+        raise ValueError("groups must partition 0..n−1 (each worker in exactly one group)")
+    if any(len(g) == 0 for g in groups):
+        raise ValueError("groups must be non-empty")
+    A = np.zeros((n, n))
+    for g in groups:
+        A[np.ix_(g, g)] = 1.0 / len(g)
+    return MixingMatrix(A, rule="group_average", name=f"group average ({len(groups)} groups)")
+
+
+def contiguous_groups(m: int, n_groups: int) -> list[list[int]]:
+    """Split 0..m−1 into ``n_groups`` contiguous groups of equal size."""
+    m, g = _check_int("m", m, 1), _check_int("n_groups", n_groups, 1)
+    if m % g:
+        raise ValueError(f"m = {m} is not divisible by n_groups = {g}")
+    s = m // g
+    return [list(range(i * s, (i + 1) * s)) for i in range(g)]
+
+
+__all__ = [
+    "ATOL", "RULES", "MixingMatrix", "as_matrix", "as_mixing", "average", "best_constant",
+    "complete", "complete_graph", "contiguous_groups", "easgd_matrix", "erdos_renyi_graph",
+    "exponential", "exponential_graph", "grid", "grid_graph", "group_average", "hypercube",
+    "hypercube_graph", "identity", "max_degree", "metropolis_hastings", "mixing_matrix", "path",
+    "path_graph", "random_geometric_graph", "ring", "ring_graph", "star", "star_graph", "torus",
+    "torus_graph", "uniform", "validate_graph", "validate_mixing",
+]

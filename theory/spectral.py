@@ -1,0 +1,170 @@
+"""Spectra of mixing matrices: ζ(W), the spectral gap, and closed forms where they exist.
+
+ζ(W) := max(|λ₂(W)|, |λ_n(W)|) = ‖W − J‖₂ for symmetric doubly-stochastic W (J = 11ᵀ/n), the
+second-largest eigenvalue magnitude of Cooperative SGD's assumption 5 (digest §1.5). The spectral
+gap is 1 − ζ. ζ = 1 when W's graph is disconnected (or W has eigenvalue −1, e.g. a bipartite
+graph with zero self-weights): no bound with a (1 − ζ²) denominator is finite then.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from theory.mixing import ATOL, MixingMatrix, as_matrix
+
+
+def eigenvalues(W: Any) -> np.ndarray:
+    """Eigenvalues of symmetric W in decreasing order (``numpy.linalg.eigvalsh``)."""
+    if isinstance(W, MixingMatrix):
+        return W.eigenvalues
+    return np.linalg.eigvalsh(as_matrix(W))[::-1]
+
+
+def zeta(W: Any) -> float:
+    """ζ(W) = ‖W − 11ᵀ/n‖₂ = max(|λ₂|, |λ_n|) for a symmetric doubly-stochastic W.
+
+    Args:
+        W: :class:`~theory.mixing.MixingMatrix` or an n × n array (validated: symmetric, rows
+            summing to 1).
+    """
+    A = as_matrix(W)
+    n = A.shape[0]
+    if n == 1:
+        return 0.0
+    lam = np.linalg.eigvalsh(A - 1.0 / n)
+    z = float(max(abs(lam[0]), abs(lam[-1])))
+    return min(max(z, 0.0), 1.0) if z < 1 + 1e-9 else z
+
+
+def spectral_gap(W: Any) -> float:
+    """1 − ζ(W)."""
+    return 1.0 - zeta(W)
+
+
+def is_connected_spectrally(W: Any, tol: float = 1e-10) -> bool:
+    """True iff ζ(W) < 1 − tol (consensus is reached by repeated mixing)."""
+    return zeta(W) < 1 - tol
+
+
+def consensus_rounds(W: Any, eps: float) -> int | float:
+    """Rounds r so that ζ^r ≤ ε: ⌈log ε / log ζ⌉ (0 if ζ = 0, ``inf`` if ζ ≥ 1).
+
+    ‖X_r (I − J)‖ ≤ ζ^r ‖X_0 (I − J)‖ for repeated mixing with symmetric doubly-stochastic W."""
+    if not 0 < eps < 1:
+        raise ValueError(f"eps must be in (0, 1); got {eps}")
+    z = zeta(W)
+    if z <= ATOL:
+        return 1
+    if z >= 1 - 1e-12:
+        return math.inf
+    return math.ceil(math.log(eps) / math.log(z))
+
+
+# ---------------------------------------------------------------------------------------------
+# closed forms
+# ---------------------------------------------------------------------------------------------
+def _pos_int(name: str, x: Any, lo: int) -> int:
+    if isinstance(x, bool) or int(x) != x or x < lo:
+        raise ValueError(f"{name} must be an integer ≥ {lo}; got {x!r}")
+    return int(x)
+
+
+def spectrum_exact(topology: str, *args: Any, alpha: Any = None) -> list[tuple[sp.Expr, int]]:
+    """Exact spectrum as ``[(eigenvalue, multiplicity), ...]`` (sympy), for the default weights:
+
+    * ``("ring", m)``: uniform 1/3 weights, λ_k = 1/3 + (2/3)cos(2πk/m), k = 0..m−1.
+    * ``("path", n)``: Metropolis–Hastings (= I − 𝓛/3), λ_k = 1/3 + (2/3)cos(πk/n).
+    * ``("torus", r, c)``: uniform 1/5, λ_{a,b} = (1 + 2cos(2πa/r) + 2cos(2πb/c))/5.
+    * ``("hypercube", d)``: uniform 1/(d+1), λ_k = 1 − 2k/(d+1) with multiplicity C(d, k).
+    * ``("complete", n)``: W = J, {1, 0 (×(n−1))}.
+    * ``("easgd", m, alpha=α)``: W_α, {1, 1−α (×(m−1)), 1−(m+1)α} (derived, digest §1.4).
+    """
+    t = topology.lower()
+    if t == "ring":
+        (m,) = args
+        m = _pos_int("m", m, 3)
+        lam = [sp.Rational(1, 3) + sp.Rational(2, 3) * sp.cos(2 * sp.pi * k / m) for k in range(m)]
+        return _count(lam)
+    if t == "path":
+        (n,) = args
+        n = _pos_int("n", n, 3)
+        lam = [sp.Rational(1, 3) + sp.Rational(2, 3) * sp.cos(sp.pi * k / n) for k in range(n)]
+        return _count(lam)
+    if t == "torus":
+        r, c = (_pos_int("rows", args[0], 3), _pos_int("cols", args[1], 3))
+        lam = [(1 + 2 * sp.cos(2 * sp.pi * a / r) + 2 * sp.cos(2 * sp.pi * b / c)) / 5
+               for a in range(r) for b in range(c)]
+        return _count(lam)
+    if t == "hypercube":
+        (d,) = args
+        d = _pos_int("dim", d, 1)
+        return [(1 - sp.Rational(2 * k, d + 1), math.comb(d, k)) for k in range(d + 1)]
+    if t == "complete":
+        (n,) = args
+        n = _pos_int("n", n, 1)
+        return [(sp.Integer(1), 1)] + ([(sp.Integer(0), n - 1)] if n > 1 else [])
+    if t == "easgd":
+        (m,) = args
+        if alpha is None:
+            raise ValueError("easgd spectrum needs alpha=")
+        m = sp.sympify(m)
+        a = sp.sympify(alpha)
+        out = [(sp.Integer(1), 1), (1 - (m + 1) * a, 1)]
+        if m != 1:
+            out.insert(1, (1 - a, m - 1))
+        return out
+    raise ValueError(f"no closed-form spectrum for topology {topology!r}; known: ring, path, "
+                     "torus, hypercube, complete, easgd")
+
+
+def _count(lam: list[sp.Expr]) -> list[tuple[sp.Expr, int]]:
+    out: dict[sp.Expr, int] = {}
+    for x in lam:
+        x = sp.nsimplify(x) if x.is_Rational else x
+        out[x] = out.get(x, 0) + 1
+    return sorted(out.items(), key=lambda t: -float(t[0]))
+
+
+def zeta_exact(topology: str, *args: Any, alpha: Any = None) -> sp.Expr:
+    """Closed-form ζ for the topologies of :func:`spectrum_exact` (sympy).
+
+    ``zeta_exact("ring", 16) == 1/3 + 2/3*cos(pi/8)``; the ring gives 1/3 + (2/3)cos(2π/m) for
+    every m ≥ 3; the hypercube (d−1)/(d+1); the complete graph 0; EASGD
+    max(|1−α|, |1−(m+1)α|) (symbolic α and m allowed)."""
+    t = topology.lower()
+    if t == "ring":
+        (m,) = args
+        m = _pos_int("m", m, 3)
+        return sp.Rational(1, 3) + sp.Rational(2, 3) * sp.cos(2 * sp.pi / m)
+    if t == "path":
+        (n,) = args
+        n = _pos_int("n", n, 3)
+        return sp.Rational(1, 3) + sp.Rational(2, 3) * sp.cos(sp.pi / n)
+    if t == "hypercube":
+        (d,) = args
+        d = _pos_int("dim", d, 1)
+        return sp.Rational(d - 1, d + 1)
+    if t == "complete":
+        return sp.Integer(0)
+    if t == "easgd":
+        (m,) = args
+        if alpha is None:
+            raise ValueError("zeta_exact('easgd', m, alpha=...) needs alpha")
+        m, a = sp.sympify(m), sp.sympify(alpha)
+        if m == 1:
+            return sp.Abs(1 - 2 * a)
+        return sp.Max(sp.Abs(1 - a), sp.Abs(1 - (m + 1) * a))
+    spec = spectrum_exact(topology, *args, alpha=alpha)
+    rest = [lam for lam, k in spec for _ in range(k)]
+    rest.remove(next(x for x in rest if sp.simplify(x - 1) == 0))
+    return max(rest, key=lambda x: abs(float(x)))
+
+
+__all__ = [
+    "consensus_rounds", "eigenvalues", "is_connected_spectrally", "spectral_gap",
+    "spectrum_exact", "zeta", "zeta_exact",
+]
