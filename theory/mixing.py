@@ -183,7 +183,7 @@ class MixingMatrix:
         """Eigenvalues in decreasing order (symmetric eigensolver)."""
         return np.linalg.eigvalsh(self.matrix)[::-1]
 
-    @property
+    @cached_property
     def zeta(self) -> float:
         from theory.spectral import zeta
 
