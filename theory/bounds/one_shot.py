@@ -1,0 +1,113 @@
+"""Growing communication intervals and one-shot averaging (Spiridonoff, Olshevsky, Paschalidis,
+NeurIPS 2021, arXiv:2106.04759) — **scaling statements only**.
+
+The main theorem's constants, admissible step sizes, κ- and c-dependence, and even which error it
+bounds are not known (digest ``shared/papers.md`` §4.4/4.5: [NF]). This module therefore encodes
+no bound with constants. It exposes:
+
+* :data:`ABSTRACT_CLAIMS` — what the abstract says (quoted, digest §4.2 [V]): Ω(N) communications
+  suffice for error ∝ 1/(NT), independent of T; √N or N^{3/4} communications fail; one-shot
+  averaging achieves the optimal rate (asymptotically) for objectives twice differentiable near x*.
+* :func:`extra_error` and :func:`required_rounds` — the heuristic scaling of the error caused by
+  local steps, ``∝ κ²σ²/(μ²T²) · Σ_t H(t)/t``, and the number of rounds it takes to match the
+  speed-up term ``σ²/(μ²NT)``. **Derived** (digest §4.4 [RECON]) — *up to unknown constants*, and
+  the κ-power is the digest's heuristic, not the paper's.
+* :func:`sum_H_over_t_approx` — the asymptotic values of ``Σ_t H(t)/t`` for constant and linearly
+  growing intervals (derived); the exact sum of any schedule is
+  :func:`theory.schedule_library.sum_H_over_t`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from theory.bound import Source, Status
+from theory.symbols import N, R, T, kappa, mu, sigma2
+
+PAPER = ("Spiridonoff, Olshevsky, Paschalidis, Communication-efficient SGD: From Local SGD to "
+         "One-Shot Averaging (NeurIPS 2021)")
+
+#: Σ_{t=1}^{T} H(t)/t, H(t) = length of the communication interval containing step t
+S_H = sp.Symbol("S_H", positive=True)
+
+DERIVED = Source(PAPER, "heuristic scaling (not the paper's theorem)", Status.DERIVED,
+                 digest="4.4", note="no constants: every statement holds up to an unknown "
+                 "constant factor; the κ² dependence is our heuristic")
+ABSTRACT = Source(PAPER, "abstract", Status.QUOTED, digest="4.2")
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """A statement ``quantity ∝ expr`` (or ``≳``), holding up to a constant factor."""
+
+    quantity: str
+    relation: str  # "∝" or "≳"
+    expr: sp.Expr
+    source: Source
+
+    def __str__(self) -> str:
+        return f"{self.quantity} {self.relation} {sp.sstr(self.expr)}  [{self.source.status}]"
+
+
+ABSTRACT_CLAIMS: tuple[str, ...] = (
+    "error ∝ 1/(NT) with a number of communications independent of T: Ω(N) communications suffice",
+    "√N or N^{3/4} communications fail to achieve linear speed-up (simulations)",
+    "one-shot averaging (a single round) achieves the optimal rate asymptotically under mild "
+    "assumptions, chiefly twice differentiability near the optimum",
+)
+
+
+def extra_error(S: sp.Expr = S_H) -> Scaling:
+    """Extra error from local steps: ``∝ κ²σ²/(μ²T²) · Σ_t H(t)/t`` [derived, digest §4.4].
+
+    Within a round of length H the drift is ~ η_t²σ²H with η_t ~ 1/(μt); the weighted average over
+    t of the optimality gap collects ``Σ_t H(t)/t``.
+    """
+    return Scaling("extra error from local steps", "∝", kappa**2 * sigma2 / (mu**2 * T**2) * S,
+                   DERIVED)
+
+
+def speedup_term() -> Scaling:
+    """The linear-speed-up (optimal) term ``∝ σ²/(μ²NT)`` [derived, digest §4.4]."""
+    return Scaling("linear-speed-up term", "∝", sigma2 / (mu**2 * N * T), DERIVED)
+
+
+def sum_H_over_t_approx(kind: str) -> sp.Expr:
+    """Leading-order ``Σ_{t=1}^{T} H(t)/t`` for R rounds [derived, digest §4.4/4.7.6]:
+
+    * ``"constant"`` (H = T/R): ``(T/R) ln T``;
+    * ``"linear"`` (H_i = a·i, a = 2T/(R(R+1))): each round contributes ≈ H_i²/t_i ≈ 2a, total
+      ``2aR = 4T/(R+1)`` (≈ 4T/R): no ln T factor.
+    """
+    if kind == "constant":
+        return T / R * sp.log(T)
+    if kind == "linear":
+        return 4 * T / (R + 1)
+    raise ValueError(f"kind must be 'constant' or 'linear'; got {kind!r}")
+
+
+def required_rounds(kind: str) -> Scaling:
+    """Rounds R for which the extra error does not exceed the speed-up term, solved by sympy from
+    :func:`extra_error` and :func:`speedup_term` (leading order in R) [derived]:
+    ``"constant"`` → ``R ≳ κ² N ln T``; ``"linear"`` → ``R ≳ κ² N`` (independent of T; the
+    paper's Ω(N) statement has no κ in its abstract)."""
+    S = sum_H_over_t_approx(kind)
+    if kind == "linear":
+        S = sp.limit(S * R, R, sp.oo) / R  # leading order 4T/R
+    r = sp.Symbol("r", positive=True)
+    eq = sp.Eq(extra_error(S.subs(R, r)).expr, speedup_term().expr)
+    sols = [s for s in sp.solve(eq, r) if s.is_positive is not False]
+    if len(sols) != 1:
+        raise RuntimeError(f"required_rounds: expected one positive root; got {sols}")
+    expr = sp.simplify(sols[0])
+    # drop numeric constant factors: scaling statement only
+    expr = sp.Mul(*[f for f in sp.Mul.make_args(expr) if not f.is_number])
+    return Scaling(f"rounds R for linear speed-up ({kind} intervals)", "≳", expr, DERIVED)
+
+
+__all__ = [
+    "ABSTRACT", "ABSTRACT_CLAIMS", "DERIVED", "S_H", "Scaling", "extra_error", "required_rounds",
+    "speedup_term", "sum_H_over_t_approx",
+]
