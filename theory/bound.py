@@ -209,8 +209,10 @@ class Bound:
         )
 
     def simplify(self) -> Bound:
-        return replace(self, expr=sp.simplify(self.expr),
-                       terms={k: sp.simplify(t) for k, t in self.terms.items()})
+        if not self.terms:
+            return replace(self, expr=sp.simplify(self.expr))
+        terms = {k: sp.simplify(t) for k, t in self.terms.items()}
+        return replace(self, expr=sp.Add(*terms.values()), terms=terms)
 
     def diff(self, var: str | sp.Symbol) -> sp.Expr:
         """∂ expr / ∂ var."""

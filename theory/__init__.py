@@ -1,0 +1,80 @@
+"""coopsgd.theory — bounds, mixing matrices, spectra, topology design and schedules.
+
+Never imports torch. Everything a REPL user needs is re-exported here::
+
+    import theory
+    W = theory.ring(16)
+    theory.zeta(W)                      # 0.9493
+    b = theory.cooperative_bound()
+    b.evaluate(eta=0.01, L=1, sigma2=1, m=16, v=0, tau=4, zeta=theory.zeta(W), K=10_000, F_gap=10)
+"""
+
+from theory import symbols
+from theory.bound import Bound, Condition, ConditionError, Optimum, Source, Status
+from theory.bounds import *  # noqa: F403
+from theory.bounds import __all__ as _bounds_all
+from theory.mixing import (
+    MixingMatrix,
+    as_matrix,
+    as_mixing,
+    average,
+    best_constant,
+    complete,
+    complete_graph,
+    contiguous_groups,
+    easgd_matrix,
+    erdos_renyi_graph,
+    exponential,
+    exponential_graph,
+    grid,
+    grid_graph,
+    group_average,
+    hypercube,
+    hypercube_graph,
+    identity,
+    max_degree,
+    metropolis_hastings,
+    mixing_matrix,
+    path,
+    path_graph,
+    random_geometric_graph,
+    ring,
+    ring_graph,
+    star,
+    star_graph,
+    torus,
+    torus_graph,
+    uniform,
+    validate_graph,
+    validate_mixing,
+)
+from theory.schedules import FromCallable, Hierarchical, Intervals, Periodic, Round, Schedule
+from theory.spectral import (
+    consensus_rounds,
+    eigenvalues,
+    spectral_gap,
+    spectrum_exact,
+    zeta,
+    zeta_exact,
+)
+from theory.symbols import SYMBOLS, symbol
+
+
+def hierarchical(m: int, n_groups: int, tau1: int, tau2: int) -> Hierarchical:
+    """Two-level hierarchical averaging of m workers in ``n_groups`` contiguous groups: group
+    average every τ₁ steps, global average every τ₂ steps (time-varying W_k)."""
+    return Hierarchical(group_average(contiguous_groups(m, n_groups)), average(m), tau1, tau2)
+
+
+__all__ = [
+    "SYMBOLS", "Bound", "Condition", "ConditionError", "FromCallable", "Hierarchical",
+    "Intervals", "MixingMatrix", "Optimum", "Periodic", "Round", "Schedule", "Source", "Status",
+    "as_matrix", "as_mixing", "average", "best_constant", "complete", "complete_graph",
+    "consensus_rounds", "contiguous_groups", "easgd_matrix", "eigenvalues", "erdos_renyi_graph",
+    "exponential", "exponential_graph", "grid", "grid_graph", "group_average", "hierarchical",
+    "hypercube", "hypercube_graph", "identity", "max_degree", "metropolis_hastings",
+    "mixing_matrix", "path", "path_graph", "random_geometric_graph", "ring", "ring_graph",
+    "spectral_gap", "spectrum_exact", "star", "star_graph", "symbol", "symbols", "torus",
+    "torus_graph", "uniform", "validate_graph", "validate_mixing", "zeta", "zeta_exact",
+    *_bounds_all,
+]
