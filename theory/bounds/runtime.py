@@ -1,0 +1,212 @@
+"""Error at a wall-clock budget for decentralized periodic averaging, and the joint choice of
+topology (mixing weights) and communication period τ.
+
+Runtime model (the AdaComm model of digest §1.9, extended to a topology — **derived**): each local
+step costs ``Y`` seconds; each communication round costs ``D(W)`` seconds, so a round of τ steps
+takes ``τY + D(W)`` and a budget ``T_wall`` buys ``K = T_wall/(Y + D(W)/τ)`` iterations.
+
+``D(W)`` (:func:`topology_delay`, our choice): every node sends its model to each of its
+neighbours one message after the other, and a round ends when the slowest node is done::
+
+    D(W) = base + max_i Σ_{j ≠ i, W_ij ≠ 0} c_ij        (c_ij = latency, or per-edge costs)
+
+so a ring costs 2·latency, a hypercube of dimension d costs d·latency, and W = J costs
+(n − 1)·latency (a naive all-to-all; pass ``delay=`` to model an all-reduce instead).
+
+:func:`decentralized_runtime_bound` substitutes that K into the general Cooperative SGD bound
+(:func:`theory.bounds.cooperative.cooperative_bound`, recalled) — the composition is **derived**:
+
+    2ΔF(m+v)/(mη T_wall)·(Y + D/τ) + mηLσ²/(m(m+v)) + η²L²σ²((1+ζ²)/(1−ζ²)τ − 1),
+
+which at ζ = 0, v = 0 is the AdaComm bound (:func:`theory.bounds.cooperative.runtime_bound`), and
+its minimiser τ* = sqrt(2ΔF·D(m+v)(1−ζ²)/(m η³L²σ² T_wall (1+ζ²))) reduces to AdaComm's τ*.
+No learning-rate condition is attached: the general one is not known (digest [NF]).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from theory.bound import Bound, ConditionError, Source, Status
+from theory.bounds.cooperative import THEOREM_1, cooperative_bound
+from theory.mixing import ATOL, MixingMatrix, as_mixing
+from theory.symbols import D, K, T_wall, Y, keyword, tau
+
+
+def topology_delay(W: Any, *, latency: float = 1.0, edge_costs: Any = None,
+                   base: float = 0.0) -> float:
+    """``D(W) = base + max_i Σ_{j≠i, W_ij≠0} c_ij``: per-round communication time of a topology
+    (see the module docstring). ``edge_costs`` is an n × n array of per-message costs c_ij (only
+    entries on edges of W are used); otherwise every message costs ``latency``. W = I costs
+    ``base``."""
+    Wm = as_mixing(W)
+    if not (math.isfinite(latency) and latency >= 0):
+        raise ValueError(f"latency must be a finite number ≥ 0; got {latency!r}")
+    if not (math.isfinite(base) and base >= 0):
+        raise ValueError(f"base must be a finite number ≥ 0; got {base!r}")
+    A = np.asarray(Wm.matrix)
+    edges = np.abs(A) > ATOL
+    np.fill_diagonal(edges, False)
+    if edge_costs is None:
+        c = np.full(A.shape, float(latency))
+    else:
+        c = np.asarray(edge_costs, dtype=float)
+        if c.shape != A.shape:
+            raise ValueError(f"edge_costs must be {A.shape[0]}×{A.shape[0]} like W; got shape "
+                             f"{c.shape}")
+        bad = edges & ~(np.isfinite(c) & (c >= 0))
+        if bad.any():
+            i, j = map(int, np.argwhere(bad)[0])
+            raise ValueError(f"edge_costs must be finite and ≥ 0 on the edges of W "
+                             f"(edge ({i}, {j}) costs {c[i, j]!r})")
+    per_node = np.where(edges, c, 0.0).sum(axis=1)
+    return float(base + (per_node.max() if per_node.size else 0.0))
+
+
+def iterations_within(T_wall_: float, Y_: float, D_: float, tau_: int) -> float:
+    """``K = T_wall/(Y + D/τ)``: iterations that fit in the budget (rounds of τY + D seconds)."""
+    for name, x in (("T_wall", T_wall_), ("Y", Y_)):
+        if not (math.isfinite(x) and x > 0):
+            raise ValueError(f"{name} must be a finite number > 0; got {x!r}")
+    if not (math.isfinite(D_) and D_ >= 0):
+        raise ValueError(f"D must be a finite number ≥ 0; got {D_!r}")
+    if int(tau_) != tau_ or tau_ < 1:
+        raise ValueError(f"tau must be an integer ≥ 1; got {tau_!r}")
+    return T_wall_ / (Y_ + D_ / tau_)
+
+
+RUNTIME_SOURCE = Source(
+    "derived: Cooperative SGD Theorem 1 (Wang & Joshi) with the AdaComm runtime model",
+    "K = T_wall/(Y + D(W)/τ) substituted into Theorem 1", Status.DERIVED, digest="1.6, 1.9",
+    note="our composition; inherits Theorem 1's recalled (medium-confidence) form: "
+         + THEOREM_1.note)
+
+
+@cache
+def decentralized_runtime_bound() -> Bound:
+    """Error of A(τ, W, v) within wall-clock ``T_wall`` (derived; see the module docstring).
+    Symbols: eta, L, sigma2, m, v, tau, zeta, F_gap, Y, D, T_wall."""
+    b = cooperative_bound()
+    K_wall = T_wall / (Y + D / tau)
+    terms = {k: sp.simplify(t.subs(K, K_wall)) for k, t in b.terms.items()}
+    return Bound("A(τ, W, v) error vs wall-clock", sp.Add(*terms.values()), RUNTIME_SOURCE,
+                 terms=terms, lhs="E[(1/K) Σ_k ‖∇F(u_k)‖²] within wall-clock T_wall",
+                 conditions=b.conditions, definitions={**b.definitions, K: K_wall})
+
+
+def optimal_tau_decentralized() -> sp.Expr:
+    """Closed-form τ* of :func:`decentralized_runtime_bound` (``Bound.minimize`` over τ with the
+    other symbols free): sqrt(2ΔF·D(m+v)(1−ζ²)/(m η³L²σ² T_wall (1+ζ²))) [derived]."""
+    return sp.simplify(decentralized_runtime_bound().minimize(tau).argmin)
+
+
+@dataclass(frozen=True)
+class TopologyChoice:
+    """One row of :func:`best_topology_and_tau`: a candidate W with its ζ, D(W), best integer τ
+    and the bound's value there (``inf`` when ζ ≥ 1: no consensus, the bound is infinite)."""
+
+    name: str
+    W: MixingMatrix
+    v: int
+    zeta: float
+    D: float
+    tau: int | None
+    value: float
+    tau_continuous: float | None
+
+    def __str__(self) -> str:
+        t = "-" if self.tau is None else str(self.tau)
+        return (f"{self.name:<28} ζ={self.zeta:<9.6g} D={self.D:<9.4g} τ*={t:<6} "
+                f"bound={self.value:.6g}")
+
+
+@dataclass(frozen=True)
+class JointChoice:
+    """Result of :func:`best_topology_and_tau`: ``best`` and the full ``table`` (sorted by
+    value)."""
+
+    best: TopologyChoice
+    table: tuple[TopologyChoice, ...]
+
+    def __str__(self) -> str:
+        return "\n".join(["best: " + str(self.best), *("  " + str(r) for r in self.table)])
+
+
+def best_topology_and_tau(
+    candidates: Mapping[str, Any],
+    values: Mapping[str, float],
+    *,
+    delay: Callable[[MixingMatrix], float] | None = None,
+    latency: float = 1.0,
+    tau_max: int | None = None,
+) -> JointChoice:
+    """Choose (W, τ) minimising :func:`decentralized_runtime_bound` at a fixed budget.
+
+    Args:
+        candidates: name → MixingMatrix (v = 0) or (MixingMatrix, v) for W with v auxiliary
+            variables (e.g. EASGD's W_α, v = 1); any W works, e.g. those of
+            ``theory.design.fastest_mixing`` or ``theory.mixing.ring``.
+        values: eta, L, sigma2, F_gap, Y, T_wall (keyword names); m is taken as W.n − v.
+        delay: D(W) in seconds; default :func:`topology_delay` with ``latency``.
+        tau_max: largest τ searched (default: the number of steps the budget allows, T_wall/Y).
+
+    For each W: ζ = ``W.zeta``, D = delay(W), then the best integer τ by ``Bound.minimize``
+    (closed form rounded to the better of floor/ceil). Returns the best pair and the table.
+    """
+    need = {"eta", "L", "sigma2", "F_gap", "Y", "T_wall"}
+    given = {keyword(k) if not isinstance(k, str) else k for k in values}
+    if missing := need - given:
+        raise ValueError(f"values is missing {', '.join(sorted(missing))}")
+    if extra := given - need:
+        raise ValueError(f"values must not fix {', '.join(sorted(extra))} (they come from each "
+                         "candidate W and the search)")
+    if not candidates:
+        raise ValueError("candidates must contain at least one mixing matrix")
+    vals = {k if isinstance(k, str) else keyword(k): float(x) for k, x in values.items()}
+    cap = tau_max if tau_max is not None else max(1, math.floor(vals["T_wall"] / vals["Y"]))
+    if int(cap) != cap or cap < 1:
+        raise ValueError(f"tau_max must be an integer ≥ 1; got {tau_max!r}")
+    b = decentralized_runtime_bound()
+    rows = []
+    for name, cand in candidates.items():
+        W, v_ = (cand if isinstance(cand, tuple) else (cand, 0))
+        W = as_mixing(W, name=f"candidates[{name!r}]")
+        v_ = int(v_)
+        if not 0 <= v_ < W.n:
+            raise ValueError(f"candidates[{name!r}]: v must be in [0, n) = [0, {W.n}); got {v_}")
+        z = float(W.zeta)
+        Dw = float(delay(W)) if delay is not None else topology_delay(W, latency=latency)
+        if z >= 1 - 1e-12:
+            rows.append(TopologyChoice(name, W, v_, z, Dw, None, math.inf, None))
+            continue
+        bw = b.subs(vals, zeta=z, D=Dw, m=W.n - v_, v=v_)
+        if cap == 1:
+            t_int, t_cont = 1, None
+            val = bw.evaluate(tau=1)
+        else:
+            try:
+                opt = bw.minimize("tau", bounds=(1, cap))
+            except ConditionError:
+                rows.append(TopologyChoice(name, W, v_, z, Dw, None, math.inf, None))
+                continue
+            t_int, val = int(opt.argmin), float(opt.value)
+            t_cont = float(opt.closed_form) if opt.closed_form is not None else None
+        rows.append(TopologyChoice(name, W, v_, z, Dw, t_int, val, t_cont))
+    rows.sort(key=lambda r: r.value)
+    if not math.isfinite(rows[0].value):
+        raise ValueError("no candidate has ζ < 1: every bound is infinite (disconnected W?)")
+    return JointChoice(rows[0], tuple(rows))
+
+
+__all__ = [
+    "RUNTIME_SOURCE", "JointChoice", "TopologyChoice", "best_topology_and_tau",
+    "decentralized_runtime_bound", "iterations_within", "optimal_tau_decentralized",
+    "topology_delay",
+]
