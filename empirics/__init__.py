@@ -1,0 +1,1 @@
+"""coopsgd.empirics — torch side."""
