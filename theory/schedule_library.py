@@ -79,8 +79,7 @@ def linear_growth_periods(T: int, E: int, tau0: int) -> list[int]:
     The code's α makes the growth part Σ_{i=0}^{E} iατ₀ equal T, so the sum is
     (E+1)τ₀ + T > T before rounding (6469 after rounding for the poster example, against
     T = 5469): the schedule overshoots T and the last round is cut at T by ``Schedule.rounds`` —
-    the
-    same thing that happens in LUPA-SGD, where training stops at ``train_steps``.
+    the same thing that happens in LUPA-SGD, where training stops at ``train_steps``.
     """
     a = linear_growth_alpha(T, E, tau0)
     return [math.floor(tau0 * (1 + i * a) + Fraction(1, 2)) for i in range(E + 1)]
