@@ -85,7 +85,8 @@ def tour() -> None:
             for m in (4, 8, 16, 32)]
     _echo_table(rows, ("ring m", "ζ", "τ_eq"))
     a, z = theory.easgd_optimal_alpha()
-    click.echo(f"EASGD optimal elasticity α* = {a}, ζ* = {z};  m = 8: {theory.easgd_optimal_alpha(8)}")
+    a8, z8 = theory.easgd_optimal_alpha(8)
+    click.echo(f"EASGD optimal elasticity α* = {a}, ζ* = {z};  m = 8: ({a8}, {z8})")
     click.echo(f"runtime-optimal period τ* = {theory.optimal_tau_runtime()}")
     opt = theory.runtime_bound().minimize("tau", eta=0.01, L=1, sigma2=1, m=16, T_wall=1000,
                                           Y=0.1, D=1, F_gap=10)

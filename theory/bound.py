@@ -405,9 +405,11 @@ class Bound:
 
             a_, c_ = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
             if c_ > a_:
-                r = minimize_scalar(lambda t: value(t) if feasible(t) else np.inf,
-                                    bounds=(a_, c_), method="bounded",
-                                    options={"xatol": 1e-12 * max(1.0, abs(a_))})
+                with warnings.catch_warnings(), np.errstate(all="ignore"):
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    r = minimize_scalar(lambda t: value(t) if feasible(t) else 1e300,
+                                        bounds=(a_, c_), method="bounded",
+                                        options={"xatol": 1e-12 * max(1.0, abs(a_))})
                 candidates.append(float(r.x))
             candidates.append(float(grid[i]))
         if dom is not None and dom.integer:
@@ -423,8 +425,8 @@ class Bound:
                                  f"optimum {candidates}; conditions: "
                                  + "; ".join(str(c) for c in b.conditions))
         best = min(feas, key=value)
-        if not math.isclose(best, candidates[0]) and method == "closed-form":
-            method = "closed-form+numeric"
+        if method == "closed-form" and abs(best - float(stationary)) >= 1:
+            method = "numeric (conditions bind)" if b.conditions else "numeric"
         at_edge = math.isclose(best, hi_g, rel_tol=1e-9) or (
             best == grid[-1] and bounds is None)
         if at_edge and bounds is None:

@@ -37,7 +37,8 @@ def zeta(W: Any) -> float:
         return 0.0
     lam = np.linalg.eigvalsh(A - 1.0 / n)
     z = float(max(abs(lam[0]), abs(lam[-1])))
-    return min(max(z, 0.0), 1.0) if z < 1 + 1e-9 else z
+    # eigenvalue ±1 besides the consensus one (disconnected or periodic W): report exactly 1
+    return 1.0 if abs(z - 1.0) <= 1e-10 else z
 
 
 def spectral_gap(W: Any) -> float:

@@ -121,6 +121,13 @@ D = _sym("D", "D", "communication time per round", _nonneg, nonnegative=True)
 T_wall = _sym("T_wall", "T_wall", "wall-clock budget", _pos, positive=True)
 
 
+#: extra explanation when a value is out of its domain
+HINTS: dict[sp.Symbol, str] = {
+    zeta: "ζ = 1 means W's graph is disconnected (or W has eigenvalue −1, e.g. a bipartite graph "
+          "with zero self-weights); consensus is never reached and the network term is infinite",
+}
+
+
 def symbol(name: str | sp.Symbol) -> sp.Symbol:
     """The canonical symbol for a keyword name (``"eta"``) or its printed name (``"sigma^2"``)."""
     if isinstance(name, sp.Symbol):
@@ -145,7 +152,9 @@ def check_value(s: sp.Symbol, x: float) -> None:
     """Raise ``ValueError`` naming the symbol if ``x`` is outside its domain."""
     dom = DOMAINS.get(s)
     if dom is not None and not dom.contains(float(x)):
-        raise ValueError(f"{keyword(s)} must be {dom.describe()} ({MEANINGS[s]}); got {x!r}")
+        hint = HINTS.get(s, "")
+        raise ValueError(f"{keyword(s)} must be {dom.describe()} ({MEANINGS[s]}); got {x!r}"
+                         + (f": {hint}" if hint else ""))
 
 
 __all__ = [

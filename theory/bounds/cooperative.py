@@ -108,6 +108,8 @@ def decentralized_periodic_bound() -> Bound:
 def easgd_zeta(m_=m, alpha_=alpha) -> sp.Expr:
     """ζ(W_α) = max(|1−α|, |1−(m+1)α|) from the spectrum {1, 1−α, 1−(m+1)α} (derived, §1.4)."""
     m_, a = sp.sympify(m_), sp.sympify(alpha_)
+    if m_ == 1:  # no eigenvalue 1 − α when m = 1
+        return sp.Abs(1 - 2 * a)
     return sp.Max(sp.Abs(1 - a), sp.Abs(1 - (m_ + 1) * a))
 
 
@@ -145,24 +147,25 @@ def easgd_optimal_alpha(m_: int | sp.Expr = m) -> tuple[sp.Expr, sp.Expr]:
 
     ζ(α) is convex piecewise linear, so its minimum lies at a breakpoint: a zero of 1−α or
     1−(m+1)α, or a crossing ±(1−α) = ±(1−(m+1)α). The code enumerates these and picks the best;
-    for m ≥ 1 the result is α* = 2/(m+2), ζ* = m/(m+2) (digest §1.7.3, derived)."""
+    for m ≥ 2 the result is α* = 2/(m+2), ζ* = m/(m+2) (digest §1.7.3, derived); for m = 1 the
+    spectrum is {1, 1 − 2α} and α* = 1/2 gives ζ* = 0. A symbolic m is taken to be ≥ 2."""
     m_ = sp.sympify(m_)
     if m_.is_number and (not m_.is_integer or m_ < 1):
         raise ValueError(f"m must be an integer ≥ 1; got {m_}")
     a = sp.Symbol("a", positive=True)
-    f1, f2 = 1 - a, 1 - (m_ + 1) * a
+    f1, f2 = (1 - a if m_ != 1 else 1 - 2 * a), 1 - (m_ + 1) * a
     cands = set()
     for eq in (f1, f2, f1 - f2, f1 + f2):
         cands.update(s for s in sp.solve(eq, a) if s.is_positive is not False)
     if m_.is_number:
         best = min(cands, key=lambda c: float(easgd_zeta(m_, c)))
         return sp.nsimplify(best), sp.nsimplify(easgd_zeta(m_, best))
-    # symbolic m ≥ 1: write m = 1 + t with t ≥ 0 so that sympy can decide the signs
+    # symbolic m ≥ 2: write m = 2 + t with t ≥ 0 so that sympy can decide the signs
     t = sp.Dummy("t", nonnegative=True)
-    vals = {c: sp.simplify(easgd_zeta(1 + t, c.subs(m_, 1 + t))) for c in cands}
+    vals = {c: sp.simplify(easgd_zeta(2 + t, c.subs(m_, 2 + t))) for c in cands}
     for c, zc in vals.items():
         if all(sp.simplify(z2 - zc).is_nonnegative for z2 in vals.values()):
-            return sp.simplify(c), sp.simplify(zc.subs(t, m_ - 1))
+            return sp.simplify(c), sp.simplify(zc.subs(t, m_ - 2))
     raise ValueError("could not decide α* symbolically; pass an integer m")
 
 
