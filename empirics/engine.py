@@ -1,0 +1,751 @@
+"""The Cooperative SGD engine: all m workers (and v auxiliary variables) stacked on one device.
+
+Algorithm (Wang & Joshi, Cooperative SGD, digest §1.3 [MEM, high]), in stacked-row form: X_k is
+the n × d matrix (n = m + v) whose row i is worker i's model (rows m.. are auxiliary variables
+such as the EASGD centre, which receive no gradient), and
+
+    X_{k+1} = W_kᵀ (X_k − Δ_k),        Δ_k = [δ_k^(1); …; δ_k^(m); 0; …; 0],
+
+which is the paper's column form X_{k+1} = (X_k − η G_k) W_k with X transposed. W_k is the
+round's W after the last local step of a round and I otherwise (:class:`theory.schedules.Round`).
+
+Local step of worker i at step k (η_k from the learning-rate schedule, g = stochastic gradient
+of ``problem.loss`` on the worker's mini-batch at x_k^(i)):
+
+* direction p: plain g; heavy ball b ← βb + g, p = b; Nesterov b ← βb + g, p = g + βb
+  (the buffer b is local and never mixed);
+* update δ: η_k p; or, with a compressor C (error feedback, M-DSGD, digest §2.3 [RECON]):
+  u = e + η_k p, δ = C(u), e ← u − C(u).
+
+With W = J and τ = 1 this is exactly the server form w_{t+1} = w_t − (1/m) Σ_k C(u_k); with a
+sparse W it is X_{k+1} = Wᵀ(X_k − C-updates) (no CHOCO-style compressed gossip).
+
+Identities the tests check on real trajectories (float64, machine precision):
+u_k = mean of the n rows satisfies u_{k+1} = u_k − (1/n) Σ_i δ_k^(i) whenever W 1 = 1; for plain
+SGD this is u_{k+1} = u_k − η_eff · (1/m) Σ_i g_k^(i), η_eff = m η/(m+v). With error feedback the
+virtual sequence ũ_k = u_k − (1/n) Σ_i e_k^(i) follows ũ_{k+1} = ũ_k − (η_k/n) Σ_i p_k^(i)
+(uncompressed SGD / momentum SGD with gradients taken at the real iterates).
+
+Mixing uses W's structure, chosen once per W object: W = I → nothing; W block-diagonal with
+constant blocks (J, group averaging) → means over groups (O(n d)); sparse W → neighbour sums
+costing (edges + n)·d; otherwise one dense matmul (n² d).
+
+Gradients: ``torch.func.vmap(grad_and_value(problem.loss))`` over the stacked worker rows (the
+per-worker mini-batch losses are used to detect divergence at the step it happens), or a
+hand-batched path for known model families (:func:`register_fast_grad`) tested against it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.sparse.csgraph import connected_components
+
+from empirics.configs import Config
+from empirics.problems import seed_for
+from empirics.records import Result, Trace
+from theory.mixing import ATOL, MixingMatrix, as_mixing
+
+__all__ = [
+    "Constant",
+    "DivergenceError",
+    "InverseTime",
+    "LRFunction",
+    "RunSpec",
+    "Stagewise",
+    "as_lr",
+    "compressor_seed",
+    "register_fast_grad",
+    "run",
+    "simulate",
+    "tune_allocator",
+]
+
+UNCOMPRESSED_BITS = 32  #: bits per coordinate of an uncompressed message (float32 on the wire)
+
+
+# ---------------------------------------------------------------------------------------------
+# learning-rate schedules (small callables t -> η_t, plain data)
+# ---------------------------------------------------------------------------------------------
+def _pos(name: str, x: Any) -> float:
+    v = float(x)
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"{name} must be a finite number > 0 (got {x!r})")
+    return v
+
+
+@dataclass(frozen=True)
+class Constant:
+    """η_t = eta."""
+
+    eta: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "eta", _pos("lr (eta)", self.eta))
+
+    def __call__(self, t: int) -> float:
+        return self.eta
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "constant", "eta": self.eta}
+
+
+@dataclass(frozen=True)
+class Stagewise:
+    """η_t = etas[s] for boundaries[s−1] ≤ t < boundaries[s] (stagewise learning, digest §2.2).
+
+    ``boundaries`` strictly increasing, ``len(etas) == len(boundaries) + 1``."""
+
+    etas: tuple[float, ...]
+    boundaries: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        etas = tuple(_pos(f"etas[{i}]", e) for i, e in enumerate(self.etas))
+        bnd = tuple(int(b) for b in self.boundaries)
+        if len(etas) != len(bnd) + 1:
+            raise ValueError(f"Stagewise needs len(etas) == len(boundaries) + 1 "
+                             f"(got {len(etas)} etas, {len(bnd)} boundaries)")
+        if any(b <= 0 for b in bnd) or any(b2 <= b1 for b1, b2 in zip(bnd, bnd[1:])):
+            raise ValueError(f"boundaries must be positive and strictly increasing (got {bnd})")
+        object.__setattr__(self, "etas", etas)
+        object.__setattr__(self, "boundaries", bnd)
+
+    def __call__(self, t: int) -> float:
+        return self.etas[int(np.searchsorted(self.boundaries, t, side="right"))]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "stagewise", "etas": list(self.etas), "boundaries": list(self.boundaries)}
+
+
+@dataclass(frozen=True)
+class InverseTime:
+    """η_t = min(a / (t + beta), max_lr) — the 1/(t+β) family (e.g. Spiridonoff et al.'s
+    η_t = α/(μ(t+β)) with a = α/μ, digest §4.2/§4.6)."""
+
+    a: float
+    beta: float = 1.0
+    max_lr: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "a", _pos("a", self.a))
+        b = float(self.beta)
+        if not (b > 0 and math.isfinite(b)):
+            raise ValueError(f"beta must be > 0 so that η_0 = a/beta is finite (got {self.beta!r})")
+        object.__setattr__(self, "beta", b)
+        if self.max_lr is not None:
+            object.__setattr__(self, "max_lr", _pos("max_lr", self.max_lr))
+
+    def __call__(self, t: int) -> float:
+        e = self.a / (t + self.beta)
+        return e if self.max_lr is None else min(e, self.max_lr)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "inverse_time", "a": self.a, "beta": self.beta, "max_lr": self.max_lr}
+
+
+@dataclass(frozen=True)
+class LRFunction:
+    """Any user callable t -> η_t (checked > 0 and finite at every step of a run)."""
+
+    fn: Callable[[int], float]
+    name: str = "callable"
+
+    def __call__(self, t: int) -> float:
+        return float(self.fn(t))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "callable", "name": self.name}
+
+
+def as_lr(lr: Any) -> Any:
+    """A learning-rate schedule from a number (constant) or a callable t -> η_t."""
+    if isinstance(lr, (Constant, Stagewise, InverseTime, LRFunction)):
+        return lr
+    if isinstance(lr, (int, float, np.floating, np.integer)) and not isinstance(lr, bool):
+        return Constant(float(lr))
+    if callable(lr):
+        return LRFunction(lr, getattr(lr, "__name__", "callable"))
+    raise ValueError(f"lr must be a number > 0 or a callable t -> η_t (got {lr!r})")
+
+
+# ---------------------------------------------------------------------------------------------
+# the run specification
+# ---------------------------------------------------------------------------------------------
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines a run (``to_dict`` is JSON-ready).
+
+    problem: an ``empirics.problems.Problem`` with m = config.m workers. config: a
+    :class:`empirics.configs.Config` (schedule, v, compressor, momentum). lr: number or schedule
+    t -> η_t. T: number of steps. batch_size: per worker. seed: fixes batches (worker i's
+    generator seeded ``seed_for(seed, i)``), compressor randomness (:func:`compressor_seed`) and
+    the gradient-norm subsample. device/dtype: default the problem's (must match it).
+    record_every: record stride (steps 0, s, 2s, … and always the last step T).
+    grad_every: ‖∇F(u_k)‖² for the running average — 1: every step (exact); q > 1: one uniformly
+    random step per block of q steps (unbiased); 0: only at records.
+    """
+
+    problem: Any
+    config: Config
+    lr: Any
+    T: int
+    batch_size: int = 1
+    seed: int = 0
+    device: str | None = None
+    dtype: str | None = None
+    record_every: int = 1
+    grad_every: int = 1
+
+    def __post_init__(self) -> None:
+        self.lr = as_lr(self.lr)
+        for name, lo in (("T", 1), ("batch_size", 1), ("record_every", 1), ("grad_every", 0),
+                         ("seed", 0)):
+            x = getattr(self, name)
+            if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < lo:
+                raise ValueError(f"{name} must be an integer >= {lo} (got {x!r})")
+            setattr(self, name, int(x))
+        if not isinstance(self.config, Config):
+            raise ValueError(f"config must be an empirics.configs.Config (got "
+                             f"{type(self.config).__name__}); build one with e.g. pasgd(m, tau)")
+        pm = getattr(self.problem, "m", None)
+        if pm != self.config.m:
+            n = self.config.n
+            raise ValueError(f"W size does not match the workers: the schedule's W is {n}×{n} "
+                             f"= m + v with v = {self.config.v}, so it needs m = {self.config.m} "
+                             f"workers, but problem.m = {pm}")
+        pdt = str(self.problem.dtype).replace("torch.", "")
+        if self.dtype is None:
+            self.dtype = pdt
+        self.dtype = str(self.dtype).replace("torch.", "")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64' (got {self.dtype!r})")
+        if self.dtype != pdt:
+            raise ValueError(f"dtype {self.dtype} differs from the problem's dtype {pdt}: build "
+                             f"the problem with dtype=torch.{self.dtype}")
+        pdev = torch.device(self.problem.device)
+        dev = pdev if self.device is None else torch.device(self.device)
+        if dev.type != pdev.type or (dev.index is not None and pdev.index is not None
+                                     and dev.index != pdev.index):
+            raise ValueError(f"device {dev} differs from the problem's device {pdev}: build the "
+                             f"problem with device={str(dev)!r}")
+        self.device = str(pdev)
+
+    @property
+    def m(self) -> int:
+        return self.config.m
+
+    @property
+    def v(self) -> int:
+        return self.config.v
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.problem
+        pd = p.to_dict() if hasattr(p, "to_dict") else {"repr": repr(p)}
+        return {"problem": pd, "config": self.config.to_dict(), "m": self.m, "v": self.v,
+                "lr": self.lr.to_dict(), "T": self.T, "batch_size": self.batch_size,
+                "seed": self.seed, "device": self.device, "dtype": self.dtype,
+                "record_every": self.record_every, "grad_every": self.grad_every}
+
+
+class DivergenceError(RuntimeError):
+    """NaN/inf in the loss or the parameters. ``step``: the step at which it was detected;
+    ``what``: what diverged; ``partial``: the :class:`Result` recorded so far."""
+
+    def __init__(self, step: int, what: str, partial: Result | None = None):
+        super().__init__(f"run diverged at step {step}: {what}")
+        self.step, self.what, self.partial = step, what, partial
+
+
+def compressor_seed(seed: int, worker: int) -> int:
+    """Seed of worker ``worker``'s compressor generator: ``seed_for(seed_for(seed, worker), 1)``
+    (a stream separate from its batch generator ``seed_for(seed, worker)``)."""
+    return seed_for(seed_for(seed, worker), 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# mixing
+# ---------------------------------------------------------------------------------------------
+class _Mixer:
+    """Applies X ← Wᵀ X in place using W's structure (see the module docstring).
+
+    kind: ``identity`` | ``groups`` (block-diagonal with constant blocks: J, group averaging) |
+    ``sparse`` (neighbour sums over the off-diagonal non-zeros) | ``dense`` (one matmul).
+    ``messages``: messages per mixing round — groups: one per row in a group of size ≥ 2
+    (all-reduce within the group); sparse/dense: one per directed edge (off-diagonal non-zero).
+    """
+
+    def __init__(self, W: MixingMatrix, device: torch.device, dtype: torch.dtype,
+                 mode: str = "auto"):
+        A = np.asarray(W.matrix, dtype=np.float64)
+        n = A.shape[0]
+        self.n = n
+        nz = np.abs(A) > ATOL
+        off = nz & ~np.eye(n, dtype=bool)
+        self.edges_directed = int(off.sum())
+        groups = self._groups(A, nz)
+        if mode == "auto":
+            if W.is_identity:
+                kind = "identity"
+            elif groups is not None:
+                kind = "groups"
+            elif self.edges_directed + n <= n * n / 4:
+                kind = "sparse"
+            else:
+                kind = "dense"
+        else:
+            kind = mode
+            if kind not in ("identity", "groups", "sparse", "dense"):
+                raise ValueError(f"mixing must be 'auto', 'groups', 'sparse' or 'dense' "
+                                 f"(got {mode!r})")
+            if kind == "groups" and groups is None:
+                raise ValueError("mixing='groups' needs a block-diagonal W with constant blocks")
+            if kind == "identity" and not W.is_identity:
+                raise ValueError("mixing='identity' needs W = I")
+        self.kind = kind
+        if kind == "groups":
+            gid, sizes = groups
+            self.messages = int(sum(s for s in sizes if s >= 2))
+            self.n_groups = len(sizes)
+            self.gid = torch.as_tensor(gid, device=device)
+            self.inv = torch.as_tensor(1.0 / np.asarray(sizes, float), dtype=dtype,
+                                       device=device)[:, None]
+        elif kind == "identity":
+            self.messages = 0
+        else:
+            self.messages = self.edges_directed
+        if kind == "sparse":
+            self.diag = torch.as_tensor(np.diag(A).copy(), dtype=dtype, device=device)[:, None]
+            ii, jj = np.nonzero(off)  # new_j += A[i, j] x_i
+            self.edges = [(int(i), int(j), float(A[i, j])) for i, j in zip(ii, jj)]
+        if kind == "dense":
+            self.Wt = torch.as_tensor(A.T.copy(), dtype=dtype, device=device)
+
+    @staticmethod
+    def _groups(A: np.ndarray, nz: np.ndarray) -> tuple[np.ndarray, list[int]] | None:
+        k, labels = connected_components(nz, directed=False)
+        sizes = np.bincount(labels, minlength=k)
+        expect = 1.0 / sizes[labels]
+        same = labels[:, None] == labels[None, :]
+        if np.allclose(np.where(same, A, 0.0), np.where(same, expect[:, None], 0.0),
+                       atol=ATOL, rtol=0) and not np.any(nz & ~same):
+            return labels.astype(np.int64), [int(s) for s in sizes]
+        return None
+
+    def __call__(self, X: torch.Tensor, buf: torch.Tensor) -> None:
+        k = self.kind
+        if k == "identity":
+            return
+        if k == "groups":
+            if self.n_groups == 1:
+                X.copy_(X.mean(0, keepdim=True).expand_as(X))
+            else:
+                sums = torch.zeros((self.n_groups, X.shape[1]), dtype=X.dtype, device=X.device)
+                sums.index_add_(0, self.gid, X).mul_(self.inv)
+                torch.index_select(sums, 0, self.gid, out=buf)
+                X.copy_(buf)
+        elif k == "sparse":
+            torch.mul(X, self.diag, out=buf)
+            for i, j, w in self.edges:
+                buf[j].add_(X[i], alpha=w)
+            X.copy_(buf)
+        else:
+            torch.mm(self.Wt, X, out=buf)
+            X.copy_(buf)
+
+
+# ---------------------------------------------------------------------------------------------
+# gradients
+# ---------------------------------------------------------------------------------------------
+GradFn = Callable[[dict[str, torch.Tensor], tuple[torch.Tensor, ...]],
+                  tuple[dict[str, torch.Tensor], torch.Tensor]]
+
+#: (predicate(problem) -> bool, factory(problem) -> GradFn) for hand-batched gradient paths.
+_FAST_GRADS: list[tuple[Callable[[Any], bool], Callable[[Any], GradFn]]] = []
+
+
+def register_fast_grad(applies: Callable[[Any], bool], factory: Callable[[Any], GradFn]) -> None:
+    """Register a hand-batched gradient path: ``factory(problem)`` returns a function
+    ``(stacked_params, stacked_batch) -> (stacked_grads, per_worker_losses)`` with the same
+    semantics as ``vmap(grad_and_value(problem.loss))``, used when ``applies(problem)``."""
+    _FAST_GRADS.append((applies, factory))
+
+
+def vmap_grad(problem: Any) -> GradFn:
+    """``vmap(grad_and_value(problem.loss))`` over the leading worker axis of params and batch."""
+    from torch.func import grad_and_value, vmap
+
+    def f(params: dict[str, torch.Tensor], batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return problem.loss(params, batch)
+
+    return vmap(grad_and_value(f), in_dims=(0, 0))
+
+
+def grad_fn_for(problem: Any, fast_path: bool = True) -> tuple[GradFn, str]:
+    """The stacked gradient function for ``problem`` and its name (``"vmap"`` or the fast
+    path's)."""
+    if fast_path:
+        for applies, factory in _FAST_GRADS:
+            if applies(problem):
+                fn = factory(problem)
+                return fn, getattr(fn, "__name__", "fast")
+    return vmap_grad(problem), "vmap"
+
+
+# ---------------------------------------------------------------------------------------------
+# allocator advice
+# ---------------------------------------------------------------------------------------------
+def tune_allocator(threshold: int = 2**31 - 1) -> bool:
+    """Ask glibc malloc to keep large blocks instead of returning them to the OS (the effect of
+    ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``, see ENVIRONMENT.md), so per-step
+    temporaries of tens of MB are not page-faulted in afresh every step. Process-wide; opt-in.
+    Returns False where mallopt is unavailable (non-glibc)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, int(threshold))) and bool(
+            libc.mallopt(M_TRIM_THRESHOLD, int(threshold)))
+    except (OSError, AttributeError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# the engine
+# ---------------------------------------------------------------------------------------------
+_TRACE_LIMIT = 50_000_000  # numbers stored by trace=True
+
+
+class _Engine:
+    def __init__(self, spec: RunSpec, *, mixing: str = "auto", fast_path: bool = True,
+                 trace: bool = False):
+        self.spec = spec
+        p = self.problem = spec.problem
+        cfg = spec.config
+        self.m, self.v, self.n = cfg.m, cfg.v, cfg.n
+        self.dtype = _DTYPES[spec.dtype]
+        self.device = torch.device(spec.device)
+        self.mixing_mode = mixing
+        self.T = spec.T
+        x0 = p.init_params(device=self.device, dtype=self.dtype)
+        self.names = list(x0)
+        self.shapes = [tuple(t.shape) for t in x0.values()]
+        self.sizes = [int(math.prod(s)) for s in self.shapes]
+        self.d = int(sum(self.sizes))
+        flat0 = torch.cat([t.reshape(-1) for t in x0.values()])
+        self.X = flat0.expand(self.n, self.d).clone()
+        self.buf = torch.empty_like(self.X)
+        self.G = torch.empty((self.m, self.d), dtype=self.dtype, device=self.device)
+        self.views = self._views(self.X)
+        self.worker_views = {k: t[: self.m] for k, t in self.views.items()}
+        self.grad_fn, self.grad_path = grad_fn_for(p, fast_path)
+        self.gens = p.generators(spec.seed, device=self.device)
+        beta = cfg.momentum
+        self.mom = torch.zeros_like(self.G) if beta else None
+        self.comp = cfg.compressor
+        if self.comp is not None:
+            self.mem = torch.zeros_like(self.G)
+            self.U = torch.empty_like(self.G)
+            self.D = torch.empty_like(self.G)
+            self.cgens = [torch.Generator(device=self.device).manual_seed(
+                compressor_seed(spec.seed, i)) for i in range(self.m)]
+            self.comp_bits = int(self.comp.bits(self.d))
+        self.dirbuf = torch.empty_like(self.G) if (beta and cfg.nesterov) else None
+        self._mixers: dict[int, tuple[MixingMatrix, _Mixer]] = {}
+        self.synced = True  # all n rows equal (true at x₀ and after mixing with W = J)
+        self.round_synced = True  # ... at the start of the current round
+        self.bits = 0
+        self.n_rounds = 0
+        self.comm_steps: list[int] = []
+        self.rows: list[dict[str, float]] = []
+        self.gn_sum = 0.0   # Σ over evaluated blocks of (block length × ‖∇F(u_k)‖²)
+        self.gn_weight = 0  # Σ block lengths covered
+        self.gn_count = 0
+        self.k = 0
+        self.lr_k = math.nan
+        self.rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0x6E0F]))
+        self.trace = trace
+        if trace:
+            n_num = (self.T + 1) * self.d * (self.n + 4 * self.m)
+            if n_num > _TRACE_LIMIT:
+                raise ValueError(f"trace=True would store {n_num:.3g} numbers (T × (m+v+4m) × d); "
+                                 f"the limit is {_TRACE_LIMIT:.0e}: use a smaller T, m or problem")
+            self.tr: dict[str, list] = {k: [] for k in
+                                        ("X", "grads", "direction", "delta", "memory", "lr",
+                                         "mixed", "W")}
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _views(self, X: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, off = {}, 0
+        for name, shp, sz in zip(self.names, self.shapes, self.sizes):
+            out[name] = X[:, off:off + sz].view(X.shape[0], *shp)
+            off += sz
+        return out
+
+    def _unflat(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, off = {}, 0
+        for name, shp, sz in zip(self.names, self.shapes, self.sizes):
+            out[name] = u[off:off + sz].view(shp)
+            off += sz
+        return out
+
+    def u(self) -> torch.Tensor:
+        return self.X.mean(0)
+
+    def full_loss(self) -> float:
+        return float(self.problem.full_loss(self._unflat(self.u())))
+
+    def mixer(self, W: Any) -> _Mixer:
+        hit = self._mixers.get(id(W))
+        if hit is not None and hit[0] is W:
+            return hit[1]
+        M = as_mixing(W)
+        if M.n != self.n:
+            raise ValueError(f"W size must equal m + v = {self.m} + {self.v} = {self.n} "
+                             f"(the schedule gave a {M.n}×{M.n} W)")
+        mx = _Mixer(M, self.device, self.dtype, self.mixing_mode)
+        self._mixers[id(W)] = (W, mx)
+        return mx
+
+    # -- checks before running -------------------------------------------------------------
+    def check_schedule(self) -> None:
+        sched = self.spec.config.schedule
+        if sched.n != self.n:
+            raise ValueError(f"schedule size {sched.n} must equal m + v = {self.n}")
+        if getattr(sched, "adaptive", False):
+            return  # rounds depend on the loss: nothing to check in advance
+        mixing = [r for r in sched.rounds(self.T) if r.W is not None and not r.W.is_identity]
+        if self.n > 1 and not mixing:
+            raise ValueError(f"schedule never communicates within T = {self.T} steps (no round "
+                             f"mixes with a W ≠ I): the workers would never exchange anything")
+        if any(not self.mixer(r.W).kind == "groups" or self.mixer(r.W).n_groups > 1
+               for r in mixing) and not any(r.end < self.T for r in mixing):
+            raise ValueError(
+                f"schedule mixes only once, after the last step (T = {self.T}), and with a W that "
+                f"is not exact averaging: a decentralized/EASGD/hierarchical run needs mixing "
+                f"during training (use a period tau < T)")
+
+    # -- one step --------------------------------------------------------------------------
+    def lr(self, k: int) -> float:
+        e = self.spec.lr(k)
+        if not (isinstance(e, (int, float)) and e > 0 and math.isfinite(e)):
+            raise ValueError(f"lr must be finite and > 0 at every step; lr({k}) = {e!r}")
+        return float(e)
+
+    def step(self, k: int) -> None:
+        cfg = self.spec.config
+        m = self.m
+        eta = self.lr_k = self.lr(k)
+        batch = self.problem.sample_all(self.spec.batch_size, self.gens)
+        grads, losses = self.grad_fn(self.worker_views, batch)
+        bad = ~torch.isfinite(losses)
+        if bool(bad.any()):
+            i = int(torch.nonzero(bad)[0])
+            params_ok = bool(torch.isfinite(self.X).all())
+            raise DivergenceError(
+                k, f"mini-batch loss of worker {i} is {float(losses[i])} "
+                   f"(parameters {'finite' if params_ok else 'contain NaN/inf'})")
+        G = self.G
+        torch.cat([grads[nm].reshape(m, -1) for nm in self.names], dim=1, out=G)
+        if self.mom is not None:
+            self.mom.mul_(cfg.momentum).add_(G)
+            if cfg.nesterov:
+                direction = torch.add(G, self.mom, alpha=cfg.momentum, out=self.dirbuf)
+            else:
+                direction = self.mom
+        else:
+            direction = G
+        if self.trace:
+            self.tr["X"].append(self.X.detach().cpu().double().numpy().copy())
+            self.tr["grads"].append(G.cpu().double().numpy().copy())
+            self.tr["direction"].append(direction.cpu().double().numpy().copy())
+            self.tr["memory"].append(self.mem.cpu().double().numpy().copy()
+                                     if self.comp is not None else np.zeros((m, self.d)))
+            self.tr["lr"].append(eta)
+        Xw = self.X[:m]
+        if self.comp is not None:
+            torch.add(self.mem, direction, alpha=eta, out=self.U)
+            for i in range(m):
+                self.D[i] = self.comp(self.U[i], generator=self.cgens[i])
+            torch.sub(self.U, self.D, out=self.mem)
+            Xw.sub_(self.D)
+            delta = self.D
+        else:
+            Xw.add_(direction, alpha=-eta)
+            delta = None
+        if self.trace:
+            self.tr["delta"].append(delta.cpu().double().numpy().copy() if delta is not None
+                                    else (eta * direction).cpu().double().numpy())
+        if m > 1 or self.v > 0:
+            self.synced = False
+
+    def mix(self, W: Any, k: int, length: int) -> None:
+        mx = self.mixer(W)
+        if mx.kind != "identity":
+            was_synced = self.round_synced
+            mx(self.X, self.buf)
+            per = UNCOMPRESSED_BITS * self.d
+            if self.comp is not None and mx.kind == "groups" and mx.n_groups == 1 and was_synced:
+                per = min(per, length * self.comp_bits)
+            self.bits += mx.messages * per
+            self.n_rounds += 1
+            self.comm_steps.append(k)
+            if mx.kind == "groups" and mx.n_groups == 1:
+                self.synced = True
+        if self.trace:
+            self.tr["mixed"].append(mx.kind != "identity")
+            self.tr["W"].append(np.asarray(W.matrix if hasattr(W, "matrix") else W, float))
+
+    # -- records ---------------------------------------------------------------------------
+    def grad_norm2_u(self) -> float:
+        return float(self.problem.grad_norm2(self._unflat(self.u())))
+
+    def record(self, k: int, wall: float, gn: float | None = None) -> None:
+        u = self.u()
+        F = float(self.problem.full_loss(self._unflat(u)))
+        if gn is None:
+            gn = self.grad_norm2_u()
+        if not (math.isfinite(F) and math.isfinite(gn)) or not bool(torch.isfinite(self.X).all()):
+            what = (f"F(u_k) = {F}" if not math.isfinite(F) else
+                    f"‖∇F(u_k)‖² = {gn}" if not math.isfinite(gn) else "parameters contain NaN/inf")
+            raise DivergenceError(k, what)
+        cons = float(((self.X - u) ** 2).sum())
+        if self.comp is not None:
+            mem2 = float((self.mem.mean(0) ** 2).sum())
+            memw = float((self.mem ** 2).sum(1).mean())
+        else:
+            mem2 = memw = 0.0
+        run = self.gn_sum / self.gn_weight if self.gn_weight else math.nan
+        self.rows.append({"step": k, "loss": F, "grad_norm2": gn, "consensus": cons,
+                          "memory_norm2": mem2, "memory_norm2_workers": memw, "bits": self.bits,
+                          "rounds": self.n_rounds, "grad_norm2_running": run,
+                          "lr": self.spec.lr(k) if k < self.T else math.nan, "wall": wall})
+
+    def result(self, status: str, message: str) -> Result:
+        q = self.spec.grad_every
+        if q == 1:
+            method = "exact: every step"
+        elif q > 1:
+            method = (f"stratified subsample: one uniformly random step per block of {q} steps, "
+                      f"weighted by block length (unbiased)")
+        else:
+            method = "off (grad_every = 0)"
+        return Result.from_rows(
+            self.spec.to_dict(), self.rows,
+            grad_norm2_avg=self.gn_sum / self.gn_weight if self.gn_weight else math.nan,
+            grad_norm2_avg_method=method, grad_norm2_avg_steps=self.gn_count,
+            steps_done=self.k, u_final=self.u().detach().cpu().double().numpy(),
+            comm_steps=np.asarray(self.comm_steps, dtype=np.int64), status=status,
+            message=message)
+
+    def get_trace(self) -> Trace:
+        tr = self.tr
+        X = np.stack(tr["X"] + [self.X.detach().cpu().double().numpy().copy()])
+        mem_last = (self.mem.cpu().double().numpy().copy() if self.comp is not None
+                    else np.zeros((self.m, self.d)))
+        return Trace(X=X, grads=np.stack(tr["grads"]), direction=np.stack(tr["direction"]),
+                     delta=np.stack(tr["delta"]), memory=np.stack(tr["memory"] + [mem_last]),
+                     lr=np.asarray(tr["lr"]), mixed=np.asarray(tr["mixed"], dtype=bool),
+                     W=tr["W"])
+
+    # -- main loop -------------------------------------------------------------------------
+    def run(self, progress: bool = False) -> Result:
+        self.check_schedule()
+        T, s, q = self.T, self.spec.record_every, self.spec.grad_every
+        t0 = time.perf_counter()
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=T, desc=self.spec.config.name, unit="step")
+        pick = -1  # step of the current block at which ‖∇F(u)‖² is evaluated
+        try:
+            for rnd in self.spec.config.schedule.rounds(T, loss=self.full_loss):
+                self.round_synced = self.synced
+                for k in range(rnd.start, rnd.end):
+                    self.k = k
+                    gn = None
+                    if q >= 1:
+                        if q == 1:
+                            pick = k
+                        elif k % q == 0:
+                            pick = k + int(self.rng.integers(min(q, T - k)))
+                        if k == pick:
+                            gn = self.grad_norm2_u()
+                            if not math.isfinite(gn):
+                                raise DivergenceError(k, f"‖∇F(u_k)‖² = {gn}")
+                            w = 1 if q == 1 else min(q, T - (k - k % q))
+                            self.gn_sum += w * gn
+                            self.gn_weight += w
+                            self.gn_count += 1
+                    if k % s == 0:
+                        self.record(k, time.perf_counter() - t0, gn)
+                    self.step(k)
+                    if k == rnd.end - 1 and rnd.W is not None:
+                        self.mix(rnd.W, k, rnd.length)
+                    elif self.trace:
+                        self.tr["mixed"].append(False)
+                        self.tr["W"].append(None)
+                if bar is not None:
+                    bar.update(rnd.length)
+            self.k = T
+            self.record(T, time.perf_counter() - t0)
+        except DivergenceError as e:
+            e.partial = self.result("diverged", str(e))
+            raise
+        except KeyboardInterrupt as e:
+            e.partial = self.result("interrupted", "KeyboardInterrupt")  # type: ignore[attr-defined]
+            raise
+        except Exception as e:
+            try:
+                e.partial = self.result("error", f"{type(e).__name__}: {e}")  # type: ignore
+            except Exception:  # pragma: no cover - cannot attach (exotic exception type)
+                pass
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.result("completed", "")
+
+
+def run(spec: RunSpec, *, trace: bool = False, progress: bool = False,
+        save: str | None = None, mixing: str = "auto", fast_path: bool = True
+        ) -> Result | tuple[Result, Trace]:
+    """Run ``spec``; returns the :class:`Result` (and the :class:`Trace` if ``trace=True``).
+
+    save: path of a JSON file written atomically at the end — also when the run fails, with the
+    partial records (status ``"diverged"``/``"error"``/``"interrupted"``); the exception carries
+    the same partial result as ``err.partial``. mixing: ``"auto"`` (by W's structure) or force
+    ``"dense"``/``"sparse"``/``"groups"``. fast_path: use a registered hand-batched gradient
+    path when one applies to the problem (else ``vmap``). progress: tqdm bar.
+    """
+    eng = _Engine(spec, mixing=mixing, fast_path=fast_path, trace=trace)
+    try:
+        res = eng.run(progress=progress)
+    except BaseException as e:
+        partial = getattr(e, "partial", None)
+        if save is not None and partial is not None:
+            partial.save(save)
+        raise
+    if save is not None:
+        res.save(save)
+    return (res, eng.get_trace()) if trace else res
+
+
+def simulate(problem: Any, config: Config, *, lr: Any, T: int, batch_size: int = 1,
+             seed: int = 0, record_every: int = 1, grad_every: int = 1,
+             device: str | None = None, dtype: str | None = None, **kw: Any
+             ) -> Result | tuple[Result, Trace]:
+    """Shorthand for ``run(RunSpec(problem, config, lr, T, ...), **kw)``."""
+    spec = RunSpec(problem, config, lr, T, batch_size=batch_size, seed=seed, device=device,
+                   dtype=dtype, record_every=record_every, grad_every=grad_every)
+    return run(spec, **kw)
+
