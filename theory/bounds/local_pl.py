@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import sympy as sp
 
@@ -103,6 +104,7 @@ def shift(tau_: sp.Expr = tau) -> sp.Expr:
     return alpha_pl * tau_ + 4
 
 
+@cache
 def pl_bound() -> Bound:
     """The PL bound on ``E[F(x̄^(T))] − F*`` after T local steps per worker, p workers, period τ:
 
@@ -190,6 +192,7 @@ def _scaling(expr: sp.Expr, keep: Sequence[sp.Symbol]) -> sp.Expr:
     return sp.Mul(*[f for f in factors if f.free_symbols & set(keep)])
 
 
+@cache
 def tau_choice(c: sp.Expr | None = None) -> TauChoice:
     """Derive the communication period and number of rounds from :func:`pl_bound`.
 
