@@ -18,7 +18,7 @@ __all__ = [
 ]
 
 # Independent numpy streams of one problem seed, one per purpose.
-STREAM_DATA, STREAM_SPLIT, STREAM_INIT, STREAM_POINTS = 0, 1, 2, 3
+STREAM_DATA, STREAM_SPLIT, STREAM_INIT, STREAM_POINTS, STREAM_SHIFT = 0, 1, 2, 3, 4
 
 
 def rng_for(seed: int, stream: int) -> np.random.Generator:

@@ -35,6 +35,7 @@ from empirics.data import (
     STREAM_DATA,
     STREAM_INIT,
     STREAM_POINTS,
+    STREAM_SHIFT,
     STREAM_SPLIT,
     features_with_spectrum,
     gaussian_mixture,
@@ -670,8 +671,13 @@ class LeastSquares(_ConvexFiniteSum):
     (κ = ``condition_number``, needs n ≥ d) and Q a random rotation; y = X w_true + noise·ε with
     w_true, ε ~ N(0, I). n = m⌊n_samples/m⌋ rows are generated (equal shards). Constants (exact):
     L = λ_max(XᵀX/n) + l2, μ = λ_min(XᵀX/n) + l2 (= 1 + l2 and 1/κ + l2 up to rounding),
-    x* by numpy lstsq, F* = F(x*). Heterogeneity h sorts a fraction h of the rows by y before
-    dealing them to workers (h = 0: i.i.d. shards).
+    x* by numpy lstsq, F* = F(x*).
+
+    Heterogeneity h (concept shift): rows are dealt to workers uniformly at random and worker i's
+    targets are y = xᵀ(w_true + h·Δ_i) + noise·ε, with Δ_i ~ N(0, I_d) centred over workers, so
+    the workers' minimisers differ and ζ²(x*) grows like h². (Sorting rows by y would not do: with
+    a well-specified linear model every shard keeps the minimiser w_true.) h = 0: i.i.d. shards;
+    the data then do not depend on m beyond n.
     """
 
     _solve_method = "numpy.linalg.lstsq"
@@ -692,7 +698,13 @@ class LeastSquares(_ConvexFiniteSum):
         x = features_with_spectrum(n, geometric_spectrum(self.d, self.condition_number), rng)
         y = x @ rng.standard_normal(self.d) + self.noise * rng.standard_normal(n)
         self.param_shapes = {"w": (self.d,)}
-        self._setup(x, y, y, heterogeneity, seed)
+        self._setup(x, y, y, 0.0, seed)
+        self.heterogeneity = float(heterogeneity)
+        if self.heterogeneity > 0:
+            delta = rng_for(seed, STREAM_SHIFT).standard_normal((self.m, self.d))
+            delta -= delta.mean(0)
+            rows = np.repeat(self.heterogeneity * delta, self.n_per, axis=0)
+            self._y_np = self._y_np + np.einsum("ij,ij->i", self._x_np, rows)
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
         w = params["w"]
@@ -715,6 +727,15 @@ class LeastSquares(_ConvexFiniteSum):
                          "max_i λ_max(X_iᵀX_i/n_per) + l2, exact"))
 
 
+def _separable(x: np.ndarray, s: np.ndarray) -> bool:
+    """Whether some w has s_j x_jᵀw ≥ 1 for all j (an LP feasibility problem, HiGHS)."""
+    from scipy.optimize import linprog
+
+    res = linprog(np.zeros(x.shape[1]), A_ub=-(s[:, None] * x), b_ub=-np.ones(x.shape[0]),
+                  bounds=(None, None), method="highs")
+    return res.status == 0
+
+
 class LogisticRegression(_ConvexFiniteSum):
     """ℓ2-regularised logistic regression F(w) = (1/n) Σ_j log(1 + e^{−s_j x_jᵀw}) + (l2/2)‖w‖².
 
@@ -722,8 +743,14 @@ class LogisticRegression(_ConvexFiniteSum):
     s_j ∈ {−1, +1} drawn from a logistic teacher, P(s = 1) = σ(x_jᵀw_true), with w_true scaled so
     the teacher logits have mean square ``signal``². Constants: L = λ_max(XᵀX)/(4n) + l2 (global
     bound, since σ′ ≤ ¼; exact as a bound), μ = l2 (global; the data term's curvature vanishes as
-    ‖w‖ → ∞), x* by damped Newton in float64 to ‖∇F‖ ≤ 1e-10, F* = F(x*). Heterogeneity h sorts a
-    fraction h of the rows by label before dealing (h = 1: label-sorted shards).
+    ‖w‖ → ∞), x* by damped Newton in float64 to ‖∇F‖ ≤ 1e-10, F* = F(x*); l2 = 0 is refused
+    when the data are linearly separable (no minimiser).
+
+    Heterogeneity h (concept shift, as in :class:`LeastSquares`): rows are dealt at random and
+    worker i's labels come from the teacher w_true + h·Δ_i (Δ_i ~ N(0, I) centred over workers, in
+    the units of w_true). Label-sorted shards would not do here: without an intercept and with
+    symmetric features, (x, −1) has the loss of (−x, +1), so an all-negative shard has the same
+    minimiser as the whole data. h = 0: i.i.d. shards, data independent of m beyond n.
     """
 
     _solve_method = "damped Newton to ‖∇F‖ ≤ 1e-10"
@@ -743,10 +770,18 @@ class LogisticRegression(_ConvexFiniteSum):
         rng = rng_for(seed, STREAM_DATA)
         x = features_with_spectrum(n, geometric_spectrum(self.d, self.condition_number), rng)
         w = rng.standard_normal(self.d)
-        w *= self.signal / max(np.sqrt(np.mean((x @ w) ** 2)), 1e-300)
-        s = np.where(rng.random(n) < 1 / (1 + np.exp(-(x @ w))), 1.0, -1.0)
+        scale = self.signal / max(np.sqrt(np.mean((x @ w) ** 2)), 1e-300)
+        u = rng.random(n)
         self.param_shapes = {"w": (self.d,)}
-        self._setup(x, s, s, heterogeneity, seed)
+        self._setup(x, u, u, 0.0, seed)  # i.i.d. split; labels drawn below, per worker
+        self.heterogeneity = float(heterogeneity)
+        logits = self._x_np @ (scale * w)
+        if self.heterogeneity > 0:
+            delta = rng_for(seed, STREAM_SHIFT).standard_normal((self.m, self.d))
+            delta -= delta.mean(0)
+            rows = np.repeat(self.heterogeneity * scale * delta, self.n_per, axis=0)
+            logits = logits + np.einsum("ij,ij->i", self._x_np, rows)
+        self._y_np = np.where(self._y_np < 0.5 * (1 + np.tanh(0.5 * logits)), 1.0, -1.0)
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
         w = params["w"]
@@ -755,6 +790,10 @@ class LogisticRegression(_ConvexFiniteSum):
 
     def _solve(self, tol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
         x, s, n, l2 = self._x_np, self._y_np, self.n, self.l2
+        if l2 == 0 and _separable(x, s):
+            raise ValueError("l2 = 0 with linearly separable data: F has no minimiser "
+                             "(inf F = 0 is not attained), so F* and x* are undefined; "
+                             "use l2 > 0")
 
         def f(w: np.ndarray) -> float:
             return float(np.logaddexp(0.0, -s * (x @ w)).mean() + 0.5 * l2 * w @ w)
@@ -773,8 +812,7 @@ class LogisticRegression(_ConvexFiniteSum):
                 t /= 2
             w = w - t * step
         raise RuntimeError(f"logistic regression: Newton did not reach ‖∇F‖ <= {tol} in "
-                           f"{max_iter} iterations (‖∇F‖ = {gn:.2e}); with l2 = {l2} the data "
-                           "may be separable — use l2 > 0")
+                           f"{max_iter} iterations (‖∇F‖ = {gn:.2e}, l2 = {l2})")
 
     def _curvature(self) -> tuple[Estimate, Estimate, Estimate]:
         full, per = self._hessian_data()
