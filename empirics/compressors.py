@@ -17,6 +17,13 @@ bits, integer codes their stated width, no headers. ``encode`` packs each d-vect
 host byte order), so ``Payload.bits == rows · bits(d, value_bits)`` exactly, and
 ``decode(encode(x, g)) == C(x, g')`` bit for bit when g and g' are in the same state.
 
+Randomness: ``generator`` is None (torch's default generator), one ``torch.Generator`` on x's
+device, or a sequence of generators, one per row of x (leading axes flattened). With per-row
+generators, compressing a batch equals compressing each row alone with its own generator (what one
+process per worker does), for every compressor. With a single generator the same holds row by row
+for single-stage compressors (draws are row-major); :class:`Compose` draws its first stage for all
+rows before its second.
+
 Contract: docs/dev/CONTRACTS.md (``empirics.compressors.Compressor``).
 """
 
@@ -24,8 +31,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 import torch
 from torch import Tensor
@@ -46,6 +54,8 @@ __all__ = [
 ]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
+
+GeneratorLike: TypeAlias = "torch.Generator | Sequence[torch.Generator] | None"
 
 
 def index_bits(d: int) -> int:
@@ -83,15 +93,26 @@ def _check_input(x: Any, generator: Any) -> Tensor:
             f"x must have shape (..., d) with d ≥ 1 (last axis = vector), got {tuple(x.shape)}"
         )
     if generator is not None:
-        if not isinstance(generator, torch.Generator):
+        rows = math.prod(x.shape[:-1])
+        gens = [generator] if isinstance(generator, torch.Generator) else generator
+        if not isinstance(gens, Sequence) or isinstance(gens, str):
             raise TypeError(
-                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+                "generator must be a torch.Generator, a sequence of them (one per row of x) "
+                f"or None, got {type(generator).__name__}"
             )
-        if torch.device(generator.device) != x.device:
+        if not isinstance(generator, torch.Generator) and len(gens) != rows:
             raise ValueError(
-                f"generator is on device {generator.device} but x is on {x.device}: randomised "
-                "compressors draw from a generator on x's device"
+                f"generator: got {len(gens)} generators for {rows} rows of x (shape "
+                f"{tuple(x.shape)}); give one per row or a single generator"
             )
+        for i, g in enumerate(gens):
+            if not isinstance(g, torch.Generator):
+                raise TypeError(f"generator[{i}] must be a torch.Generator, got {type(g).__name__}")
+            if torch.device(g.device) != x.device:
+                raise ValueError(
+                    f"generator is on device {g.device} but x is on {x.device}: randomised "
+                    "compressors draw from a generator on x's device"
+                )
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         bad = (~finite).nonzero()
@@ -100,6 +121,30 @@ def _check_input(x: Any, generator: Any) -> Tensor:
             f"{tuple(bad[0].tolist())} (value {x[tuple(bad[0].tolist())].item()})"
         )
     return x
+
+
+def _rand(
+    rows: int, n: int, generator: GeneratorLike, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """(rows, n) uniforms on [0, 1); row i from generator[i] when a sequence is given."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.rand(rows, n, generator=generator, dtype=dtype, device=device)
+    if rows == 0:
+        return torch.empty(0, n, dtype=dtype, device=device)
+    return torch.stack([torch.rand(n, generator=g, dtype=dtype, device=device) for g in generator])
+
+
+def _randint(
+    rows: int, n: int, high: int, generator: GeneratorLike, device: torch.device
+) -> Tensor:
+    """(rows, n) uniform integers in [0, high); row i from generator[i] for a sequence."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randint(0, high, (rows, n), generator=generator, device=device)
+    if rows == 0:
+        return torch.empty(0, n, dtype=torch.int64, device=device)
+    return torch.stack(
+        [torch.randint(0, high, (n,), generator=g, device=device) for g in generator]
+    )
 
 
 def _value_bits(value_bits: Any) -> int:
@@ -216,7 +261,10 @@ def _unpack(data: Tensor, layout: list[_Field], dtype: torch.dtype) -> list[Tens
     for i, spec in enumerate(layout):
         if spec.width is None:
             nb = spec.n * itemsize
-            out[i] = data[..., pos : pos + nb].contiguous().view(dtype)
+            part = data[..., pos : pos + nb]
+            # fresh row-major copy: .contiguous() may keep odd strides of size-1 axes
+            buf = torch.empty(part.shape, dtype=torch.uint8, device=data.device).copy_(part)
+            out[i] = buf.view(dtype)
             pos += nb
     shifts = torch.arange(8, dtype=torch.uint8, device=data.device)
     bits = ((data[..., pos:].unsqueeze(-1) >> shifts) & 1).reshape(*batch, -1)
@@ -275,21 +323,21 @@ class Compressor:
     def _layout(self, d: int) -> list[_Field]:
         raise NotImplementedError
 
-    def _encode_fields(self, x: Tensor, generator: torch.Generator | None) -> list[Tensor]:
+    def _encode_fields(self, x: Tensor, generator: GeneratorLike) -> list[Tensor]:
         raise NotImplementedError
 
     def _decode_fields(self, fields: list[Tensor], d: int, dtype: torch.dtype) -> Tensor:
         raise NotImplementedError
 
     # --- public API
-    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def __call__(self, x: Tensor, generator: GeneratorLike = None) -> Tensor:
         """C(x) for every last-axis vector of x (shape (..., d)); same shape, dtype, device."""
         x = _check_input(x, generator)
         d = x.shape[-1]
         self._check_dim(d)
         return self._decode_fields(self._encode_fields(x, generator), d, x.dtype)
 
-    def encode(self, x: Tensor, generator: torch.Generator | None = None) -> Payload:
+    def encode(self, x: Tensor, generator: GeneratorLike = None) -> Payload:
         """Compact wire message of C(x) for every last-axis vector (see module docstring)."""
         x = _check_input(x, generator)
         d = x.shape[-1]
@@ -352,7 +400,7 @@ class Identity(Compressor):
     def _layout(self, d: int) -> list[_Field]:
         return [_Field(d, None)]
 
-    def _encode_fields(self, x: Tensor, generator: torch.Generator | None) -> list[Tensor]:
+    def _encode_fields(self, x: Tensor, generator: GeneratorLike) -> list[Tensor]:
         return [x]
 
     def _decode_fields(self, fields: list[Tensor], d: int, dtype: torch.dtype) -> Tensor:
@@ -376,13 +424,13 @@ class _Sparsifier(Compressor):
         if self.k > d:
             raise ValueError(f"{self!r}: k must be ≤ d, got k={self.k} > d={d} (last axis of x)")
 
-    def _select(self, x: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    def _select(self, x: Tensor, generator: GeneratorLike) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
     def _layout(self, d: int) -> list[_Field]:
         return [_Field(self.k, None), _Field(self.k, index_bits(d))]
 
-    def _encode_fields(self, x: Tensor, generator: torch.Generator | None) -> list[Tensor]:
+    def _encode_fields(self, x: Tensor, generator: GeneratorLike) -> list[Tensor]:
         idx, vals = self._select(x, generator)
         return [vals, idx]
 
@@ -416,7 +464,7 @@ class TopK(_Sparsifier):
         self._check_dim(_check_d(d))
         return self.k / d
 
-    def _select(self, x: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    def _select(self, x: Tensor, generator: GeneratorLike) -> tuple[Tensor, Tensor]:
         idx = torch.topk(x.abs(), self.k, dim=-1, sorted=False).indices
         return idx, x.gather(-1, idx)
 
@@ -448,7 +496,7 @@ def _sample_subsets(
     rows: int,
     d: int,
     k: int,
-    generator: torch.Generator | None,
+    generator: GeneratorLike,
     device: torch.device,
     n_draws: int | None = None,
 ) -> Tensor:
@@ -467,7 +515,7 @@ def _sample_subsets(
     if n_draws is None and d >= 1024 and 4 * k <= d:
         n_draws = _n_draws(d, k)
     if n_draws is not None:
-        r = torch.randint(0, d, (rows, n_draws), generator=generator, device=device)
+        r = _randint(rows, n_draws, d, generator, device)
         sv, pos = torch.sort(r, dim=-1, stable=True)
         first = torch.ones_like(sv, dtype=torch.bool)
         first[:, 1:] = sv[:, 1:] != sv[:, :-1]
@@ -475,7 +523,7 @@ def _sample_subsets(
         chosen = torch.topk(firstpos, k, dim=-1, largest=False, sorted=True).values
         if rows == 0 or not bool((chosen[:, -1] >= n_draws).any()):
             return r.gather(-1, chosen)
-    noise = torch.rand(rows, d, generator=generator, dtype=torch.float64, device=device)
+    noise = _rand(rows, d, generator, torch.float64, device)
     return torch.topk(noise, k, dim=-1, sorted=False).indices
 
 
@@ -523,7 +571,7 @@ class RandomK(_Sparsifier):
                 )
         return idx, vals
 
-    def _select(self, x: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    def _select(self, x: Tensor, generator: GeneratorLike) -> tuple[Tensor, Tensor]:
         batch, d = tuple(x.shape[:-1]), x.shape[-1]
         idx = _sample_subsets(math.prod(batch), d, self.k, generator, x.device)
         return self._select_from(x, idx.reshape(*batch, self.k))
@@ -589,8 +637,9 @@ class QSGD(Compressor):
         code = (level << 1) | (x < 0).to(torch.int64)
         return [norm, code]
 
-    def _encode_fields(self, x: Tensor, generator: torch.Generator | None) -> list[Tensor]:
-        u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    def _encode_fields(self, x: Tensor, generator: GeneratorLike) -> list[Tensor]:
+        rows = math.prod(x.shape[:-1])
+        u = _rand(rows, x.shape[-1], generator, x.dtype, x.device).reshape(x.shape)
         return self._quantize(x, u)
 
     def _decode_fields(self, fields: list[Tensor], d: int, dtype: torch.dtype) -> Tensor:
@@ -624,7 +673,7 @@ class ScaledSign(Compressor):
     def _layout(self, d: int) -> list[_Field]:
         return [_Field(1, None), _Field(d, 1)]
 
-    def _encode_fields(self, x: Tensor, generator: torch.Generator | None) -> list[Tensor]:
+    def _encode_fields(self, x: Tensor, generator: GeneratorLike) -> list[Tensor]:
         a, y = _safe_scale(x)
         scale = a * y.abs().mean(dim=-1, keepdim=True)
         return [scale, (x < 0).to(torch.uint8)]
@@ -675,7 +724,7 @@ class Rescaled(Compressor):
     def _layout(self, d: int) -> list[_Field]:
         return self.inner._layout(d)
 
-    def _encode_fields(self, x: Tensor, generator: torch.Generator | None) -> list[Tensor]:
+    def _encode_fields(self, x: Tensor, generator: GeneratorLike) -> list[Tensor]:
         return self.inner._encode_fields(x, generator)
 
     def _decode_fields(self, fields: list[Tensor], d: int, dtype: torch.dtype) -> Tensor:
@@ -758,7 +807,7 @@ class Compose(Compressor):
     def _layout(self, d: int) -> list[_Field]:
         return [_Field(self.first.k, index_bits(d)), *self.second._layout(self.first.k)]
 
-    def _encode_fields(self, x: Tensor, generator: torch.Generator | None) -> list[Tensor]:
+    def _encode_fields(self, x: Tensor, generator: GeneratorLike) -> list[Tensor]:
         idx, vals = self.first._select(x, generator)
         return [idx, *self.second._encode_fields(vals, generator)]
 
