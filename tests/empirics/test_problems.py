@@ -238,7 +238,7 @@ def test_closed_form_problems_reject_bad_input():
         PiecewiseQuadratic1D(m=0)
     with pytest.raises(ValueError, match="mu must be a finite number > 0"):
         PiecewiseQuadratic1D(mu=0)
-    with pytest.raises(ValueError, match="dtype must be torch.float32 or torch.float64"):
+    with pytest.raises(ValueError, match=r"dtype must be torch\.float32 or torch\.float64"):
         NoisyQuadratic(dtype=torch.float16)
 
 
