@@ -128,7 +128,7 @@ def delta_from_omega(omega_: sp.Expr = omega) -> sp.Expr:
     If ``E C(x) = x`` and ``E‖C(x) − x‖² ≤ ω‖x‖²`` then
     ``E‖x − C(x)/(1+ω)‖² = ‖x‖² − 2‖x‖²/(1+ω) + E‖C(x)‖²/(1+ω)² ≤ (1 − 1/(1+ω))‖x‖²``.
     """
-    return 1 / (1 + omega_)
+    return 1 / (1 + sp.sympify(omega_))
 
 
 def ef_step() -> tuple[sp.Expr, sp.Expr]:
