@@ -65,7 +65,7 @@ def topology_delay(W: Any, *, latency: float = 1.0, edge_costs: Any = None,
         if bad.any():
             i, j = map(int, np.argwhere(bad)[0])
             raise ValueError(f"edge_costs must be finite and ≥ 0 on the edges of W "
-                             f"(edge ({i}, {j}) costs {c[i, j]!r})")
+                             f"(edge ({i}, {j}) costs {float(c[i, j]):g})")
     per_node = np.where(edges, c, 0.0).sum(axis=1)
     return float(base + (per_node.max() if per_node.size else 0.0))
 
@@ -101,6 +101,7 @@ def decentralized_runtime_bound() -> Bound:
                  conditions=b.conditions, definitions={**b.definitions, K: K_wall})
 
 
+@cache
 def optimal_tau_decentralized() -> sp.Expr:
     """Closed-form τ* of :func:`decentralized_runtime_bound` (``Bound.minimize`` over τ with the
     other symbols free): sqrt(2ΔF·D(m+v)(1−ζ²)/(m η³L²σ² T_wall (1+ζ²))) [derived]."""
