@@ -112,7 +112,7 @@ class Stagewise:
         if len(etas) != len(bnd) + 1:
             raise ValueError(f"Stagewise needs len(etas) == len(boundaries) + 1 "
                              f"(got {len(etas)} etas, {len(bnd)} boundaries)")
-        if any(b <= 0 for b in bnd) or any(b2 <= b1 for b1, b2 in zip(bnd, bnd[1:])):
+        if any(b <= 0 for b in bnd) or any(b2 <= b1 for b1, b2 in zip(bnd, bnd[1:], strict=False)):
             raise ValueError(f"boundaries must be positive and strictly increasing (got {bnd})")
         object.__setattr__(self, "etas", etas)
         object.__setattr__(self, "boundaries", bnd)
@@ -316,6 +316,7 @@ class _Mixer:
             gid, sizes = groups
             self.messages = int(sum(s for s in sizes if s >= 2))
             self.n_groups = len(sizes)
+            self.ones = torch.full((n,), 1.0 / n, dtype=dtype, device=device)
             self.gid = torch.as_tensor(gid, device=device)
             self.inv = torch.as_tensor(1.0 / np.asarray(sizes, float), dtype=dtype,
                                        device=device)[:, None]
@@ -324,9 +325,9 @@ class _Mixer:
         else:
             self.messages = self.edges_directed
         if kind == "sparse":
-            self.diag = torch.as_tensor(np.diag(A).copy(), dtype=dtype, device=device)[:, None]
-            ii, jj = np.nonzero(off)  # new_j += A[i, j] x_i
-            self.edges = [(int(i), int(j), float(A[i, j])) for i, j in zip(ii, jj)]
+            # new row j = Σ_i A[i, j] x_i: one pass per row, (1 + deg_j) row operations
+            self.rows = [[(int(i), float(A[i, j])) for i in np.nonzero(nz[:, j])[0]]
+                         for j in range(n)]
         if kind == "dense":
             self.Wt = torch.as_tensor(A.T.copy(), dtype=dtype, device=device)
 
@@ -341,26 +342,30 @@ class _Mixer:
             return labels.astype(np.int64), [int(s) for s in sizes]
         return None
 
-    def __call__(self, X: torch.Tensor, buf: torch.Tensor) -> None:
+    def __call__(self, X: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+        """Wᵀ X; returns the tensor holding the result (``X`` itself, or ``buf`` — the caller
+        swaps buffers instead of copying back)."""
         k = self.kind
         if k == "identity":
-            return
+            return X
         if k == "groups":
             if self.n_groups == 1:
-                X.copy_(X.mean(0, keepdim=True).expand_as(X))
-            else:
-                sums = torch.zeros((self.n_groups, X.shape[1]), dtype=X.dtype, device=X.device)
-                sums.index_add_(0, self.gid, X).mul_(self.inv)
-                torch.index_select(sums, 0, self.gid, out=buf)
-                X.copy_(buf)
-        elif k == "sparse":
-            torch.mul(X, self.diag, out=buf)
-            for i, j, w in self.edges:
-                buf[j].add_(X[i], alpha=w)
-            X.copy_(buf)
-        else:
-            torch.mm(self.Wt, X, out=buf)
-            X.copy_(buf)
+                u = torch.mv(X.T, self.ones)  # (1/n) Σ_i x_i as one GEMV (bandwidth-bound)
+                X.copy_(u.expand_as(X))
+                return X
+            sums = torch.zeros((self.n_groups, X.shape[1]), dtype=X.dtype, device=X.device)
+            sums.index_add_(0, self.gid, X).mul_(self.inv)
+            torch.index_select(sums, 0, self.gid, out=buf)
+            return buf
+        if k == "sparse":
+            for j, terms in enumerate(self.rows):
+                (i0, w0), rest = terms[0], terms[1:]
+                out = torch.mul(X[i0], w0, out=buf[j])
+                for i, w in rest:
+                    out.add_(X[i], alpha=w)
+            return buf
+        torch.mm(self.Wt, X, out=buf)
+        return buf
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,22 +448,31 @@ class _Engine:
         flat0 = torch.cat([t.reshape(-1) for t in x0.values()])
         self.X = flat0.expand(self.n, self.d).clone()
         self.buf = torch.empty_like(self.X)
-        self.G = torch.empty((self.m, self.d), dtype=self.dtype, device=self.device)
         self.views = self._views(self.X)
         self.worker_views = {k: t[: self.m] for k, t in self.views.items()}
         self.grad_fn, self.grad_path = grad_fn_for(p, fast_path)
-        self.gens = p.generators(spec.seed, device=self.device)
         beta = cfg.momentum
+        # plain SGD through a fast path that can apply the update inside its backward pass
+        self.fused = (getattr(self.grad_fn, "supports_fused_sgd", False) and not beta
+                      and cfg.compressor is None and not trace)
+        self.G = (torch.empty((self.m, self.d), dtype=self.dtype, device=self.device)
+                  if not self.fused else torch.empty(0))
+        self.grad_out = (self._views(self.G) if getattr(self.grad_fn, "supports_out", False)
+                         and not self.fused else None)
+        self.gens = p.generators(spec.seed, device=self.device)
         self.mom = torch.zeros_like(self.G) if beta else None
         self.comp = cfg.compressor
         if self.comp is not None:
             self.mem = torch.zeros_like(self.G)
             self.U = torch.empty_like(self.G)
-            self.D = torch.empty_like(self.G)
             self.cgens = [torch.Generator(device=self.device).manual_seed(
                 compressor_seed(spec.seed, i)) for i in range(self.m)]
+            self.comp(torch.zeros((1, self.d), dtype=self.dtype, device=self.device),
+                      generator=self.cgens[:1])  # fails early if C cannot act on d-vectors
             self.comp_bits = int(self.comp.bits(self.d))
         self.dirbuf = torch.empty_like(self.G) if (beta and cfg.nesterov) else None
+        if self.fused:
+            self.grad_path += "+fused-sgd"
         self._mixers: dict[int, tuple[MixingMatrix, _Mixer]] = {}
         self.synced = True  # all n rows equal (true at x₀ and after mixing with W = J)
         self.round_synced = True  # ... at the start of the current round
@@ -469,6 +483,7 @@ class _Engine:
         self.gn_sum = 0.0   # Σ over evaluated blocks of (block length × ‖∇F(u_k)‖²)
         self.gn_weight = 0  # Σ block lengths covered
         self.gn_count = 0
+        self.gn_at: list[int] = []
         self.k = 0
         self.lr_k = math.nan
         self.rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0x6E0F]))
@@ -485,14 +500,14 @@ class _Engine:
     # -- helpers ---------------------------------------------------------------------------
     def _views(self, X: torch.Tensor) -> dict[str, torch.Tensor]:
         out, off = {}, 0
-        for name, shp, sz in zip(self.names, self.shapes, self.sizes):
+        for name, shp, sz in zip(self.names, self.shapes, self.sizes, strict=True):
             out[name] = X[:, off:off + sz].view(X.shape[0], *shp)
             off += sz
         return out
 
     def _unflat(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
         out, off = {}, 0
-        for name, shp, sz in zip(self.names, self.shapes, self.sizes):
+        for name, shp, sz in zip(self.names, self.shapes, self.sizes, strict=True):
             out[name] = u[off:off + sz].view(shp)
             off += sz
         return out
@@ -545,7 +560,12 @@ class _Engine:
         m = self.m
         eta = self.lr_k = self.lr(k)
         batch = self.problem.sample_all(self.spec.batch_size, self.gens)
-        grads, losses = self.grad_fn(self.worker_views, batch)
+        if self.fused:
+            _, losses = self.grad_fn(self.worker_views, batch, sgd_lr=eta)
+        elif self.grad_out is not None:
+            grads, losses = self.grad_fn(self.worker_views, batch, out=self.grad_out)
+        else:
+            grads, losses = self.grad_fn(self.worker_views, batch)
         bad = ~torch.isfinite(losses)
         if bool(bad.any()):
             i = int(torch.nonzero(bad)[0])
@@ -553,8 +573,13 @@ class _Engine:
             raise DivergenceError(
                 k, f"mini-batch loss of worker {i} is {float(losses[i])} "
                    f"(parameters {'finite' if params_ok else 'contain NaN/inf'})")
+        if self.fused:
+            if m > 1 or self.v > 0:
+                self.synced = False
+            return
         G = self.G
-        torch.cat([grads[nm].reshape(m, -1) for nm in self.names], dim=1, out=G)
+        if self.grad_out is None:
+            torch.cat([grads[nm].reshape(m, -1) for nm in self.names], dim=1, out=G)
         if self.mom is not None:
             self.mom.mul_(cfg.momentum).add_(G)
             if cfg.nesterov:
@@ -573,8 +598,8 @@ class _Engine:
         Xw = self.X[:m]
         if self.comp is not None:
             torch.add(self.mem, direction, alpha=eta, out=self.U)
-            for i in range(m):
-                self.D[i] = self.comp(self.U[i], generator=self.cgens[i])
+            # one generator per worker row: equals each worker compressing alone
+            self.D = self.comp(self.U, generator=self.cgens)
             torch.sub(self.U, self.D, out=self.mem)
             Xw.sub_(self.D)
             delta = self.D
@@ -591,7 +616,11 @@ class _Engine:
         mx = self.mixer(W)
         if mx.kind != "identity":
             was_synced = self.round_synced
-            mx(self.X, self.buf)
+            out = mx(self.X, self.buf)
+            if out is not self.X:  # double buffering: swap instead of copying back
+                self.X, self.buf = out, self.X
+                self.views = self._views(self.X)
+                self.worker_views = {k: t[: self.m] for k, t in self.views.items()}
             per = UNCOMPRESSED_BITS * self.d
             if self.comp is not None and mx.kind == "groups" and mx.n_groups == 1 and was_synced:
                 per = min(per, length * self.comp_bits)
@@ -643,7 +672,8 @@ class _Engine:
             grad_norm2_avg=self.gn_sum / self.gn_weight if self.gn_weight else math.nan,
             grad_norm2_avg_method=method, grad_norm2_avg_steps=self.gn_count,
             steps_done=self.k, u_final=self.u().detach().cpu().double().numpy(),
-            comm_steps=np.asarray(self.comm_steps, dtype=np.int64), status=status,
+            comm_steps=np.asarray(self.comm_steps, dtype=np.int64),
+            grad_norm2_at=np.asarray(self.gn_at, dtype=np.int64), status=status,
             message=message)
 
     def get_trace(self) -> Trace:
@@ -686,6 +716,7 @@ class _Engine:
                             self.gn_sum += w * gn
                             self.gn_weight += w
                             self.gn_count += 1
+                            self.gn_at.append(k)
                     if k % s == 0:
                         self.record(k, time.perf_counter() - t0, gn)
                     self.step(k)
@@ -749,3 +780,78 @@ def simulate(problem: Any, config: Config, *, lr: Any, T: int, batch_size: int =
                    dtype=dtype, record_every=record_every, grad_every=grad_every)
     return run(spec, **kw)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# hand-batched fast path: empirics.problems.MLPClassifier
+# ---------------------------------------------------------------------------------------------
+def _mlp_grad_factory(problem: Any) -> GradFn:
+    """Stacked forward/backward of :class:`empirics.problems.MLPClassifier` with batched matmuls.
+
+    Same function as ``problem.loss`` (tanh hidden layers, mean cross-entropy
+    logsumexp(z) − z_y, + (l2/2)‖θ‖²), with the gradient written by hand:
+    δ_L = (softmax(z_L) − onehot(y))/B, ∂W_k = h_kᵀ δ_k, ∂b_k = Σ_rows δ_k,
+    δ_{k−1} = (δ_k W_kᵀ) ⊙ (1 − h_k²); per worker via ``torch.bmm`` (``baddbmm`` for the bias).
+    ``out``: optional dict of preallocated gradient tensors (e.g. views into the engine's flat
+    gradient buffer), written in place. ``sgd_lr = η``: fused plain SGD — the parameters are
+    updated in place, θ ← θ − η∇loss, inside the backward pass (no gradient buffer), and the
+    returned losses omit the (l2/2)‖θ‖² term (they serve only the divergence check).
+    Tested against the vmap path."""
+    L = problem._n_layers
+    l2 = float(problem.l2)
+
+    def mlp_bmm(params: dict[str, torch.Tensor], batch: tuple[torch.Tensor, ...],
+                out: dict[str, torch.Tensor] | None = None, sgd_lr: float | None = None
+                ) -> tuple[dict[str, torch.Tensor] | None, torch.Tensor]:
+        x, y = batch
+        Ws = [params[f"W{k}"] for k in range(L)]
+        bs = [params[f"b{k}"] for k in range(L)]
+        hs = [x.to(Ws[0].dtype)]
+        for k in range(L):
+            z = torch.baddbmm(bs[k].unsqueeze(1), hs[-1], Ws[k])
+            hs.append(torch.tanh(z) if k < L - 1 else z)
+        z = hs.pop()  # logits (m, B, C)
+        B = z.shape[1]
+        lse = torch.logsumexp(z, -1, keepdim=True)
+        losses = (lse.squeeze(-1) - torch.gather(z, -1, y.unsqueeze(-1)).squeeze(-1)).mean(1)
+        if l2 and sgd_lr is None:
+            sq = sum(torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1) ** 2
+                     for t in Ws + bs)
+            losses = losses + 0.5 * l2 * sq
+        delta = torch.exp(z - lse)
+        delta.scatter_add_(-1, y.unsqueeze(-1), torch.full_like(lse, -1.0))
+        delta.div_(B)
+        g: dict[str, torch.Tensor] = {}
+        for k in range(L - 1, -1, -1):
+            hT = hs[k].transpose(1, 2)
+            dh = torch.bmm(delta, Ws[k].transpose(1, 2)) if k > 0 else None
+            if sgd_lr is not None:
+                # fused plain SGD: θ ← θ − η(∂θ + l2·θ) = (1 − η·l2)θ − η·∂θ, in place
+                Ws[k].baddbmm_(hT, delta, beta=1.0 - sgd_lr * l2, alpha=-sgd_lr)
+                bs[k].mul_(1.0 - sgd_lr * l2).sub_(delta.sum(1), alpha=sgd_lr)
+            else:
+                gW = out[f"W{k}"] if out is not None else None
+                gb = out[f"b{k}"] if out is not None else None
+                if l2:
+                    gW = torch.baddbmm(Ws[k], hT, delta, beta=l2, out=gW)
+                    gb = torch.add(delta.sum(1), bs[k], alpha=l2, out=gb)
+                else:
+                    gW = torch.bmm(hT, delta, out=gW)
+                    gb = torch.sum(delta, 1, out=gb)
+                g[f"W{k}"], g[f"b{k}"] = gW, gb
+            if dh is not None:
+                delta = dh.mul_(1 - hs[k] * hs[k])
+        return (None if sgd_lr is not None else g), losses
+
+    mlp_bmm.supports_out = True  # type: ignore[attr-defined]
+    mlp_bmm.supports_fused_sgd = True  # type: ignore[attr-defined]
+    return mlp_bmm
+
+
+def _is_mlp(problem: Any) -> bool:
+    from empirics.problems import MLPClassifier
+
+    return type(problem) is MLPClassifier
+
+
+register_fast_grad(_is_mlp, _mlp_grad_factory)

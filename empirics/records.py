@@ -75,7 +75,8 @@ class Result:
     weighted by block length — unbiased for the mean over the trajectory);
     ``grad_norm2_avg_steps`` the number of steps at which ∇F was evaluated.
     ``u_final`` is the averaged model u_K (flat, float64), ``comm_steps`` the steps k after which
-    a W ≠ I was applied, ``status`` one of ``"completed"``, ``"diverged"``, ``"error"``,
+    a W ≠ I was applied, ``grad_norm2_at`` the steps at which ‖∇F(u_k)‖² entered the running
+    average, ``status`` one of ``"completed"``, ``"diverged"``, ``"error"``,
     ``"interrupted"``, with ``message``. ``spec`` is the run's spec as a dict.
     """
 
@@ -97,6 +98,7 @@ class Result:
     steps_done: int = 0
     u_final: np.ndarray | None = None
     comm_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    grad_norm2_at: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     status: str = "completed"
     message: str = ""
 
@@ -153,7 +155,7 @@ class Result:
                     kw[f.name] = np.asarray([_unplain_float(x) for x in v], dtype=np.float64)
             elif f.name == "u_final":
                 kw[f.name] = None if v is None else np.asarray(v, dtype=np.float64)
-            elif f.name == "comm_steps":
+            elif f.name in ("comm_steps", "grad_norm2_at"):
                 kw[f.name] = np.asarray(v if v is not None else [], dtype=np.int64)
             elif f.name == "grad_norm2_avg":
                 kw[f.name] = _unplain_float(v)
