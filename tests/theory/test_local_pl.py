@@ -106,3 +106,12 @@ def test_pl_bound_intervals():
     assert math.isclose(b.evaluate_terms(**vals)["local"], local, rel_tol=1e-12)
     with pytest.raises(ValueError, match="periods must be"):
         pl.pl_bound_intervals([3, 0])
+
+
+def test_docs_page_snippets_run():
+    import doctest
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "local_sgd_pl.md"
+    r = doctest.testfile(str(page), module_relative=False, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert r.attempted > 10 and r.failed == 0

@@ -99,3 +99,12 @@ def test_ef_step_is_young():
         u = m + np.array([0.0, 1.0]) if abs(m[1]) <= abs(m[0]) else m + np.array([1.0, 0.0])
         m = u - _topk(u, 1)
         assert m @ m <= b
+
+
+def test_docs_page_snippets_run():
+    import doctest
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "memory_sgd.md"
+    r = doctest.testfile(str(page), module_relative=False, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert r.attempted > 5 and r.failed == 0

@@ -54,3 +54,12 @@ def test_leading_orders():
             assert sp.limit(approx / lead, R, sp.oo) == 1
     with pytest.raises(ValueError, match="kind must be"):
         osa.sum_H_over_t_approx("x")
+
+
+def test_docs_page_snippets_run():
+    import doctest
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "one_shot_averaging.md"
+    r = doctest.testfile(str(page), module_relative=False, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert r.attempted > 5 and r.failed == 0
