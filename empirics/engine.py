@@ -712,13 +712,14 @@ class _Engine:
                             gn = self.grad_norm2_u()
                             if not math.isfinite(gn):
                                 raise DivergenceError(k, f"‖∇F(u_k)‖² = {gn}")
-                            w = 1 if q == 1 else min(q, T - (k - k % q))
-                            self.gn_sum += w * gn
-                            self.gn_weight += w
-                            self.gn_count += 1
-                            self.gn_at.append(k)
-                    if k % s == 0:
+                    if k % s == 0:  # the record's running average covers steps j < k
                         self.record(k, time.perf_counter() - t0, gn)
+                    if gn is not None:
+                        w = 1 if q == 1 else min(q, T - (k - k % q))
+                        self.gn_sum += w * gn
+                        self.gn_weight += w
+                        self.gn_count += 1
+                        self.gn_at.append(k)
                     self.step(k)
                     if k == rnd.end - 1 and rnd.W is not None:
                         self.mix(rnd.W, k, rnd.length)
