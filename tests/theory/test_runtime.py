@@ -112,3 +112,16 @@ def test_argument_errors():
         rt.best_topology_and_tau({}, VALS)
     with pytest.raises(ValueError, match="v must be in"):
         rt.best_topology_and_tau({"r": (ring(8), 8)}, VALS)
+
+
+def test_designed_weights_beat_metropolis_on_the_same_graph():
+    from theory.design import fastest_mixing
+
+    G = nx.path_graph(6)
+    fm = fastest_mixing(G)
+    mh = metropolis_hastings(G)
+    res = rt.best_topology_and_tau({"fmmc": fm, "mh": mh}, VALS, latency=0.05)
+    by = {r.name: r for r in res.table}
+    assert by["fmmc"].zeta < by["mh"].zeta
+    assert by["fmmc"].D <= by["mh"].D  # same support (or sparser)
+    assert res.best.name == "fmmc" and by["fmmc"].value < by["mh"].value

@@ -95,7 +95,7 @@ def decentralized_runtime_bound() -> Bound:
     Symbols: eta, L, sigma2, m, v, tau, zeta, F_gap, Y, D, T_wall."""
     b = cooperative_bound()
     K_wall = T_wall / (Y + D / tau)
-    terms = {k: sp.simplify(t.subs(K, K_wall)) for k, t in b.terms.items()}
+    terms = {k: t.subs(K, K_wall) for k, t in b.terms.items()}
     return Bound("A(τ, W, v) error vs wall-clock", sp.Add(*terms.values()), RUNTIME_SOURCE,
                  terms=terms, lhs="E[(1/K) Σ_k ‖∇F(u_k)‖²] within wall-clock T_wall",
                  conditions=b.conditions, definitions={**b.definitions, K: K_wall})
@@ -152,8 +152,8 @@ def best_topology_and_tau(
 
     Args:
         candidates: name → MixingMatrix (v = 0) or (MixingMatrix, v) for W with v auxiliary
-            variables (e.g. EASGD's W_α, v = 1); any W works, e.g. those of
-            ``theory.design.fastest_mixing`` or ``theory.mixing.ring``.
+            variables (e.g. EASGD's W_α, v = 1); any W works: ``theory.mixing.ring(16)``, an
+            array, or a ``theory.design.fastest_mixing`` result (its ``.mixing`` is used).
         values: eta, L, sigma2, F_gap, Y, T_wall (keyword names); m is taken as W.n − v.
         delay: D(W) in seconds; default :func:`topology_delay` with ``latency``.
         tau_max: largest τ searched (default: the number of steps the budget allows, T_wall/Y).
@@ -178,6 +178,7 @@ def best_topology_and_tau(
     rows = []
     for name, cand in candidates.items():
         W, v_ = (cand if isinstance(cand, tuple) else (cand, 0))
+        W = getattr(W, "mixing", W)  # a theory.design.DesignResult carries its MixingMatrix
         W = as_mixing(W, name=f"candidates[{name!r}]")
         v_ = int(v_)
         if not 0 <= v_ < W.n:
