@@ -659,7 +659,8 @@ class _ConvexFiniteSum(_FiniteSum):
         """λ(XᵀX/n) and λ(X_iᵀX_i/n_per) for every worker i (ascending)."""
         x = self._x_np
         full = np.linalg.eigvalsh(x.T @ x / self.n)
-        per = [np.linalg.eigvalsh(xi.T @ xi / self.n_per)
+        # X_iᵀX_i and X_iX_iᵀ share their non-zero eigenvalues: use the smaller Gram matrix
+        per = [np.linalg.eigvalsh(xi.T @ xi if self.d <= self.n_per else xi @ xi.T) / self.n_per
                for xi in x.reshape(self.m, self.n_per, -1)]
         return full, per
 
@@ -856,14 +857,18 @@ class MLPClassifier(_FiniteSum):
     * L: max over P of ‖∇²F(x)‖₂ by power iteration on HVPs (each a lower bound at its point; the
       sup over the region may be larger); uncertainty = spread (max − min) over P.
     * σ²: max over P and workers of the exact single-sample variance σ_i²(x) (finite data: no
-      sampling error at a point; :meth:`sigma2_mc` gives a Monte-Carlo estimate with its standard
-      error); uncertainty = spread over P. μ: None. ζ² at x₀ and at the F* point.
+      sampling error at a point, computed from per-sample gradient norms in one pass;
+      :meth:`sigma2_mc` gives a Monte-Carlo estimate with its standard error); uncertainty =
+      spread over P. μ: None. ζ² at x₀ and at the F* point.
+
+    Cost: a few hundred full-batch passes (L-BFGS, ``power_iters`` HVPs per point) — seconds for
+    the defaults, minutes for a 784-256-10 network on 10⁴ samples; computed on first access.
     """
 
     def __init__(self, n_samples: int = 2000, d_in: int = 10, hidden: int | Sequence[int] = 16,
                  n_classes: int = 4, m: int = 1, seed: int = 0, heterogeneity: float = 0.0,
                  dataset: str = "synthetic", separation: float = 1.5, l2: float = 1e-4,
-                 fstar_iters: int = 300, n_random_points: int = 2,
+                 fstar_iters: int = 300, n_random_points: int = 2, power_iters: int = 100,
                  device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__(m, device, dtype)
@@ -878,6 +883,7 @@ class MLPClassifier(_FiniteSum):
         self.l2 = _real_at_least("l2", l2, 0.0)
         self.fstar_iters = _int_at_least("fstar_iters", fstar_iters, 1)
         self.n_random_points = _int_at_least("n_random_points", n_random_points, 0)
+        self.power_iters = _int_at_least("power_iters", power_iters, 1)
         self.seed = int(seed)
         self.dataset = dataset
         widths = [self.d_in, *self.hidden, self.n_classes]
@@ -910,6 +916,45 @@ class MLPClassifier(_FiniteSum):
         picked = torch.gather(h, -1, y.unsqueeze(-1)).squeeze(-1)
         ce = (torch.logsumexp(h, -1) - picked).mean()
         return ce + 0.5 * self.l2 * _sqnorm(params) if self.l2 else ce
+
+    def _sigma2_workers(self, params: Params) -> torch.Tensor:
+        """σ_i²(x) for every worker, exactly, without materialising per-sample gradients.
+
+        For a dense layer z = aW + b, sample j's gradient is (a_j δ_jᵀ, δ_j) with δ_j = ∂ℓ_j/∂z_j
+        (the rows of ∂(Σ_j ℓ_j)/∂z), so ‖g_j‖² = Σ_layers (‖a_j‖² + 1)‖δ_j‖² and the worker mean is
+        (A_iᵀΔ_i, Σ_j δ_j)/n_per; then σ_i² = mean_j ‖g_j‖² − ‖ḡ_i‖² (the l2 term is the same for
+        every sample and cancels). Same value as the generic vmap path, at the cost of one
+        forward/backward pass over the data.
+        """
+        x_all, y_all = self._data_like(params)
+        p = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        dt, dev = p["W0"].dtype, p["W0"].device
+        sq = torch.zeros(self.m, dtype=dt, device=dev)
+        mean_sq = torch.zeros(self.m, dtype=dt, device=dev)
+        per_chunk = max(1, 8192 // self.n_per)
+        for w0 in range(0, self.m, per_chunk):
+            w1 = min(self.m, w0 + per_chunk)
+            rows = slice(w0 * self.n_per, w1 * self.n_per)
+            with torch.enable_grad():
+                h, acts, pre = x_all[rows].to(dt), [], []
+                for k in range(self._n_layers):
+                    acts.append(h)
+                    z = h @ p[f"W{k}"] + p[f"b{k}"]
+                    pre.append(z)
+                    h = torch.tanh(z) if k < self._n_layers - 1 else z
+                y = y_all[rows]
+                total = (torch.logsumexp(h, -1) - h.gather(-1, y.unsqueeze(-1)).squeeze(-1)).sum()
+                deltas = torch.autograd.grad(total, pre)
+            nw = w1 - w0
+            for a, dl in zip(acts, deltas, strict=True):
+                a, dl = a.detach(), dl.detach()
+                wid = torch.arange(w0, w1, device=dev).repeat_interleave(self.n_per)
+                sq.index_add_(0, wid, ((a**2).sum(1) + 1) * (dl**2).sum(1))
+                a3, d3 = a.reshape(nw, self.n_per, -1), dl.reshape(nw, self.n_per, -1)
+                gw = torch.bmm(a3.transpose(1, 2), d3) / self.n_per
+                gb = d3.mean(1)
+                mean_sq[w0:w1] += (gw**2).sum((1, 2)) + (gb**2).sum(1)
+        return sq / self.n_per - mean_sq
 
     def _flat_objective(self, theta: torch.Tensor) -> torch.Tensor:
         return self.objective(_unflatten(theta, self.param_shapes))
@@ -953,7 +998,7 @@ class MLPClassifier(_FiniteSum):
         gen = torch.Generator().manual_seed(seed_for(self.seed, 0))
         ls, its = [], []
         for _, th in points:
-            lam, it = _power_iteration(self._flat_objective, th, gen)
+            lam, it = _power_iteration(self._flat_objective, th, gen, self.power_iters)
             ls.append(lam)
             its.append(it)
         named = [(name, self._params64(th)) for name, th in points]

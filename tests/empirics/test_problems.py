@@ -418,6 +418,17 @@ def test_mlp_fstar_sigma2_and_reproducibility(mlp):
     assert not torch.equal(other.data()[0], mlp.data()[0])
 
 
+def test_mlp_one_pass_sigma2_equals_per_sample_vmap():
+    from empirics.problems import _FiniteSum
+
+    p = MLPClassifier(n_samples=300, d_in=4, hidden=(6, 5), n_classes=3, m=3, l2=0.1,
+                      heterogeneity=0.5)
+    for x in (p.init_params(), _random_point(p, scale=1.0)):
+        fast = p._sigma2_workers(x)
+        slow = _FiniteSum._sigma2_workers(p, x)  # generic: vmap(grad) per sample
+        torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-14)
+
+
 def test_mlp_label_skew_increases_dissimilarity():
     kw = dict(n_samples=400, d_in=5, hidden=8, n_classes=4, m=4, seed=3)
     iid, skew = MLPClassifier(heterogeneity=0.0, **kw), MLPClassifier(heterogeneity=1.0, **kw)
