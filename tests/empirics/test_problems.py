@@ -419,13 +419,13 @@ def test_mlp_fstar_sigma2_and_reproducibility(mlp):
 
 
 def test_mlp_one_pass_sigma2_equals_per_sample_vmap():
-    from empirics.problems import _FiniteSum
+    from empirics.problems import FiniteSumProblem
 
     p = MLPClassifier(n_samples=300, d_in=4, hidden=(6, 5), n_classes=3, m=3, l2=0.1,
                       heterogeneity=0.5)
     for x in (p.init_params(), _random_point(p, scale=1.0)):
         fast = p._sigma2_workers(x)
-        slow = _FiniteSum._sigma2_workers(p, x)  # generic: vmap(grad) per sample
+        slow = FiniteSumProblem._sigma2_workers(p, x)  # generic: vmap(grad) per sample
         torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-14)
 
 

@@ -1,0 +1,42 @@
+"""Problems with known (or estimated) constants L, μ, σ², F*, F(x₀) for the engine (issue 4).
+
+Every problem follows the ``Problem`` contract of ``docs/dev/CONTRACTS.md``: m workers, a pure
+mini-batch ``loss(params, batch)`` usable under ``torch.func.grad``/``vmap``, seeded ``sample``,
+exact ``full_loss``/``full_grad``/``grad_norm2`` of the global objective, and ``constants``.
+
+Conventions (all problems):
+
+* The global objective is F = (1/m) Σ_i F_i with F_i worker i's objective. Finite-sum problems give
+  every worker the same number of samples, so F is also the plain mean over the data in use.
+* A stochastic gradient g of worker i on a batch of b samples has E g = ∇F_i(x) and
+  E‖g − ∇F_i(x)‖² = σ_i²(x)/b, where σ_i²(x) is the single-sample variance (``sigma2_at``).
+  ``constants.sigma2`` is stated for b = 1; divide by b for mini-batches.
+* ``sample`` draws with replacement (i.i.d. samples of the worker's distribution), which is what
+  makes the σ²/b formula exact.
+* Worker i's generator is ``torch.Generator().manual_seed(seed_for(seed, i))``
+  (``Problem.generators``).
+* Constants are computed lazily (first access of ``.constants``), in float64 on the CPU.
+
+Modules: :mod:`~empirics.problems.base` (``Problem``, ``Estimate``, ``Constants``, ``seed_for``),
+:mod:`~empirics.problems.closed_form` (``NoisyQuadratic``, ``PiecewiseQuadratic1D``),
+:mod:`~empirics.problems.finite_sum` (``FiniteSumProblem``, ``LeastSquares``,
+``LogisticRegression``), :mod:`~empirics.problems.mlp` (``MLPClassifier``).
+"""
+
+from empirics.problems.base import Constants, Estimate, Problem, seed_for
+from empirics.problems.closed_form import NoisyQuadratic, PiecewiseQuadratic1D
+from empirics.problems.finite_sum import FiniteSumProblem, LeastSquares, LogisticRegression
+from empirics.problems.mlp import MLPClassifier
+
+__all__ = [
+    "Constants",
+    "Estimate",
+    "FiniteSumProblem",
+    "LeastSquares",
+    "LogisticRegression",
+    "MLPClassifier",
+    "NoisyQuadratic",
+    "PiecewiseQuadratic1D",
+    "Problem",
+    "seed_for",
+]

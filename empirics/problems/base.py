@@ -1,0 +1,290 @@
+"""The Problem contract, the per-worker seed convention, and the Estimate/Constants data.
+
+See :mod:`empirics.problems` for the conventions shared by every problem.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import grad, vmap
+
+Params = dict[str, torch.Tensor]
+Batch = tuple[torch.Tensor, ...]
+_SEED_PRIME = 1_000_003
+_CPU = torch.device("cpu")
+
+
+def seed_for(seed: int, worker: int) -> int:
+    """Seed of worker ``worker``'s generator in a run with seed ``seed``.
+
+    s_i = (seed · 1 000 003 + i) mod 2⁶³ — injective in (seed, i) for 0 ≤ i < 1 000 003, with no
+    hashing, so the simulator and the distributed backend agree by construction.
+    """
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer (got {seed!r})")
+    if not isinstance(worker, (int, np.integer)) or not 0 <= worker < _SEED_PRIME:
+        raise ValueError(f"worker must be an integer in [0, {_SEED_PRIME}) (got {worker!r})")
+    return (int(seed) * _SEED_PRIME + int(worker)) % 2**63
+
+
+# ---------------------------------------------------------------------------------------------
+# plain data: Estimate, Constants
+# ---------------------------------------------------------------------------------------------
+def _plain(v: Any) -> Any:
+    """numpy / torch scalars and arrays → JSON-ready Python objects."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, torch.Tensor):
+        return _plain(v.detach().cpu().numpy())
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A constant with how it was obtained: ``value``, ``method`` (text), ``uncertainty``.
+
+    ``uncertainty = 0`` means exact (up to float64 rounding) for the definition stated in
+    ``method``; otherwise ``method`` says what the number is (standard error, spread over points,
+    width of a bracket). ``detail`` holds the raw numbers behind it (per-point values, ...).
+    """
+
+    value: float
+    method: str
+    uncertainty: float = 0.0
+    detail: dict[str, Any] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "value", float(self.value))
+        object.__setattr__(self, "uncertainty", float(self.uncertainty))
+        if not math.isfinite(self.value):
+            raise ValueError(f"Estimate value must be finite (got {self.value}; {self.method})")
+        if not self.uncertainty >= 0:
+            raise ValueError(f"Estimate uncertainty must be >= 0 (got {self.uncertainty})")
+
+    @property
+    def exact(self) -> bool:
+        return self.uncertainty == 0.0
+
+    def __float__(self) -> float:
+        return self.value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "method": self.method, "uncertainty": self.uncertainty,
+                "detail": _plain(self.detail)}
+
+    def __repr__(self) -> str:
+        unc = "exact" if self.exact else f"± {self.uncertainty:.3g}"
+        return f"Estimate({self.value:.6g} {unc}: {self.method})"
+
+
+@dataclass(frozen=True)
+class Constants:
+    """The constants a bound needs. Each field is an :class:`Estimate` (or None if undefined).
+
+    L: smoothness of F. mu: strong convexity of F (None if non-convex). sigma2: single-sample
+    gradient variance bound (E‖g − ∇F_i‖² ≤ beta·‖∇F(x)‖² + sigma2 per sample; divide by b for a
+    batch of b). F_star: min F. F0: F(x₀). beta: gradient-dependent part of the noise (None if
+    the noise bound is uniform). L_local: max_i smoothness of the worker objectives F_i.
+    zeta2_x0, zeta2_star: heterogeneity ζ² = (1/m) Σ_i ‖∇F_i(x) − ∇F(x)‖² at x₀ and at x*.
+    """
+
+    L: Estimate
+    mu: Estimate | None
+    sigma2: Estimate
+    F_star: Estimate
+    F0: Estimate
+    beta: Estimate | None = None
+    L_local: Estimate | None = None
+    zeta2_x0: Estimate | None = None
+    zeta2_star: Estimate | None = None
+
+    @property
+    def initial_gap(self) -> float:
+        """F(x₀) − F* (a lower bound on it when F* is only an upper estimate)."""
+        return self.F0.value - self.F_star.value
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (None if (e := getattr(self, f.name)) is None else e.to_dict())
+                for f in fields(self)}
+
+    def __repr__(self) -> str:
+        rows = [f"  {f.name:<10} = {getattr(self, f.name)!r}" for f in fields(self)]
+        return "Constants(\n" + "\n".join(rows) + "\n)"
+
+
+# ---------------------------------------------------------------------------------------------
+# validation helpers
+# ---------------------------------------------------------------------------------------------
+def _int_at_least(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low} (got {value!r})")
+    return int(value)
+
+
+def _real_at_least(name: str, value: Any, low: float, strict: bool = False) -> float:
+    v = float(value)
+    ok = v > low if strict else v >= low
+    if not (ok and math.isfinite(v)):
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low} "
+                         f"(got {value!r})")
+    return v
+
+
+def _dtype(dtype: torch.dtype) -> torch.dtype:
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64 (got {dtype})")
+    return dtype
+
+
+def _flat(tree: Params) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tree.values()])
+
+
+def _sqnorm(tree: Params) -> torch.Tensor:
+    return sum((t**2).sum() for t in tree.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# the contract
+# ---------------------------------------------------------------------------------------------
+class Problem(ABC):
+    """Base class of the engine's problems (see the module docstring for the conventions)."""
+
+    m: int
+    device: torch.device
+    dtype: torch.dtype
+    param_shapes: dict[str, tuple[int, ...]]
+
+    def __init__(self, m: int, device: torch.device | str | None, dtype: torch.dtype) -> None:
+        self.m = _int_at_least("m", m, 1)
+        self.device = torch.device(device) if device is not None else _CPU
+        self.dtype = _dtype(dtype)
+
+    # -- to implement ---------------------------------------------------------------------
+    @abstractmethod
+    def _init_numpy(self) -> dict[str, np.ndarray]:
+        """x₀ as float64 arrays (so float32 and float64 runs start from the same point)."""
+
+    @abstractmethod
+    def loss(self, params: Params, batch: Batch) -> torch.Tensor:
+        """Scalar mini-batch loss; pure in ``params``, usable under torch.func.grad/vmap."""
+
+    @abstractmethod
+    def sample(self, worker: int, batch_size: int, generator: torch.Generator) -> Batch:
+        """One mini-batch of ``batch_size`` i.i.d. samples of worker ``worker``."""
+
+    @abstractmethod
+    def objective(self, params: Params) -> torch.Tensor:
+        """F(params) as a differentiable scalar tensor (exact)."""
+
+    @abstractmethod
+    def sigma2_at(self, params: Params, batch_size: int = 1, worker: int | None = None) -> float:
+        """E‖g − ∇F_i(x)‖² of a batch-``batch_size`` gradient of worker i (None: mean over i)."""
+
+    @abstractmethod
+    def _compute_constants(self) -> Constants: ...
+
+    # -- shared ---------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """Number of parameters d."""
+        return sum(math.prod(s) for s in self.param_shapes.values())
+
+    def init_params(self, device: torch.device | str | None = None,
+                    dtype: torch.dtype | None = None) -> Params:
+        """x₀ (one worker's parameters) on ``device`` (default: the problem's) in ``dtype``
+        (default: the problem's, float64 unless set). Same seed → same x₀."""
+        dev = torch.device(device) if device is not None else self.device
+        dt = _dtype(dtype) if dtype is not None else self.dtype
+        return {k: torch.as_tensor(v, dtype=dt, device=dev) for k, v in self._init_numpy().items()}
+
+    def generators(self, seed: int, device: torch.device | str | None = None
+                   ) -> list[torch.Generator]:
+        """The m worker generators of a run with seed ``seed`` (seeded with :func:`seed_for`)."""
+        dev = torch.device(device) if device is not None else self.device
+        return [torch.Generator(device=dev).manual_seed(seed_for(seed, i)) for i in range(self.m)]
+
+    def sample_all(self, batch_size: int, generators: Sequence[torch.Generator]) -> Batch:
+        """Stacked batches of all m workers (leading axis m); equals stacking ``sample(i, ...)``."""
+        if len(generators) != self.m:
+            raise ValueError(f"generators must hold one generator per worker "
+                             f"(got {len(generators)}, m = {self.m})")
+        per = [self.sample(i, batch_size, g) for i, g in enumerate(generators)]
+        return tuple(torch.stack(parts) for parts in zip(*per, strict=True))
+
+    def full_loss(self, params: Params) -> float:
+        """F(params), exact."""
+        return float(self.objective(params).detach())
+
+    def full_grad(self, params: Params) -> Params:
+        """∇F(params), exact, in the dtype/device of ``params``."""
+        return {k: v.detach() for k, v in grad(self.objective)(params).items()}
+
+    def grad_norm2(self, params: Params) -> float:
+        """‖∇F(params)‖²."""
+        return float(_sqnorm(self.full_grad(params)))
+
+    def worker_grad(self, params: Params, worker: int) -> Params:
+        """∇F_i(params) (all workers share F unless the problem splits data)."""
+        self._check_sample_args(worker, 1)
+        return self.full_grad(params)
+
+    def sigma2_mc(self, params: Params, batch_size: int, worker: int, n_draws: int,
+                  generator: torch.Generator) -> Estimate:
+        """Monte-Carlo estimate of E‖g − ∇F_i(x)‖² from ``n_draws`` batches drawn by ``sample``,
+        with the standard error of the mean."""
+        _int_at_least("n_draws", n_draws, 2)
+        self._check_sample_args(worker, batch_size)
+        gi = _flat(self.worker_grad(params, worker))
+        batches = [self.sample(worker, batch_size, generator) for _ in range(n_draws)]
+        stacked = tuple(torch.stack(parts).to(gi.device) for parts in zip(*batches, strict=True))
+        g = vmap(grad(self.loss), in_dims=(None, 0))(params, stacked)
+        dev = ((torch.cat([v.reshape(n_draws, -1) for v in g.values()], 1) - gi) ** 2).sum(1)
+        dev = dev.double()
+        return Estimate(dev.mean(), f"mean of {n_draws} sampled ‖g − ∇F_i‖² (batch "
+                        f"{batch_size}); uncertainty = standard error",
+                        dev.std() / math.sqrt(n_draws))
+
+    @cached_property
+    def constants(self) -> Constants:
+        """L, μ, σ², F*, F(x₀) (and β, L_local, ζ² where defined), computed on first access."""
+        return self._compute_constants()
+
+    def _check_sample_args(self, worker: int, batch_size: int) -> None:
+        if isinstance(worker, bool) or not isinstance(worker, (int, np.integer)) \
+                or not 0 <= worker < self.m:
+            raise ValueError(f"worker must be an integer in [0, {self.m}) (got {worker!r})")
+        _int_at_least("batch_size", batch_size, 1)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._repr_args().items())
+        return f"{type(self).__name__}({args})"
+
+    def _repr_args(self) -> dict[str, Any]:
+        return {"m": self.m, "dim": self.dim}
+
+
+def _randn(generator: torch.Generator, shape: tuple[int, ...], dtype: torch.dtype,
+           device: torch.device) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
+
+
+
+def _unflatten(theta: torch.Tensor, shapes: dict[str, tuple[int, ...]]) -> Params:
+    sizes = [math.prod(s) for s in shapes.values()]
+    return {k: t.reshape(s) for (k, s), t in zip(shapes.items(), torch.split(theta, sizes),
+                                                 strict=True)}
