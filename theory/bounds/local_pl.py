@@ -36,6 +36,7 @@ from theory.symbols import (
     L,
     T,
     _sym,
+    kappa,
     keyword,
     mu,
     p,
@@ -126,7 +127,7 @@ def pl_bound() -> Bound:
         source=PL_SOURCE,
         terms=terms,
         lhs="E[F(x̄_T)] − F*",
-        definitions={sp.Symbol("kappa", positive=True): kap, sp.Symbol("a"): a},
+        definitions={kappa: kap, sp.Symbol("a"): a},
     )
 
 
