@@ -1,7 +1,9 @@
 """Every obligation of proofs/ passes, and a changed formula makes the right obligation fail."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import sympy as sp
@@ -100,7 +102,10 @@ def test_main_exit_codes(monkeypatch, capsys):
 
 
 def test_python_dash_m_proofs_runs():
-    r = subprocess.run([sys.executable, "-m", "proofs", "--topic", "local_pl"],
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    r = subprocess.run([sys.executable, "-m", "proofs", "--topic", "local_pl"], cwd=root, env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "local_pl.haddadpour_tau_gives_cube_root_rounds" in r.stdout
