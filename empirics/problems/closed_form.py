@@ -60,6 +60,11 @@ class NoisyQuadratic(Problem):
         self.param_shapes = {"x": (self.d,)}
         self._a_t: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
+    @property
+    def x_star(self) -> Params:
+        """The minimiser x* = 0 (float64, CPU)."""
+        return {"x": torch.zeros(self.d, dtype=torch.float64)}
+
     def _a(self, like: torch.Tensor) -> torch.Tensor:
         key = (like.device, like.dtype)
         if key not in self._a_t:
@@ -132,6 +137,11 @@ class PiecewiseQuadratic1D(Problem):
         if not math.isfinite(self.x0):
             raise ValueError(f"x0 must be finite (got {x0!r})")
         self.param_shapes = {"x": (1,)}
+
+    @property
+    def x_star(self) -> Params:
+        """The minimiser x* = 0 (float64, CPU)."""
+        return {"x": torch.zeros(1, dtype=torch.float64)}
 
     def _f(self, x: torch.Tensor) -> torch.Tensor:
         return torch.where(x >= 0, self.mu * x**2, 0.5 * self.mu * x**2).sum()

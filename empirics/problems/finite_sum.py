@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
@@ -97,6 +98,19 @@ class FiniteSumProblem(Problem):
         j = torch.randint(self.n_per, (batch_size,), generator=generator,
                           device=generator.device).to(self.device) + worker * self.n_per
         return tuple(t[j] for t in self.data())
+
+    def sample_all(self, batch_size: int, generators: Sequence[torch.Generator]) -> Batch:
+        """All m batches, leading axis m: worker i's indices drawn from ``generators[i]`` exactly
+        as in ``sample``, then one gather for all workers (same numbers as stacking)."""
+        if len(generators) != self.m:
+            raise ValueError(f"generators must hold one generator per worker "
+                             f"(got {len(generators)}, m = {self.m})")
+        _int_at_least("batch_size", batch_size, 1)
+        j = torch.cat([torch.randint(self.n_per, (batch_size,), generator=g, device=g.device)
+                       .to(self.device) for g in generators])
+        j += torch.arange(self.m, device=self.device).repeat_interleave(batch_size) * self.n_per
+        return tuple(t.index_select(0, j).view(self.m, batch_size, *t.shape[1:])
+                     for t in self.data())
 
     def objective(self, params: Params) -> torch.Tensor:
         return self.loss(params, self._data_like(params))

@@ -105,6 +105,11 @@ class MLPClassifier(FiniteSumProblem):
                                 rng_for(seed, STREAM_DATA))
         self._setup(x, y, y, heterogeneity, seed)
 
+    @property
+    def n_layers(self) -> int:
+        """Number of dense layers (hidden layers + output); parameters W0, b0, …, W{n−1}, b{n−1}."""
+        return self._n_layers
+
     def _random_init(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         out = {}
         for k, s in self.param_shapes.items():

@@ -173,6 +173,15 @@ def test_float32_and_same_x0_across_dtypes(name):
     assert p32.init_params(dtype=torch.float64)[next(iter(x64))].dtype == torch.float64
 
 
+def test_device_argument_and_minimiser(problem):
+    x = problem.init_params(device="cpu")
+    assert all(v.device == torch.device("cpu") for v in x.values())
+    batch = problem.sample(0, 2, torch.Generator(device="cpu").manual_seed(0))
+    assert all(t.device == problem.device for t in batch)
+    if hasattr(problem, "x_star"):  # convex problems: ∇F(x*) = 0
+        assert problem.grad_norm2(problem.x_star) <= 1e-20
+
+
 def test_bad_sample_arguments_are_named(problem):
     g = torch.Generator().manual_seed(0)
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
