@@ -18,6 +18,7 @@ from torch.func import grad, vmap
 
 Params = dict[str, torch.Tensor]
 Batch = tuple[torch.Tensor, ...]
+
 _SEED_PRIME = 1_000_003
 _CPU = torch.device("cpu")
 
@@ -25,8 +26,9 @@ _CPU = torch.device("cpu")
 def seed_for(seed: int, worker: int) -> int:
     """Seed of worker ``worker``'s generator in a run with seed ``seed``.
 
-    s_i = (seed · 1 000 003 + i) mod 2⁶³ — injective in (seed, i) for 0 ≤ i < 1 000 003, with no
-    hashing, so the simulator and the distributed backend agree by construction.
+    s_i = (seed · 1 000 003 + i) mod 2⁶³ — injective in (seed, i) for 0 ≤ i < 1 000 003 and
+    seed < 9.2·10¹² (2⁶³ / 1 000 003), with no hashing, so the simulator and the distributed
+    backend agree by construction.
     """
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer (got {seed!r})")
@@ -86,6 +88,11 @@ class Estimate:
         return {"value": self.value, "method": self.method, "uncertainty": self.uncertainty,
                 "detail": _plain(self.detail)}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Estimate:
+        """Inverse of :meth:`to_dict` (e.g. after a JSON round trip)."""
+        return cls(d["value"], d["method"], d.get("uncertainty", 0.0), d.get("detail"))
+
     def __repr__(self) -> str:
         unc = "exact" if self.exact else f"± {self.uncertainty:.3g}"
         return f"Estimate({self.value:.6g} {unc}: {self.method})"
@@ -96,9 +103,11 @@ class Constants:
     """The constants a bound needs. Each field is an :class:`Estimate` (or None if undefined).
 
     L: smoothness of F. mu: strong convexity of F (None if non-convex). sigma2: single-sample
-    gradient variance bound (E‖g − ∇F_i‖² ≤ beta·‖∇F(x)‖² + sigma2 per sample; divide by b for a
-    batch of b). F_star: min F. F0: F(x₀). beta: gradient-dependent part of the noise (None if
-    the noise bound is uniform). L_local: max_i smoothness of the worker objectives F_i.
+    gradient variance, E‖g − ∇F_i(x)‖² ≤ beta·‖∇F(x)‖² + sigma2 per sample (divide by b for a
+    batch of b) — a global bound for the closed-form problems, a maximum over the points named
+    in ``sigma2.method`` for the finite sums. F_star: min F. F0: F(x₀). beta: gradient-dependent
+    part of the noise (None if the noise bound is uniform). L_local: max_i smoothness of the
+    worker objectives F_i.
     zeta2_x0, zeta2_star: heterogeneity ζ² = (1/m) Σ_i ‖∇F_i(x) − ∇F(x)‖² at x₀ and at x*.
     """
 
@@ -120,6 +129,12 @@ class Constants:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (None if (e := getattr(self, f.name)) is None else e.to_dict())
                 for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Constants:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{f.name: None if d.get(f.name) is None else Estimate.from_dict(d[f.name])
+                      for f in fields(cls)})
 
     def __repr__(self) -> str:
         rows = [f"  {f.name:<10} = {getattr(self, f.name)!r}" for f in fields(self)]
@@ -281,7 +296,6 @@ class Problem(ABC):
 def _randn(generator: torch.Generator, shape: tuple[int, ...], dtype: torch.dtype,
            device: torch.device) -> torch.Tensor:
     return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
-
 
 
 def _unflatten(theta: torch.Tensor, shapes: dict[str, tuple[int, ...]]) -> Params:

@@ -82,6 +82,8 @@ def test_estimate_and_constants_are_plain_data():
     c = FACTORIES["lstsq"]().constants
     d = json.loads(json.dumps(c.to_dict()))
     assert d["L"]["value"] == c.L.value and d["beta"] is None
+    back = Constants.from_dict(d)
+    assert back == c and back.sigma2.detail == c.sigma2.detail
     assert "sigma2" in repr(c) and isinstance(c, Constants)
     assert c.initial_gap == pytest.approx(c.F0.value - c.F_star.value)
 
