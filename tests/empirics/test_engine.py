@@ -30,9 +30,11 @@ from empirics.engine import (
     RunSpec,
     Stagewise,
     _Engine,
+    _linear_grad_factory,
     _Mixer,
     _mlp_grad_factory,
     as_lr,
+    fast_sampler,
     run,
     simulate,
     vmap_grad,
@@ -339,6 +341,34 @@ def test_mlp_fast_path_equals_vmap(mlp, l2):
     for k in params:
         np.testing.assert_allclose(upd[k].numpy(), (params[k] - eta * gv[k]).numpy(),
                                    rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("cls", [LogisticRegression, LeastSquares])
+@pytest.mark.parametrize("l2", [0.0, 0.05])
+def test_linear_fast_path_and_sampler_equal_the_reference(cls, l2):
+    p = cls(n_samples=90, d=4, m=3, seed=5, l2=l2)
+    ref = p.sample_all(6, p.generators(2))
+    fast = fast_sampler(p)(6, p.generators(2))
+    assert fast is not ref and all(torch.equal(a, b) for a, b in zip(ref, fast, strict=True))
+    params = {"w": torch.randn(3, 4, dtype=torch.float64,
+                               generator=torch.Generator().manual_seed(1))}
+    gv, lv = vmap_grad(p)(params, ref)
+    fn = _linear_grad_factory(p)
+    gf, lf = fn(params, ref)
+    np.testing.assert_allclose(gf["w"].numpy(), gv["w"].numpy(), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(lf.numpy(), lv.numpy(), rtol=0, atol=1e-15)
+    w = params["w"].clone()
+    fn({"w": w}, ref, sgd_lr=0.4)
+    np.testing.assert_allclose(w.numpy(), (params["w"] - 0.4 * gv["w"]).numpy(), rtol=0,
+                               atol=1e-15)
+
+
+def test_linear_engine_fast_and_vmap_paths_agree(logreg):
+    for cfg in (pasgd(M, 3), dpsgd(ring(M), momentum=0.5)):
+        spec = RunSpec(logreg, cfg, 0.5, 15, batch_size=3, seed=1, record_every=5)
+        fast, slow = run(spec), run(spec, fast_path=False)
+        np.testing.assert_allclose(fast.u_final, slow.u_final, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(fast.grad_norm2, slow.grad_norm2, rtol=1e-12)
 
 
 def test_mlp_engine_fast_and_vmap_paths_agree(mlp):
