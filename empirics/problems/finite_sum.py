@@ -239,7 +239,8 @@ class LeastSquares(ConvexFiniteSum):
     (κ = ``condition_number``, needs n ≥ d) and Q a random rotation; y = X w_true + noise·ε with
     w_true, ε ~ N(0, I). n = m⌊n_samples/m⌋ rows are generated (equal shards). Constants (exact):
     L = λ_max(XᵀX/n) + l2, μ = λ_min(XᵀX/n) + l2 (= 1 + l2 and 1/κ + l2 up to rounding),
-    x* by numpy lstsq, F* = F(x*).
+    x* by numpy lstsq, F* = F(x*). σ_i²(x) is a convex quadratic in x, so its maximum over the
+    segment x₀→x* (``constants.sigma2``) is attained at an end point and is the exact sup there.
 
     Heterogeneity h (concept shift): rows are dealt to workers uniformly at random and worker i's
     targets are y = xᵀ(w_true + h·Δ_i) + noise·ε, with Δ_i ~ N(0, I_d) centred over workers, so

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -182,6 +183,16 @@ def test_device_argument_and_minimiser(problem):
     assert all(t.device == problem.device for t in batch)
     if hasattr(problem, "x_star"):  # convex problems: ∇F(x*) = 0
         assert problem.grad_norm2(problem.x_star) <= 1e-20
+
+
+def test_pickle_round_trip(problem):
+    """Spawned worker processes (distributed backend) receive the problem by pickling."""
+    twin = pickle.loads(pickle.dumps(problem))
+    x = _random_point(problem)
+    assert twin.full_loss(x) == problem.full_loss(x)
+    a = twin.sample_all(3, twin.generators(2))
+    b = problem.sample_all(3, problem.generators(2))
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
 
 
 def test_bad_sample_arguments_are_named(problem):
