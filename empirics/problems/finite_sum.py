@@ -85,6 +85,12 @@ class FiniteSumProblem(Problem):
                                      torch.as_tensor(self._y_np, dtype=y_dt, device=dev))
         return self._data[(dev, dt)]
 
+    @property
+    def shards(self) -> torch.Tensor:
+        """Row indices into :meth:`data` of every worker's shard, shape (m, n_per), int64 (the
+        rows are stored worker-major, so shard i is the range i·n_per … (i+1)·n_per − 1)."""
+        return torch.arange(self.n, device=self.device).view(self.m, self.n_per)
+
     def _data_like(self, params: Params) -> Batch:
         t = next(iter(params.values()))
         return self.data(t.device, t.dtype)

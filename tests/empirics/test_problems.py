@@ -399,6 +399,19 @@ def test_finite_sum_bad_input_names_the_argument():
         MLPClassifier(n_classes=1)
 
 
+def test_samples_come_from_the_workers_shard():
+    p = FACTORIES["lstsq"]()
+    x, y = p.data()
+    for i in range(p.m):
+        xb, yb = p.sample(i, 50, torch.Generator().manual_seed(i))
+        rows = p.shards[i]
+        # every sampled row is a row of shard i, and of no other shard
+        hit = (xb[:, None, :] == x[rows][None]).all(-1)
+        assert torch.all(hit.any(1))
+        assert torch.equal(yb, y[rows][hit.float().argmax(1)])
+    assert sorted(p.shard_indices.ravel().tolist()) == sorted(set(p.shard_indices.ravel()))
+
+
 def test_uneven_sample_count_drops_the_remainder_and_keeps_the_spectrum():
     p = LeastSquares(n_samples=1003, d=4, m=4, condition_number=8)
     assert (p.n, p.n_per) == (1000, 250)
