@@ -48,6 +48,24 @@ from theory.mixing import (
     validate_graph,
     validate_mixing,
 )
+from theory.schedule_library import (
+    AdaComm,
+    AdaptiveLUPA,
+    OneShot,
+    adacomm,
+    adaptive_lupa,
+    haddadpour_conditions,
+    linear_growth,
+    linear_growth_alpha,
+    linear_growth_periods,
+    one_shot,
+    periodic,
+    spiridonoff,
+    spiridonoff_comm_times,
+    spiridonoff_comparison,
+    sum_H_over_t,
+    synchronous,
+)
 from theory.schedules import FromCallable, Hierarchical, Intervals, Periodic, Round, Schedule
 from theory.spectral import (
     consensus_rounds,
@@ -76,5 +94,9 @@ __all__ = [
     "mixing_matrix", "path", "path_graph", "random_geometric_graph", "ring", "ring_graph",
     "spectral_gap", "spectrum_exact", "star", "star_graph", "symbol", "symbols", "torus",
     "torus_graph", "uniform", "validate_graph", "validate_mixing", "zeta", "zeta_exact",
+    "AdaComm", "AdaptiveLUPA", "OneShot", "adacomm", "adaptive_lupa", "haddadpour_conditions",
+    "linear_growth", "linear_growth_alpha", "linear_growth_periods", "one_shot", "periodic",
+    "spiridonoff", "spiridonoff_comm_times", "spiridonoff_comparison", "sum_H_over_t",
+    "synchronous",
     *_bounds_all,
 ]

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-import networkx as nx
 import numpy as np
-import scipy.sparse as sps
+
+from theory._lazy import lazy_import
+
+nx = lazy_import("networkx")  # imported on first use: keeps ``import theory`` fast
 
 #: tolerance for "rows sum to 1" and symmetry checks
 ATOL = 1e-9
@@ -166,7 +168,10 @@ class MixingMatrix:
         """Fraction of non-zero entries."""
         return float(np.count_nonzero(np.abs(self.matrix) > ATOL)) / self.matrix.size
 
-    def sparse(self) -> sps.csr_matrix:
+    def sparse(self):
+        """W as a ``scipy.sparse.csr_matrix`` (scipy is imported lazily)."""
+        import scipy.sparse as sps
+
         A = np.where(np.abs(self.matrix) > ATOL, self.matrix, 0.0)
         return sps.csr_matrix(A)
 
