@@ -474,6 +474,11 @@ class _Engine:
         self.dirbuf = torch.empty_like(self.G) if (beta and cfg.nesterov) else None
         if self.fused:
             self.grad_path += "+fused-sgd"
+        # τ = 1 rounds with W = J on equal rows (synchronous SGD): one model on the m·B batch
+        self.sync_step = (getattr(self.grad_fn, "synchronous_step", None)
+                          if self.fused and self.v == 0 else None)
+        self.shared: torch.Tensor | None = None  # when set, every row of X equals it
+        self.n_sync_steps = 0  # steps taken by the synchronous shortcut
         self._mixers: dict[int, tuple[MixingMatrix, _Mixer]] = {}
         self.synced = True  # all n rows equal (true at x₀ and after mixing with W = J)
         self.round_synced = True  # ... at the start of the current round
@@ -514,7 +519,13 @@ class _Engine:
         return out
 
     def u(self) -> torch.Tensor:
-        return self.X.mean(0)
+        return self.shared if self.shared is not None else self.X.mean(0)
+
+    def materialise(self) -> None:
+        """Write the lazily held common model back into every row of X."""
+        if self.shared is not None:
+            self.X.copy_(self.shared.expand_as(self.X))
+            self.shared = None
 
     def full_loss(self) -> float:
         return float(self.problem.full_loss(self._unflat(self.u())))
@@ -613,6 +624,35 @@ class _Engine:
         if m > 1 or self.v > 0:
             self.synced = False
 
+    def synchronous(self, k: int, W: Any) -> bool:
+        """One step of a length-1 round ending with W = J while all rows are equal: every
+        worker starts from u and the mean of their updates is applied to u directly,
+        u ← u − η·(1/m)Σ_i g_i (what X ← Jᵀ(X − ηG) computes, without storing m copies).
+        Returns False (nothing done) when the shortcut does not apply."""
+        if self.sync_step is None or not (self.synced or self.shared is not None):
+            return False
+        mx = self.mixer(W)
+        if not (mx.kind == "groups" and mx.n_groups == 1):
+            return False
+        eta = self.lr_k = self.lr(k)
+        batch = self.sample_all(self.spec.batch_size, self.gens)
+        if self.shared is None:
+            self.shared = self.X[0].clone()
+        losses = self.sync_step(self._unflat(self.shared), batch, eta)
+        bad = ~torch.isfinite(losses)
+        if bool(bad.any()):
+            i = int(torch.nonzero(bad)[0])
+            ok = bool(torch.isfinite(self.shared).all())
+            raise DivergenceError(
+                k, f"mini-batch loss of worker {i} is {float(losses[i])} "
+                   f"(parameters {'finite' if ok else 'contain NaN/inf'})")
+        self.bits += mx.messages * UNCOMPRESSED_BITS * self.d
+        self.n_rounds += 1
+        self.comm_steps.append(k)
+        self.synced = True
+        self.n_sync_steps += 1
+        return True
+
     def mix(self, W: Any, k: int, length: int) -> None:
         mx = self.mixer(W)
         if mx.kind != "identity":
@@ -639,6 +679,7 @@ class _Engine:
         return float(self.problem.grad_norm2(self._unflat(self.u())))
 
     def record(self, k: int, wall: float, gn: float | None = None) -> None:
+        self.materialise()
         u = self.u()
         F = float(self.problem.full_loss(self._unflat(u)))
         if gn is None:
@@ -721,6 +762,9 @@ class _Engine:
                         self.gn_weight += w
                         self.gn_count += 1
                         self.gn_at.append(k)
+                    if rnd.length == 1 and rnd.W is not None and self.synchronous(k, rnd.W):
+                        continue
+                    self.materialise()
                     self.step(k)
                     if k == rnd.end - 1 and rnd.W is not None:
                         self.mix(rnd.W, k, rnd.length)
@@ -802,6 +846,33 @@ def _mlp_grad_factory(problem: Any) -> GradFn:
     L = problem._n_layers
     l2 = float(problem.l2)
 
+    def synchronous_step(u: dict[str, torch.Tensor], batch: tuple[torch.Tensor, ...],
+                         eta: float) -> torch.Tensor:
+        """All workers at the same u, W = J after the step: u ← u − η·(1/m)Σ_i ∇loss_i(u),
+        one model on the m·B concatenated batch (per-worker losses returned, l2 term omitted)."""
+        x, y = batch
+        m, B = x.shape[:2]
+        Ws = [u[f"W{k}"] for k in range(L)]
+        bs = [u[f"b{k}"] for k in range(L)]
+        hs = [x.reshape(m * B, -1).to(Ws[0].dtype)]
+        for k in range(L):
+            z = torch.addmm(bs[k], hs[-1], Ws[k])
+            hs.append(torch.tanh(z) if k < L - 1 else z)
+        z = hs.pop()
+        yy = y.reshape(-1, 1)
+        lse = torch.logsumexp(z, -1, keepdim=True)
+        losses = (lse - torch.gather(z, -1, yy)).view(m, B).mean(1)
+        delta = torch.exp(z - lse)
+        delta.scatter_add_(-1, yy, torch.full_like(lse, -1.0))
+        delta.div_(m * B)
+        for k in range(L - 1, -1, -1):
+            dh = delta @ Ws[k].T if k > 0 else None
+            Ws[k].addmm_(hs[k].T, delta, beta=1.0 - eta * l2, alpha=-eta)
+            bs[k].mul_(1.0 - eta * l2).sub_(delta.sum(0), alpha=eta)
+            if dh is not None:
+                delta = dh.mul_(1 - hs[k] * hs[k])
+        return losses
+
     def mlp_bmm(params: dict[str, torch.Tensor], batch: tuple[torch.Tensor, ...],
                 out: dict[str, torch.Tensor] | None = None, sgd_lr: float | None = None
                 ) -> tuple[dict[str, torch.Tensor] | None, torch.Tensor]:
@@ -847,6 +918,7 @@ def _mlp_grad_factory(problem: Any) -> GradFn:
 
     mlp_bmm.supports_out = True  # type: ignore[attr-defined]
     mlp_bmm.supports_fused_sgd = True  # type: ignore[attr-defined]
+    mlp_bmm.synchronous_step = synchronous_step  # type: ignore[attr-defined]
     return mlp_bmm
 
 
@@ -874,6 +946,24 @@ def _linear_grad_factory(problem: Any) -> GradFn:
     logistic = isinstance(problem, LogisticRegression)
     l2 = float(problem.l2)
 
+    def synchronous_step(u: dict[str, torch.Tensor], batch: tuple[torch.Tensor, ...],
+                         eta: float) -> torch.Tensor:
+        """u ← u − η·(1/m)Σ_i ∇loss_i(u) on the concatenated batch (see the MLP path)."""
+        w = u["w"]
+        x, t = (a.to(w.dtype) for a in batch)
+        m, B = x.shape[:2]
+        xf = x.reshape(m * B, -1)
+        z = (xf @ w).view(m, B)
+        if logistic:
+            sz = -t * z
+            losses = torch.nn.functional.softplus(sz).mean(1)
+            dz = torch.sigmoid(sz).mul_(-t)
+        else:
+            dz = z - t
+            losses = 0.5 * (dz * dz).mean(1)
+        w.mul_(1.0 - eta * l2).addmv_(xf.T, dz.reshape(-1), alpha=-eta / (m * B))
+        return losses
+
     def linear_bmm(params: dict[str, torch.Tensor], batch: tuple[torch.Tensor, ...],
                    out: dict[str, torch.Tensor] | None = None, sgd_lr: float | None = None
                    ) -> tuple[dict[str, torch.Tensor] | None, torch.Tensor]:
@@ -900,6 +990,7 @@ def _linear_grad_factory(problem: Any) -> GradFn:
 
     linear_bmm.supports_out = True  # type: ignore[attr-defined]
     linear_bmm.supports_fused_sgd = True  # type: ignore[attr-defined]
+    linear_bmm.synchronous_step = synchronous_step  # type: ignore[attr-defined]
     return linear_bmm
 
 

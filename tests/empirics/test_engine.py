@@ -364,21 +364,25 @@ def test_linear_fast_path_and_sampler_equal_the_reference(cls, l2):
 
 
 def test_linear_engine_fast_and_vmap_paths_agree(logreg):
-    for cfg in (pasgd(M, 3), dpsgd(ring(M), momentum=0.5)):
+    for cfg in (pasgd(M, 3), dpsgd(ring(M), momentum=0.5), synchronous(M)):
         spec = RunSpec(logreg, cfg, 0.5, 15, batch_size=3, seed=1, record_every=5)
-        fast, slow = run(spec), run(spec, fast_path=False)
+        eng = _Engine(spec)
+        fast, slow = eng.run(), run(spec, fast_path=False)
+        assert eng.n_sync_steps == (15 if cfg.name == "synchronous" else 0)
         np.testing.assert_allclose(fast.u_final, slow.u_final, rtol=0, atol=1e-14)
         np.testing.assert_allclose(fast.grad_norm2, slow.grad_norm2, rtol=1e-12)
 
 
 def test_mlp_engine_fast_and_vmap_paths_agree(mlp):
     kw = dict(lr=0.5, T=10, batch_size=4, seed=3, record_every=5, grad_every=0)
-    for cfg in (pasgd(3, 2), pasgd(3, 2, momentum=0.5)):
+    for cfg in (pasgd(3, 2), pasgd(3, 2, momentum=0.5), synchronous(3), easgd(3, 1, 0.3)):
         spec = RunSpec(mlp, cfg, **kw)
         eng = _Engine(spec, fast_path=True)
         assert eng.grad_path.startswith("mlp_bmm")
         assert eng.fused == (cfg.momentum == 0)
         fast = eng.run()
+        # τ = 1 with W = J runs as one model on the m·B batch (all 10 steps)
+        assert eng.n_sync_steps == (10 if cfg.name == "synchronous" else 0)
         slow = run(spec, fast_path=False)
         np.testing.assert_allclose(fast.u_final, slow.u_final, rtol=0, atol=1e-13)
         np.testing.assert_allclose(fast.loss, slow.loss, rtol=1e-13)
