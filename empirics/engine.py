@@ -32,7 +32,23 @@ costing (edges + n)·d; otherwise one dense matmul (n² d).
 
 Gradients: ``torch.func.vmap(grad_and_value(problem.loss))`` over the stacked worker rows (the
 per-worker mini-batch losses are used to detect divergence at the step it happens), or a
-hand-batched path for known model families (:func:`register_fast_grad`) tested against it.
+hand-batched path for known model families (:func:`register_fast_grad`: the MLP classifier and
+the linear models of :mod:`empirics.problems`, written with ``torch.bmm``), tested against vmap.
+With plain SGD a fast path applies the update inside its backward pass (no gradient buffer),
+and a round of length 1 ending with W = J while all rows are equal (synchronous SGD) runs as one
+model on the concatenated m·B batch, the common model held once until a record or another kind
+of step needs the m rows (same arithmetic up to rounding; tested).
+
+Communication accounting (``bits``): a mixing round with a block-averaging W costs one message
+per row in a block of size ≥ 2 (all-reduce), any other W one message per directed edge
+(off-diagonal non-zero); a message is 32·d bits (float32 on the wire), except with a compressor
+when W = J and all rows were equal at the round start: then each worker can send its round's
+compressed updates, min(τ·C.bits(d), 32·d) bits. Decentralized W with a compressor is counted
+uncompressed (neighbours need full models without CHOCO-style gossip).
+
+Randomness: worker i's batches come from ``seed_for(seed, i)`` (the problems' convention), its
+compressor draws from :func:`compressor_seed`; the gradient-norm subsample has its own stream, so
+no record option changes the trajectory. Every tensor is created on ``spec.device``.
 """
 
 from __future__ import annotations
@@ -447,7 +463,7 @@ class _Engine:
         self.d = int(sum(self.sizes))
         flat0 = torch.cat([t.reshape(-1) for t in x0.values()])
         self.X = flat0.expand(self.n, self.d).clone()
-        self.buf = torch.empty_like(self.X)
+        self._buf: torch.Tensor | None = None  # second n × d buffer, allocated on first need
         self.views = self._views(self.X)
         self.worker_views = {k: t[: self.m] for k, t in self.views.items()}
         self.grad_fn, self.grad_path = grad_fn_for(p, fast_path)
@@ -657,9 +673,11 @@ class _Engine:
         mx = self.mixer(W)
         if mx.kind != "identity":
             was_synced = self.round_synced
-            out = mx(self.X, self.buf)
+            if self._buf is None and not (mx.kind == "groups" and mx.n_groups == 1):
+                self._buf = torch.empty_like(self.X)
+            out = mx(self.X, self._buf)
             if out is not self.X:  # double buffering: swap instead of copying back
-                self.X, self.buf = out, self.X
+                self.X, self._buf = out, self.X
                 self.views = self._views(self.X)
                 self.worker_views = {k: t[: self.m] for k, t in self.views.items()}
             per = UNCOMPRESSED_BITS * self.d
