@@ -1,0 +1,444 @@
+"""Process launch for the distributed backend: local spawn helper with fault handling.
+
+One OS process per rank, started as ``python -m <module> ...`` with the environment variables
+``torchrun`` sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``,
+``MASTER_ADDR=127.0.0.1``, ``MASTER_PORT`` = a free loopback port), so the code path a child runs
+is the one a ``torchrun`` job runs. The parent monitors the children:
+
+* a child that exits non-zero → the others get ``grace`` seconds to exit by themselves (their
+  collectives fail once the peer is gone, and rank 0 then writes its partial records), then are
+  terminated, and :class:`DistributedError` names the rank, the step it was at and its error;
+* the deadline ``timeout`` passes → every child is terminated and the error names the ranks still
+  running and the last step each reported (a hung rank is the one whose step lags).
+
+Children report through files in the job directory: ``progress/rank{r}.json`` (last step
+started), ``errors/rank{r}.json`` (exception, step, traceback), ``logs/rank{r}.log``
+(stdout/stderr) and ``returns/rank{r}.pkl`` (the return value of a :func:`launch` target).
+
+:func:`launch` runs any importable function ``target(ctx, *args)`` on every rank (used by the
+tests of the communication primitives); :func:`empirics.distributed.run_distributed` runs a
+:class:`~empirics.engine.RunSpec`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import json
+import os
+import pickle
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DistributedError",
+    "RankContext",
+    "free_port",
+    "launch",
+    "spawn",
+]
+
+_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+FAULT_ENV = "COOPSGD_FAULT"  #: "rank:step:kind" (kind raise | hang | exit), for tests
+
+
+class DistributedError(RuntimeError):
+    """A distributed job failed. ``rank``/``step``: the failing rank and the step it was at
+    (None if unknown); ``out_dir``: the job directory (logs, partial records); ``partial``: the
+    records rank 0 saved before the failure (``empirics.records.Result``) or None."""
+
+    def __init__(self, message: str, *, rank: int | None = None, step: int | None = None,
+                 out_dir: str | None = None, partial: Any = None):
+        super().__init__(message)
+        self.rank, self.step, self.out_dir, self.partial = rank, step, out_dir, partial
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now (bind to port 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# child side
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class RankContext:
+    """What a rank knows about the job: ``rank``, ``world_size``, ``local_rank``, ``device``
+    (``torch.device``), ``backend``, ``out_dir`` (job directory, may be None), and the current
+    ``step`` (set by the code running on the rank; reported in progress and error files)."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: Any
+    backend: str
+    out_dir: Path | None
+    step: int | None = None
+    _fault: tuple[int, int, str] | None = field(default=None, repr=False)
+    _last_progress: float = field(default=0.0, repr=False)
+
+    def progress(self, step: int, force: bool = False) -> None:
+        """Record that this rank started ``step`` (file written at most every 0.2 s unless
+        ``force``), and trigger an injected fault (``COOPSGD_FAULT``) planned for this step."""
+        self.step = step
+        if self._fault is not None:
+            r, k, kind = self._fault
+            if r == self.rank and step >= k:
+                self._fault = None
+                _inject(kind, self.rank, step)
+        now = time.monotonic()
+        if self.out_dir is not None and (force or now - self._last_progress > 0.2):
+            self._last_progress = now
+            _atomic_write(self.out_dir / "progress" / f"rank{self.rank}.json",
+                          json.dumps({"rank": self.rank, "step": step,
+                                      "time": time.time()}).encode())
+
+
+def _inject(kind: str, rank: int, step: int) -> None:
+    if kind == "raise":
+        raise RuntimeError(f"injected fault: rank {rank} raises at step {step}")
+    if kind == "hang":
+        while True:  # a rank that stops responding
+            time.sleep(3600)
+    if kind == "exit":
+        os._exit(3)
+    raise ValueError(f"{FAULT_ENV}: kind must be raise, hang or exit (got {kind!r})")
+
+
+def _parse_fault(s: str | None) -> tuple[int, int, str] | None:
+    if not s:
+        return None
+    try:
+        r, k, kind = s.split(":")
+        return int(r), int(k), kind
+    except ValueError:
+        raise ValueError(f"{FAULT_ENV} must look like 'rank:step:kind' (got {s!r})") from None
+
+
+def init_rank(backend: str = "auto", device: str = "cpu", timeout: float = 60.0,
+              out_dir: str | os.PathLike | None = None) -> RankContext:
+    """Join the process group from the torchrun environment (``RANK``, ``WORLD_SIZE``,
+    ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); ``timeout`` (seconds) bounds every
+    collective. ``device="cuda"`` → ``cuda:{LOCAL_RANK}`` and backend nccl (when ``"auto"``);
+    ``"cpu"`` → gloo. Sets one intra-op thread on CPU."""
+    import torch
+    import torch.distributed as dist
+
+    missing = [v for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+               if v not in os.environ]
+    if missing:
+        raise RuntimeError(f"environment variables {missing} are not set: start this program "
+                           f"with torchrun or empirics.launch.spawn")
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    dev_type = torch.device(device).type
+    if dev_type == "cuda":
+        dev = torch.device(f"cuda:{local_rank}")
+        torch.cuda.set_device(dev)
+    elif dev_type == "cpu":
+        dev = torch.device("cpu")
+        torch.set_num_threads(1)
+    else:
+        raise ValueError(f"device must be 'cpu' or 'cuda' (got {device!r})")
+    if backend == "auto":
+        backend = "nccl" if dev_type == "cuda" else "gloo"
+    if backend not in ("gloo", "nccl"):
+        raise ValueError(f"backend must be 'gloo', 'nccl' or 'auto' (got {backend!r})")
+    if not dist.is_initialized():
+        dist.init_process_group(backend, rank=rank, world_size=world,
+                                timeout=timedelta(seconds=float(timeout)))
+    ctx = RankContext(rank, world, local_rank, dev, backend,
+                      Path(out_dir) if out_dir is not None else None,
+                      _fault=_parse_fault(os.environ.get(FAULT_ENV)))
+    return ctx
+
+
+def report_error(ctx: RankContext | None, exc: BaseException, out_dir: Path | None) -> None:
+    """Write ``errors/rank{r}.json`` (type, message, step, traceback) for the parent."""
+    if out_dir is None:
+        return
+    rank = ctx.rank if ctx is not None else int(os.environ.get("RANK", -1))
+    info = {"rank": rank, "step": None if ctx is None else ctx.step,
+            "type": type(exc).__name__, "message": str(exc), "time": time.time(),
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
+    with contextlib.suppress(OSError):
+        _atomic_write(out_dir / "errors" / f"rank{rank}.json", json.dumps(info).encode())
+
+
+def _resolve(target: str) -> Callable[..., Any]:
+    """``"package.module:function"`` or ``"/path/to/file.py:function"``."""
+    mod, _, name = target.rpartition(":")
+    if not mod or not name:
+        raise ValueError(f"target must be 'module:function' or 'file.py:function' "
+                         f"(got {target!r})")
+    if mod.endswith(".py"):
+        spec = importlib.util.spec_from_file_location(Path(mod).stem, mod)
+        if spec is None or spec.loader is None:
+            raise ValueError(f"target: cannot load {mod}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(mod)
+    return getattr(module, name)
+
+
+def _child_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of a :func:`launch` child: run ``target(ctx, *args)`` after joining the
+    group, pickle its return value to ``returns/rank{r}.pkl``."""
+    ap = argparse.ArgumentParser(prog="python -m empirics.launch")
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--args", required=True, help="pickle file holding the argument tuple")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--pg-timeout", type=float, default=60.0)
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    ctx = None
+    try:
+        ctx = init_rank(a.backend, a.device, a.pg_timeout, out)
+        fn = _resolve(a.target)
+        with open(a.args, "rb") as fh:
+            args = pickle.load(fh)
+        ret = fn(ctx, *args)
+        _atomic_write(out / "returns" / f"rank{ctx.rank}.pkl", pickle.dumps(ret))
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+        return 0
+    except BaseException as e:
+        report_error(ctx, e, out)
+        traceback.print_exc()
+        return 1
+
+
+# ---------------------------------------------------------------------------------------------
+# parent side
+# ---------------------------------------------------------------------------------------------
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _log_tail(out: Path, rank: int, n: int = 15) -> str:
+    try:
+        lines = (out / "logs" / f"rank{rank}.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+def _terminate(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(OSError):
+                p.send_signal(signal.SIGTERM)
+    t_end = time.monotonic() + 3.0
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(max(0.0, t_end - time.monotonic()))
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(OSError):
+                p.kill()
+            p.wait()
+
+
+def _is_comm_error(info: dict[str, Any]) -> bool:
+    """An error caused by a peer going away or timing out (a consequence, not the cause)."""
+    msg = (info.get("type", "") + " " + info.get("message", "")).lower()
+    return any(s in msg for s in ("connection closed", "connection reset", "timed out",
+                                  "timeout", "gloo", "broken pipe", "peer", "nccl"))
+
+
+def _diagnose(out: Path, nprocs: int, codes: list[int | None], why: str, timeout: float
+              ) -> DistributedError:
+    errors = {r: e for r in range(nprocs) if (e := _read_json(out / "errors" / f"rank{r}.json"))}
+    prog = {r: p for r in range(nprocs)
+            if (p := _read_json(out / "progress" / f"rank{r}.json"))}
+
+    def step_of(r: int) -> int | None:
+        if r in errors and errors[r].get("step") is not None:
+            return int(errors[r]["step"])
+        return int(prog[r]["step"]) if r in prog else None
+
+    lines = []
+    culprit: int | None = None
+    causes = [r for r in errors if not _is_comm_error(errors[r])]
+    if causes:
+        culprit = min(causes, key=lambda r: errors[r].get("time", 0.0))
+    else:
+        silent = [r for r in range(nprocs) if r not in errors and codes[r] in (None, 0)]
+        crashed = [r for r in range(nprocs) if r not in errors and codes[r] not in (None, 0)]
+        if crashed:
+            culprit = crashed[0]
+        elif silent and why == "failure":
+            culprit = silent[0]
+        elif silent:
+            culprit = min(silent, key=lambda r: (step_of(r) if step_of(r) is not None else -1))
+        elif errors:
+            culprit = min(errors, key=lambda r: errors[r].get("time", 0.0))
+    for r in range(nprocs):
+        s = step_of(r)
+        at = f"at step {s}" if s is not None else "before its first step"
+        if r in errors:
+            e = errors[r]
+            lines.append(f"  rank {r}: {e['type']}: {e['message']} ({at}, exit code {codes[r]})")
+        elif codes[r] is None:
+            lines.append(f"  rank {r}: still running {at} when stopped (no error reported: "
+                         f"hung or blocked in a collective)")
+        elif codes[r] != 0:
+            tail = _log_tail(out, r)
+            lines.append(f"  rank {r}: exited with code {codes[r]} {at} without a Python "
+                         f"error (killed or crashed)" + (f"; log tail:\n{tail}" if tail else ""))
+        else:
+            lines.append(f"  rank {r}: finished")
+    cs = step_of(culprit) if culprit is not None else None
+    if why == "timeout":
+        head = f"distributed job timed out after {timeout:g} s"
+    else:
+        head = "distributed job failed"
+    if culprit is not None:
+        kind = ("raised " + errors[culprit]["type"] if culprit in errors
+                else "stopped responding" if codes[culprit] in (None, 0)
+                else f"died (exit code {codes[culprit]})")
+        head += f": rank {culprit} {kind}" + (f" at step {cs}" if cs is not None else "")
+    partial = None
+    if (out / "result.json").exists():
+        with contextlib.suppress(Exception):
+            from empirics.records import load_result
+
+            partial = load_result(out / "result.json")
+    tail = (f"\nrecords saved so far: {out / 'result.json'} ({len(partial)} records)"
+            if partial is not None else "")
+    return DistributedError(head + "\n" + "\n".join(lines) + f"\njob directory: {out}" + tail,
+                            rank=culprit, step=cs, out_dir=str(out), partial=partial)
+
+
+def spawn(module_args: Sequence[str], nprocs: int, *, out_dir: str | os.PathLike,
+          timeout: float = 600.0, grace: float = 5.0, env: dict[str, str] | None = None,
+          fault: tuple[int, int, str] | None = None) -> Path:
+    """Start ``python <module_args>`` as ``nprocs`` ranks on localhost and wait for them.
+
+    Each child gets the torchrun environment (loopback rendezvous on a free port) and logs to
+    ``out_dir/logs/rank{r}.log``. Raises :class:`DistributedError` when a child exits non-zero
+    (after ``grace`` seconds for the others to exit) or when ``timeout`` seconds pass. ``fault``
+    = (rank, step, "raise" | "hang" | "exit") injects a failure (for tests). Returns out_dir.
+    """
+    if isinstance(nprocs, bool) or not isinstance(nprocs, int) or nprocs < 1:
+        raise ValueError(f"nprocs must be an integer >= 1 (got {nprocs!r})")
+    if not (float(timeout) > 0):
+        raise ValueError(f"timeout must be > 0 seconds (got {timeout!r})")
+    out = Path(out_dir)
+    for sub in ("logs", "errors", "progress", "returns"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        for f in (out / sub).iterdir():
+            if f.is_file():
+                f.unlink()
+    port = free_port()
+    base = dict(os.environ)
+    base.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+                 "WORLD_SIZE": str(nprocs), "LOCAL_WORLD_SIZE": str(nprocs),
+                 "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                 "PYTHONPATH": os.pathsep.join(
+                     [_REPO_ROOT] + ([base["PYTHONPATH"]] if base.get("PYTHONPATH") else []))})
+    base.pop(FAULT_ENV, None)
+    if fault is not None:
+        r, k, kind = fault
+        if kind not in ("raise", "hang", "exit"):
+            raise ValueError(f"fault kind must be raise, hang or exit (got {kind!r})")
+        base[FAULT_ENV] = f"{int(r)}:{int(k)}:{kind}"
+    if env:
+        base.update(env)
+    procs: list[subprocess.Popen] = []
+    logs = []
+    try:
+        for r in range(nprocs):
+            e = dict(base, RANK=str(r), LOCAL_RANK=str(r), GROUP_RANK="0")
+            log = open(out / "logs" / f"rank{r}.log", "wb")
+            logs.append(log)
+            procs.append(subprocess.Popen([sys.executable, *module_args], env=e, stdout=log,
+                                          stderr=subprocess.STDOUT, cwd=_REPO_ROOT))
+        deadline = time.monotonic() + float(timeout)
+        while True:
+            codes = [p.poll() for p in procs]
+            if all(c == 0 for c in codes):
+                return out
+            if any(c not in (None, 0) for c in codes):
+                t_end = min(deadline, time.monotonic() + grace)
+                while time.monotonic() < t_end and any(p.poll() is None for p in procs):
+                    time.sleep(0.05)
+                codes = [p.poll() for p in procs]
+                _terminate(procs)
+                raise _diagnose(out, nprocs, codes, "failure", timeout)
+            if time.monotonic() > deadline:
+                codes = [p.poll() for p in procs]
+                _terminate(procs)
+                raise _diagnose(out, nprocs, codes, "timeout", timeout)
+            time.sleep(0.05)
+    finally:
+        _terminate(procs)
+        for log in logs:
+            log.close()
+
+
+def launch(target: str, nprocs: int, args: tuple = (), *, backend: str = "auto",
+           device: str = "cpu", timeout: float = 120.0, pg_timeout: float | None = None,
+           out_dir: str | os.PathLike | None = None, fault: tuple[int, int, str] | None = None
+           ) -> list[Any]:
+    """Run ``target(ctx, *args)`` on ``nprocs`` local ranks; return the list of return values
+    (index = rank). ``target`` is ``"module:function"`` or ``"/path/file.py:function"``; ``ctx``
+    is a :class:`RankContext`; args and return values must pickle. ``pg_timeout`` bounds each
+    collective (default: ``timeout``)."""
+    tmp = out_dir is None
+    out = Path(tempfile.mkdtemp(prefix="coopsgd-launch-")) if tmp else Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "args.pkl", "wb") as fh:
+        pickle.dump(tuple(args), fh)
+    spawn(["-m", "empirics.launch", "--target", target, "--args", str(out / "args.pkl"),
+           "--out", str(out), "--backend", backend, "--device", device,
+           "--pg-timeout", str(pg_timeout if pg_timeout is not None else timeout)],
+          nprocs, out_dir=out, timeout=timeout, fault=fault)
+    rets = []
+    for r in range(nprocs):
+        with open(out / "returns" / f"rank{r}.pkl", "rb") as fh:
+            rets.append(pickle.load(fh))
+    if tmp:
+        shutil.rmtree(out, ignore_errors=True)
+    return rets
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

@@ -1,0 +1,293 @@
+"""Distributed backend (gloo, loopback, CPU): primitives against numpy, distributed trajectories
+against the simulator (float64, 1e-10), byte accounting of compressed messages, failures.
+
+Process start-up dominates the cost (each rank imports torch), so the checks share jobs: one
+4-rank job runs every primitive check and most configurations (``_rank_job``), one job goes
+through the ``python -m empirics.distributed`` entry point, and the failure tests use 2 ranks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from empirics.compressors import TopK
+from empirics.configs import decentralized_periodic, dpsgd, easgd, hierarchical, lupa, mdsgd, pasgd
+from empirics.distributed import (
+    DistributedResult,
+    RoundTiming,
+    fit_runtime,
+    run_distributed,
+    spec_from_dict,
+)
+from empirics.engine import RunSpec, run
+from empirics.launch import DistributedError, launch
+from empirics.problems import LeastSquares, MLPClassifier
+from empirics.records import COLUMNS
+from theory.mixing import easgd_matrix, metropolis_hastings, path, ring
+
+M = 4
+D_PRIM = 37  # vector length in the primitive checks
+
+
+def _problem() -> LeastSquares:
+    return LeastSquares(n_samples=400, d=10, m=M, seed=0, heterogeneity=0.5)
+
+
+def _cases() -> dict[str, tuple[RunSpec, dict]]:
+    p = _problem()
+    mk = dict(batch_size=4, seed=3)
+    mlp = MLPClassifier(n_samples=200, d_in=5, hidden=6, n_classes=3, m=M, seed=1,
+                        fstar_iters=20, n_random_points=1, power_iters=10)
+    return {
+        "dpsgd_ring": (RunSpec(p, dpsgd(ring(M)), 0.05, 24, **mk), {}),
+        "easgd_replicated": (RunSpec(p, easgd(M, 3, 0.2), 0.05, 24, **mk), {}),
+        "easgd_owner": (RunSpec(p, easgd(M, 3, 0.2), 0.05, 24, **mk), {"aux": "owner"}),
+        "topk_ef_momentum": (RunSpec(p, mdsgd(M, TopK(3), momentum=0.9), 0.05, 24, **mk), {}),
+        "topk_ef_ring": (RunSpec(p, mdsgd(M, TopK(3), momentum=0.9, W=ring(M)), 0.05, 20,
+                                 **mk), {}),
+        "dense_periodic": (RunSpec(p, decentralized_periodic(path(M), 2), 0.05, 20,
+                                   record_every=3, grad_every=4, **mk), {"mixing": "dense"}),
+        "hierarchical": (RunSpec(p, hierarchical(M, 2, tau1=2, tau2=4), 0.05, 20, **mk), {}),
+        "adaptive_lupa": (RunSpec(p, lupa(M, 20, 0, 2, adaptive=True), 0.05, 20, **mk), {}),
+        "mlp_pasgd_nesterov": (RunSpec(mlp, pasgd(M, 3, momentum=0.5, nesterov=True), 0.1, 15,
+                                       **mk), {}),
+    }
+
+
+def _rank_job(ctx, cases: dict[str, tuple[RunSpec, dict]]) -> dict:
+    """Runs on every rank: the primitive checks, then every case through ``run_rank``."""
+    import dataclasses
+
+    import torch.distributed as dist
+
+    from empirics.distributed import (
+        _NeighborPlan,
+        allreduce_mean,
+        dense_mix,
+        exchange_payloads,
+        neighbor_mix,
+        run_rank,
+    )
+
+    r = ctx.rank
+    g = torch.Generator().manual_seed(100 + r)
+    x = torch.randn(D_PRIM, generator=g, dtype=torch.float64)
+    out: dict = {"x": x.numpy().copy()}
+    out["mean"] = allreduce_mean(x.clone()).numpy()
+    for name, W in (("ring", ring(M)), ("path", path(M)),
+                    ("mh", metropolis_hastings(__import__("networkx").star_graph(M - 1)))):
+        A = np.asarray(W.matrix)
+        plan = _NeighborPlan(A, M, r, M, aux_owner=False)
+        new, nbytes = neighbor_mix({r: x}, plan)
+        out[f"nbr_{name}"] = new[r].numpy()
+        out[f"nbr_{name}_bytes"] = nbytes
+        out[f"nbr_{name}_peers"] = sorted(plan.send)
+        out[f"dense_{name}"] = dense_mix(x, A, [r])[0][0].numpy()
+    # EASGD W_α with the centre z on rank 0 (owner) — z starts as a known vector
+    A = np.asarray(easgd_matrix(M, 0.15).matrix)
+    z = torch.linspace(-1, 1, D_PRIM, dtype=torch.float64)
+    plan = _NeighborPlan(A, M, r, M, aux_owner=True)
+    vals = {r: x} | ({M: z} if r == 0 else {})
+    new, _ = neighbor_mix(vals, plan)
+    out["easgd_owner"] = {j: t.numpy() for j, t in new.items()}
+    # packed top-k payload exchange
+    comp = TopK(5)
+    pl = comp.encode(x[None, :].float())
+    parts = exchange_payloads(pl.data)
+    out["payload_nbytes"] = pl.nbytes
+    out["payload_decoded"] = [comp.decode(dataclasses.replace(pl, data=t)).numpy()[0]
+                              for t in parts]
+    dist.barrier()
+    # whole runs
+    quiet = dataclasses.replace(ctx, out_dir=None)
+    out["runs"] = {}
+    for name, (spec, kw) in cases.items():
+        out["runs"][name] = run_rank(quiet, spec, **kw)
+    return out
+
+
+@pytest.fixture(scope="module")
+def job() -> tuple[list[dict], dict]:
+    cases = _cases()
+    t = time.monotonic()
+    rets = launch(f"{__file__}:_rank_job", M, (cases,), backend="gloo", timeout=400)
+    print(f"4-rank job: {time.monotonic() - t:.1f} s")
+    return rets, cases
+
+
+def _X(rets: list[dict]) -> np.ndarray:
+    return np.stack([r["x"] for r in rets])
+
+
+# ------------------------------------------------------------------------------ primitives
+def test_allreduce_mean_equals_numpy_mean(job):
+    rets, _ = job
+    want = _X(rets).mean(0)
+    for r in rets:
+        np.testing.assert_allclose(r["mean"], want, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["ring", "path", "mh"])
+def test_neighbor_and_dense_mixing_equal_WT_X(job, name):
+    rets, _ = job
+    W = {"ring": ring(M), "path": path(M),
+         "mh": metropolis_hastings(__import__("networkx").star_graph(M - 1))}[name]
+    A = np.asarray(W.matrix)
+    want = A.T @ _X(rets)
+    for i, r in enumerate(rets):
+        np.testing.assert_allclose(r[f"nbr_{name}"], want[i], rtol=0, atol=1e-14)
+        np.testing.assert_allclose(r[f"dense_{name}"], want[i], rtol=0, atol=1e-14)
+        # only graph neighbours are contacted, one d-vector (float64) each
+        nbrs = sorted(j for j in range(M) if j != i and abs(A[i, j]) > 1e-12)
+        assert r[f"nbr_{name}_peers"] == nbrs
+        assert r[f"nbr_{name}_bytes"] == len(nbrs) * D_PRIM * 8
+
+
+def test_easgd_owner_exchange_updates_workers_and_centre(job):
+    rets, _ = job
+    A = np.asarray(easgd_matrix(M, 0.15).matrix)
+    z = np.linspace(-1, 1, D_PRIM)
+    X = np.vstack([_X(rets), z])
+    want = A.T @ X
+    for i, r in enumerate(rets):
+        np.testing.assert_allclose(r["easgd_owner"][i], want[i], rtol=0, atol=1e-14)
+    assert set(rets[0]["easgd_owner"]) == {0, M}
+    np.testing.assert_allclose(rets[0]["easgd_owner"][M], want[M], rtol=0, atol=1e-14)
+
+
+def test_payload_exchange_decodes_every_rank_topk(job):
+    rets, _ = job
+    comp = TopK(5)
+    bits = comp.bits(D_PRIM)  # float32 values: 5·(32 + ⌈log2 37⌉)
+    assert bits == 5 * (32 + 6)
+    for r in rets:
+        assert r["payload_nbytes"] == math.ceil(bits / 8)
+        for i, dec in enumerate(r["payload_decoded"]):
+            xi = torch.as_tensor(rets[i]["x"]).float()[None, :]
+            np.testing.assert_array_equal(dec, comp(xi).numpy()[0])
+
+
+# ------------------------------------------------------------------------ trajectories
+def _assert_same_run(dres: DistributedResult, spec: RunSpec, tol: float = 1e-10) -> None:
+    sim = run(spec)
+    got = dres.result
+    assert got.status == "completed"
+    assert len(got) == len(sim) and got.steps_done == sim.steps_done
+    for c in COLUMNS:
+        if c == "wall":
+            continue
+        a, b = getattr(sim, c), getattr(got, c)
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol, equal_nan=True, err_msg=c)
+    np.testing.assert_allclose(got.u_final, sim.u_final, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(got.comm_steps, sim.comm_steps)
+    np.testing.assert_array_equal(got.grad_norm2_at, sim.grad_norm2_at)
+    assert got.grad_norm2_avg == pytest.approx(sim.grad_norm2_avg, rel=tol)
+    # the trajectory moved (a frozen run would match trivially)
+    assert sim.loss[-1] < 0.9 * sim.loss[0] or sim.consensus.max() > 0
+
+
+@pytest.mark.parametrize("name", list(_cases()))
+def test_distributed_trajectory_equals_simulator(job, name):
+    rets, cases = job
+    assert all(r["runs"][name] is None for r in rets[1:])
+    dres = rets[0]["runs"][name]
+    spec, _ = cases[name]
+    _assert_same_run(dres, spec)
+    t = dres.timing
+    assert t.compute.shape == (M, len(t.start)) and np.all(t.compute > 0)
+    assert int(t.length.sum()) == spec.T
+
+
+def test_compressed_messages_are_the_declared_payload(job):
+    """Top-k error feedback with W = J and τ = 1: every rank puts exactly one packed payload of
+    ⌈bits(d, 64)/8⌉ bytes per step on the wire (float64 values), and the recorded bits follow
+    the engine's float32 convention m·bits(d) per step."""
+    rets, cases = job
+    dres = rets[0]["runs"]["topk_ef_momentum"]
+    spec, _ = cases["topk_ef_momentum"]
+    d = spec.problem.dim
+    comp = spec.config.compressor
+    per_msg = math.ceil(comp.bits(d, 64) / 8)
+    assert per_msg == math.ceil(3 * (64 + 4) / 8)
+    assert per_msg * 8 < 64 * d  # smaller than a dense float64 model
+    np.testing.assert_array_equal(dres.timing.wire_bytes, [spec.T * per_msg] * M)
+    assert dres.result.bits[-1] == spec.T * M * comp.bits(d)
+    # the ring variant sends whole models to the two neighbours (engine's accounting)
+    ring_res = rets[0]["runs"]["topk_ef_ring"]
+    T = cases["topk_ef_ring"][0].T
+    np.testing.assert_array_equal(ring_res.timing.wire_bytes, [T * 2 * d * 8] * M)
+
+
+def test_entry_point_run_distributed_pasgd(tmp_path):
+    """PASGD through ``python -m empirics.distributed`` (the torchrun entry point), from a JSON
+    spec: same trajectory as the simulator; result.json and timing.json on disk."""
+    desc = {"problem": {"type": "LeastSquares", "n_samples": 400, "d": 10, "m": M, "seed": 0,
+                        "heterogeneity": 0.5},
+            "config": {"type": "pasgd", "m": M, "tau": 5}, "lr": 0.05, "T": 30,
+            "batch_size": 4, "seed": 3}
+    dres = run_distributed(desc, M, timeout=300, out_dir=tmp_path)
+    _assert_same_run(dres, spec_from_dict(desc))
+    assert (tmp_path / "result.json").exists() and (tmp_path / "timing.json").exists()
+    t = RoundTiming.load(tmp_path / "timing.json")
+    np.testing.assert_array_equal(t.length, [5] * 6)
+    # all-reduce: every rank contributes one float64 model per round
+    np.testing.assert_array_equal(t.wire_bytes, [6 * 10 * 8] * M)
+
+
+# ----------------------------------------------------------------------------- failures
+def _small_spec(T: int = 400) -> RunSpec:
+    p = LeastSquares(n_samples=100, d=5, m=2, seed=0)
+    return RunSpec(p, dpsgd(ring(2)), 0.01, T, batch_size=2, record_every=50, grad_every=0)
+
+
+def test_rank_that_raises_ends_job_with_rank_and_step(tmp_path):
+    t0 = time.monotonic()
+    with pytest.raises(DistributedError, match=r"rank 1 raised RuntimeError at step 7") as ei:
+        run_distributed(_small_spec(), 2, timeout=120, pg_timeout=15, out_dir=tmp_path,
+                        fault=(1, 7, "raise"), save_every=0.0)
+    assert time.monotonic() - t0 < 120
+    e = ei.value
+    assert e.rank == 1 and e.step == 7
+    assert "injected fault" in str(e)
+    # rank 0 kept its records up to the failure
+    assert e.partial is not None and e.partial.status == "error"
+    assert list(e.partial.step) == [0]
+
+
+def test_rank_that_hangs_ends_job_within_timeout(tmp_path):
+    t0 = time.monotonic()
+    with pytest.raises(DistributedError, match=r"rank 1 stopped responding at step 60") as ei:
+        run_distributed(_small_spec(), 2, timeout=120, pg_timeout=8, out_dir=tmp_path,
+                        fault=(1, 60, "hang"), save_every=0.0)
+    assert time.monotonic() - t0 < 120
+    msg = str(ei.value)
+    assert "rank 1: still running at step 60" in msg
+    assert ei.value.partial is not None and list(ei.value.partial.step) == [0, 50]
+
+
+# ---------------------------------------------------------------------------- fit, errors
+def test_fit_runtime_recovers_Y_and_D():
+    rng = np.random.default_rng(0)
+    tau = np.array([1, 2, 4, 8, 1, 2, 4, 8])
+    t = 0.003 * tau + 0.02 + rng.normal(0, 1e-5, tau.size)
+    Y, D = fit_runtime(tau, t)
+    assert Y == pytest.approx(0.003, rel=2e-2) and D == pytest.approx(0.02, rel=2e-2)
+    with pytest.raises(ValueError, match="two distinct lengths"):
+        fit_runtime([5, 5, 5], [1.0, 1.1, 0.9])
+
+
+def test_bad_arguments_are_named():
+    spec = RunSpec(_problem(), pasgd(M, 2), 0.05, 4)
+    with pytest.raises(ValueError, match=r"nprocs must equal the number of workers m = 4"):
+        run_distributed(spec, 2)
+    with pytest.raises(ValueError, match="mixing must be one of"):
+        run_distributed(spec, M, mixing="gossip")
+    with pytest.raises(ValueError, match="aux must be one of"):
+        run_distributed(spec, M, aux="centre")
+    with pytest.raises(ValueError, match="problem type must be a class"):
+        spec_from_dict({"problem": {"type": "Nope"}, "config": {}, "lr": 0.1, "T": 1})
