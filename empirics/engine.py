@@ -292,13 +292,17 @@ def compressor_seed(seed: int, worker: int) -> int:
 # mixing
 # ---------------------------------------------------------------------------------------------
 class _Mixer:
-    """Applies X ← Wᵀ X in place using W's structure (see the module docstring).
+    """Applies X ← Wᵀ X using W's structure (see the module docstring).
 
     kind: ``identity`` | ``groups`` (block-diagonal with constant blocks: J, group averaging) |
     ``sparse`` (neighbour sums over the off-diagonal non-zeros) | ``dense`` (one matmul).
     ``messages``: messages per mixing round — groups: one per row in a group of size ≥ 2
     (all-reduce within the group); sparse/dense: one per directed edge (off-diagonal non-zero).
+    Sparse W on small X (nnz·d ≤ ``GATHER_LIMIT``) runs as gather/scale/index_add over the nnz
+    entries (few calls); on large X row by row (each output row built in cache, X read once).
     """
+
+    GATHER_LIMIT = 1 << 22
 
     def __init__(self, W: MixingMatrix, device: torch.device, dtype: torch.dtype,
                  mode: str = "auto"):
@@ -344,6 +348,11 @@ class _Mixer:
             # new row j = Σ_i A[i, j] x_i: one pass per row, (1 + deg_j) row operations
             self.rows = [[(int(i), float(A[i, j])) for i in np.nonzero(nz[:, j])[0]]
                          for j in range(n)]
+            ii, jj = np.nonzero(nz)  # the same sum as gather → scale → scatter-add (3 calls)
+            self.src = torch.as_tensor(ii, device=device)
+            self.dst = torch.as_tensor(jj, device=device)
+            self.w = torch.as_tensor(A[ii, jj], dtype=dtype, device=device).unsqueeze(1)
+            self._gather: torch.Tensor | None = None
         if kind == "dense":
             self.Wt = torch.as_tensor(A.T.copy(), dtype=dtype, device=device)
 
@@ -374,6 +383,11 @@ class _Mixer:
             torch.index_select(sums, 0, self.gid, out=buf)
             return buf
         if k == "sparse":
+            if len(self.src) * X.shape[1] <= self.GATHER_LIMIT:
+                if self._gather is None or self._gather.shape[1] != X.shape[1]:
+                    self._gather = X.new_empty((len(self.src), X.shape[1]))
+                g = torch.index_select(X, 0, self.src, out=self._gather).mul_(self.w)
+                return buf.zero_().index_add_(0, self.dst, g)
             for j, terms in enumerate(self.rows):
                 (i0, w0), rest = terms[0], terms[1:]
                 out = torch.mul(X[i0], w0, out=buf[j])

@@ -107,9 +107,12 @@ def test_mixer_matches_WT_X_for_every_strategy(name, dtype):
     if kind is not None:
         assert auto.kind == kind
         assert auto.messages == messages
-    modes = ["auto", "dense", "sparse"] + (["groups"] if auto.kind == "groups" else [])
+    modes = ["auto", "dense", "sparse", "sparse-rowwise"]
+    modes += ["groups"] if auto.kind == "groups" else []
     for mode in modes:
-        mx = _Mixer(W, torch.device("cpu"), dtype, mode)
+        mx = _Mixer(W, torch.device("cpu"), dtype, mode.split("-")[0])
+        if mode == "sparse-rowwise":
+            mx.GATHER_LIMIT = 0  # the large-X path
         Xd = X.to(dtype).clone()
         out = mx(Xd, torch.empty_like(Xd))
         np.testing.assert_allclose(out.double().numpy(), expect, rtol=0, atol=tol,
