@@ -151,3 +151,23 @@ def test_pasgd_tau1_equals_synchronous_minibatch_sgd(logreg):
         w = w - eta * _worker_grads(logreg, np.broadcast_to(w, (M, w.size)), bs).mean(0)
     np.testing.assert_allclose(res.u_final, w, rtol=0, atol=1e-14)
     assert np.all(res.consensus == 0)
+
+
+def test_identities_on_the_vmap_path_with_multiplicative_noise():
+    """NoisyQuadratic (digest §4.6 A noise model) has no hand-batched path: vmap(grad) is used."""
+    from empirics.problems import NoisyQuadratic
+
+    p = NoisyQuadratic(d=3, m=M, c=1.0, sigma=0.5)
+    T = 10
+    res, tr = simulate(p, easgd(M, 2, 0.2), lr=0.2, T=T, batch_size=2, seed=1, trace=True)
+    assert res.spec["problem"]["repr"].startswith("NoisyQuadratic")
+    u = tr.u
+    for k in range(T):
+        np.testing.assert_allclose(u[k + 1], u[k] - (M * 0.2 / (M + 1)) * tr.grads[k].mean(0),
+                                   rtol=0, atol=ATOL)
+    _, tr2 = simulate(p, mdsgd(M, TopK(1), momentum=0.9), lr=0.2, T=T, batch_size=2, seed=1,
+                      trace=True)
+    wv = tr2.u - tr2.memory.mean(axis=1)
+    for k in range(T):
+        np.testing.assert_allclose(wv[k + 1], wv[k] - 0.2 * tr2.direction[k].mean(0),
+                                   rtol=0, atol=ATOL)
