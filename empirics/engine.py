@@ -490,7 +490,7 @@ class _Engine:
         self.grad_out = (self._views(self.G) if getattr(self.grad_fn, "supports_out", False)
                          and not self.fused else None)
         self.gens = p.generators(spec.seed, device=self.device)
-        self.sample_all = fast_sampler(p) if fast_path else p.sample_all
+        self.sample_all = p.sample_all
         self.mom = torch.zeros_like(self.G) if beta else None
         self.comp = cfg.compressor
         if self.comp is not None:
@@ -1033,32 +1033,3 @@ def _is_linear(problem: Any) -> bool:
 
 
 register_fast_grad(_is_linear, _linear_grad_factory)
-
-
-# ---------------------------------------------------------------------------------------------
-# batched sampling for finite-sum problems
-# ---------------------------------------------------------------------------------------------
-def fast_sampler(problem: Any) -> Callable[[int, Any], tuple[torch.Tensor, ...]]:
-    """``problem.sample_all`` — or, for an ``empirics.problems.FiniteSumProblem`` that keeps the
-    base class's per-worker loop, the same draws batched: each worker's b indices from its own
-    generator (``torch.randint(n_per, (b,), generator=g_i)``, exactly as ``sample``), then one
-    gather for all workers. Equal to ``sample_all`` (tested)."""
-    from empirics.problems import FiniteSumProblem, Problem
-
-    cls = type(problem)
-    if not (isinstance(problem, FiniteSumProblem) and cls.sample is FiniteSumProblem.sample
-            and cls.sample_all is Problem.sample_all):
-        return problem.sample_all
-    n_per, m = problem.n_per, problem.m
-    data = problem.data()
-    offs = torch.arange(m, device=problem.device).unsqueeze(1) * n_per
-
-    def sample_all(batch_size: int, generators: Any) -> tuple[torch.Tensor, ...]:
-        if len(generators) != m:
-            raise ValueError(f"generators must hold one generator per worker "
-                             f"(got {len(generators)}, m = {m})")
-        idx = torch.stack([torch.randint(n_per, (batch_size,), generator=g, device=g.device)
-                           for g in generators]).to(problem.device) + offs
-        return tuple(t[idx] for t in data)
-
-    return sample_all
