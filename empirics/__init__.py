@@ -1,1 +1,59 @@
-"""coopsgd.empirics — torch side."""
+"""coopsgd.empirics — the torch side: problems with known constants, compressors, the stacked-worker
+engine that runs every Cooperative SGD configuration, and the torch.distributed backend.
+
+Names are re-exported lazily (PEP 562), so ``import empirics`` and the ``coopsgd`` CLI do not load
+torch until something that needs it is touched::
+
+    import empirics, theory
+    prob = empirics.LogisticRegression(n_samples=2000, d=20, m=8, seed=0)
+    cfg = empirics.decentralized_periodic(theory.ring(8), tau=4)
+    res = empirics.simulate(prob, cfg, lr=0.05, T=500, batch_size=8, seed=0)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "empirics.problems": (
+        "Constants", "Estimate", "FiniteSumProblem", "LeastSquares", "LogisticRegression",
+        "MLPClassifier", "NoisyQuadratic", "PiecewiseQuadratic1D", "Problem", "seed_for",
+    ),
+    "empirics.compressors": (
+        "QSGD", "Compose", "Compressor", "Identity", "Payload", "RandomK", "Rescaled",
+        "ScaledSign", "TopK", "index_bits",
+    ),
+    "empirics.configs": (
+        "Config", "configuration", "decentralized_periodic", "dpsgd", "easgd", "hierarchical",
+        "local_sgd", "lupa", "mdsgd", "one_shot", "pasgd", "spiridonoff_sgd", "synchronous",
+    ),
+    "empirics.engine": (
+        "Constant", "DivergenceError", "InverseTime", "LRFunction", "RunSpec", "Stagewise",
+        "as_lr", "register_fast_grad", "run", "simulate", "tune_allocator",
+    ),
+    "empirics.records": ("Result", "Trace", "load_result"),
+    "empirics.distributed": (
+        "DistributedError", "DistributedResult", "RoundTiming", "fit_runtime", "run_distributed",
+    ),
+}
+_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
+#: submodules reachable as attributes (``empirics.compressors.make``)
+_SUBMODULES = {"problems", "compressors", "configs", "engine", "records", "distributed", "launch",
+               "data", "cli"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"empirics.{name}")
+    raise AttributeError(f"module 'empirics' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE) | _SUBMODULES)
