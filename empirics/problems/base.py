@@ -298,6 +298,15 @@ def _randn(generator: torch.Generator, shape: tuple[int, ...], dtype: torch.dtyp
     return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
 
 
+def _is_transform_wrapped(t: torch.Tensor) -> bool:
+    """Whether ``t`` was made inside a torch.func transform (and must not be cached: it dies with
+    the transform). Uses torch's functorch introspection; if that is unavailable, says True."""
+    try:
+        return bool(torch._C._functorch.is_functorch_wrapped_tensor(t))
+    except AttributeError:
+        return True
+
+
 def _unflatten(theta: torch.Tensor, shapes: dict[str, tuple[int, ...]]) -> Params:
     sizes = [math.prod(s) for s in shapes.values()]
     return {k: t.reshape(s) for (k, s), t in zip(shapes.items(), torch.split(theta, sizes),

@@ -58,7 +58,7 @@ class NoisyQuadratic(Problem):
             raise ValueError(f"x0 must be a finite scalar or {self.d} finite numbers (got {x0!r})")
         self.x0 = x0_np
         self.param_shapes = {"x": (self.d,)}
-        self._a_t: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self._a_t = torch.as_tensor(self.a)  # plain float64 CPU tensor, made outside transforms
 
     @property
     def x_star(self) -> Params:
@@ -66,10 +66,8 @@ class NoisyQuadratic(Problem):
         return {"x": torch.zeros(self.d, dtype=torch.float64)}
 
     def _a(self, like: torch.Tensor) -> torch.Tensor:
-        key = (like.device, like.dtype)
-        if key not in self._a_t:
-            self._a_t[key] = torch.as_tensor(self.a, dtype=like.dtype, device=like.device)
-        return self._a_t[key]
+        # no caching here: tensors made inside torch.func transforms are transform wrappers
+        return self._a_t.to(device=like.device, dtype=like.dtype)
 
     def _init_numpy(self) -> dict[str, np.ndarray]:
         return {"x": self.x0.copy()}

@@ -32,6 +32,7 @@ from empirics.problems.base import (
     Problem,
     _dtype,
     _int_at_least,
+    _is_transform_wrapped,
     _real_at_least,
     _unflatten,
 )
@@ -79,11 +80,15 @@ class FiniteSumProblem(Problem):
         """(X, y) of all n rows, worker-major, as tensors on ``device`` in ``dtype``."""
         dev = torch.device(device) if device is not None else self.device
         dt = _dtype(dtype) if dtype is not None else self.dtype
-        if (dev, dt) not in self._data:
-            y_dt = torch.int64 if self._y_np.dtype.kind == "i" else dt
-            self._data[(dev, dt)] = (torch.as_tensor(self._x_np, dtype=dt, device=dev),
-                                     torch.as_tensor(self._y_np, dtype=y_dt, device=dev))
-        return self._data[(dev, dt)]
+        hit = self._data.get((dev, dt))
+        if hit is not None:
+            return hit
+        y_dt = torch.int64 if self._y_np.dtype.kind == "i" else dt
+        out = (torch.as_tensor(self._x_np, dtype=dt, device=dev),
+               torch.as_tensor(self._y_np, dtype=y_dt, device=dev))
+        if not _is_transform_wrapped(out[0]):  # first call inside torch.func.grad: don't keep
+            self._data[(dev, dt)] = out
+        return out
 
     @property
     def shards(self) -> torch.Tensor:
@@ -206,6 +211,7 @@ class ConvexFiniteSum(FiniteSumProblem):
         return {"w": torch.from_numpy(self._solve())}
 
     def _compute_constants(self) -> Constants:
+        self.data(_CPU, torch.float64)  # cache the float64 copy outside transforms
         x0 = self.init_params(_CPU, torch.float64)
         xs = self.x_star
         ts = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -280,6 +286,7 @@ class LeastSquares(ConvexFiniteSum):
             delta -= delta.mean(0)
             rows = np.repeat(self.heterogeneity * delta, self.n_per, axis=0)
             self._y_np = self._y_np + np.einsum("ij,ij->i", self._x_np, rows)
+        self.data()  # cache the problem's own device/dtype now, outside any transform
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
         w = params["w"]
@@ -357,6 +364,7 @@ class LogisticRegression(ConvexFiniteSum):
             rows = np.repeat(self.heterogeneity * scale * delta, self.n_per, axis=0)
             logits = logits + np.einsum("ij,ij->i", self._x_np, rows)
         self._y_np = np.where(self._y_np < 0.5 * (1 + np.tanh(0.5 * logits)), 1.0, -1.0)
+        self.data()  # cache the problem's own device/dtype now, outside any transform
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
         w = params["w"]

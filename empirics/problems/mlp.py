@@ -104,6 +104,7 @@ class MLPClassifier(FiniteSumProblem):
         x, y = gaussian_mixture(n, self.d_in, self.n_classes, self.separation,
                                 rng_for(seed, STREAM_DATA))
         self._setup(x, y, y, heterogeneity, seed)
+        self.data()  # cache the problem's own device/dtype now, outside any transform
 
     @property
     def n_layers(self) -> int:
@@ -202,6 +203,7 @@ class MLPClassifier(FiniteSumProblem):
         return ckpts, best, best_theta
 
     def _compute_constants(self) -> Constants:
+        self.data(_CPU, torch.float64)  # cache the float64 copy outside transforms
         x0 = self.init_params(_CPU, torch.float64)
         ckpts, best, best_theta = self._fstar_run()
         rng = rng_for(self.seed, STREAM_POINTS)

@@ -195,6 +195,24 @@ def test_pickle_round_trip(problem):
     assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
 
 
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_no_transform_wrapped_tensor_is_kept(name):
+    """A tensor made inside torch.func.grad is a dead wrapper once grad returns; the first use of
+    a new dtype inside a transform must not cache one (it broke pickling and later calls)."""
+    p = FACTORIES[name](dtype=torch.float32)
+    x64 = p.init_params(dtype=torch.float64)
+    g1 = p.full_grad(x64)  # float64 data made inside grad(objective)
+    g2 = p.full_grad(x64)
+    for k in g1:
+        assert torch.equal(g1[k], g2[k]) and g1[k].dtype == torch.float64
+    wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    assert not any(wrapped(t) for v in vars(p).values() if isinstance(v, dict)
+                   for b in v.values() for t in (b if isinstance(b, tuple) else (b,))
+                   if isinstance(t, torch.Tensor))
+    twin = pickle.loads(pickle.dumps(p))
+    assert twin.full_loss(x64) == p.full_loss(x64)
+
+
 def test_bad_sample_arguments_are_named(problem):
     g = torch.Generator().manual_seed(0)
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
