@@ -103,10 +103,12 @@ def engine_rate(problem, cfg: Config, seconds: float) -> float:
     eng.record(0, 0.0)
     rec = time.perf_counter() - t0
     probe = 16
-    t_probe = max(timed(probe) - rec, 1e-9)
-    T = max(probe, int(probe * seconds / t_probe))
+    tp = timed(probe)
+    t_probe = max(tp - rec, 0.2 * tp)  # noise can make the record look dearer than 16 steps
+    T = min(max(probe, int(probe * seconds / t_probe)), 200_000)
     T = -(-T // 8) * 8  # whole rounds for τ = 8
-    return T / max(timed(T) - rec, 1e-9)
+    tT = timed(T)
+    return T / max(tT - rec, 0.5 * tT)
 
 
 def loop_rate(kind: str, problem, W: MixingMatrix, tau: int, seconds: float) -> float:

@@ -579,12 +579,20 @@ class _Engine:
             raise ValueError(f"schedule size {sched.n} must equal m + v = {self.n}")
         if getattr(sched, "adaptive", False):
             return  # rounds depend on the loss: nothing to check in advance
-        mixing = [r for r in sched.rounds(self.T) if r.W is not None and not r.W.is_identity]
-        if self.n > 1 and not mixing:
+        # stream the rounds: stop at the first mixing step before the last one (then both
+        # rules hold), so long runs never materialise their schedule
+        last = None
+        for r in sched.rounds(self.T):
+            if r.W is None or r.W.is_identity:
+                continue
+            if r.end < self.T:
+                return
+            last = r
+        if self.n > 1 and last is None:
             raise ValueError(f"schedule never communicates within T = {self.T} steps (no round "
                              f"mixes with a W ≠ I): the workers would never exchange anything")
-        if any(not self.mixer(r.W).kind == "groups" or self.mixer(r.W).n_groups > 1
-               for r in mixing) and not any(r.end < self.T for r in mixing):
+        if last is not None and not (self.mixer(last.W).kind == "groups"
+                                     and self.mixer(last.W).n_groups == 1):
             raise ValueError(
                 f"schedule mixes only once, after the last step (T = {self.T}), and with a W that "
                 f"is not exact averaging: a decentralized/EASGD/hierarchical run needs mixing "

@@ -489,6 +489,8 @@ def test_schedules_that_do_not_communicate_when_needed(logreg):
             schedule=Periodic(ring(M), 50)), lr=0.1, T=10)
     with pytest.raises(ValueError, match="never communicates within T = 10"):
         simulate(logreg, configuration(FromCallable(lambda k: None, M)), lr=0.1, T=10)
+    # the check streams the schedule: a 10⁹-step run is checked without listing its rounds
+    _Engine(RunSpec(logreg, dpsgd(ring(M)), 0.1, 10**9)).check_schedule()
     # exact averaging once at the end is one-shot averaging: allowed
     assert simulate(logreg, pasgd(M, 100), lr=0.1, T=10).comm_steps.tolist() == [9]
     # a callable schedule handing the engine a W of the wrong size
