@@ -602,7 +602,7 @@ class _RankRunner:
             tt["comm"].append(comm)
             tt["mixed"].append(rnd.W is not None and not as_mixing(rnd.W).is_identity)
         self.k = T
-        self.ctx.progress(T, force=True)
+        self.ctx.progress(T)
         self.record(T, None)
         u, *_ = self.global_u(False)
         timings = [None] * self.ctx.world_size

@@ -11,7 +11,7 @@ is the one a ``torchrun`` job runs. The parent monitors the children:
 * the deadline ``timeout`` passes → every child is terminated and the error names the ranks still
   running and the last step each reported (a hung rank is the one whose step lags).
 
-Children report through files in the job directory: ``progress/rank{r}.json`` (last step
+Children report through files in the job directory: ``progress/rank{r}.step`` (last step
 started), ``errors/rank{r}.json`` (exception, step, traceback), ``logs/rank{r}.log``
 (stdout/stderr) and ``returns/rank{r}.pkl`` (the return value of a :func:`launch` target).
 
@@ -103,23 +103,26 @@ class RankContext:
     out_dir: Path | None
     step: int | None = None
     _fault: tuple[int, int, str] | None = field(default=None, repr=False)
-    _last_progress: float = field(default=0.0, repr=False)
+    _progress: Any = field(default=None, repr=False)
 
-    def progress(self, step: int, force: bool = False) -> None:
-        """Record that this rank started ``step`` (file written at most every 0.2 s unless
-        ``force``), and trigger an injected fault (``COOPSGD_FAULT``) planned for this step."""
+    def progress(self, step: int) -> None:
+        """Record that this rank started ``step`` (an int64 in the memory-mapped file
+        ``progress/rank{r}.step``: one memory write, no system call) and trigger an injected
+        fault (``COOPSGD_FAULT``) planned for this step."""
         self.step = step
+        if self.out_dir is not None:
+            if self._progress is None:
+                import numpy as np
+
+                path = self.out_dir / "progress" / f"rank{self.rank}.step"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._progress = np.memmap(path, dtype=np.int64, mode="w+", shape=(1,))
+            self._progress[0] = step
         if self._fault is not None:
             r, k, kind = self._fault
             if r == self.rank and step >= k:
                 self._fault = None
                 _inject(kind, self.rank, step)
-        now = time.monotonic()
-        if self.out_dir is not None and (force or now - self._last_progress > 0.2):
-            self._last_progress = now
-            _atomic_write(self.out_dir / "progress" / f"rank{self.rank}.json",
-                          json.dumps({"rank": self.rank, "step": step,
-                                      "time": time.time()}).encode())
 
 
 def _inject(kind: str, rank: int, step: int) -> None:
@@ -286,8 +289,12 @@ def _is_comm_error(info: dict[str, Any]) -> bool:
 def _diagnose(out: Path, nprocs: int, codes: list[int | None], why: str, timeout: float
               ) -> DistributedError:
     errors = {r: e for r in range(nprocs) if (e := _read_json(out / "errors" / f"rank{r}.json"))}
-    prog = {r: p for r in range(nprocs)
-            if (p := _read_json(out / "progress" / f"rank{r}.json"))}
+    prog = {}
+    for r in range(nprocs):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            prog[r] = {"step": int.from_bytes(
+                (out / "progress" / f"rank{r}.step").read_bytes()[:8], sys.byteorder,
+                signed=True)}
 
     def step_of(r: int) -> int | None:
         if r in errors and errors[r].get("step") is not None:

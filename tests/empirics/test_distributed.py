@@ -1,9 +1,11 @@
 """Distributed backend (gloo, loopback, CPU): primitives against numpy, distributed trajectories
 against the simulator (float64, 1e-10), byte accounting of compressed messages, failures.
 
-Process start-up dominates the cost (each rank imports torch), so the checks share jobs: one
-4-rank job runs every primitive check and most configurations (``_rank_job``), one job goes
-through the ``python -m empirics.distributed`` entry point, and the failure tests use 2 ranks.
+Process start-up dominates the cost (each rank imports torch, 5–15 s on a loaded 2-core
+machine), so the checks share jobs: one 4-rank job runs every primitive check and every
+configuration (``_rank_job``); one job (slow) goes through the ``python -m empirics.distributed``
+entry point from a JSON spec; the failure tests use 2 ranks (the hang test is slow: it waits for
+the collective timeout).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def _cases() -> dict[str, tuple[RunSpec, dict]]:
     mlp = MLPClassifier(n_samples=200, d_in=5, hidden=6, n_classes=3, m=M, seed=1,
                         fstar_iters=20, n_random_points=1, power_iters=10)
     return {
+        "pasgd": (RunSpec(p, pasgd(M, 5), 0.05, 30, **mk), {}),
         "dpsgd_ring": (RunSpec(p, dpsgd(ring(M)), 0.05, 24, **mk), {}),
         "easgd_replicated": (RunSpec(p, easgd(M, 3, 0.2), 0.05, 24, **mk), {}),
         "easgd_owner": (RunSpec(p, easgd(M, 3, 0.2), 0.05, 24, **mk), {"aux": "owner"}),
@@ -223,6 +226,7 @@ def test_compressed_messages_are_the_declared_payload(job):
     np.testing.assert_array_equal(ring_res.timing.wire_bytes, [T * 2 * d * 8] * M)
 
 
+@pytest.mark.slow
 def test_entry_point_run_distributed_pasgd(tmp_path):
     """PASGD through ``python -m empirics.distributed`` (the torchrun entry point), from a JSON
     spec: same trajectory as the simulator; result.json and timing.json on disk."""
@@ -242,7 +246,7 @@ def test_entry_point_run_distributed_pasgd(tmp_path):
 # ----------------------------------------------------------------------------- failures
 def _small_spec(T: int = 400) -> RunSpec:
     p = LeastSquares(n_samples=100, d=5, m=2, seed=0)
-    return RunSpec(p, dpsgd(ring(2)), 0.01, T, batch_size=2, record_every=50, grad_every=0)
+    return RunSpec(p, dpsgd(path(2)), 0.01, T, batch_size=2, record_every=50, grad_every=0)
 
 
 def test_rank_that_raises_ends_job_with_rank_and_step(tmp_path):
@@ -259,6 +263,7 @@ def test_rank_that_raises_ends_job_with_rank_and_step(tmp_path):
     assert list(e.partial.step) == [0]
 
 
+@pytest.mark.slow
 def test_rank_that_hangs_ends_job_within_timeout(tmp_path):
     t0 = time.monotonic()
     with pytest.raises(DistributedError, match=r"rank 1 stopped responding at step 60") as ei:

@@ -1,0 +1,111 @@
+"""Time per mixing round for a 1M-parameter model: distributed all-reduce, neighbour exchange
+(ring), all-gather + dense combination, against the simulator's mixing of the same W.
+
+For n = 2 and 4 local gloo processes (loopback), each rank holds one d-vector (d = 1 000 000)
+and times ``reps`` rounds (median, after a barrier each round). In the same run, the parent times
+the engine's ``_Mixer`` (the simulator's mixing: all n rows in one process) for the same W. The
+ratio column is distributed time / simulated time (same W, same dtype). For n = 2 the "ring" is
+the single edge (W = [[½, ½], [½, ½]], exchanged point-to-point rather than by all-reduce).
+
+Run: ``python benchmarks/bench_distributed.py [--d 1000000] [--reps 20] [--dtype float32]``.
+Numbers depend on the machine and its load (the 2-core CI box runs 4 ranks on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from empirics.engine import _Mixer
+from empirics.launch import launch
+from theory.mixing import average, path, ring
+
+
+def _ring(n: int):
+    return ring(n) if n >= 3 else path(2)
+
+
+def _bench_rank(ctx, d: int, reps: int, dtype: str) -> dict[str, float]:
+    import torch.distributed as dist
+
+    from empirics.distributed import _NeighborPlan, allreduce_mean, dense_mix, neighbor_mix
+
+    n, r = ctx.world_size, ctx.rank
+    dt = getattr(torch, dtype)
+    x = torch.randn(d, generator=torch.Generator().manual_seed(r), dtype=dt)
+    A = np.asarray(_ring(n).matrix)
+    plan = _NeighborPlan(A, n, r, n, aux_owner=False)
+
+    def timed(fn) -> float:
+        ts = []
+        for _ in range(reps + 2):
+            dist.barrier()
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        return statistics.median(ts[2:])
+
+    return {
+        "all-reduce (W = J)": timed(lambda: allreduce_mean(x.clone())),
+        "neighbour exchange (ring)": timed(lambda: neighbor_mix({r: x}, plan)),
+        "all-gather + dense (ring)": timed(lambda: dense_mix(x, A, [r])),
+    }
+
+
+def _sim(n: int, d: int, reps: int, dtype: str) -> dict[str, float]:
+    dt = getattr(torch, dtype)
+    X = torch.randn(n, d, generator=torch.Generator().manual_seed(0), dtype=dt)
+    buf = torch.empty_like(X)
+    out = {}
+    for name, W, mode in (("J", average(n), "auto"), ("ring", _ring(n), "auto"),
+                          ("ring sparse", _ring(n), "sparse" if n >= 3 else "auto")):
+        mx = _Mixer(W, X.device, dt, mode)
+        ts = []
+        for _ in range(reps + 2):
+            t = time.perf_counter()
+            mx(X, buf)
+            ts.append(time.perf_counter() - t)
+        out[name] = (statistics.median(ts[2:]), mx.kind)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--d", type=int, default=1_000_000)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--nprocs", type=int, nargs="+", default=[2, 4])
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    print(f"d = {a.d:,} parameters, {a.dtype}, median of {a.reps} rounds, gloo on 127.0.0.1\n")
+    hdr = f"{'n':>2}  {'method':<28} {'ms/round':>9}  {'simulated (engine kind)':<26} {'ratio':>7}"
+    print(hdr)
+    print("-" * len(hdr))
+    for n in a.nprocs:
+        sim = _sim(n, a.d, a.reps, a.dtype)
+        rets = launch(f"{__file__}:_bench_rank", n, (a.d, a.reps, a.dtype), backend="gloo",
+                      timeout=600)
+        dist_t = {k: max(r[k] for r in rets) for k in rets[0]}  # the slowest rank ends a round
+        ref = {"all-reduce (W = J)": "J", "neighbour exchange (ring)": "ring",
+               "all-gather + dense (ring)": "ring"}
+        for k, t in dist_t.items():
+            s, kind = sim[ref[k]]
+            print(f"{n:>2}  {k:<28} {1e3 * t:>9.2f}  {1e3 * s:>9.2f} ms ({kind:<8})    "
+                  f"{t / s:>7.2f}")
+        if n >= 3:
+            s, kind = sim["ring sparse"]
+            print(f"{n:>2}  {'(simulator, ring forced sparse)':<28} {'':>9}  "
+                  f"{1e3 * s:>9.2f} ms ({kind:<8})")
+        print()
+
+
+if __name__ == "__main__":
+    main()
