@@ -677,3 +677,11 @@ def test_make_errors():
         make("topk+qsgd+sign", k=2, s=2)
     with pytest.raises(ValueError, match=r"keywords \['k'\] given with a ready"):
         make(TopK(2), k=3)
+
+
+def test_empty_batch_gives_empty_output_and_payload():
+    x = torch.zeros(0, 5)
+    for c in [QSGD(2), ScaledSign(), RandomK(2), TopK(2), Compose(RandomK(2), QSGD(1)), Identity()]:
+        p = c.encode(x, gen(0))
+        assert c(x, gen(0)).shape == (0, 5) and p.bits == 0 and p.nbytes == 0
+        assert c.decode(p).shape == (0, 5)
