@@ -9,7 +9,6 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -188,6 +187,7 @@ class Problem(ABC):
         self.m = _int_at_least("m", m, 1)
         self.device = torch.device(device) if device is not None else _CPU
         self.dtype = _dtype(dtype)
+        self._constants: Constants | None = None
 
     # -- to implement ---------------------------------------------------------------------
     @abstractmethod
@@ -211,7 +211,7 @@ class Problem(ABC):
         """E‖g − ∇F_i(x)‖² of a batch-``batch_size`` gradient of worker i (None: mean over i)."""
 
     @abstractmethod
-    def _compute_constants(self) -> Constants: ...
+    def _compute_constants(self, progress: bool = False) -> Constants: ...
 
     # -- shared ---------------------------------------------------------------------------
     @property
@@ -274,10 +274,17 @@ class Problem(ABC):
                         f"{batch_size}); uncertainty = standard error",
                         dev.std() / math.sqrt(n_draws))
 
-    @cached_property
+    @property
     def constants(self) -> Constants:
         """L, μ, σ², F*, F(x₀) (and β, L_local, ζ² where defined), computed on first access."""
-        return self._compute_constants()
+        return self.compute_constants()
+
+    def compute_constants(self, progress: bool = False) -> Constants:
+        """The constants, computed once and cached; ``progress=True`` shows a tqdm bar where the
+        computation is long (MLPClassifier)."""
+        if self._constants is None:
+            self._constants = self._compute_constants(progress=progress)
+        return self._constants
 
     def _check_sample_args(self, worker: int, batch_size: int) -> None:
         if isinstance(worker, bool) or not isinstance(worker, (int, np.integer)) \

@@ -95,7 +95,7 @@ class NoisyQuadratic(Problem):
         ax = self.a * params["x"].detach().cpu().double().numpy()
         return float(self.c**2 * ax @ ax + self.d * self.sigma**2) / batch_size
 
-    def _compute_constants(self) -> Constants:
+    def _compute_constants(self, progress: bool = False) -> Constants:
         src = "paper 4 §4.1 quadratic (digest §4.6 A), derived"
         f0 = 0.5 * float(self.a @ self.x0**2)
         return Constants(
@@ -164,7 +164,7 @@ class PiecewiseQuadratic1D(Problem):
         _int_at_least("batch_size", batch_size, 1)
         return self.sigma**2 / batch_size
 
-    def _compute_constants(self) -> Constants:
+    def _compute_constants(self, progress: bool = False) -> Constants:
         src = "paper 4 speed-up function (digest §4.6 B), derived"
         f0 = (1.0 if self.x0 >= 0 else 0.5) * self.mu * self.x0**2
         return Constants(

@@ -210,7 +210,7 @@ class ConvexFiniteSum(FiniteSumProblem):
         """The minimiser x* (float64, CPU)."""
         return {"w": torch.from_numpy(self._solve())}
 
-    def _compute_constants(self) -> Constants:
+    def _compute_constants(self, progress: bool = False) -> Constants:
         self.data(_CPU, torch.float64)  # cache the float64 copy outside transforms
         x0 = self.init_params(_CPU, torch.float64)
         xs = self.x_star

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.func import grad, jvp
+from tqdm.auto import tqdm
 
 from empirics.data import (
     STREAM_DATA,
@@ -174,7 +175,8 @@ class MLPClassifier(FiniteSumProblem):
     def _flat_objective(self, theta: torch.Tensor) -> torch.Tensor:
         return self.objective(_unflatten(theta, self.param_shapes))
 
-    def _fstar_run(self) -> tuple[list[tuple[str, torch.Tensor]], float, torch.Tensor]:
+    def _fstar_run(self, bar: tqdm | None = None
+                   ) -> tuple[list[tuple[str, torch.Tensor]], float, torch.Tensor]:
         theta = _flat(self.init_params(_CPU, torch.float64)).clone().requires_grad_(True)
         opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=1, history_size=20,
                                 tolerance_grad=1e-12, tolerance_change=1e-15,
@@ -200,12 +202,19 @@ class MLPClassifier(FiniteSumProblem):
             ckpts.append((f"lbfgs@{mark}", theta.detach().clone()))
             if val < best:
                 best, best_theta = val, theta.detach().clone()
+            if bar is not None:
+                bar.set_postfix_str(f"F = {val:.4g}")
+                bar.update()
         return ckpts, best, best_theta
 
-    def _compute_constants(self) -> Constants:
+    def _compute_constants(self, progress: bool = False) -> Constants:
         self.data(_CPU, torch.float64)  # cache the float64 copy outside transforms
         x0 = self.init_params(_CPU, torch.float64)
-        ckpts, best, best_theta = self._fstar_run()
+        n_marks = len({max(1, self.fstar_iters // 10), max(1, self.fstar_iters // 2),
+                       self.fstar_iters})
+        bar = tqdm(total=n_marks + 2 * (1 + n_marks + self.n_random_points),
+                   desc="MLP constants (L-BFGS, L, σ²)", disable=not progress)
+        ckpts, best, best_theta = self._fstar_run(bar)
         rng = rng_for(self.seed, STREAM_POINTS)
         points = [("x0", _flat(x0)), *ckpts]
         points += [(f"init#{i + 1}", _flat({k: torch.from_numpy(v) for k, v in
@@ -217,8 +226,15 @@ class MLPClassifier(FiniteSumProblem):
             lam, it = _power_iteration(self._flat_objective, th, gen, self.power_iters)
             ls.append(lam)
             its.append(it)
+            bar.update()
         named = [(name, self._params64(th)) for name, th in points]
-        maxes, means = self._sigma2_over(named)
+        maxes, means = [], []
+        for pt in named:
+            mx, mn = self._sigma2_over([pt])
+            maxes += mx
+            means += mn
+            bar.update()
+        bar.close()
         names = [name for name, _ in points]
         x_best = self._params64(best_theta)
         gbest = self.grad_norm2(x_best)

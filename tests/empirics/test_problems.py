@@ -482,6 +482,16 @@ def test_mlp_one_pass_sigma2_equals_per_sample_vmap():
         torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-14)
 
 
+def test_mlp_constants_progress_bar_and_cache(capsys):
+    kw = dict(n_samples=90, d_in=3, hidden=4, n_classes=3, m=3, fstar_iters=10,
+              n_random_points=0, power_iters=20)
+    p = MLPClassifier(**kw)
+    c = p.compute_constants(progress=True)
+    assert "MLP constants" in capsys.readouterr().err
+    assert p.constants is c  # cached
+    assert MLPClassifier(**kw).constants == c  # the bar does not change the numbers
+
+
 def test_mlp_label_skew_increases_dissimilarity():
     kw = dict(n_samples=400, d_in=5, hidden=8, n_classes=4, m=4, seed=3)
     iid, skew = MLPClassifier(heterogeneity=0.0, **kw), MLPClassifier(heterogeneity=1.0, **kw)
