@@ -927,7 +927,7 @@ def run_distributed(spec: RunSpec | dict[str, Any] | Callable[..., RunSpec], npr
         raise ValueError(f"nprocs must equal the number of workers m = {m} (got {nprocs}): "
                          f"the backend runs one process per worker")
     tmp = out_dir is None
-    out = Path(tempfile.mkdtemp(prefix="coopsgd-dist-")) if tmp else Path(out_dir)
+    out = Path(tempfile.mkdtemp(prefix="coopsgd-dist-")) if tmp else Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     for f in ("result.json", "timing.json"):
         if (out / f).exists():

@@ -368,7 +368,7 @@ def spawn(module_args: Sequence[str], nprocs: int, *, out_dir: str | os.PathLike
         raise ValueError(f"nprocs must be an integer >= 1 (got {nprocs!r})")
     if not (float(timeout) > 0):
         raise ValueError(f"timeout must be > 0 seconds (got {timeout!r})")
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()
     for sub in ("logs", "errors", "progress", "returns"):
         (out / sub).mkdir(parents=True, exist_ok=True)
         for f in (out / sub).iterdir():
@@ -430,7 +430,7 @@ def launch(target: str, nprocs: int, args: tuple = (), *, backend: str = "auto",
     is a :class:`RankContext`; args and return values must pickle. ``pg_timeout`` bounds each
     collective (default: ``timeout``)."""
     tmp = out_dir is None
-    out = Path(tempfile.mkdtemp(prefix="coopsgd-launch-")) if tmp else Path(out_dir)
+    out = Path(tempfile.mkdtemp(prefix="coopsgd-launch-")) if tmp else Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "args.pkl", "wb") as fh:
         pickle.dump(tuple(args), fh)
