@@ -122,6 +122,50 @@ def spectra(m: int) -> None:
     _echo_table(rows, ("topology", "ζ", "gap", "rounds to 1e-6"))
 
 
+_GRAPHS = ("ring", "path", "torus", "grid", "hypercube", "star", "complete", "exponential",
+           "erdos-renyi", "geometric")
+
+
+@main.command()
+@click.option("--graph", type=click.Choice(_GRAPHS), default="geometric", show_default=True)
+@click.option("--n", default=64, show_default=True, help="nodes (hypercube: dimension)")
+@click.option("--avg-degree", default=5.0, show_default=True, help="random geometric graph")
+@click.option("--p", "p", default=0.1, show_default=True, help="Erdős–Rényi edge probability")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--eps", default=1e-6, show_default=True, help="consensus accuracy for rounds")
+def design(graph: str, n: int, avg_degree: float, p: float, seed: int, eps: float) -> None:
+    """Compare weight rules with the optimal (FMMC, FDLA) weights on a graph, with certificates."""
+    import math
+
+    import theory
+
+    side = max(2, int(round(math.sqrt(n))))
+    G = {
+        "ring": lambda: theory.ring_graph(n),
+        "path": lambda: theory.path_graph(n),
+        "torus": lambda: theory.torus_graph(side, side),
+        "grid": lambda: theory.grid_graph(side, side),
+        "hypercube": lambda: theory.hypercube_graph(n),
+        "star": lambda: theory.star_graph(n),
+        "complete": lambda: theory.complete_graph(n),
+        "exponential": lambda: theory.exponential_graph(n),
+        "erdos-renyi": lambda: theory.erdos_renyi_graph(n, p, seed),
+        "geometric": lambda: theory.random_geometric_graph(n, avg_degree=avg_degree, seed=seed),
+    }[graph]()
+    click.echo(f"{graph}: {G.number_of_nodes()} nodes, {G.number_of_edges()} edges")
+    click.echo(str(theory.compare_weights(G, eps)))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def proofs(args: tuple[str, ...]) -> None:
+    """Run the proof obligations (same as ``python -m proofs [--topic T] [--only NAME] [-v]``);
+    exit code 1 if any fails."""
+    from proofs.__main__ import main as proofs_main
+
+    sys.exit(proofs_main(list(args)))
+
+
 def run() -> None:  # pragma: no cover - entry point shim
     sys.exit(main())
 

@@ -77,6 +77,30 @@ from theory.spectral import (
 )
 from theory.symbols import SYMBOLS, symbol
 
+#: topology design (cvxpy, scipy) is loaded on first use to keep ``import theory`` fast
+_LAZY = {
+    "fastest_mixing": "theory.design", "fastest_averaging": "theory.design",
+    "compare_weights": "theory.design", "certify": "theory.design",
+    "design_schedule": "theory.design", "DesignResult": "theory.design",
+    "WeightTable": "theory.design", "WeightRow": "theory.design", "edge_orbits": "theory.design",
+    "ScheduleDesign": "theory.design", "spectral_bundle": "theory.design_firstorder",
+    "extreme_eigs": "theory.design_firstorder",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in ("design", "design_firstorder"):
+        import importlib
+
+        return importlib.import_module(f"theory.{name}")
+    raise AttributeError(f"module 'theory' has no attribute {name!r}")
+
 
 def hierarchical(m: int, n_groups: int, tau1: int, tau2: int) -> Hierarchical:
     """Two-level hierarchical averaging of m workers in ``n_groups`` contiguous groups: group
@@ -99,4 +123,5 @@ __all__ = [
     "spiridonoff", "spiridonoff_comm_times", "spiridonoff_comparison", "sum_H_over_t",
     "synchronous",
     *_bounds_all,
+    *_LAZY,
 ]
