@@ -461,6 +461,10 @@ class _RankRunner:
     def global_u(self, with_stats: bool) -> tuple[torch.Tensor, float, float, float]:
         """u = mean of the n rows (all ranks); with_stats: also (consensus, ‖ē‖², mean ‖e_i‖²)
         — meaningful on rank 0."""
+        with self.ctx.communicating():
+            return self._global_u(with_stats)
+
+    def _global_u(self, with_stats: bool) -> tuple[torch.Tensor, float, float, float]:
         x, d = self.worker.x, self.d
         e = self.worker.memory
         vec = torch.zeros(2 * d if e is not None else d, dtype=self.dtype, device=self.device)
@@ -489,7 +493,8 @@ class _RankRunner:
         F = torch.zeros(1, dtype=torch.float64, device=self.device)
         if self.r == 0:
             F[0] = float(self.spec.problem.full_loss(self.worker.eng._unflat(u)))
-        dist.broadcast(F, 0)
+        with self.ctx.communicating():
+            dist.broadcast(F, 0)
         return float(F[0])
 
     def grad_norm2_u(self) -> float:
@@ -591,7 +596,8 @@ class _RankRunner:
                     self.synced = False
             tm = time.perf_counter()
             if rnd.W is not None:
-                self.mix(rnd.W, rnd.end - 1, rnd.length, round_synced, x_start)
+                with self.ctx.communicating():
+                    self.mix(rnd.W, rnd.end - 1, rnd.length, round_synced, x_start)
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
             comm = time.perf_counter() - tm
@@ -606,7 +612,9 @@ class _RankRunner:
         self.record(T, None)
         u, *_ = self.global_u(False)
         timings = [None] * self.ctx.world_size
-        dist.all_gather_object(timings, {"timing": self.timing, "wire_bytes": self.wire_bytes})
+        with self.ctx.communicating():
+            dist.all_gather_object(timings, {"timing": self.timing,
+                                             "wire_bytes": self.wire_bytes})
         if self.r != 0:
             return None
         res = self.result("completed", "", u)

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -105,24 +105,41 @@ class RankContext:
     _fault: tuple[int, int, str] | None = field(default=None, repr=False)
     _progress: Any = field(default=None, repr=False)
 
+    def _mm(self) -> Any:
+        if self._progress is None and self.out_dir is not None:
+            import numpy as np
+
+            path = self.out_dir / "progress" / f"rank{self.rank}.step"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._progress = np.memmap(path, dtype=np.int64, mode="w+", shape=(2,))
+        return self._progress
+
     def progress(self, step: int) -> None:
-        """Record that this rank started ``step`` (an int64 in the memory-mapped file
-        ``progress/rank{r}.step``: one memory write, no system call) and trigger an injected
+        """Record that this rank started ``step`` (int64 in the memory-mapped file
+        ``progress/rank{r}.step``: a memory write, no system call) and trigger an injected
         fault (``COOPSGD_FAULT``) planned for this step."""
         self.step = step
-        if self.out_dir is not None:
-            if self._progress is None:
-                import numpy as np
-
-                path = self.out_dir / "progress" / f"rank{self.rank}.step"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._progress = np.memmap(path, dtype=np.int64, mode="w+", shape=(1,))
-            self._progress[0] = step
+        mm = self._mm()
+        if mm is not None:
+            mm[0] = step
         if self._fault is not None:
             r, k, kind = self._fault
             if r == self.rank and step >= k:
                 self._fault = None
                 _inject(kind, self.rank, step)
+
+    @contextlib.contextmanager
+    def communicating(self) -> Iterator[None]:
+        """Mark the enclosed code as waiting on peers (collectives, point-to-point), so that a
+        rank blocked there is told apart from a rank that stopped on its own."""
+        mm = self._mm()
+        if mm is not None:
+            mm[1] = 1
+        try:
+            yield
+        finally:
+            if mm is not None:
+                mm[1] = 0
 
 
 def _inject(kind: str, rank: int, step: int) -> None:
@@ -292,9 +309,9 @@ def _diagnose(out: Path, nprocs: int, codes: list[int | None], why: str, timeout
     prog = {}
     for r in range(nprocs):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            prog[r] = {"step": int.from_bytes(
-                (out / "progress" / f"rank{r}.step").read_bytes()[:8], sys.byteorder,
-                signed=True)}
+            raw = (out / "progress" / f"rank{r}.step").read_bytes()
+            prog[r] = {"step": int.from_bytes(raw[:8], sys.byteorder, signed=True),
+                       "comm": int.from_bytes(raw[8:16], sys.byteorder, signed=True) == 1}
 
     def step_of(r: int) -> int | None:
         if r in errors and errors[r].get("step") is not None:
@@ -314,7 +331,9 @@ def _diagnose(out: Path, nprocs: int, codes: list[int | None], why: str, timeout
         elif silent and why == "failure":
             culprit = silent[0]
         elif silent:
-            culprit = min(silent, key=lambda r: (step_of(r) if step_of(r) is not None else -1))
+            # a rank that stopped outside communication, else the one with the lowest step
+            culprit = min(silent, key=lambda r: (prog.get(r, {}).get("comm", False),
+                                                 step_of(r) if step_of(r) is not None else -1))
         elif errors:
             culprit = min(errors, key=lambda r: errors[r].get("time", 0.0))
     for r in range(nprocs):
@@ -324,8 +343,10 @@ def _diagnose(out: Path, nprocs: int, codes: list[int | None], why: str, timeout
             e = errors[r]
             lines.append(f"  rank {r}: {e['type']}: {e['message']} ({at}, exit code {codes[r]})")
         elif codes[r] is None:
-            lines.append(f"  rank {r}: still running {at} when stopped (no error reported: "
-                         f"hung or blocked in a collective)")
+            where = ("waiting on its peers (collective or point-to-point)"
+                     if prog.get(r, {}).get("comm") else "not communicating: hung in its own "
+                     "computation")
+            lines.append(f"  rank {r}: still running {at} when stopped, {where}")
         elif codes[r] != 0:
             tail = _log_tail(out, r)
             lines.append(f"  rank {r}: exited with code {codes[r]} {at} without a Python "

@@ -306,8 +306,28 @@ def test_rank_that_hangs_ends_job_within_timeout(tmp_path):
                         fault=(1, 60, "hang"), save_every=0.0)
     assert time.monotonic() - t0 < 120
     msg = str(ei.value)
-    assert "rank 1: still running at step 60" in msg
+    assert "rank 1: still running at step 60 when stopped, not communicating" in msg
+    assert "rank 0: RuntimeError" in msg and "Timed out" in msg
     assert ei.value.partial is not None and list(ei.value.partial.step) == [0, 50]
+
+
+@pytest.mark.slow
+def test_job_deadline_stops_a_hang_the_collectives_do_not_see(tmp_path):
+    """Process-group timeout longer than the job's: the spawn helper's deadline ends the job and
+    tells the hung rank from the rank waiting for it."""
+    t0 = time.monotonic()
+    with pytest.raises(DistributedError, match=r"timed out after 30 s: rank 1 stopped "
+                                               r"responding at step 60") as ei:
+        run_distributed(_small_spec(), 2, timeout=30, pg_timeout=300, out_dir=tmp_path,
+                        fault=(1, 60, "hang"), save_every=0.0)
+    assert time.monotonic() - t0 < 45
+    assert "rank 0: still running at step 60 when stopped, waiting on its peers" in str(ei.value)
+
+
+def test_rank_that_dies_is_named(tmp_path):
+    with pytest.raises(DistributedError, match=r"rank 0 died \(exit code 3\) at step 120"):
+        run_distributed(_small_spec(), 2, timeout=120, pg_timeout=15, out_dir=tmp_path,
+                        fault=(0, 120, "exit"))
 
 
 # ---------------------------------------------------------------------------- fit, errors
