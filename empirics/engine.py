@@ -53,6 +53,7 @@ no record option changes the trajectory. Every tensor is created on ``spec.devic
 
 from __future__ import annotations
 
+import array
 import ctypes
 import math
 import time
@@ -514,12 +515,12 @@ class _Engine:
         self.round_synced = True  # ... at the start of the current round
         self.bits = 0
         self.n_rounds = 0
-        self.comm_steps: list[int] = []
+        self.comm_steps = array.array("q")  # compact: one entry per mixing round
         self.rows: list[dict[str, float]] = []
         self.gn_sum = 0.0   # Σ over evaluated blocks of (block length × ‖∇F(u_k)‖²)
         self.gn_weight = 0  # Σ block lengths covered
         self.gn_count = 0
-        self.gn_at: list[int] = []
+        self.gn_at = array.array("q")  # kept for grad_every > 1 (every step otherwise)
         self.k = 0
         self.lr_k = math.nan
         self.rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0x6E0F]))
@@ -755,7 +756,8 @@ class _Engine:
             grad_norm2_avg_method=method, grad_norm2_avg_steps=self.gn_count,
             steps_done=self.k, u_final=self.u().detach().cpu().double().numpy(),
             comm_steps=np.asarray(self.comm_steps, dtype=np.int64),
-            grad_norm2_at=np.asarray(self.gn_at, dtype=np.int64), status=status,
+            grad_norm2_at=(np.arange(self.gn_count, dtype=np.int64) if q == 1
+                           else np.asarray(self.gn_at, dtype=np.int64)), status=status,
             message=message)
 
     def get_trace(self) -> Trace:
@@ -801,7 +803,8 @@ class _Engine:
                         self.gn_sum += w * gn
                         self.gn_weight += w
                         self.gn_count += 1
-                        self.gn_at.append(k)
+                        if q > 1:
+                            self.gn_at.append(k)
                     if rnd.length == 1 and rnd.W is not None and self.synchronous(k, rnd.W):
                         continue
                     self.materialise()
