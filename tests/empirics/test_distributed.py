@@ -62,6 +62,7 @@ def _cases() -> dict[str, tuple[RunSpec, dict]]:
         "dense_periodic": (RunSpec(p, decentralized_periodic(path(M), 2), 0.05, 20,
                                    record_every=3, grad_every=4, **mk), {"mixing": "dense"}),
         "hierarchical": (RunSpec(p, hierarchical(M, 2, tau1=2, tau2=4), 0.05, 20, **mk), {}),
+        "lupa_linear": (RunSpec(p, lupa(M, 24, 4, 1), 0.05, 24, **mk), {}),
         "adaptive_lupa": (RunSpec(p, lupa(M, 20, 0, 2, adaptive=True), 0.05, 20, **mk), {}),
         "mlp_pasgd_nesterov": (RunSpec(mlp, pasgd(M, 3, momentum=0.5, nesterov=True), 0.1, 15,
                                        **mk), {}),
@@ -331,6 +332,18 @@ def test_rank_that_dies_is_named(tmp_path):
 
 
 # ---------------------------------------------------------------------------- fit, errors
+def test_fit_runtime_on_measured_rounds(job):
+    """Growing periods τ = 1, 3, 6, 8, 6: the fit is the least-squares line through (τ_i,
+    slowest rank's compute + comm) — checked against numpy.polyfit on the raw timing."""
+    rets, _ = job
+    t = rets[0]["runs"]["lupa_linear"].timing
+    np.testing.assert_array_equal(t.length, [1, 3, 6, 8, 6])
+    Y, D = rets[0]["runs"]["lupa_linear"].fit_runtime()
+    slope, icpt = np.polyfit(t.length.astype(float), (t.compute + t.comm).max(0), 1)
+    assert Y == pytest.approx(slope, rel=1e-9, abs=1e-12)
+    assert D == pytest.approx(icpt, rel=1e-9, abs=1e-12)
+
+
 def test_fit_runtime_recovers_Y_and_D():
     rng = np.random.default_rng(0)
     tau = np.array([1, 2, 4, 8, 1, 2, 4, 8])
