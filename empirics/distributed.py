@@ -74,6 +74,7 @@ from theory.schedules import Periodic
 __all__ = [
     "DistributedError",
     "DistributedResult",
+    "NeighborPlan",
     "RoundTiming",
     "allreduce_mean",
     "exchange_payloads",
@@ -131,6 +132,9 @@ class _NeighborPlan:
                 self.recv[p] = r
         self.terms = {j: [(int(i), float(A[i, j])) for i in np.nonzero(nz[:, j])[0]]
                       for j in self.mine}
+
+
+NeighborPlan = _NeighborPlan  #: public name: ``NeighborPlan(A, m, rank, world, aux_owner)``
 
 
 def neighbor_mix(values: dict[int, torch.Tensor], plan: _NeighborPlan,
