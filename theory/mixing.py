@@ -427,8 +427,9 @@ def mixing_matrix(G: nx.Graph, rule: str = "metropolis_hastings") -> MixingMatri
 def ring(m: int, rule: str = "uniform") -> MixingMatrix:
     """Ring of m workers; default uniform weights 1/3 (self and two neighbours).
 
-    Spectrum: λ_k = 1/3 + (2/3) cos(2πk/m), k = 0..m−1 (circulant)."""
-    m = _check_int("m", m, 3)
+    Spectrum: λ_k = 1/3 + (2/3) cos(2πk/m), k = 0..m−1 (circulant). For m = 2 the ring is a
+    single edge and uniform weights are 1/2, i.e. W = J."""
+    m = _check_int("m", m, 2)
     return mixing_matrix(ring_graph(m), rule)
 
 

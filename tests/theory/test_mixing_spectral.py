@@ -48,6 +48,11 @@ def test_complete_graph_is_average(n):
     assert theory.zeta_exact("complete", n) == 0
 
 
+def test_ring_of_two_is_average():
+    W = theory.ring(2)
+    assert W.is_average and theory.zeta(W) == 0
+
+
 def test_path_and_torus_closed_forms():
     assert theory.zeta(theory.path(10)) == pytest.approx(float(theory.zeta_exact("path", 10)))
     exact = sorted(float(x) for x, k in theory.spectrum_exact("torus", 4, 5) for _ in range(k))
