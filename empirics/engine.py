@@ -751,7 +751,11 @@ class _Engine:
         else:
             method = "off (grad_every = 0)"
         return Result.from_rows(
-            self.spec.to_dict(), self.rows,
+            {**self.spec.to_dict(),
+             "engine": {"grad_path": self.grad_path, "synchronous_steps": self.n_sync_steps,
+                        "mixing": sorted({mx.kind for _, mx in self._mixers.values()}),
+                        "mixing_mode": self.mixing_mode}},
+            self.rows,
             grad_norm2_avg=self.gn_sum / self.gn_weight if self.gn_weight else math.nan,
             grad_norm2_avg_method=method, grad_norm2_avg_steps=self.gn_count,
             steps_done=self.k, u_final=self.u().detach().cpu().double().numpy(),

@@ -425,6 +425,8 @@ def test_result_json_round_trip(logreg, tmp_path):
     d = json.loads(res.to_json())
     assert d["spec"]["config"]["name"] == "easgd" and d["spec"]["v"] == 1
     assert d["spec"]["lr"] == {"type": "constant", "eta": 0.3}
+    assert d["spec"]["engine"]["grad_path"] == "linear_bmm+fused-sgd"
+    assert d["spec"]["engine"]["mixing"] == ["dense"]  # W_α of EASGD, n = 5: dense is cheaper
     path = res.save(tmp_path / "sub" / "res.json")
     assert [q.name for q in path.parent.iterdir()] == ["res.json"]  # no temp file left
     back = load_result(path)
