@@ -205,6 +205,12 @@ def subspace_solve(spec: _Spec, Vp: np.ndarray, Vm: np.ndarray, *, rho: float,
         st.time_limit = float(time_limit)
     sol = clarabel.DefaultSolver(sps.triu(P, format="csc"), q, A, b, cones, st).solve()
     status = str(sol.status)
+    if "NumericalError" in status or "InsufficientProgress" in status:
+        # badly scaled data (eigenvector differences are ~1/√n): retry with wider equilibration
+        st.equilibrate_min_scaling, st.equilibrate_max_scaling = 1e-8, 1e8
+        st.direct_solve_method = "faer" if st.direct_solve_method == "qdldl" else "qdldl"
+        sol = clarabel.DefaultSolver(sps.triu(P, format="csc"), q, A, b, cones, st).solve()
+        status = str(sol.status)
     if "Solved" not in status:
         if verbose_fail:
             print(f"    subproblem: Clarabel status {status} after {sol.iterations} iterations")
@@ -288,6 +294,7 @@ def spectral_bundle(spec: _Spec, *, tol: float = 1e-3, time_limit: float | None 
     status, it = "max_iter", 0
     hist = []
     serious = 0
+    fails = 0
     for it in range(1, max_iter + 1):
         if time_limit is not None and time.perf_counter() - t0 > time_limit:
             status = "time_limit"
@@ -299,11 +306,16 @@ def spectral_bundle(spec: _Spec, *, tol: float = 1e-3, time_limit: float | None 
                              time_limit=left, verbose_fail=verbose)
         t_sub = time.perf_counter() - ta
         if sub is None:
-            prox *= 4
-            if prox > 1e8:
+            # numerical trouble: restart the bundle from the centre's eigenvectors
+            fails += 1
+            if fails >= 10:
                 status = "subproblem_failed"
                 break
+            prox *= 2
+            evc = extreme_eigs(spec, center, kp_new, km_new)
+            Vp, Vm = evc.Vp, evc.Vm
             continue
+        fails = 0
         lb = _certify(spec, [(Vp, sub.Sp, 1.0), (Vm, sub.Sm, -1.0)], fc)
         best_lb = max(best_lb, lb)
         gap = (fc - best_lb) / (1 - fc) if fc < 1 else math.inf

@@ -189,7 +189,7 @@ def test_first_order_matches_sdp_60_nodes(kind):
     G = random_geometric_graph(60, avg_degree=8, seed=5)
     fn = fastest_mixing if kind == "fmmc" else fastest_averaging
     a = fn(G, method="sdp", solver="CLARABEL")
-    b = fn(G, method="first_order", tol=1e-4, time_limit=300)
+    b = fn(G, method="first_order", tol=5e-3, time_limit=300)
     assert abs(a.zeta - b.zeta) <= 1e-4
     assert b.lower_bound <= a.zeta + 1e-9 and a.lower_bound <= b.zeta + 1e-9
 
