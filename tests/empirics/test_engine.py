@@ -50,6 +50,7 @@ from theory.mixing import (
     identity,
     metropolis_hastings,
     ring,
+    torus,
 )
 from theory.schedules import FromCallable, Periodic
 
@@ -85,6 +86,7 @@ MIXERS = {
     "groups": (lambda: group_average(contiguous_groups(8, 2)), "groups", 8),
     "ragged-groups": (lambda: group_average([[0, 5], [1, 2, 3], [4], [6, 7]]), "groups", 7),
     "ring": (lambda: ring(12), "sparse", 24),
+    "torus": (lambda: torus(4, 5), None, None),
     "easgd": (lambda: easgd_matrix(15, 0.1), "sparse", 30),
     "easgd-small": (lambda: easgd_matrix(3, 0.2), "dense", 6),
     "erdos-renyi": (lambda: metropolis_hastings(erdos_renyi_graph(10, 0.3, seed=1)), None, None),
@@ -106,16 +108,26 @@ def test_mixer_matches_WT_X_for_every_strategy(name, dtype):
     if kind is not None:
         assert auto.kind == kind
         assert auto.messages == messages
-    modes = ["auto", "dense", "sparse", "sparse-rowwise"]
+    modes = ["auto", "dense", "sparse", "sparse-blocked", "sparse-rowwise"]
     modes += ["groups"] if auto.kind == "groups" else []
     for mode in modes:
         mx = _Mixer(W, torch.device("cpu"), dtype, mode.split("-")[0])
+        if mode.startswith("sparse-"):
+            mx.GATHER_LIMIT = 0  # the large-X paths
         if mode == "sparse-rowwise":
-            mx.GATHER_LIMIT = 0  # the large-X path
+            mx.blocks = None
         Xd = X.to(dtype).clone()
         out = mx(Xd, torch.empty_like(Xd))
         np.testing.assert_allclose(out.double().numpy(), expect, rtol=0, atol=tol,
                                    err_msg=f"{name} {mode}")
+
+
+def test_blocked_plan_only_with_index_locality():
+    kw = dict(device=torch.device("cpu"), dtype=torch.float64, mode="sparse")
+    assert _Mixer(ring(64), **kw).blocks is not None
+    assert _Mixer(torus(8, 8), **kw).blocks is not None
+    er = metropolis_hastings(erdos_renyi_graph(64, 0.05, seed=0))
+    assert _Mixer(er, **kw).blocks is None  # scattered neighbours: row by row instead
 
 
 def test_mixer_rejects_bad_mode():
