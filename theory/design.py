@@ -367,11 +367,14 @@ def _support_upper(spec: _Spec, d: np.ndarray, rho: float) -> float:
     c = np.zeros(nx_)
     c[: spec.m] = d
     y = np.zeros(A.shape[0])
-    if A.shape[0]:
-        res = linprog(-c, A_ub=A, b_ub=b, bounds=list(zip(lo, hi, strict=True)),
+    scale = float(np.max(np.abs(c))) if len(c) else 0.0
+    if A.shape[0] and scale > 0:
+        # HiGHS's tolerances are absolute (1e−7): the costs d_e are often ~1e−6 (eigenvector
+        # differences), so solve with costs scaled to max 1 and scale the multipliers back
+        res = linprog(-c / scale, A_ub=A, b_ub=b, bounds=list(zip(lo, hi, strict=True)),
                       method="highs")
         if res.status == 0 and res.ineqlin is not None:
-            y = np.maximum(0.0, -np.asarray(res.ineqlin.marginals, float))
+            y = np.maximum(0.0, -np.asarray(res.ineqlin.marginals, float)) * scale
     r = c - (A.T @ y if A.shape[0] else 0.0)
     with np.errstate(invalid="ignore"):
         box = np.where(r > 0, r * hi, np.where(r < 0, r * lo, 0.0))

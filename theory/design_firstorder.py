@@ -61,12 +61,13 @@ def _deflate(V: np.ndarray) -> np.ndarray:
     return Q
 
 
-def extreme_eigs(spec: _Spec, w: np.ndarray, kp: int, km: int | None = None) -> Extremes:
+def extreme_eigs(spec: _Spec, w: np.ndarray, kp: int, km: int | None = None, *,
+                 dense: bool = False) -> Extremes:
     """The kp largest and km smallest eigenpairs of W(w) on 1⊥ (and ζ = max |λ| there)."""
     km = kp if km is None else km
     n = spec.n
     kp, km = min(kp, n - 1), min(km, n - 1)
-    if n <= DENSE_MAX_N or kp + km + 2 >= n // 2:
+    if dense or n <= DENSE_MAX_N or kp + km + 2 >= n // 2:
         A = spec.W(w) - 1.0 / n
         lam, U = np.linalg.eigh((A + A.T) / 2)
         c = int(np.argmax(np.abs(U.sum(axis=0))))  # the constant eigenvector (eigenvalue 0)
@@ -77,6 +78,13 @@ def extreme_eigs(spec: _Spec, w: np.ndarray, kp: int, km: int | None = None) -> 
         km2 = min(km, n - 1 - kp2)
         return Extremes(lam[::-1][:kp2], _deflate(U[:, ::-1][:, :kp2]), lam[:km2],
                         _deflate(U[:, :km2]), z)
+    try:
+        return _extreme_eigs_sparse(spec, w, kp, km)
+    except spla.ArpackNoConvergence:  # rare (e.g. nearly disconnected weights): dense LAPACK
+        return extreme_eigs(spec, w, kp, km, dense=True)
+
+
+def _extreme_eigs_sparse(spec: _Spec, w: np.ndarray, kp: int, km: int) -> Extremes:
     L = spec.laplacian(w).tocsc()
     # top of W = bottom of L (plus the constant vector at 0): shift-invert just below 0
     gersh = float(np.max(np.abs(L).sum(axis=1)))
@@ -267,11 +275,17 @@ def _start(spec: _Spec) -> np.ndarray:
     return project(spec, v)
 
 
+def _top_binding(ev: Extremes, margin: float = 0.5) -> bool:
+    """True when ζ is set by λ₂(W) with room to spare: −λ_min < λ₂ − margin·(1 − λ₂)."""
+    lam2, lamn = float(ev.lam_p[0]), float(ev.lam_m[0])
+    return -lamn < lam2 - margin * (1.0 - lam2)
+
+
 def spectral_bundle(spec: _Spec, *, tol: float = 1e-3, time_limit: float | None = None,
                     max_iter: int = 500, kp_new: int | None = None, km_new: int | None = None,
                     kp_max: int | None = None, km_max: int | None = None,
-                    w0: np.ndarray | None = None, verbose: bool = False
-                    ) -> tuple[np.ndarray, float, dict]:
+                    w0: np.ndarray | None = None, top_only: bool | None = None,
+                    verbose: bool = False) -> tuple[np.ndarray, float, dict]:
     """Proximal spectral bundle method (module doc). Returns (w, certified lower bound, info).
 
     Stops when the certified relative gap (ζ − lb)/(1 − ζ) ≤ tol, after ``time_limit`` seconds
@@ -291,6 +305,11 @@ def spectral_bundle(spec: _Spec, *, tol: float = 1e-3, time_limit: float | None 
     ev = extreme_eigs(spec, center, kp_new, km_new)
     fc = ev.zeta
     Vp, Vm = ev.Vp, ev.Vm
+    if top_only is None:
+        top_only = big and _top_binding(ev)
+    empty = np.zeros((n, 0))
+    if top_only:
+        Vm = empty
     prox = 0.1 / n
     best_lb = -math.inf
     status, it = "max_iter", 0
@@ -315,7 +334,7 @@ def spectral_bundle(spec: _Spec, *, tol: float = 1e-3, time_limit: float | None 
                 break
             prox *= 2
             evc = extreme_eigs(spec, center, kp_new, km_new)
-            Vp, Vm = evc.Vp, evc.Vm
+            Vp, Vm = evc.Vp, empty if top_only else evc.Vm
             continue
         fails = 0
         lb = _certify(spec, [(Vp, sub.Sp, 1.0), (Vm, sub.Sm, -1.0)], fc)
@@ -340,6 +359,8 @@ def spectral_bundle(spec: _Spec, *, tol: float = 1e-3, time_limit: float | None 
         pred = fc - sub.s
         evn = extreme_eigs(spec, sub.w, kp_new, km_new)
         fn = evn.zeta
+        if top_only and not _top_binding(evn):
+            top_only = False  # λ_min(W) became binding: model both ends from now on
         if pred > 0 and fc - fn >= 0.1 * pred:
             if fc - fn >= 0.6 * pred:
                 prox = max(prox / 2, 1e-8)
@@ -357,11 +378,13 @@ def spectral_bundle(spec: _Spec, *, tol: float = 1e-3, time_limit: float | None 
             sel = lam > 1e-6 * max(lam.max(), 1e-300)
             keep.append(V @ U[:, sel][:, ::-1])
         Vp = _orth(keep[0], evn.Vp, Vp, kmax=kp_max)
-        Vm = _orth(keep[1], evn.Vm, Vm, kmax=km_max)
+        Vm = empty if top_only else _orth(keep[1], evn.Vm, Vm, kmax=km_max)
     info = {"status": status, "iterations": it, "serious_steps": serious, "history": hist,
+            "top_only": top_only,
             "time": time.perf_counter() - t0}
     return center, best_lb, info
 
 
 __all__ = ["DENSE_MAX_N", "Extremes", "extreme_eigs", "project", "spectral_bundle",
            "subspace_solve"]
+

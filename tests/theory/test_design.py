@@ -183,6 +183,44 @@ def test_first_order_matches_sdp_small():
     assert b.relative_gap <= 1e-3
 
 
+def test_support_bound_is_scale_invariant_for_tiny_costs():
+    """The certificate's LP bound is positively homogeneous in the costs d. HiGHS's tolerances
+    are absolute (1e−7), so costs of size 1e−8 (eigenvector differences on large graphs) must be
+    rescaled before the solve: the rigorous bound for 1e−8·d must be 1e−8 × the bound for d."""
+    from scipy.optimize import linprog
+
+    from theory.design import _support_upper
+
+    G = random_geometric_graph(40, avg_degree=5, seed=4)
+    spec = _make_spec(G, "fmmc")
+    d = np.random.default_rng(0).random(spec.m)
+    exact = -linprog(-d, A_ub=spec.inc, b_ub=np.ones(spec.n), bounds=(0, None),
+                     method="highs").fun  # plain fractional b-matching (rho = 1: no extra rows)
+    for s in (1.0, 1e-8):
+        ub = _support_upper(spec, s * d, 1.0)
+        assert ub >= s * exact * (1 - 1e-9)
+        assert ub == pytest.approx(s * exact, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_top_only_bundle_certificate_is_rigorous_and_tight(seed):
+    """The λ₂-only model (used on large graphs when λ_min(W) is far from −ζ): its certificate
+    (Y = V₊S₊V₊ᵀ ⪰ 0 only, eq. (4)) must stay below the exact SDP optimum and close to it."""
+    from theory.design_firstorder import spectral_bundle
+
+    G = random_geometric_graph(30, avg_degree=5, seed=seed)
+    a = fastest_mixing(G, method="sdp")
+    spec = _make_spec(G, "fmmc")
+    w, lb, info = spectral_bundle(spec, tol=1e-4, top_only=True, max_iter=200)
+    W = spec.W(w)
+    lam = np.linalg.eigvalsh(W - 1.0 / spec.n)
+    assert info["top_only"]  # λ_min stayed non-binding on these graphs
+    assert -lam[0] < lam[-1]  # ... checked independently
+    assert lb <= a.zeta + 1e-9  # rigorous: below the exact optimum
+    assert (a.zeta - lb) / (1 - a.zeta) <= 2e-3  # and tight
+    assert _zeta_indep(W) - a.zeta <= 1e-4 * (1 - a.zeta) + 1e-9
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fmmc", "fdla"])
 def test_first_order_matches_sdp_60_nodes(kind):
