@@ -808,8 +808,12 @@ class _Engine:
                      W=tr["W"])
 
     # -- main loop -------------------------------------------------------------------------
-    def run(self, progress: bool = False) -> Result:
+    def run(self, progress: bool = False, save: str | None = None,
+            save_every: float = 60.0) -> Result:
+        """The main loop. ``save``: checkpoint the result so far (status ``"running"``) to this
+        path after a record when ``save_every`` seconds have passed since the last one."""
         self.check_schedule()
+        last_save = time.perf_counter()
         T, s, q = self.T, self.spec.record_every, self.spec.grad_every
         t0 = time.perf_counter()
         bar = None
@@ -835,6 +839,9 @@ class _Engine:
                                 raise DivergenceError(k, f"‖∇F(u_k)‖² = {gn}")
                     if k % s == 0:  # the record's running average covers steps j < k
                         self.record(k, time.perf_counter() - t0, gn)
+                        if save is not None and time.perf_counter() - last_save >= save_every:
+                            self.result("running", f"checkpoint: steps 0..{k - 1} done").save(save)
+                            last_save = time.perf_counter()
                     if gn is not None:
                         w = 1 if q == 1 else min(q, T - (k - k % q))
                         self.gn_sum += w * gn
@@ -874,19 +881,21 @@ class _Engine:
 
 
 def run(spec: RunSpec, *, trace: bool = False, progress: bool = False,
-        save: str | None = None, mixing: str = "auto", fast_path: bool = True
-        ) -> Result | tuple[Result, Trace]:
+        save: str | None = None, save_every: float = 60.0, mixing: str = "auto",
+        fast_path: bool = True) -> Result | tuple[Result, Trace]:
     """Run ``spec``; returns the :class:`Result` (and the :class:`Trace` if ``trace=True``).
 
     save: path of a JSON file written atomically at the end — also when the run fails, with the
     partial records (status ``"diverged"``/``"error"``/``"interrupted"``); the exception carries
-    the same partial result as ``err.partial``. mixing: ``"auto"`` (by W's structure) or force
+    the same partial result as ``err.partial``; during the run, after a record, every
+    ``save_every`` seconds, a checkpoint of the records so far (status ``"running"``), so a
+    killed process still leaves its finished work on disk. mixing: ``"auto"`` (by W's structure) or force
     ``"dense"``/``"sparse"``/``"groups"``. fast_path: use a registered hand-batched gradient
     path when one applies to the problem (else ``vmap``). progress: tqdm bar.
     """
     eng = _Engine(spec, mixing=mixing, fast_path=fast_path, trace=trace)
     try:
-        res = eng.run(progress=progress)
+        res = eng.run(progress=progress, save=save, save_every=save_every)
     except BaseException as e:
         partial = getattr(e, "partial", None)
         if save is not None and partial is not None:

@@ -77,7 +77,8 @@ class Result:
     ``u_final`` is the averaged model u_K (flat, float64), ``comm_steps`` the steps k after which
     a W ≠ I was applied, ``grad_norm2_at`` the steps at which ‖∇F(u_k)‖² entered the running
     average, ``status`` one of ``"completed"``, ``"diverged"``, ``"error"``,
-    ``"interrupted"``, with ``message``. ``spec`` is the run's spec as a dict.
+    ``"interrupted"``, or ``"running"`` (a checkpoint written during the run; ``u_final`` is then
+    u at the checkpoint), with ``message``. ``spec`` is the run's spec as a dict.
     """
 
     spec: dict[str, Any]

@@ -431,6 +431,25 @@ def test_other_errors_carry_the_partial_record(logreg, tmp_path):
     assert load_result(tmp_path / "r.json").status == "error"
 
 
+def test_checkpoints_during_the_run_keep_finished_records(logreg, tmp_path):
+    """With save_every = 0 every record is flushed to disk while the run goes on: what a killed
+    process leaves is the records so far, status "running", equal to the final ones."""
+    path = tmp_path / "r.json"
+    seen = {}
+
+    def lr(t: int) -> float:
+        if t == 7 and path.exists():  # mid-run, as a reader (or a crash) would find the file
+            seen["mid"] = load_result(path)
+        return 0.1
+
+    res = simulate(logreg, pasgd(M, 2), lr=lr, T=12, record_every=3, save=path, save_every=0.0)
+    mid = seen["mid"]
+    assert mid.status == "running" and "steps 0..5 done" in mid.message
+    assert list(mid.step) == [0, 3, 6]
+    np.testing.assert_array_equal(mid.loss, res.loss[:3])
+    assert load_result(path).status == "completed" and list(load_result(path).step)[-1] == 12
+
+
 def test_result_json_round_trip(logreg, tmp_path):
     res = simulate(logreg, easgd(M, 2, 0.2), lr=0.3, T=6, record_every=2, grad_every=3,
                    progress=True)
