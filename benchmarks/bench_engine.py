@@ -19,12 +19,12 @@ Targets at m = 64 (issue 4): logistic regression ≥ 5× (a); MLP within 1.5× o
 Every figure is the best of ``--repeats`` interleaved measurements (the machine is shared; best-of
 is the least noisy statistic). ``--tune-allocator`` calls :func:`empirics.engine.tune_allocator`
 (the in-process equivalent of ``MALLOC_MMAP_THRESHOLD_=4000000000
-MALLOC_TRIM_THRESHOLD_=4000000000``, see ENVIRONMENT.md) before measuring.
+MALLOC_TRIM_THRESHOLD_=4000000000``) before measuring.
 
     python benchmarks/bench_engine.py [--quick] [--threads 1] [--repeats 2] [--tune-allocator]
 
 One thread by default: on a shared 2-core machine a second busy process slows 2-thread torch
-10–30× (ENVIRONMENT.md); pass ``--threads 2`` on an idle machine.
+10–30× (measured here); pass ``--threads 2`` on an idle machine.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "empirics.engine": (
         "Constant", "DivergenceError", "InverseTime", "LRFunction", "RunSpec", "Stagewise",
-        "as_lr", "register_fast_grad", "run", "simulate", "tune_allocator",
+        "as_lr", "compressor_seed", "register_fast_grad", "run", "simulate", "tune_allocator",
     ),
     "empirics.records": ("Result", "Trace", "load_result"),
     "empirics.distributed": (
