@@ -25,7 +25,6 @@ reading of the paper's "hierarchical averaging" (definition [NF] in the digest Â
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,6 +32,7 @@ import numpy as np
 
 from theory.mixing import MixingMatrix, as_mixing, average, contiguous_groups, easgd_matrix
 from theory.mixing import group_average as _group_average
+from theory.schedule_library import OneShot
 from theory.schedules import Hierarchical, Periodic, Schedule
 
 __all__ = [
@@ -169,7 +169,7 @@ def pasgd(m: int, tau: int, **options: Any) -> Config:
 def one_shot(m: int, **options: Any) -> Config:
     """One-shot averaging: local steps only, one average at the last step Tâˆ’1."""
     m = _int("m", m, 1)
-    return Config("one_shot", Periodic(average(m), sys.maxsize), params={"m": m}, **options)
+    return Config("one_shot", OneShot(average(m)), params={"m": m}, **options)
 
 
 def dpsgd(W: MixingMatrix | Any, **options: Any) -> Config:
