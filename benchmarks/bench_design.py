@@ -6,9 +6,9 @@ above 40 nodes, optionally the SCS SDP) and the peer ``mixingmatrix`` (PyPI 0.2.
 dependency; skipped when not importable) with its defaults and a time limit. Columns: wall
 time, ζ, certified lower bound on ζ*, relative gap (ζ − lb)/(1 − ζ).
 
-Graphs: ``networkx.random_geometric_graph(n, r, seed)`` with r = sqrt(5/(π n)); when that is
-disconnected (usual at n ≥ 300) the components are joined by the shortest geometric edges
-between them (n unchanged, average degree stays ≈ 5).
+Graphs: ``theory.random_geometric_graph(n, avg_degree=5, seed, connected="join")``: one draw with
+r = sqrt(5/(π n)); when that is disconnected (usual at n ≥ 300) the components are joined by the
+shortest geometric edges between them (n unchanged, average degree stays ≈ 5).
 
     python benchmarks/bench_design.py                       # n = 64, 100, 1000
     python benchmarks/bench_design.py --sizes 64 100 --sdp  # also the SCS SDP
@@ -17,30 +17,12 @@ between them (n unchanged, average degree stays ≈ 5).
 from __future__ import annotations
 
 import argparse
-import math
 import time
 import warnings
 
-import networkx as nx
-import numpy as np
-
 from theory.design import fastest_averaging, fastest_mixing
-from theory.mixing import metropolis_hastings
+from theory.mixing import metropolis_hastings, random_geometric_graph
 from theory.spectral import zeta
-
-
-def rgg_connected(n: int, avg_degree: float = 5.0, seed: int = 0) -> nx.Graph:
-    r = math.sqrt(avg_degree / (math.pi * n))
-    G = nx.random_geometric_graph(n, r, seed=seed)
-    P = np.array([G.nodes[i]["pos"] for i in range(n)])
-    while not nx.is_connected(G):
-        comps = sorted(nx.connected_components(G), key=len, reverse=True)
-        A = list(comps[0])
-        B = [u for c in comps[1:] for u in c]
-        D = np.linalg.norm(P[A][:, None] - P[B][None], axis=2)
-        a, b = np.unravel_index(int(np.argmin(D)), D.shape)
-        G.add_edge(A[a], B[b])
-    return nx.Graph(G.edges) if G.number_of_nodes() == n else G
 
 
 def row(name: str, t: float | None, z: float, lb: float | None, note: str = "") -> str:
@@ -68,7 +50,7 @@ def main() -> None:
     except ImportError:
         mixingmatrix = None
     for n in args.sizes:
-        G = rgg_connected(n, seed=args.seed)
+        G = random_geometric_graph(n, avg_degree=5.0, seed=args.seed, connected="join")
         print(f"n = {n}: {G.number_of_edges()} edges, average degree "
               f"{2 * G.number_of_edges() / n:.2f} ({args.kind.upper()})")
         zmh = zeta(metropolis_hastings(G))

@@ -129,7 +129,8 @@ _GRAPHS = ("ring", "path", "torus", "grid", "hypercube", "star", "complete", "ex
 @main.command()
 @click.option("--graph", type=click.Choice(_GRAPHS), default="geometric", show_default=True)
 @click.option("--n", default=64, show_default=True, help="nodes (hypercube: dimension)")
-@click.option("--avg-degree", default=5.0, show_default=True, help="random geometric graph")
+@click.option("--avg-degree", default=5.0, show_default=True,
+              help="random geometric graph (one draw, components joined by shortest edges)")
 @click.option("--p", "p", default=0.1, show_default=True, help="Erdős–Rényi edge probability")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--eps", default=1e-6, show_default=True, help="consensus accuracy for rounds")
@@ -150,7 +151,8 @@ def design(graph: str, n: int, avg_degree: float, p: float, seed: int, eps: floa
         "complete": lambda: theory.complete_graph(n),
         "exponential": lambda: theory.exponential_graph(n),
         "erdos-renyi": lambda: theory.erdos_renyi_graph(n, p, seed),
-        "geometric": lambda: theory.random_geometric_graph(n, avg_degree=avg_degree, seed=seed),
+        "geometric": lambda: theory.random_geometric_graph(n, avg_degree=avg_degree, seed=seed,
+                                                          connected="join"),
     }[graph]()
     click.echo(f"{graph}: {G.number_of_nodes()} nodes, {G.number_of_edges()} edges")
     click.echo(str(theory.compare_weights(G, eps)))

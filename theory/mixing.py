@@ -299,10 +299,16 @@ def erdos_renyi_graph(n: int, p: float, seed: int, *, connected: bool = True,
 
 
 def random_geometric_graph(n: int, radius: float | None = None, seed: int = 0, *,
-                           avg_degree: float | None = None, connected: bool = True,
+                           avg_degree: float | None = None, connected: bool | str = True,
                            max_tries: int = 1000) -> nx.Graph:
-    """Random geometric graph on the unit square (seeded). Give ``radius`` or ``avg_degree``
-    (radius = sqrt(avg_degree / (π n)), ignoring boundary effects). Redraws until connected."""
+    """Random geometric graph on the unit square (seeded); node ``i`` has attribute ``pos``.
+
+    Give ``radius`` or ``avg_degree`` (radius = sqrt(avg_degree / (π n)), ignoring boundary
+    effects). ``connected``: ``True`` redraws with seeds seed, seed+1, … until connected (at a
+    fixed average degree this fails for large n: the connectivity radius grows like
+    sqrt(ln n / n)); ``"join"`` draws once and joins the components, largest first, each time by
+    the shortest edge between the largest component and the rest (deterministic; adds
+    components − 1 edges, so the average degree barely moves); ``False`` returns the draw."""
     n = _check_int("n", n, 2)
     if (radius is None) == (avg_degree is None):
         raise ValueError("give exactly one of radius or avg_degree")
@@ -310,12 +316,32 @@ def random_geometric_graph(n: int, radius: float | None = None, seed: int = 0, *
         radius = math.sqrt(avg_degree / (math.pi * n))
     if radius <= 0:
         raise ValueError(f"radius must be > 0; got {radius}")
+    if connected not in (True, False, "join"):
+        raise ValueError(f"connected must be True, False or 'join'; got {connected!r}")
+    if connected == "join":
+        return _join_components(nx.random_geometric_graph(n, radius, seed=seed))
     for t in range(max_tries):
         G = nx.random_geometric_graph(n, radius, seed=seed + t)
         if not connected or nx.is_connected(G):
             return G
     raise ValueError(f"no connected random geometric graph (n={n}, radius={radius:.3g}) in "
-                     f"{max_tries} draws: increase the radius")
+                     f"{max_tries} draws: increase the radius, or pass connected='join'")
+
+
+def _join_components(G: nx.Graph) -> nx.Graph:
+    """Add the shortest geometric edge between the largest component and the rest until G is
+    connected (nodes carry ``pos``); a k-d tree keeps each join O(n log n)."""
+    from scipy.spatial import cKDTree
+
+    P = np.array([G.nodes[i]["pos"] for i in range(G.number_of_nodes())])
+    while not nx.is_connected(G):
+        comps = sorted(nx.connected_components(G), key=lambda c: (-len(c), min(c)))
+        A = np.array(sorted(comps[0]))
+        B = np.array(sorted(u for c in comps[1:] for u in c))
+        dist, idx = cKDTree(P[A]).query(P[B])
+        b = int(np.argmin(dist))
+        G.add_edge(int(A[idx[b]]), int(B[b]))
+    return G
 
 
 def exponential_graph(n: int) -> nx.Graph:

@@ -106,6 +106,27 @@ def test_exponential_graph_and_seeded_random_graphs():
     assert sorted(e1.edges) == sorted(e2.edges) and nx.is_connected(e1)
 
 
+def test_random_geometric_join_connects_by_shortest_edges():
+    n, seed = 400, 0
+    raw = theory.random_geometric_graph(n, avg_degree=5, seed=seed, connected=False)
+    k = nx.number_connected_components(raw)
+    assert k > 1  # at this size and degree a single draw is disconnected
+    G = theory.random_geometric_graph(n, avg_degree=5, seed=seed, connected="join")
+    assert nx.is_connected(G) and set(raw.edges) <= set(G.edges)
+    added = set(G.edges) - set(raw.edges)
+    assert len(added) == k - 1
+    # the first join is the shortest edge between the largest component and the rest
+    P = np.array([raw.nodes[i]["pos"] for i in range(n)])
+    big = max(nx.connected_components(raw), key=len)
+    A, B = sorted(big), sorted(set(range(n)) - big)
+    D = np.linalg.norm(P[A][:, None] - P[B][None], axis=2)
+    assert D.min() == pytest.approx(min(np.linalg.norm(P[u] - P[v]) for u, v in added))
+    with pytest.raises(ValueError, match="connected must be True, False or 'join'"):
+        theory.random_geometric_graph(10, avg_degree=3, connected="yes")
+    with pytest.raises(ValueError, match="connected='join'"):
+        theory.random_geometric_graph(400, avg_degree=2, seed=0, max_tries=3)
+
+
 def test_any_networkx_graph_with_labels():
     G = nx.Graph([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])
     W = theory.metropolis_hastings(G)
