@@ -519,7 +519,8 @@ def _finish(spec: _Spec, w: np.ndarray, lb: float, *, method: str, solver: str, 
     A = (A + A.T) / 2
     if spec.kind == "fmmc":
         A[np.diag_indices(spec.n)] = np.maximum(A.diagonal(), 0.0)
-    mix = MixingMatrix(A, graph=spec.graph, rule=spec.kind, name=f"{spec.kind.upper()} "
+    mix = MixingMatrix(A, graph=spec.graph, rule=spec.kind, labels=tuple(spec.labels),
+                       name=f"{spec.kind.upper()} "
                        f"({method})", nonnegative_required=spec.kind == "fmmc")
     z = zeta(mix)
     lb = min(float(lb), z)
@@ -1011,7 +1012,7 @@ def design_schedule(graphs: Sequence[nx.Graph], *, kind: str = "fmmc", **kwargs:
                 ii = [idx[u] for u in r.labels]
                 A[np.ix_(ii, ii)] = r.W
             mm = MixingMatrix(A, graph=nx.relabel_nodes(Hs, idx), rule=kind,
-                              name=f"{kind.upper()} per component")
+                              labels=tuple(order), name=f"{kind.upper()} per component")
             factors.append(mm)
         mats.append(A)
     Pm = np.eye(n)

@@ -31,7 +31,8 @@ ATOL = 1e-9
 # validation
 # ---------------------------------------------------------------------------------------------
 def validate_graph(G: nx.Graph, *, name: str = "G") -> nx.Graph:
-    """Check that G is an undirected, connected graph on ≥ 2 nodes; return it relabelled 0..n−1.
+    """Check that G is an undirected, connected graph on ≥ 2 nodes; return it relabelled 0..n−1
+    (sorted labels when they sort, else G's node order; node i keeps its label as ``"label"``).
 
     Self-loops are ignored (every W has a diagonal). Raises ``ValueError`` naming the rule broken.
     """
@@ -53,8 +54,9 @@ def validate_graph(G: nx.Graph, *, name: str = "G") -> nx.Graph:
         raise ValueError(f"{name} must be connected; it has {comps} components (ζ(W) = 1 for any "
                          "W supported on a disconnected graph: consensus is never reached)")
     if list(H.nodes) != list(range(n)):
+        # node i of the result carries its original label as the attribute "label"
         H = nx.convert_node_labels_to_integers(H, ordering="sorted" if _sortable(H) else
-                                               "default")
+                                               "default", label_attribute="label")
     return H
 
 
@@ -118,6 +120,8 @@ class MixingMatrix:
         graph: the communication graph (nodes 0..n−1) or None (e.g. W = J, EASGD).
         rule: weight rule that produced it (``"uniform"``, ``"metropolis_hastings"``, ...).
         name: human-readable description.
+        labels: the caller's node label of each row (row i ↔ ``labels[i]``); by default the
+            ``"label"`` attributes :func:`validate_graph` leaves on a relabelled graph, else 0..n−1.
     """
 
     matrix: np.ndarray
@@ -125,12 +129,26 @@ class MixingMatrix:
     rule: str = "custom"
     name: str = ""
     nonnegative_required: bool = field(default=False, repr=False)
+    labels: tuple | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         A = validate_mixing(self.matrix, graph=self.graph, nonnegative=self.nonnegative_required)
         A = (A + A.T) / 2
         A.setflags(write=False)
         object.__setattr__(self, "matrix", A)
+        n = A.shape[0]
+        labels = self.labels
+        if labels is None:
+            g = self.graph
+            if g is not None and all("label" in g.nodes[i] for i in range(n)):
+                labels = tuple(g.nodes[i]["label"] for i in range(n))
+            else:
+                labels = tuple(range(n))
+        labels = tuple(labels)
+        if len(labels) != n or len(set(labels)) != n:
+            raise ValueError(f"labels must name each of the {n} rows once; got {len(labels)} "
+                             f"labels ({len(set(labels))} distinct)")
+        object.__setattr__(self, "labels", labels)
         if not self.name:
             object.__setattr__(self, "name", f"{self.rule} W ({A.shape[0]}×{A.shape[0]})")
 

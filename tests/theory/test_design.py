@@ -292,6 +292,7 @@ def test_node_labels_are_kept():
     r = fastest_mixing(G, method="sdp")
     assert r.labels == ["w0", "w1", "w2", "w3", "w4"]
     assert set(r.weights) == {("w0", "w1"), ("w1", "w2"), ("w2", "w3"), ("w3", "w4")}
+    assert r.mixing.labels == tuple(r.labels)
 
 
 # --------------------------------------------------------------------------------------------

@@ -128,9 +128,16 @@ def test_random_geometric_join_connects_by_shortest_edges():
 
 
 def test_any_networkx_graph_with_labels():
-    G = nx.Graph([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])
+    G = nx.Graph([("d", "c"), ("b", "c"), ("c", "a"), ("a", "b")])
     W = theory.metropolis_hastings(G)
     assert W.n == 4 and W.zeta < 1
+    # rows follow the sorted labels, and W.labels says so: d's only neighbour is c (degree 3)
+    assert W.labels == ("a", "b", "c", "d")
+    row = dict(zip(W.labels, W.matrix[W.labels.index("d")], strict=True))
+    assert row["c"] == pytest.approx(1 / 4) and row["a"] == row["b"] == 0
+    assert theory.ring(5).labels == (0, 1, 2, 3, 4)
+    with pytest.raises(ValueError, match="labels must name each of the 3 rows once"):
+        theory.MixingMatrix(np.full((3, 3), 1 / 3), labels=("x", "x", "y"))
 
 
 def test_hierarchical_schedule():
