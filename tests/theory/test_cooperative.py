@@ -56,6 +56,35 @@ def test_easgd_special_case():
     assert float(theory.easgd_zeta(6, 0.1)) == pytest.approx(theory.zeta(W))
 
 
+def test_easgd_bound_refuses_alpha_with_zeta_at_least_one():
+    """0 < α < 2/(m+1) ⟺ ζ(W_α) < 1; outside it Theorem 1 does not apply (the network term
+    would be negative or unbounded), so evaluate() raises and names the condition."""
+    b = theory.easgd_bound()
+    vals = dict(m=2, eta=0.01, L=1, sigma2=1, tau=4, K=1000, F_gap=1)
+    for a_bad in (0.9, sp.Rational(2, 3)):  # ζ = 1.7 and exactly 1
+        with pytest.raises(theory.ConditionError, match=r"0 < α < 2/\(m\+1\)"):
+            b.evaluate(alpha=a_bad, **vals)
+    with pytest.raises(ValueError, match="alpha must be a real number > 0"):
+        b.evaluate(alpha=-0.1, **vals)
+    val = b.evaluate(alpha=0.3, **vals)  # ζ = max(0.7, 0.1) = 0.7
+    assert val == pytest.approx(float(GENERAL.subs({v: 1, zeta: 0.7, m: 2, eta: 0.01, L: 1,
+                                                    sigma2: 1, tau: 4, K: 1000, F_gap: 1})))
+
+
+def test_special_case_provenance_follows_the_digest():
+    """§1.7.1 PASGD [MEM high], §1.7.2 D-PSGD [MEM med], §1.7.3 EASGD and §1.7.4 decentralized
+    periodic [RECON]: derived, not recalled."""
+    S = theory.Status
+    assert (theory.pasgd_bound().source.status, theory.pasgd_bound().source.confidence) == (
+        S.RECALLED, "high")
+    assert theory.dpsgd_bound().source.status is S.RECALLED
+    assert theory.easgd_bound().source.status is S.DERIVED
+    assert theory.decentralized_periodic_bound().source.status is S.DERIVED
+    for b in (theory.pasgd_bound(), theory.dpsgd_bound(), theory.easgd_bound(),
+              theory.decentralized_periodic_bound(), theory.synchronous_bound()):
+        assert "§" not in b.source.where  # digest sections live in .digest, not in the paper ref
+
+
 def test_repl_evaluate():
     W = theory.ring(16)
     val = theory.cooperative_bound().evaluate(eta=0.01, L=1, sigma2=1, m=16, v=0, tau=4,

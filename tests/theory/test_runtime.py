@@ -72,6 +72,9 @@ def _brute_force(W, v_, D_, cap):
     b = rt.decentralized_runtime_bound().subs(VALS, zeta=W.zeta, D=D_, m=W.n - v_, v=v_)
     f = sp.lambdify(sp.Symbol("tau", positive=True, integer=True), b.expr)
     taus = np.arange(1, cap + 1)
+    if W.is_average and v_ == 0:  # PASGD: ηL + η²L²τ(τ−1) ≤ 1 (AdaComm) restricts τ
+        e, L_ = VALS["eta"], VALS["L"]
+        taus = taus[e * L_ + e**2 * L_**2 * taus * (taus - 1) <= 1]
     vals = np.array([f(int(t)) for t in taus])
     i = int(np.argmin(vals))
     return int(taus[i]), float(vals[i])
@@ -91,6 +94,21 @@ def test_best_topology_and_tau_matches_brute_force():
     assert "best: hypercube" in str(res)
 
 
+def test_pasgd_candidate_respects_its_learning_rate_condition():
+    """W = J, v = 0 is PASGD: the search obeys ηL + η²L²τ(τ−1) ≤ 1 and agrees with the AdaComm
+    runtime bound's own constrained minimum (τ ≤ 10 at η = 0.1, L = 1)."""
+    vals = dict(VALS, eta=0.1)
+    res = rt.best_topology_and_tau({"J": average(16)}, vals, latency=5.0)
+    D_ = rt.topology_delay(average(16), latency=5.0)
+    ada = coop.runtime_bound().minimize("tau", eta=0.1, L=1.0, sigma2=1.0, F_gap=10.0, Y=0.01,
+                                        T_wall=100.0, D=D_, m=16)
+    assert res.best.tau == 10 == ada.argmin
+    assert math.isclose(res.best.value, float(ada.value), rel_tol=1e-12)
+    # η L > 1: no admissible τ at all
+    with pytest.raises(ValueError, match="no candidate"):
+        rt.best_topology_and_tau({"J": average(16)}, dict(VALS, eta=2.0), latency=5.0)
+
+
 def test_free_communication_prefers_tau_one_and_custom_delay():
     res = rt.best_topology_and_tau({"J": average(8)}, VALS, delay=lambda W: 0.0)
     assert res.best.tau == 1
@@ -99,7 +117,7 @@ def test_free_communication_prefers_tau_one_and_custom_delay():
 def test_disconnected_candidates():
     res = rt.best_topology_and_tau({"I": identity(8), "ring": ring(8)}, VALS)
     assert res.best.name == "ring" and math.isinf(res.table[-1].value)
-    with pytest.raises(ValueError, match="no candidate has ζ < 1"):
+    with pytest.raises(ValueError, match=r"no candidate has a finite bound: ζ = 1"):
         rt.best_topology_and_tau({"I": identity(8)}, VALS)
 
 

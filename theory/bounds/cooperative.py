@@ -59,9 +59,18 @@ def cooperative_bound() -> Bound:
                  lhs=LHS, definitions={eta_eff: ETA_EFF})
 
 
-def _special(name: str, where: str, **values) -> Bound:
-    src = Source(PAPER, f"{where}; special case of Theorem 1", Status.RECALLED, confidence="med",
-                 digest="1.4, 1.7", note=THEOREM_1.note)
+def _special(name: str, where: str, digest: str, status: Status = Status.RECALLED,
+             confidence: str | None = "med", note: str = THEOREM_1.note, **values) -> Bound:
+    """Theorem 1 with ``values`` substituted. Recalled special cases keep the paper as source;
+    derived ones (the digest reconstructs them from Theorem 1) say so and inherit its form."""
+    if status is Status.DERIVED:
+        src = Source(f"derived from {PAPER}, Theorem 1", f"{where}: special case of Theorem 1",
+                     Status.DERIVED, digest=digest,
+                     note="substitution by the code; inherits Theorem 1's recalled "
+                          "(medium-confidence) form: " + THEOREM_1.note)
+    else:
+        src = Source(PAPER, f"{where}: special case of Theorem 1", Status.RECALLED,
+                     confidence=confidence, digest=digest, note=note)
     return cooperative_bound().subs(values, name=name, source=src).simplify()
 
 
@@ -73,6 +82,16 @@ PASGD_LR = Condition(
            confidence="med", digest="1.9", note="companion paper; not checked against the PDF"))
 
 
+_PASGD_NOTE = ("not checked against the PDF; with W = J, v = 0 the η vs η_eff question does not "
+               "arise; the learning-rate condition encoded is PASGD's (AdaComm, recalled)")
+
+#: PASGD's condition at τ = 1: ηL ≤ 1 (the condition of synchronous SGD in this form)
+SYNC_LR = Condition(
+    "ηL ≤ 1 (the PASGD condition at τ = 1)", sp.Le(eta * L, 1),
+    Source("derived", "PASGD learning-rate condition (AdaComm, recalled) at τ = 1",
+           Status.DERIVED, digest="1.9"))
+
+
 def _with(b: Bound, *conds: Condition) -> Bound:
     return Bound(b.name, b.expr, b.source, terms=b.terms, lhs=b.lhs,
                  conditions=b.conditions + conds, definitions=b.definitions)
@@ -82,27 +101,29 @@ def _with(b: Bound, *conds: Condition) -> Bound:
 @cache
 def synchronous_bound() -> Bound:
     """Fully synchronous SGD, A(1, J, 0): ζ = 0, τ = 1, v = 0 → 2ΔF/(ηK) + ηLσ²/m."""
-    return _with(_special("fully synchronous SGD A(1, J, 0)", "§1.4 table", tau=1, zeta=0, v=0),
-                 PASGD_LR.subs({tau: 1}))
+    return _with(_special("fully synchronous SGD A(1, J, 0)", "τ = 1, W = J, v = 0", "1.4",
+                          note=_PASGD_NOTE, tau=1, zeta=0, v=0), SYNC_LR)
 
 
 @cache
 def pasgd_bound() -> Bound:
     """PASGD / local SGD, A(τ, J, 0): 2ΔF/(ηK) + ηLσ²/m + η²L²σ²(τ − 1) (digest §1.7.1), with the
     PASGD learning-rate condition ηL + η²L²τ(τ−1) ≤ 1 (AdaComm, recalled)."""
-    return _with(_special("PASGD A(τ, J, 0)", "Corollary (PASGD, §1.7.1)", zeta=0, v=0), PASGD_LR)
+    return _with(_special("PASGD A(τ, J, 0)", "PASGD corollary (W = J, v = 0)", "1.7.1",
+                          confidence="high", note=_PASGD_NOTE, zeta=0, v=0), PASGD_LR)
 
 
 @cache
 def dpsgd_bound() -> Bound:
     """D-PSGD, A(1, W, 0): 2ΔF/(ηK) + ηLσ²/m + η²L²σ² · 2ζ²/(1−ζ²) (digest §1.7.2)."""
-    return _special("D-PSGD A(1, W, 0)", "§1.7.2", tau=1, v=0)
+    return _special("D-PSGD A(1, W, 0)", "D-PSGD (τ = 1, v = 0)", "1.7.2", tau=1, v=0)
 
 
 @cache
 def decentralized_periodic_bound() -> Bound:
     """Decentralized periodic averaging, A(τ, W, 0) (digest §1.7.4, derived from Theorem 1)."""
-    return _special("decentralized periodic averaging A(τ, W, 0)", "§1.7.4", v=0)
+    return _special("decentralized periodic averaging A(τ, W, 0)", "v = 0", "1.7.4",
+                    status=Status.DERIVED, v=0)
 
 
 def easgd_zeta(m_=m, alpha_=alpha) -> sp.Expr:
@@ -115,12 +136,20 @@ def easgd_zeta(m_=m, alpha_=alpha) -> sp.Expr:
 
 def easgd_bound(alpha_: sp.Expr | float | None = None) -> Bound:
     """EASGD, A(τ, W_α, 1): v = 1, ζ = ζ(W_α). ``alpha_=None`` keeps α symbolic; pass
-    ``"optimal"`` for α* = 2/(m+2), ζ* = m/(m+2) (digest §1.7.3)."""
+    ``"optimal"`` for α* = 2/(m+2), ζ* = m/(m+2) (digest §1.7.3, derived). Otherwise the bound
+    carries the condition ζ(W_α) < 1, i.e. 0 < α < 2/(m+1) (Theorem 1 needs ζ < 1, digest §1.5):
+    outside it the network term is meaningless (negative or unbounded)."""
     if alpha_ == "optimal":
         z = easgd_optimal_alpha(m)[1]
     else:
         z = easgd_zeta(m, alpha if alpha_ is None else alpha_)
-    return _special("EASGD A(τ, W_α, 1)", "§1.7.3", v=1, zeta=z)
+    b = _special("EASGD A(τ, W_α, 1)", "v = 1, W = W_α", "1.7.3", status=Status.DERIVED,
+                 v=1, zeta=z)
+    if alpha_ == "optimal":
+        return b
+    return _with(b, Condition("ζ(W_α) < 1, i.e. 0 < α < 2/(m+1)", sp.Lt(z, 1), Source(
+        "derived", "spectrum {1, 1 − α, 1 − (m+1)α} of W_α with Theorem 1's ζ < 1",
+        Status.DERIVED, digest="1.4, 1.5")))
 
 
 # --- derived results --------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import numpy as np
 import sympy as sp
 
 from theory.bound import Bound, ConditionError, Source, Status
-from theory.bounds.cooperative import THEOREM_1, cooperative_bound
+from theory.bounds.cooperative import PASGD_LR, THEOREM_1, _with, cooperative_bound
 from theory.mixing import ATOL, MixingMatrix, as_mixing
 from theory.symbols import D, K, T_wall, Y, keyword, tau
 
@@ -160,6 +160,9 @@ def best_topology_and_tau(
 
     For each W: ζ = ``W.zeta``, D = delay(W), then the best integer τ by ``Bound.minimize``
     (closed form rounded to the better of floor/ceil). Returns the best pair and the table.
+    W = J with v = 0 (PASGD) is searched under the PASGD learning-rate condition
+    ηL + η²L²τ(τ−1) ≤ 1 (AdaComm, recalled); other W carry no learning-rate condition (Theorem
+    1's general one is not known, digest §1.6 [NF]). A W with no admissible τ gets value inf.
     """
     need = {"eta", "L", "sigma2", "F_gap", "Y", "T_wall"}
     given = {keyword(k) if not isinstance(k, str) else k for k in values}
@@ -188,10 +191,21 @@ def best_topology_and_tau(
         if z >= 1 - 1e-12:
             rows.append(TopologyChoice(name, W, v_, z, Dw, None, math.inf, None))
             continue
-        bw = b.subs(vals, zeta=z, D=Dw, m=W.n - v_, v=v_)
+        # W = J, v = 0 is PASGD: its learning-rate condition (AdaComm, recalled) applies; for
+        # other W the general condition of Theorem 1 is not known [NF] and nothing is imposed
+        bb = _with(b, PASGD_LR) if (W.is_average and v_ == 0) else b
+        try:
+            bw = bb.subs(vals, zeta=z, D=Dw, m=W.n - v_, v=v_)
+        except ConditionError:  # e.g. ηL > 1 for PASGD: no τ is admissible
+            rows.append(TopologyChoice(name, W, v_, z, Dw, None, math.inf, None))
+            continue
         if cap == 1:
             t_int, t_cont = 1, None
-            val = bw.evaluate(tau=1)
+            try:
+                val = bw.evaluate(tau=1)
+            except ConditionError:
+                rows.append(TopologyChoice(name, W, v_, z, Dw, None, math.inf, None))
+                continue
         else:
             try:
                 opt = bw.minimize("tau", bounds=(1, cap))
@@ -203,7 +217,8 @@ def best_topology_and_tau(
         rows.append(TopologyChoice(name, W, v_, z, Dw, t_int, val, t_cont))
     rows.sort(key=lambda r: r.value)
     if not math.isfinite(rows[0].value):
-        raise ValueError("no candidate has ζ < 1: every bound is infinite (disconnected W?)")
+        raise ValueError("no candidate has a finite bound: ζ = 1 (a disconnected W?) or no τ "
+                         "meets the learning-rate condition (PASGD: ηL + η²L²τ(τ−1) ≤ 1)")
     return JointChoice(rows[0], tuple(rows))
 
 
