@@ -104,7 +104,9 @@ def __getattr__(name: str):
 
 def hierarchical(m: int, n_groups: int, tau1: int, tau2: int) -> Hierarchical:
     """Two-level hierarchical averaging of m workers in ``n_groups`` contiguous groups: group
-    average every τ₁ steps, global average every τ₂ steps (time-varying W_k)."""
+    average every τ₁ steps, global average every τ₂ steps (time-varying W_k). This is the
+    toolkit's reading of Cooperative SGD's hierarchical averaging, whose definition in the paper
+    is not known (digest §1.7.5 [NF])."""
     return Hierarchical(group_average(contiguous_groups(m, n_groups)), average(m), tau1, tau2)
 
 

@@ -52,7 +52,8 @@ def is_connected_spectrally(W: Any, tol: float = 1e-10) -> bool:
 
 
 def consensus_rounds(W: Any, eps: float) -> int | float:
-    """Rounds r so that ζ^r ≤ ε: ⌈log ε / log ζ⌉ (0 if ζ = 0, ``inf`` if ζ ≥ 1).
+    """Rounds r so that ζ^r ≤ ε: ⌈log ε / log ζ⌉ (1 if ζ = 0: one mixing is exact averaging;
+    ``inf`` if ζ ≥ 1).
 
     ‖X_r (I − J)‖ ≤ ζ^r ‖X_0 (I − J)‖ for repeated mixing with symmetric doubly-stochastic W."""
     if not 0 < eps < 1:
@@ -162,7 +163,7 @@ def zeta_exact(topology: str, *args: Any, alpha: Any = None) -> sp.Expr:
     spec = spectrum_exact(topology, *args, alpha=alpha)
     rest = [lam for lam, k in spec for _ in range(k)]
     rest.remove(next(x for x in rest if sp.simplify(x - 1) == 0))
-    return max(rest, key=lambda x: abs(float(x)))
+    return sp.Abs(max(rest, key=lambda x: abs(float(x))))
 
 
 __all__ = [

@@ -88,7 +88,9 @@ ASSUMPTIONS: tuple[Assumption, ...] = (
     Assumption("bounded variance", "E_ξ‖g̃_j − g_j‖² ≤ C₁‖g_j‖² + σ²/B  (C₁ ≥ 0; no bounded "
                "gradients)", (C1, sigma2, B), POSTER, sp.Ge(C1, 0)),
     Assumption("L-smooth", "‖∇F(x) − ∇F(y)‖ ≤ L‖x − y‖", (L,), POSTER, sp.Gt(L, 0)),
-    Assumption("mu-PL", "½‖∇F(x)‖² ≥ μ(F(x) − F(x*)) for all x (implied by μ-strong convexity)",
+    # μ ≤ L is not on the poster: it follows from PL with L-smoothness (derived), kept as a check
+    Assumption("mu-PL", "½‖∇F(x)‖² ≥ μ(F(x) − F(x*)) for all x (implied by μ-strong convexity); "
+               "μ ≤ L follows with L-smoothness (derived, not on the poster)",
                (mu,), POSTER, sp.And(sp.Gt(mu, 0), sp.Le(mu, L))),
 )
 
@@ -133,8 +135,9 @@ def pl_bound() -> Bound:
 
 def pl_bound_intervals(periods: Sequence[int]) -> Bound:
     """The PL bound with variable periods ``τ_1..τ_E`` [derived]: ``T(τ−1)`` becomes
-    ``Σ τ_i(τ_i − 1)`` and ``a`` uses ``max τ_i`` (digest §3.3 [RECON], which matches the poster's
-    conditions (ii) and (iii) for adaptive schedules). T is set to ``Σ τ_i`` (condition (i)).
+    ``Σ τ_i(τ_i − 1)`` (digest §3.3 [RECON], the poster's condition (ii) for adaptive schedules)
+    and ``a`` uses ``max τ_i`` (our extension, consistent with the poster's condition (iii) on
+    (max τ_i)³). T is set to ``Σ τ_i`` (condition (i)).
     """
     taus = [int(t) for t in periods]
     if not taus or any(t < 1 for t in taus):
@@ -153,8 +156,9 @@ def pl_bound_intervals(periods: Sequence[int]) -> Bound:
         name=f"LUPA-SGD under PL, {len(taus)} variable periods",
         expr=sp.Add(*terms.values()), terms=terms, lhs=b.lhs,
         source=Source(PAPER, "PL theorem with variable periods", Status.DERIVED, digest="3.3",
-                      note="T(τ−1) → Σ τ_i(τ_i−1), a uses max τ_i; built on the recalled "
-                           "(low-confidence) constants"),
+                      note="T(τ−1) → Σ τ_i(τ_i−1) (digest §3.3); a uses max τ_i (our "
+                           "extension, consistent with the poster's condition (iii)); built on "
+                           "the recalled (low-confidence) constants"),
         definitions=b.definitions,
     )
 
