@@ -215,6 +215,20 @@ def main() -> None:
                     print(f"{kind:<7} {m:>3} {tau:>3} {wname:<4} {path:<22} {eng:>8.1f} "
                           f"{loop:>8.1f} {one:>8.1f} {eng / loop:>8.2f}x {one / eng:>7.2f}x",
                           flush=True)
+    if "mlp" in args.problems.split(","):
+        # the gradient path alone (one local step of 64 workers, no mixing) against (b)
+        problem = make_problem("mlp", 64)
+        eng = _Engine(RunSpec(problem, pasgd(64, 8), LR, 10**6, batch_size=B))
+        state = {"k": 0}
+
+        def local_step() -> None:
+            eng.step(state["k"])
+            state["k"] += 1
+
+        loc = max(rate(local_step, secs) for _ in range(args.repeats))
+        one = max(one_model_rate("mlp", problem, secs) for _ in range(args.repeats))
+        print(f"\nmlp m = 64, one local step (gradient path only, {eng.grad_path}): "
+              f"{1e3 / loc:.2f} ms; one(b): {1e3 / one:.2f} ms; ratio {one / loc:.2f}x")
     d_mlp = 784 * 256 + 256 + 256 * 10 + 10
     mt = {}
     for _ in range(args.repeats):
