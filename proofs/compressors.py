@@ -97,3 +97,88 @@ def randomk_unbiased_variance() -> object:
     return checked(n, "E(C_i−x_i)² = (1/q−1)x_i² symbolically; exact expectation over all "
                       "k-subsets for 4 (d, k) = declared ω = d/k − 1; Monte Carlo on the seeded "
                       "compressor within 5 standard errors")
+
+
+@obligation("empirics.compressors.QSGD.omega", "empirics.compressors.QSGD.__call__")
+def qsgd_unbiased_variance() -> object:
+    """QSGD: E Q(x) = x, and the exact variance ‖x‖² Σ_i (r_i − l_i/s)((l_i+1)/s − r_i) (two-point
+    stochastic rounding of r_i = |x_i|/‖x‖ between l_i/s and (l_i+1)/s) is ≤ the declared
+    ω = min(d/s², √d/s) (the paper's Lemma 3.1, recalled) — on random and adversarial x; Monte
+    Carlo on the real compressor agrees with the exact variance."""
+    import torch
+
+    from empirics.compressors import QSGD
+
+    # per coordinate, a ≤ r ≤ a + 1/s: (r − a)(a + 1/s − r) ≤ 1/(4s²) (its maximum, at the midpoint)
+    r, a, s_ = sp.symbols("r a s", positive=True)
+    f = (r - a) * (a + 1 / s_ - r)
+    (rstar,) = sp.solve(sp.diff(f, r), r)
+    require(sp.simplify(f.subs(r, rstar) - 1 / (4 * s_**2)) == 0, "max of the rounding variance")
+
+    def exact_ratio(x: np.ndarray, s: int) -> float:  # independent of the code: numpy only
+        nrm = np.linalg.norm(x)
+        rr = np.abs(x) / nrm
+        lo = np.floor(rr * s) / s
+        return float(np.sum((rr - lo) * (lo + 1 / s - rr)))
+
+    rng = np.random.default_rng(7)
+    n = 0
+    for d in (1, 2, 5, 16, 100, 1000):
+        for s in (1, 2, 4, 16, 255):
+            om = QSGD(s).omega(d)
+            require(om == min(d / s**2, np.sqrt(d) / s), f"QSGD({s}).omega({d}) = {om}")
+            xs = [rng.standard_normal(d), np.ones(d), np.eye(d)[0] + 1e-3 * rng.random(d),
+                  rng.standard_cauchy(d), np.full(d, 1.0) / np.sqrt(d) * (1 + 1e-9)]
+            for x in xs:
+                v = exact_ratio(x, s)
+                require(v <= om * (1 + 1e-12), f"exact variance {v:.4g}‖x‖² > ω = {om:.4g} "
+                                               f"(d={d}, s={s})")
+                n += 1
+    g = torch.Generator().manual_seed(3)
+    for d, s in ((10, 1), (50, 4), (300, 16)):
+        x = torch.randn(d, generator=g, dtype=torch.float64)
+        rows = 20_000
+        Y = QSGD(s)(x.expand(rows, d).clone(), generator=g)
+        err = ((Y - x) ** 2).sum(-1) / (x**2).sum()
+        want = exact_ratio(x.numpy(), s)
+        se = 5 * float(err.std()) / rows**0.5
+        require(abs(float(err.mean()) - want) < se + 1e-12,
+                f"MC E‖Q−x‖²/‖x‖² = {float(err.mean()):.4g} vs exact {want:.4g} (d={d}, s={s})")
+        bias = float((Y.mean(0) - x).norm() / x.norm())
+        require(bias < 5 * (want / rows) ** 0.5 + 1e-12, f"MC mean of Q(x) off by {bias:.3g}")
+        n += rows
+    return checked(n, "max rounding variance 1/(4s²) symbolically; exact variance ≤ declared ω on "
+                      "150 random/adversarial x (30 (d, s)); Monte Carlo on the seeded compressor "
+                      "= exact variance within 5 standard errors, unbiased")
+
+
+@obligation("empirics.compressors.ScaledSign.delta", "empirics.compressors.ScaledSign.__call__")
+def scaled_sign_contraction() -> object:
+    """Scaled sign C(x) = (‖x‖₁/d)·sign(x): ‖x − C(x)‖² = ‖x‖² − ‖x‖₁²/d exactly, and
+    ‖x‖₁ ≥ ‖x‖₂ gives the declared δ = 1/d (tight at x = e₁)."""
+    import torch
+
+    from empirics.compressors import ScaledSign
+
+    N2, S, d = sp.symbols("N2 S d", positive=True)  # ‖x‖², ‖x‖₁ = Σ x_i sign(x_i), d
+    expand = N2 - 2 * (S / d) * S + d * (S / d) ** 2  # Σ (x_i − (S/d) sign x_i)², sign² = 1
+    require(sp.simplify(expand - (N2 - S**2 / d)) == 0, "‖x − C(x)‖² identity")
+    g = torch.Generator().manual_seed(4)
+    n = 0
+    for dd in (1, 2, 7, 64, 1000):
+        C = ScaledSign()
+        require(C.delta(dd) == 1 / dd, f"ScaledSign().delta({dd}) = {C.delta(dd)} ≠ 1/d")
+        X = torch.randn(300, dd, generator=g, dtype=torch.float64)
+        X[0] = 0.0
+        X[1] = torch.nn.functional.one_hot(torch.tensor(0), dd).double()  # tight case
+        Y = C(X)
+        err = ((X - Y) ** 2).sum(-1)
+        n2, n1 = (X**2).sum(-1), X.abs().sum(-1)
+        require(torch.allclose(err, n2 - n1**2 / dd, rtol=1e-12, atol=1e-12),
+                f"identity fails on the real compressor (d={dd})")
+        require(bool((err <= (1 - 1 / dd) * n2 * (1 + 1e-12) + 1e-15).all()),
+                f"contraction δ = 1/d violated (d={dd})")
+        require(abs(float(err[1]) - (1 - 1 / dd)) < 1e-12, f"not tight at e₁ (d={dd})")
+        n += 300
+    return checked(n, "‖x − C(x)‖² = ‖x‖² − ‖x‖₁²/d symbolically and on the real compressor "
+                      "(float64, incl. x = 0); δ = 1/d holds, with equality at e₁")
