@@ -30,9 +30,15 @@ ATOL = 1e-9
 # ---------------------------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------------------------
+#: node attribute in which :func:`validate_graph` keeps a relabelled node's original label (a
+#: private name, so a user's own node attributes are never mistaken for it)
+LABEL_ATTR = "_coopsgd_label"
+
+
 def validate_graph(G: nx.Graph, *, name: str = "G") -> nx.Graph:
     """Check that G is an undirected, connected graph on ≥ 2 nodes; return it relabelled 0..n−1
-    (sorted labels when they sort, else G's node order; node i keeps its label as ``"label"``).
+    (sorted labels when they sort, else G's node order; node i keeps its original label in the
+    attribute ``LABEL_ATTR``).
 
     Self-loops are ignored (every W has a diagonal). Raises ``ValueError`` naming the rule broken.
     """
@@ -54,9 +60,9 @@ def validate_graph(G: nx.Graph, *, name: str = "G") -> nx.Graph:
         raise ValueError(f"{name} must be connected; it has {comps} components (ζ(W) = 1 for any "
                          "W supported on a disconnected graph: consensus is never reached)")
     if list(H.nodes) != list(range(n)):
-        # node i of the result carries its original label as the attribute "label"
+        # node i of the result carries its original label (read back by MixingMatrix.labels)
         H = nx.convert_node_labels_to_integers(H, ordering="sorted" if _sortable(H) else
-                                               "default", label_attribute="label")
+                                               "default", label_attribute=LABEL_ATTR)
     return H
 
 
@@ -121,7 +127,7 @@ class MixingMatrix:
         rule: weight rule that produced it (``"uniform"``, ``"metropolis_hastings"``, ...).
         name: human-readable description.
         labels: the caller's node label of each row (row i ↔ ``labels[i]``); by default the
-            ``"label"`` attributes :func:`validate_graph` leaves on a relabelled graph, else 0..n−1.
+            original labels :func:`validate_graph` keeps on a relabelled graph, else 0..n−1.
     """
 
     matrix: np.ndarray
@@ -140,8 +146,8 @@ class MixingMatrix:
         labels = self.labels
         if labels is None:
             g = self.graph
-            if g is not None and all("label" in g.nodes[i] for i in range(n)):
-                labels = tuple(g.nodes[i]["label"] for i in range(n))
+            if g is not None and all(LABEL_ATTR in g.nodes[i] for i in range(n)):
+                labels = tuple(g.nodes[i][LABEL_ATTR] for i in range(n))
             else:
                 labels = tuple(range(n))
         labels = tuple(labels)

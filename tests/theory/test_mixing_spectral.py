@@ -136,6 +136,10 @@ def test_any_networkx_graph_with_labels():
     row = dict(zip(W.labels, W.matrix[W.labels.index("d")], strict=True))
     assert row["c"] == pytest.approx(1 / 4) and row["a"] == row["b"] == 0
     assert theory.ring(5).labels == (0, 1, 2, 3, 4)
+    # a user's own node attribute called "label" is not mistaken for row labels
+    R = nx.cycle_graph(5)
+    nx.set_node_attributes(R, "gpu", "label")
+    assert theory.metropolis_hastings(R).labels == (0, 1, 2, 3, 4)
     with pytest.raises(ValueError, match="labels must name each of the 3 rows once"):
         theory.MixingMatrix(np.full((3, 3), 1 / 3), labels=("x", "x", "y"))
 
