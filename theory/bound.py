@@ -235,10 +235,14 @@ class Bound:
                 missing = ", ".join(sorted(keyword(s) for s in r.free_symbols))
                 failed.append(f"{c.name} cannot be checked: missing values for {missing}")
             elif not bool(r):
-                lhs = float(c.relation.lhs.subs(mapping))
-                rhs = float(c.relation.rhs.subs(mapping))
-                failed.append(f"{c.name} violated: {sp.sstr(c.relation)} "
-                              f"(left side {lhs:.6g}, right side {rhs:.6g})")
+                rel = c.relation
+                if isinstance(rel, sp.core.relational.Relational):
+                    lhs = float(rel.lhs.subs(mapping))
+                    rhs = float(rel.rhs.subs(mapping))
+                    failed.append(f"{c.name} violated: {sp.sstr(rel)} "
+                                  f"(left side {lhs:.6g}, right side {rhs:.6g})")
+                else:  # a compound or already-decided condition (And, False, ...)
+                    failed.append(f"{c.name} violated: {sp.sstr(rel)}")
         return failed
 
     def evaluate(self, values: Mapping[Any, Any] | None = None, /, *, check: bool = True,

@@ -66,6 +66,12 @@ def test_easgd_bound_refuses_alpha_with_zeta_at_least_one():
             b.evaluate(alpha=a_bad, **vals)
     with pytest.raises(ValueError, match="alpha must be a real number > 0"):
         b.evaluate(alpha=-0.1, **vals)
+    with pytest.raises(theory.ConditionError, match=r"alpha_ = 5 gives ζ\(W_α\) ≥ 1 for every m"):
+        theory.easgd_bound(5)
+    b2 = theory.easgd_bound(0.5)  # fine for m = 2 (α < 2/3), not for m = 3 (α ≥ 1/2)
+    assert b2.evaluate(m=2, **{k: x for k, x in vals.items() if k != "m"}) > 0
+    with pytest.raises(theory.ConditionError, match="0 < α < 2/"):
+        b2.evaluate(m=3, **{k: x for k, x in vals.items() if k != "m"})
     val = b.evaluate(alpha=0.3, **vals)  # ζ = max(0.7, 0.1) = 0.7
     assert val == pytest.approx(float(GENERAL.subs({v: 1, zeta: 0.7, m: 2, eta: 0.01, L: 1,
                                                     sigma2: 1, tau: 4, K: 1000, F_gap: 1})))

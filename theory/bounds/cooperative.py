@@ -17,7 +17,7 @@ from functools import cache
 
 import sympy as sp
 
-from theory.bound import Bound, Condition, Source, Status
+from theory.bound import Bound, Condition, ConditionError, Source, Status
 from theory.symbols import D, F_gap, K, L, T_wall, Y, alpha, eta, eta_eff, m, sigma2, tau, v, zeta
 
 PAPER = "Wang & Joshi, Cooperative SGD (arXiv:1808.07576; JMLR 22(213), 2021)"
@@ -147,9 +147,13 @@ def easgd_bound(alpha_: sp.Expr | float | None = None) -> Bound:
                  v=1, zeta=z)
     if alpha_ == "optimal":
         return b
-    return _with(b, Condition("ζ(W_α) < 1, i.e. 0 < α < 2/(m+1)", sp.Lt(z, 1), Source(
+    cond = Condition("ζ(W_α) < 1, i.e. 0 < α < 2/(m+1)", sp.Lt(z, 1), Source(
         "derived", "spectrum {1, 1 − α, 1 − (m+1)α} of W_α with Theorem 1's ζ < 1",
-        Status.DERIVED, digest="1.4, 1.5")))
+        Status.DERIVED, digest="1.4, 1.5"))
+    if cond.relation == sp.false:
+        raise ConditionError(f"easgd_bound: alpha_ = {alpha_} gives ζ(W_α) ≥ 1 for every m "
+                             "(Theorem 1 needs 0 < α < 2/(m+1))")
+    return _with(b, cond)
 
 
 # --- derived results --------------------------------------------------------------------------
