@@ -15,6 +15,18 @@ import sympy as sp
 from proofs.core import checked, obligation, require
 
 
+def _require_mc_moments(Y: object, x: object, omega: float, what: str) -> None:
+    """Rows of ``Y`` are independent draws of an unbiased C(x): their mean is x and their mean
+    ‖C(x) − x‖²/‖x‖² is ``omega``, each within 5 standard errors."""
+    rows = Y.shape[0]
+    err = ((Y - x) ** 2).sum(-1) / (x**2).sum()
+    se = 5 * float(err.std()) / rows**0.5
+    require(abs(float(err.mean()) - omega) < se + 1e-12,
+            f"MC E‖C−x‖²/‖x‖² = {float(err.mean()):.4g} vs {omega:.4g} ({what})")
+    bias = float((Y.mean(0) - x).norm() / x.norm())
+    require(bias < 5 * (omega / rows) ** 0.5 + 1e-12, f"MC mean of C(x) off by {bias:.3g} ({what})")
+
+
 @obligation("empirics.compressors.TopK.delta", "empirics.compressors.TopK.__call__")
 def topk_contraction() -> object:
     """Top-k: declared δ = k/d and ‖x − top_k(x)‖² ≤ (1 − k/d)‖x‖² for every x (tight at x = 1)."""
@@ -87,12 +99,7 @@ def randomk_unbiased_variance() -> object:
         X = x.expand(rows, d).clone()
         Y = C(X, generator=g)
         require(bool(((Y != 0).sum(-1) <= k).all()), "more than k non-zeros")
-        ratio = float(((Y - X) ** 2).sum(-1).mean() / (x**2).sum())
-        om = C.omega(d)
-        se = 5 * float(((Y - X) ** 2).sum(-1).std() / (x**2).sum()) / rows**0.5
-        require(abs(ratio - om) < se, f"MC E‖C−x‖²/‖x‖² = {ratio:.4f} vs ω = {om} (d={d}, k={k})")
-        bias = float((Y.mean(0) - x).norm() / x.norm())
-        require(bias < 5 * (om / rows) ** 0.5, f"MC mean of C(x) off by {bias:.3g} (d={d})")
+        _require_mc_moments(Y, x, C.omega(d), f"RandomK({k}), d={d}")
         n += rows
     return checked(n, "E(C_i−x_i)² = (1/q−1)x_i² symbolically; exact expectation over all "
                       "k-subsets for 4 (d, k) = declared ω = d/k − 1; Monte Carlo on the seeded "
@@ -139,13 +146,7 @@ def qsgd_unbiased_variance() -> object:
         x = torch.randn(d, generator=g, dtype=torch.float64)
         rows = 20_000
         Y = QSGD(s)(x.expand(rows, d).clone(), generator=g)
-        err = ((Y - x) ** 2).sum(-1) / (x**2).sum()
-        want = exact_ratio(x.numpy(), s)
-        se = 5 * float(err.std()) / rows**0.5
-        require(abs(float(err.mean()) - want) < se + 1e-12,
-                f"MC E‖Q−x‖²/‖x‖² = {float(err.mean()):.4g} vs exact {want:.4g} (d={d}, s={s})")
-        bias = float((Y.mean(0) - x).norm() / x.norm())
-        require(bias < 5 * (want / rows) ** 0.5 + 1e-12, f"MC mean of Q(x) off by {bias:.3g}")
+        _require_mc_moments(Y, x, exact_ratio(x.numpy(), s), f"QSGD({s}), d={d}")
         n += rows
     return checked(n, "max rounding variance 1/(4s²) symbolically; exact variance ≤ declared ω on "
                       "150 random/adversarial x (30 (d, s)); Monte Carlo on the seeded compressor "

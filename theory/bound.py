@@ -184,6 +184,13 @@ class Bound:
         return sp.latex(self.expr)
 
     # --- algebra ------------------------------------------------------------------------------
+    def with_conditions(self, *conditions: Condition) -> Bound:
+        """The same bound with ``conditions`` added (e.g. a learning-rate condition that holds
+        for a special case only)."""
+        return Bound(self.name, self.expr, self.source, terms=self.terms, lhs=self.lhs,
+                     conditions=self.conditions + tuple(conditions),
+                     definitions=self.definitions)
+
     def subs(self, values: Mapping[Any, Any] | None = None, /, *, name: str | None = None,
              source: Source | None = None, **kw: Any) -> Bound:
         """Substitute values or expressions (keyword names or symbols) everywhere.

@@ -92,25 +92,22 @@ SYNC_LR = Condition(
            Status.DERIVED, digest="1.9"))
 
 
-def _with(b: Bound, *conds: Condition) -> Bound:
-    return Bound(b.name, b.expr, b.source, terms=b.terms, lhs=b.lhs,
-                 conditions=b.conditions + conds, definitions=b.definitions)
-
-
 # --- special cases (substitutions into the general bound) ---------------------------------------
 @cache
 def synchronous_bound() -> Bound:
     """Fully synchronous SGD, A(1, J, 0): ζ = 0, τ = 1, v = 0 → 2ΔF/(ηK) + ηLσ²/m."""
-    return _with(_special("fully synchronous SGD A(1, J, 0)", "τ = 1, W = J, v = 0", "1.4",
-                          note=_PASGD_NOTE, tau=1, zeta=0, v=0), SYNC_LR)
+    b = _special("fully synchronous SGD A(1, J, 0)", "τ = 1, W = J, v = 0", "1.4",
+                 note=_PASGD_NOTE, tau=1, zeta=0, v=0)
+    return b.with_conditions(SYNC_LR)
 
 
 @cache
 def pasgd_bound() -> Bound:
     """PASGD / local SGD, A(τ, J, 0): 2ΔF/(ηK) + ηLσ²/m + η²L²σ²(τ − 1) (digest §1.7.1), with the
     PASGD learning-rate condition ηL + η²L²τ(τ−1) ≤ 1 (AdaComm, recalled)."""
-    return _with(_special("PASGD A(τ, J, 0)", "PASGD corollary (W = J, v = 0)", "1.7.1",
-                          confidence="high", note=_PASGD_NOTE, zeta=0, v=0), PASGD_LR)
+    b = _special("PASGD A(τ, J, 0)", "PASGD corollary (W = J, v = 0)", "1.7.1",
+                 confidence="high", note=_PASGD_NOTE, zeta=0, v=0)
+    return b.with_conditions(PASGD_LR)
 
 
 @cache
@@ -153,7 +150,7 @@ def easgd_bound(alpha_: sp.Expr | float | None = None) -> Bound:
     if cond.relation == sp.false:
         raise ConditionError(f"easgd_bound: alpha_ = {alpha_} gives ζ(W_α) ≥ 1 for every m "
                              "(Theorem 1 needs 0 < α < 2/(m+1))")
-    return _with(b, cond)
+    return b.with_conditions(cond)
 
 
 # --- derived results --------------------------------------------------------------------------

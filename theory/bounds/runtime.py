@@ -35,7 +35,7 @@ import numpy as np
 import sympy as sp
 
 from theory.bound import Bound, ConditionError, Source, Status
-from theory.bounds.cooperative import PASGD_LR, THEOREM_1, _with, cooperative_bound
+from theory.bounds.cooperative import PASGD_LR, THEOREM_1, cooperative_bound
 from theory.mixing import ATOL, MixingMatrix, as_mixing
 from theory.symbols import D, K, T_wall, Y, keyword, tau
 
@@ -193,27 +193,18 @@ def best_topology_and_tau(
             continue
         # W = J, v = 0 is PASGD: its learning-rate condition (AdaComm, recalled) applies; for
         # other W the general condition of Theorem 1 is not known [NF] and nothing is imposed
-        bb = _with(b, PASGD_LR) if (W.is_average and v_ == 0) else b
+        bb = b.with_conditions(PASGD_LR) if (W.is_average and v_ == 0) else b
         try:
             bw = bb.subs(vals, zeta=z, D=Dw, m=W.n - v_, v=v_)
-        except ConditionError:  # e.g. ηL > 1 for PASGD: no τ is admissible
+            if cap == 1:
+                t_int, t_cont, val = 1, None, bw.evaluate(tau=1)
+            else:
+                opt = bw.minimize("tau", bounds=(1, cap))
+                t_int, val = int(opt.argmin), float(opt.value)
+                t_cont = float(opt.closed_form) if opt.closed_form is not None else None
+        except ConditionError:  # no admissible τ (e.g. ηL > 1 for PASGD)
             rows.append(TopologyChoice(name, W, v_, z, Dw, None, math.inf, None))
             continue
-        if cap == 1:
-            t_int, t_cont = 1, None
-            try:
-                val = bw.evaluate(tau=1)
-            except ConditionError:
-                rows.append(TopologyChoice(name, W, v_, z, Dw, None, math.inf, None))
-                continue
-        else:
-            try:
-                opt = bw.minimize("tau", bounds=(1, cap))
-            except ConditionError:
-                rows.append(TopologyChoice(name, W, v_, z, Dw, None, math.inf, None))
-                continue
-            t_int, val = int(opt.argmin), float(opt.value)
-            t_cont = float(opt.closed_form) if opt.closed_form is not None else None
         rows.append(TopologyChoice(name, W, v_, z, Dw, t_int, val, t_cont))
     rows.sort(key=lambda r: r.value)
     if not math.isfinite(rows[0].value):
