@@ -49,7 +49,32 @@ class FiniteSumProblem(Problem):
     mean over all n = m·n_per rows. σ_i²(x) = (1/n_per) Σ_{j∈S_i} ‖∇f_j(x) − ∇F_i(x)‖² is computed
     exactly from per-sample gradients (torch.func.vmap over grad), so the variance of a batch of b
     indices drawn uniformly with replacement from S_i is exactly σ_i²(x)/b.
+
+    ``sampling="shared"`` instead lets every worker draw its indices uniformly from all n rows:
+    then F_i = F for every i, ζ² = 0 exactly and σ² is the variance over all n rows — the i.i.d.
+    setting of the Cooperative SGD and PL theorems (every worker's stochastic gradient is
+    unbiased for ∇F). Finite shards (the default) are never exactly i.i.d.: ζ² > 0 from the
+    finite sample alone.
     """
+
+    sampling: str = "shards"
+
+    def _set_sampling(self, sampling: str) -> None:
+        if sampling not in ("shards", "shared"):
+            raise ValueError(f"sampling must be 'shards' or 'shared' (got {sampling!r})")
+        if sampling == "shared" and self.heterogeneity > 0:
+            raise ValueError("sampling='shared' draws every worker's batch from all rows, so "
+                             f"heterogeneity must be 0 (got {self.heterogeneity})")
+        self.sampling = sampling
+
+    @property
+    def shared(self) -> bool:
+        """Every worker samples from all n rows (F_i = F)."""
+        return self.sampling == "shared"
+
+    def _rows(self, worker: int) -> slice:
+        return slice(0, self.n) if self.shared else \
+            slice(worker * self.n_per, (worker + 1) * self.n_per)
 
     def _setup(self, x: np.ndarray, y: np.ndarray, keys: np.ndarray, heterogeneity: float,
                seed: int) -> None:
@@ -106,8 +131,12 @@ class FiniteSumProblem(Problem):
     def sample(self, worker: int, batch_size: int, generator: torch.Generator) -> Batch:
         """b row indices uniform with replacement from worker's shard → (X[j], y[j])."""
         self._check_sample_args(worker, batch_size)
-        j = torch.randint(self.n_per, (batch_size,), generator=generator,
-                          device=generator.device).to(self.device) + worker * self.n_per
+        if self.shared:
+            j = torch.randint(self.n, (batch_size,), generator=generator,
+                              device=generator.device).to(self.device)
+        else:
+            j = torch.randint(self.n_per, (batch_size,), generator=generator,
+                              device=generator.device).to(self.device) + worker * self.n_per
         return tuple(t[j] for t in self.data())
 
     def sample_all(self, batch_size: int, generators: Sequence[torch.Generator]) -> Batch:
@@ -117,9 +146,12 @@ class FiniteSumProblem(Problem):
             raise ValueError(f"generators must hold one generator per worker "
                              f"(got {len(generators)}, m = {self.m})")
         _int_at_least("batch_size", batch_size, 1)
-        j = torch.cat([torch.randint(self.n_per, (batch_size,), generator=g, device=g.device)
+        pool = self.n if self.shared else self.n_per
+        j = torch.cat([torch.randint(pool, (batch_size,), generator=g, device=g.device)
                        .to(self.device) for g in generators])
-        j += torch.arange(self.m, device=self.device).repeat_interleave(batch_size) * self.n_per
+        if not self.shared:
+            j += torch.arange(self.m, device=self.device).repeat_interleave(batch_size) \
+                * self.n_per
         return tuple(t.index_select(0, j).view(self.m, batch_size, *t.shape[1:])
                      for t in self.data())
 
@@ -129,22 +161,27 @@ class FiniteSumProblem(Problem):
     def worker_objective(self, params: Params, worker: int) -> float:
         """F_i(params)."""
         self._check_sample_args(worker, 1)
-        rows = slice(worker * self.n_per, (worker + 1) * self.n_per)
+        rows = self._rows(worker)
         return float(self.loss(params, tuple(t[rows] for t in self._data_like(params))))
 
     def worker_grad(self, params: Params, worker: int) -> Params:
         self._check_sample_args(worker, 1)
-        rows = slice(worker * self.n_per, (worker + 1) * self.n_per)
+        rows = self._rows(worker)
         data = tuple(t[rows] for t in self._data_like(params))
         return {k: v.detach() for k, v in grad(self.loss)(params, data).items()}
 
     def worker_grads(self, params: Params) -> Params:
         """∇F_i(params) for all i, stacked along a leading axis m."""
+        if self.shared:
+            g = grad(self.loss)(params, self._data_like(params))
+            return {k: v.unsqueeze(0).expand(self.m, *v.shape) for k, v in g.items()}
         per_worker = self._by_worker(self._data_like(params))
         return vmap(grad(self.loss), in_dims=(None, 0))(params, per_worker)
 
     def zeta2_at(self, params: Params) -> float:
         """ζ²(x) = (1/m) Σ_i ‖∇F_i(x) − ∇F(x)‖² (∇F = mean of the ∇F_i, equal shard sizes)."""
+        if self.shared:
+            return 0.0  # F_i = F for every worker
         g = self.worker_grads(params)
         return float(sum(((v - v.mean(0)) ** 2).sum() for v in g.values()) / self.m)
 
@@ -160,7 +197,11 @@ class FiniteSumProblem(Problem):
             g = per_sample(params, (xb.unsqueeze(1), yb.unsqueeze(1)))
             flat = torch.cat([v.reshape(xb.shape[0], -1) for v in g.values()], 1)
             wid = torch.arange(s, s + xb.shape[0], device=gbar.device) // self.n_per
+            if self.shared:  # every worker's pool is all n rows: one variance, m times
+                wid = torch.zeros_like(wid)
             acc.index_add_(0, wid, ((flat - gbar[wid]) ** 2).sum(1))
+        if self.shared:
+            return acc[:1].expand(self.m) / self.n
         return acc / self.n_per
 
     def sigma2_at(self, params: Params, batch_size: int = 1, worker: int | None = None) -> float:
@@ -187,7 +228,8 @@ class FiniteSumProblem(Problem):
 
     def _repr_args(self) -> dict[str, Any]:
         return {"n_samples": self.n, "m": self.m, "dim": self.dim,
-                "heterogeneity": self.heterogeneity, "seed": self.seed}
+                "heterogeneity": self.heterogeneity, "seed": self.seed,
+                **({"sampling": self.sampling} if self.shared else {})}
 
 
 class ConvexFiniteSum(FiniteSumProblem):
@@ -239,6 +281,8 @@ class ConvexFiniteSum(FiniteSumProblem):
         x = self._x_np
         full = np.linalg.eigvalsh(x.T @ x / self.n)
         # X_iᵀX_i and X_iX_iᵀ share their non-zero eigenvalues: use the smaller Gram matrix
+        if self.shared:
+            return full, [full] * self.m
         per = [np.linalg.eigvalsh(xi.T @ xi if self.d <= self.n_per else xi @ xi.T) / self.n_per
                for xi in x.reshape(self.m, self.n_per, -1)]
         return full, per
@@ -265,7 +309,7 @@ class LeastSquares(ConvexFiniteSum):
 
     def __init__(self, n_samples: int = 1000, d: int = 10, m: int = 1,
                  condition_number: float = 10.0, noise: float = 0.1, seed: int = 0,
-                 heterogeneity: float = 0.0, l2: float = 0.0,
+                 heterogeneity: float = 0.0, l2: float = 0.0, sampling: str = "shards",
                  device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__(m, device, dtype)
@@ -286,12 +330,19 @@ class LeastSquares(ConvexFiniteSum):
             delta -= delta.mean(0)
             rows = np.repeat(self.heterogeneity * delta, self.n_per, axis=0)
             self._y_np = self._y_np + np.einsum("ij,ij->i", self._x_np, rows)
+        self._set_sampling(sampling)
         self.data()  # cache the problem's own device/dtype now, outside any transform
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
         w = params["w"]
         x, y = (t.to(w.dtype) for t in batch)
         return 0.5 * ((x @ w - y) ** 2).mean() + 0.5 * self.l2 * (w**2).sum()
+
+    def full_grad(self, params: Params) -> Params:
+        """∇F(w) = Xᵀ(Xw − y)/n + l2·w, in closed form (no autograd; same value)."""
+        w = params["w"].detach()
+        x, y = self._data_like(params)
+        return {"w": x.T @ (x @ w - y) / self.n + self.l2 * w}
 
     def _solve(self) -> np.ndarray:
         a, b = self._x_np / math.sqrt(self.n), self._y_np / math.sqrt(self.n)
@@ -339,7 +390,7 @@ class LogisticRegression(ConvexFiniteSum):
 
     def __init__(self, n_samples: int = 1000, d: int = 10, m: int = 1,
                  condition_number: float = 1.0, l2: float = 1e-3, seed: int = 0,
-                 heterogeneity: float = 0.0, signal: float = 2.0,
+                 heterogeneity: float = 0.0, signal: float = 2.0, sampling: str = "shards",
                  device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__(m, device, dtype)
@@ -364,12 +415,19 @@ class LogisticRegression(ConvexFiniteSum):
             rows = np.repeat(self.heterogeneity * scale * delta, self.n_per, axis=0)
             logits = logits + np.einsum("ij,ij->i", self._x_np, rows)
         self._y_np = np.where(self._y_np < 0.5 * (1 + np.tanh(0.5 * logits)), 1.0, -1.0)
+        self._set_sampling(sampling)
         self.data()  # cache the problem's own device/dtype now, outside any transform
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
         w = params["w"]
         x, s = (t.to(w.dtype) for t in batch)
         return torch.nn.functional.softplus(-s * (x @ w)).mean() + 0.5 * self.l2 * (w**2).sum()
+
+    def full_grad(self, params: Params) -> Params:
+        """∇F(w) = −Xᵀ(s ⊙ σ(−s ⊙ Xw))/n + l2·w, in closed form (no autograd; same value)."""
+        w = params["w"].detach()
+        x, s = self._data_like(params)
+        return {"w": -(x.T @ (s * torch.sigmoid(-s * (x @ w)))) / self.n + self.l2 * w}
 
     def _solve(self, tol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
         x, s, n, l2 = self._x_np, self._y_np, self.n, self.l2

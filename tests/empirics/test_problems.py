@@ -500,3 +500,39 @@ def test_mlp_label_skew_increases_dissimilarity():
     labels = skew.data()[1].reshape(4, 100)
     assert all(len(torch.unique(row)) == 1 for row in labels)  # 4 classes on 4 workers
     assert sorted(torch.unique(iid.data()[1].reshape(4, 100)[0]).tolist()) == [0, 1, 2, 3]
+
+
+# --- sampling="shared": every worker draws from all rows (the i.i.d. setting) ----------------
+def test_shared_sampling_is_iid_with_exact_constants():
+    import numpy as np
+    import torch
+
+    from empirics.problems import LeastSquares, LogisticRegression
+
+    for cls in (LogisticRegression, LeastSquares):
+        p = cls(n_samples=300, d=5, m=3, l2=1e-2, sampling="shared")
+        c = p.constants
+        assert c.zeta2_x0.value == 0.0 and c.zeta2_star.value == 0.0
+        # σ² at x₀ = 0: variance of the per-sample gradients over all n rows (numpy, by hand)
+        x, y = p._x_np, p._y_np
+        if cls is LogisticRegression:
+            g = -(y * 0.5)[:, None] * x  # ∇f_j(0) = −s_j σ(0) x_j
+        else:
+            g = -y[:, None] * x          # ∇f_j(0) = x_j(x_jᵀ0 − y_j)
+        var0 = float(((g - g.mean(0)) ** 2).sum(1).mean())
+        assert c.sigma2.detail["at_x0"] == pytest.approx(var0, rel=1e-10)
+        # batches come from the whole data set, for every worker
+        gen = torch.Generator().manual_seed(0)
+        xb, _ = p.sample(2, 4000, gen)
+        rows = {tuple(r) for r in np.round(xb.numpy(), 12)}
+        owners = {i // p.n_per for i, r in enumerate(np.round(p._x_np, 12)) if tuple(r) in rows}
+        assert owners == {0, 1, 2}
+
+
+def test_shared_sampling_rejects_heterogeneity_and_unknown_modes():
+    from empirics.problems import LogisticRegression
+
+    with pytest.raises(ValueError, match="heterogeneity must be 0"):
+        LogisticRegression(n_samples=100, d=3, m=2, heterogeneity=0.5, sampling="shared")
+    with pytest.raises(ValueError, match="sampling must be 'shards' or 'shared'"):
+        LogisticRegression(n_samples=100, d=3, m=2, sampling="iid")
