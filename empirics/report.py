@@ -1,0 +1,153 @@
+"""Reports: one experiment (figure + markdown + JSON) and the verification suite (one table of
+claims, the reproductions' figures, ``results.json``). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from empirics.plots import band, new_figure, save_figure
+from empirics.reproductions.base import Reproduction, atomic_write_text, json_ready
+
+__all__ = ["experiment_figure", "fmt", "suite_markdown", "write_experiment_report",
+           "write_suite_report"]
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """A number for a table (``—`` for None/NaN)."""
+    if x is None:
+        return "—"
+    if isinstance(x, str):
+        return x
+    x = float(x)
+    if not math.isfinite(x):
+        return "—" if math.isnan(x) else str(x)
+    return f"{x:.{digits}g}"
+
+
+def experiment_figure(res: Any, path: str | os.PathLike, *, title: str | None = None) -> Path:
+    """Measured metric (mean with its band over seeds), the bound (nominal; conservative to
+    optimistic shaded) and the exact expectation where known, against the step, log-log."""
+    fig, ax = new_figure()
+    k = np.asarray(res.steps, dtype=float)
+    pos = k > 0
+    n = res.per_seed.shape[0]
+    band(ax, k[pos], res.mean[pos], res.lower[pos], res.upper[pos],
+         label=f"sample mean, {n} seeds ({100 * (1 - res.spec.get('level', 0.05)):.0f}% CI)",
+         color="C0")
+    if res.truth is not None:
+        ax.plot(k[pos], res.truth[pos], "k--", label="exact expectation (recursion)")
+    if res.bound is not None:
+        band(ax, k[pos], res.bound[pos], res.bound_optimistic[pos],
+             res.bound_conservative[pos], label="bound (band: constants ± uncertainty)",
+             color="C3")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("step K")
+    ax.set_ylabel(res.metric_label)
+    ax.set_title(title or f"{res.spec.get('name')}: {res.verdict.status}", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return save_figure(fig, path)
+
+
+def write_experiment_report(res: Any, out: str | os.PathLike) -> Path:
+    """``out/report.md``, ``out/result.json`` and ``out/figure.png`` for one experiment; returns
+    the path of ``report.md``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    experiment_figure(res, out / "figure.png")
+    res.save(out / "result.json")
+    f = res.final
+    info = res.bound_info or {}
+    lines = [
+        f"# Experiment `{res.spec.get('name')}`",
+        "",
+        f"**Verdict: {res.verdict.status}** — {res.verdict.message}",
+        "",
+        "| quantity | value |",
+        "|---|---|",
+        f"| metric | {res.metric_label} at K = {f['step']} |",
+        f"| measured (mean over {res.per_seed.shape[0]} seeds) | {fmt(f['measured'], 4)} "
+        f"[{fmt(f['lower'], 4)}, {fmt(f['upper'], 4)}] |",
+        f"| exact expectation | {fmt(f.get('truth'), 4)} |",
+        f"| bound (nominal) | {fmt(f.get('bound'), 4)} |",
+        f"| bound (optimistic … conservative) | {fmt(f.get('bound_optimistic'), 4)} … "
+        f"{fmt(f.get('bound_conservative'), 4)} |",
+        f"| tightness (bound ÷ measured) | {fmt(f.get('tightness'), 3)} |",
+        f"| wall time | {res.seconds:.1f} s |",
+        "",
+    ]
+    if info:
+        lines += [f"**Bound:** {info.get('name')} — {info.get('source')}", "",
+                  f"`{info.get('lhs')} ≤ {info.get('expr')}`", "",
+                  "Values: " + ", ".join(f"{k} = {fmt(v, 6)}"
+                                         for k, v in info.get("values", {}).items()), ""]
+        if info.get("terms"):
+            lines += ["Terms at the last step: " + ", ".join(
+                f"{k} = {fmt(v, 4)}" for k, v in info["terms"].items()), ""]
+    lines += ["**Constants:**", ""]
+    for name, est in res.constants.items():
+        if est is not None:
+            unc = "exact" if not est.get("uncertainty") else f"± {fmt(est['uncertainty'])}"
+            lines.append(f"- {name} = {fmt(est['value'], 6)} ({unc}; {est['method']})")
+    lines += ["", "![measured vs bound](figure.png)", "",
+              "Spec:", "", "```json", json.dumps(res.spec, indent=2), "```", ""]
+    return atomic_write_text(out / "report.md", "\n".join(lines))
+
+
+def _cell(s: Any) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def suite_markdown(reps: list[Reproduction], failures: dict[str, str], meta: dict[str, Any]
+                   ) -> str:
+    """The text of the suite's ``report.md``."""
+    counts: dict[str, int] = {}
+    for r in reps:
+        for c in r.claims:
+            counts[c.verdict] = counts.get(c.verdict, 0) + 1
+    lines = [
+        "# coopsgd verification report",
+        "",
+        f"Scale `{meta.get('scale')}`, device `{meta.get('device')}`, coopsgd "
+        f"{meta.get('version')}, torch {meta.get('torch')}, {meta.get('date')}.",
+        "",
+        "Verdicts: " + ", ".join(f"{v}: {n}" for v, n in sorted(counts.items())) + ".",
+        "",
+        "*holds / violated*: a bound against the measured mean (one-sided t-test over seeds). "
+        "*agrees / disagrees*: a qualitative or scaling claim against the measurement. "
+        "*not applicable*: an assumption or condition of the claim fails for the setting. "
+        "Tightness = bound ÷ measured. The paper column carries the digest's provenance "
+        "status (quoted / recalled / derived / [NF]); recalled formulas are not quotations.",
+        "",
+        "| reproduction | claim | paper | measured | bound | verdict | tightness |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in reps:
+        for c in r.claims:
+            lines.append("| " + " | ".join(_cell(x) for x in (
+                r.name, c.claim, c.paper, c.measured, c.bound, f"**{c.verdict}**",
+                fmt(c.tightness))) + " |")
+    for name, err in failures.items():
+        lines.append(f"| {name} | (reproduction failed) | — | {_cell(err)} | — | **error** | — |")
+    lines.append("")
+    for r in reps:
+        lines += [f"## {r.title}", "", f"{r.paper}. Scale `{r.scale}`, {r.seconds:.0f} s.", ""]
+        for fig in r.figures:
+            lines += [f"![{_cell(fig.caption)}]({fig.path})", "", f"*{fig.caption}*", ""]
+    return "\n".join(lines)
+
+
+def write_suite_report(reps: list[Reproduction], failures: dict[str, str], out: Path,
+                       meta: dict[str, Any]) -> Path:
+    """``out/report.md`` and ``out/results.json`` (atomic); returns the report's path."""
+    data = {"meta": meta, "reproductions": [r.to_dict() for r in reps], "failures": failures}
+    atomic_write_text(out / "results.json", json.dumps(json_ready(data), indent=1))
+    return atomic_write_text(out / "report.md", suite_markdown(reps, failures, meta))

@@ -1,0 +1,214 @@
+"""The reproduction protocol: a :class:`Context` in, a :class:`Reproduction` (claims, figures,
+data) out, with every finished run cached on disk so an interrupted suite resumes.
+
+Each reproduction module of this package defines ``NAME``, ``TITLE``, ``PAPER`` and
+``reproduce(ctx: Context) -> Reproduction``. A :class:`Claim` is one row of the verification
+report's table: the paper's claim (with the digest's provenance status), what was measured,
+the bound (or "—" for a scaling statement whose constants are unknown), the verdict and the
+tightness (bound ÷ measured).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SCALES", "VERDICTS", "Claim", "Context", "Figure", "Reproduction", "RunCache",
+    "atomic_write_text", "json_ready",
+]
+
+#: ``smoke``: seconds (tests); ``default``: the whole suite in under 10 minutes on 2 CPU cores;
+#: ``full``: the papers' sizes.
+SCALES = ("smoke", "default", "full")
+
+#: Verdicts of a claim. holds / violated: a bound against a measurement (statistical test);
+#: agrees / disagrees: a qualitative or scaling claim against the measurement; not applicable:
+#: a condition or assumption of the claim fails for the setting (the claim says which);
+#: inconclusive: the measurement cannot decide (too few seeds, overlapping bands).
+VERDICTS = ("holds", "violated", "agrees", "disagrees", "not applicable", "inconclusive")
+
+
+def json_ready(v: Any) -> Any:
+    """numpy scalars/arrays, tuples, Paths and non-finite floats → JSON-ready Python objects."""
+    import numpy as np
+
+    if isinstance(v, dict):
+        return {str(k): json_ready(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_ready(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return json_ready(v.tolist())
+    if isinstance(v, np.generic):
+        return json_ready(v.item())
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary file in the same directory, fsync,
+    ``os.replace``): a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+@dataclass
+class Claim:
+    """One row of the report: ``claim`` (the paper's statement, one sentence), ``paper`` (paper,
+    section/theorem, digest § and provenance status: quoted / recalled / derived / [NF]),
+    ``measured`` (what was measured, with numbers), ``bound`` (value(s) or "—"), ``verdict``
+    (one of :data:`VERDICTS`), ``tightness`` (bound ÷ measured, or None), ``detail`` (numbers
+    behind the verdict: p-value, seeds, slopes, …)."""
+
+    claim: str
+    paper: str
+    measured: str
+    verdict: str
+    bound: str = "—"
+    tightness: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS} (got {self.verdict!r})")
+
+
+@dataclass
+class Figure:
+    """A PNG written by a reproduction: ``path`` relative to the report folder, ``caption``."""
+
+    path: str
+    caption: str
+
+
+@dataclass
+class Reproduction:
+    """What one reproduction returns: its claims, figures and plain data (JSON-ready)."""
+
+    name: str
+    title: str
+    paper: str
+    scale: str
+    claims: list[Claim]
+    figures: list[Figure] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    seconds: float = math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_ready(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Reproduction:
+        d = dict(d)
+        d["claims"] = [Claim(**c) for c in d.get("claims", [])]
+        d["figures"] = [Figure(**f) for f in d.get("figures", [])]
+        s = d.get("seconds")
+        d["seconds"] = math.nan if s is None else float(s)
+        return cls(**d)
+
+
+class RunCache:
+    """Finished work on disk, one JSON file per key, written atomically.
+
+    ``cache.get_or_run(key, fn)`` returns the stored value for ``key`` if there is one, else calls
+    ``fn()`` (which must return JSON-ready data), stores and returns it. Keys are any JSON-able
+    description of the work (a dict of parameters); the file name is a hash of it, and the key is
+    stored beside the value so a collision would be detected.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None):
+        self.directory = None if directory is None else Path(directory)
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def _canonical(key: Any) -> str:
+        return json.dumps(json_ready(key), sort_keys=True, separators=(",", ":"))
+
+    def _path(self, key: Any) -> Path | None:
+        if self.directory is None:
+            return None
+        h = hashlib.sha256(self._canonical(key).encode()).hexdigest()[:24]
+        return self.directory / f"{h}.json"
+
+    def get(self, key: Any) -> Any | None:
+        path = self._path(key)
+        if path is None or not path.exists():
+            return None
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None  # unreadable: recompute (atomic writes make this a foreign file)
+        if stored.get("key") != self._canonical(key):
+            return None
+        return stored["value"]
+
+    def put(self, key: Any, value: Any) -> None:
+        path = self._path(key)
+        if path is not None:
+            atomic_write_text(path, json.dumps({"key": self._canonical(key),
+                                                "value": json_ready(value)}))
+
+    def get_or_run(self, key: Any, fn: Callable[[], Any]) -> Any:
+        got = self.get(key)
+        if got is not None:
+            self.hits += 1
+            return got
+        self.misses += 1
+        value = json_ready(fn())
+        self.put(key, value)
+        return value
+
+
+@dataclass
+class Context:
+    """Where and how a reproduction runs.
+
+    out: the report folder (figures go to ``out / "figures"``). scale: one of :data:`SCALES`.
+    device: torch device string for every tensor (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+    progress: show progress bars. cache: finished runs (resume after an interruption).
+    """
+
+    out: Path
+    scale: str = "default"
+    device: str = "cpu"
+    progress: bool = False
+    cache: RunCache = field(default_factory=lambda: RunCache(None))
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES} (got {self.scale!r})")
+        self.out = Path(self.out)
+
+    def pick(self, smoke: Any, default: Any, full: Any) -> Any:
+        """The value for this context's scale."""
+        return {"smoke": smoke, "default": default, "full": full}[self.scale]
+
+    def figure_path(self, name: str) -> tuple[Path, str]:
+        """(absolute path to write, path relative to ``out`` for the report) of figure ``name``."""
+        rel = f"figures/{name}.png"
+        path = self.out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path, rel

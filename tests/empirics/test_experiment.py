@@ -1,0 +1,182 @@
+"""Matched experiments: spec (de)serialisation, the bound evaluated with the run's parameters,
+the band and the verdict (a deliberately wrong bound must be reported as violated)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import theory
+from empirics.experiment import ExperimentResult, ExperimentSpec, run_experiment, sweep
+from empirics.reproductions.base import RunCache
+
+LOGREG = {"kind": "logistic_regression", "n_samples": 800, "d": 10, "seed": 0, "l2": 1e-2,
+          "sampling": "shared"}
+
+
+def _spec(**kw) -> ExperimentSpec:
+    base = dict(name="pasgd", problem=dict(LOGREG), algorithm={"name": "pasgd", "m": 4, "tau": 4},
+                lr=0.1, steps=120, batch_size=2, seeds=4, record_every=20)
+    base.update(kw)
+    return ExperimentSpec(**base)
+
+
+@pytest.fixture(scope="module")
+def pasgd_result() -> ExperimentResult:
+    return run_experiment(_spec())
+
+
+def test_spec_round_trips_through_toml_yaml_and_files(tmp_path):
+    s = _spec(lr={"kind": "inverse_time", "a": 1.0, "beta": 5.0}, seeds=[3, 7])
+    assert ExperimentSpec.from_toml(s.to_toml()) == s
+    assert ExperimentSpec.from_yaml(s.to_yaml()) == s
+    s.to_toml(tmp_path / "a.toml")
+    s.to_yaml(tmp_path / "a.yaml")
+    assert ExperimentSpec.load(tmp_path / "a.toml") == s == ExperimentSpec.load(tmp_path / "a.yaml")
+    assert s.replace("algorithm.tau", 8).algorithm["tau"] == 8 and s.algorithm["tau"] == 4
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"bound": "nope"}, "bound must be"),
+    ({"seeds": 0}, "seeds must be"),
+    ({"seeds": [1, 1]}, "distinct"),
+    ({"steps": 0}, "steps must be an integer >= 1"),
+    ({"level": 0.7}, "level must be in"),
+    ({"problem": {"n_samples": 10}}, "problem must be a dict with a 'kind'"),
+])
+def test_spec_rejects_bad_fields(kw, match):
+    with pytest.raises(ValueError, match=match):
+        _spec(**kw)
+
+
+def test_spec_rejects_unknown_field_and_m_in_problem():
+    with pytest.raises(ValueError, match="unknown experiment field"):
+        ExperimentSpec.from_dict({**_spec().to_dict(), "tau": 3})
+    with pytest.raises(ValueError, match=r"problem\.m is set by the spec"):
+        run_experiment(_spec(problem={**LOGREG, "m": 4}))
+    with pytest.raises(ValueError, match="unknown option"):
+        run_experiment(_spec(algorithm={"name": "pasgd", "m": 4, "tau": 4, "zeta": 0.5}))
+
+
+def test_bound_is_the_theory_bound_at_the_runs_parameters(pasgd_result):
+    import empirics
+
+    r = pasgd_result
+    c = empirics.LogisticRegression(m=4, **{k: v for k, v in LOGREG.items() if k != "kind"}
+                                    ).constants
+    expected = theory.pasgd_bound().evaluate(
+        eta=0.1, L=c.L.value, sigma2=c.sigma2.value / 2, m=4, tau=4, K=120,
+        F_gap=c.F0.value - c.F_star.value)
+    assert r.final["bound"] == pytest.approx(expected, rel=1e-12)
+    assert r.bound_info["values"]["sigma2"] == pytest.approx(c.sigma2.value / 2)
+    # the per-step bound is the same function of K
+    k = r.steps[3]
+    at_k = theory.pasgd_bound().evaluate(
+        eta=0.1, L=c.L.value, sigma2=c.sigma2.value / 2, m=4, tau=4, K=int(k),
+        F_gap=c.F0.value - c.F_star.value)
+    assert r.bound[3] == pytest.approx(at_k, rel=1e-12)
+
+
+def test_measured_metric_is_the_engines_running_average_per_seed(pasgd_result):
+    import empirics
+
+    r = pasgd_result
+    prob = empirics.LogisticRegression(m=4, **{k: v for k, v in LOGREG.items() if k != "kind"})
+    one = empirics.simulate(prob, empirics.pasgd(4, 4), lr=0.1, T=120, batch_size=2, seed=2,
+                            record_every=20)
+    np.testing.assert_array_equal(r.per_seed[2], one.grad_norm2_running)
+    # the band is the Student-t interval over the 4 seeds
+    x = r.per_seed[:, -1]
+    h = stats.t.ppf(0.975, 3) * x.std(ddof=1) / 2
+    assert r.final["lower"] == pytest.approx(x.mean() - h)
+    assert r.final["upper"] == pytest.approx(x.mean() + h)
+
+
+def test_true_bound_holds_and_a_wrong_bound_is_violated(pasgd_result):
+    r = pasgd_result
+    assert r.verdict.status == "holds", r.verdict
+    assert r.final["tightness"] == pytest.approx(r.final["bound"] / r.final["measured"])
+    assert r.final["tightness"] > 1
+    wrong = run_experiment(_spec(bound_scale=0.01))
+    assert wrong.verdict.status == "violated", wrong.verdict
+    assert wrong.verdict.p_value < 0.05 and "exceeds the conservative bound" in \
+        wrong.verdict.message
+    np.testing.assert_array_equal(wrong.per_seed, r.per_seed)  # same seeds, same numbers
+
+
+def test_not_applicable_names_the_broken_assumption_or_condition():
+    het = run_experiment(_spec(problem={**LOGREG, "sampling": "shards"}, seeds=2, steps=40))
+    assert het.verdict.status == "not applicable" and "i.i.d." in het.verdict.message
+    big = run_experiment(_spec(lr=3.0, algorithm={"name": "pasgd", "m": 4, "tau": 8}, seeds=2,
+                               steps=40))
+    assert big.verdict.status == "not applicable"
+    assert "PASGD learning-rate condition" in big.verdict.message
+    sched = run_experiment(_spec(lr={"kind": "inverse_time", "a": 1.0, "beta": 10.0}, seeds=2,
+                                 steps=40))
+    assert "constant learning rate" in sched.verdict.message
+    none = run_experiment(_spec(algorithm={"name": "local_sgd", "m": 4,
+                                           "schedule": {"kind": "one_shot"}}, seeds=2, steps=40))
+    assert none.verdict.status == "no bound" and none.bound is None
+
+
+def test_dpsgd_uses_zeta_of_the_topology():
+    r = run_experiment(_spec(name="dpsgd", algorithm={"name": "dpsgd", "m": 8,
+                                                      "topology": "ring"}, seeds=2, steps=40))
+    assert r.bound_info["values"]["zeta"] == pytest.approx(theory.zeta(theory.ring(8)))
+    assert r.verdict.status in ("holds", "violated")
+
+
+def test_pl_bound_with_its_own_step_size():
+    r = run_experiment(_spec(name="pl", lr={"kind": "pl", "alpha_pl": 1.0}, seeds=3, steps=100))
+    assert r.metric == "suboptimality" and r.bound_info["key"] == "pl"
+    c = r.constants
+    a = 1.0 * 4 + 4
+    assert r.runs[0].lr[0] == pytest.approx(4 / (c["mu"]["value"] * a))
+    assert r.verdict.status == "holds"
+
+
+def test_exact_expectation_on_the_quadratic_lies_in_the_band():
+    pytest.importorskip("empirics.recursion")
+    s = ExperimentSpec(name="q", problem={"kind": "noisy_quadratic", "d": 3, "c": 0.0},
+                       algorithm={"name": "pasgd", "m": 4, "tau": 5}, lr=0.05, steps=60,
+                       seeds=30, record_every=10)
+    r = run_experiment(s)
+    assert r.truth is not None and np.isnan(r.truth[0])
+    inside = (r.truth[1:] >= r.lower[1:]) & (r.truth[1:] <= r.upper[1:])
+    assert inside.mean() >= 0.8, (r.truth, r.lower, r.upper)
+    assert r.verdict.status == "holds"
+
+
+def test_cache_resumes_and_sweep_reports_trends(tmp_path):
+    cache = RunCache(tmp_path)
+    s = _spec(seeds=2, steps=40)
+    a = run_experiment(s, cache=cache)
+    assert cache.misses == 2 and cache.hits == 0
+    b = run_experiment(s, cache=cache)
+    assert cache.hits == 2
+    np.testing.assert_array_equal(a.per_seed, b.per_seed)
+    sw = sweep(s, "algorithm.tau", [1, 2, 4], cache=cache)
+    assert [row["algorithm.tau"] for row in sw.table()] == [1, 2, 4]
+    # the bound's network term η²L²σ²(τ − 1) makes it affine increasing in τ
+    assert sw.slope("bound") > 0
+    bd = sw.column("bound")
+    assert bd[2] - bd[1] == pytest.approx(2 * (bd[1] - bd[0]), rel=1e-9)
+
+
+def test_result_round_trips_and_report_is_written(pasgd_result, tmp_path):
+    from empirics.report import write_experiment_report
+
+    d = pasgd_result.to_dict(runs=True)
+    back = ExperimentResult.from_dict(d)
+    np.testing.assert_array_equal(back.per_seed, pasgd_result.per_seed)
+    assert back.verdict == pasgd_result.verdict and len(back.runs) == 4
+    path = write_experiment_report(pasgd_result, tmp_path / "rep")
+    text = path.read_text()
+    assert "Verdict: holds" in text and "PASGD" in text
+    assert (tmp_path / "rep" / "figure.png").stat().st_size > 1000
+    assert math.isfinite(ExperimentResult.from_dict(
+        __import__("json").loads((tmp_path / "rep" / "result.json").read_text())
+    ).final["measured"])
