@@ -1,16 +1,33 @@
 """The ``coopsgd`` command line (click).
 
-``coopsgd tour`` prints a short tour of the theory (bounds, spectra, derived results);
-``coopsgd spectra`` tabulates ζ for built-in topologies; ``coopsgd bound NAME --eta ...``
-evaluates a named bound. Heavy imports (torch, cvxpy) happen only inside the commands that need
-them.
+``coopsgd tour`` prints a short tour of the theory; ``coopsgd spectra`` tabulates ζ for built-in
+topologies; ``coopsgd bound NAME --eta ...`` prints and evaluates a named bound;
+``coopsgd design TOPOLOGY`` compares weight rules with the optimal weights; ``coopsgd proofs``
+runs the proof obligations. Heavy imports (sympy, theory, torch, cvxpy) happen only inside the
+commands that need them, so ``coopsgd --help`` stays fast.
+
+Exit codes (every command): 0 ok; 1 a check failed (``proofs``, ``verify``); 2 usage error
+(unknown bound, parameter or option, bad value); 3 a bound's condition fails at the given values.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import sys
+from typing import Any
 
 import click
+
+#: exit codes scripts can rely on
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_CONDITION = 0, 1, 2, 3
+
+_EXIT_CODES_HELP = """\b
+Exit codes:
+  0  ok
+  1  a check failed (proofs, verify)
+  2  usage error (unknown bound, parameter or option; bad value)
+  3  a bound's condition fails at the given values"""
 
 
 def _echo_table(rows: list[tuple], header: tuple) -> None:
@@ -23,13 +40,24 @@ def _echo_table(rows: list[tuple], header: tuple) -> None:
         click.echo(fmt.format(*r))
 
 
-@click.group()
+@click.group(epilog=f"""\b
+Examples:
+  coopsgd tour
+  coopsgd bound --list
+  coopsgd bound pasgd --eta 0.01 --L 1 --sigma2 1 --m 16 --tau 4 --K 10000 --F-gap 10
+  coopsgd bound dpsgd --topology ring --m 16 --eta 0.01 --L 1 --sigma2 1 --K 1e4 --F-gap 10
+  coopsgd design ring --n 8
+  coopsgd proofs --topic spectra
+
+Run 'coopsgd COMMAND --help' for a command's options and examples.
+
+{_EXIT_CODES_HELP}""")
 @click.version_option(package_name="coopsgd")
 def main() -> None:
     """coopsgd: the theory of communication-efficient distributed SGD against the numbers."""
 
 
-@main.command()
+@main.command(short_help="A short tour: spectra, the Cooperative SGD bound, derived results.")
 def tour() -> None:
     """A short tour: spectra, the Cooperative SGD bound and what the code derives from it."""
     import sympy as sp
@@ -93,12 +121,11 @@ def tour() -> None:
     click.echo(f"  at η=0.01, L=1, σ²=1, m=16, T_wall=1000, Y=0.1, D=1, ΔF=10: {opt}")
 
 
-@main.command()
+@main.command(short_help="ζ and spectral gap of the built-in topologies.",
+              epilog="\b\nExamples:\n  coopsgd spectra --m 16\n  coopsgd spectra --m 64")
 @click.option("--m", "m", default=16, show_default=True, help="number of workers")
 def spectra(m: int) -> None:
     """ζ and spectral gap of the built-in topologies for m workers."""
-    import math
-
     import theory
 
     rows = []
@@ -122,47 +149,651 @@ def spectra(m: int) -> None:
     _echo_table(rows, ("topology", "ζ", "gap", "rounds to 1e-6"))
 
 
+# =============================================================================================
+# topologies (shared by `bound --topology` and `design`)
+# =============================================================================================
 _GRAPHS = ("ring", "path", "torus", "grid", "hypercube", "star", "complete", "exponential",
            "erdos-renyi", "geometric")
+#: topologies whose graph is fixed by the number of nodes (usable by `bound --topology`)
+_DETERMINISTIC = _GRAPHS[:8]
+#: theory's default weight rule per topology (theory.ring, theory.torus, ...)
+_DEFAULT_RULE = {"ring": "uniform", "torus": "uniform", "hypercube": "uniform",
+                 "complete": "uniform"}
+_RULES = ("default", "uniform", "metropolis_hastings", "max_degree", "best_constant")
 
 
-@main.command()
-@click.option("--graph", type=click.Choice(_GRAPHS), default="geometric", show_default=True)
-@click.option("--n", default=64, show_default=True, help="nodes (hypercube: dimension)")
-@click.option("--avg-degree", default=5.0, show_default=True,
-              help="random geometric graph (one draw, components joined by shortest edges)")
-@click.option("--p", "p", default=0.1, show_default=True, help="Erdős–Rényi edge probability")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--eps", default=1e-6, show_default=True, help="consensus accuracy for rounds")
-def design(graph: str, n: int, avg_degree: float, p: float, seed: int, eps: float) -> None:
-    """Compare weight rules with the optimal (FMMC, FDLA) weights on a graph, with certificates."""
-    import math
+def _shape(topology: str, n: int, rows: int | None, cols: int | None) -> tuple[int, int]:
+    """rows × cols of a torus/grid on n nodes (n must be a square unless rows/cols are given)."""
+    if rows is not None and cols is not None:
+        return rows, cols
+    if rows is not None or cols is not None:
+        k = rows or cols
+        if n % k:
+            raise click.UsageError(f"{topology}: {n} nodes do not split into rows of {k}")
+        return (k, n // k) if rows is not None else (n // k, k)
+    r = math.isqrt(n)
+    if r * r != n:
+        raise click.UsageError(f"{topology} on {n} nodes: {n} is not a square; give a square "
+                               f"number of nodes or rows × cols ({topology}:4x8 in --zeta-of, "
+                               "--rows/--cols in design)")
+    return r, r
 
+
+def _graph(topology: str, n: int, *, rows: int | None = None, cols: int | None = None,
+           p: float = 0.1, avg_degree: float = 5.0, seed: int = 0):
+    """The networkx graph of a named topology on n nodes (hypercube: n = 2^dim)."""
     import theory
 
-    side = max(2, int(round(math.sqrt(n))))
-    G = {
+    if topology == "hypercube":
+        d = int(round(math.log2(n))) if n >= 2 else 0
+        if n < 2 or 2**d != n:
+            raise click.UsageError(f"hypercube needs a power of 2 nodes (≥ 2); got {n}")
+        return theory.hypercube_graph(d)
+    if topology in ("torus", "grid"):
+        r, c = _shape(topology, n, rows, cols)
+        return (theory.torus_graph if topology == "torus" else theory.grid_graph)(r, c)
+    fn = {
         "ring": lambda: theory.ring_graph(n),
         "path": lambda: theory.path_graph(n),
-        "torus": lambda: theory.torus_graph(side, side),
-        "grid": lambda: theory.grid_graph(side, side),
-        "hypercube": lambda: theory.hypercube_graph(n),
         "star": lambda: theory.star_graph(n),
         "complete": lambda: theory.complete_graph(n),
         "exponential": lambda: theory.exponential_graph(n),
         "erdos-renyi": lambda: theory.erdos_renyi_graph(n, p, seed),
         "geometric": lambda: theory.random_geometric_graph(n, avg_degree=avg_degree, seed=seed,
                                                           connected="join"),
-    }[graph]()
-    click.echo(f"{graph}: {G.number_of_nodes()} nodes, {G.number_of_edges()} edges")
-    click.echo(str(theory.compare_weights(G, eps)))
+    }.get(topology)
+    if fn is None:
+        raise click.UsageError(f"unknown topology {topology!r}; choose from: "
+                               + ", ".join(_GRAPHS))
+    return fn()
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+def _mixing(topology: str, n: int, rule: str = "default", **kw: Any):
+    """W = rule(graph of the topology); ``rule="default"`` is theory's default for it."""
+    import theory
+
+    G = _graph(topology, n, **kw)
+    r = _DEFAULT_RULE.get(topology, "metropolis_hastings") if rule == "default" else rule
+    try:
+        return theory.mixing_matrix(G, r)
+    except ValueError as e:
+        raise click.UsageError(f"{topology}({n}) with weight rule {r}: {e}") from e
+
+
+# =============================================================================================
+# coopsgd bound
+# =============================================================================================
+#: CLI name -> (theory factory, its arguments, one-line description). theory is imported only
+#: when a bound is built, so `--help` stays fast.
+BOUNDS: dict[str, tuple[str, tuple, str]] = {
+    "cooperative": ("cooperative_bound", (),
+                    "Cooperative SGD A(τ, W, v), Theorem 1 (general form)"),
+    "synchronous": ("synchronous_bound", (), "fully synchronous SGD A(1, J, 0)"),
+    "pasgd": ("pasgd_bound", (), "PASGD / local SGD A(τ, J, 0) with its learning-rate condition"),
+    "dpsgd": ("dpsgd_bound", (), "D-PSGD A(1, W, 0)"),
+    "decentralized-periodic": ("decentralized_periodic_bound", (),
+                               "decentralized periodic averaging A(τ, W, 0)"),
+    "easgd": ("easgd_bound", (), "EASGD A(τ, W_α, 1), elasticity α free (0 < α < 2/(m+1))"),
+    "easgd-optimal": ("easgd_bound", ("optimal",), "EASGD at the optimal α* = 2/(m+2)"),
+    "runtime": ("runtime_bound", (), "PASGD error within a wall-clock budget (AdaComm)"),
+    "decentralized-runtime": ("decentralized_runtime_bound", (),
+                              "A(τ, W, v) error within a wall-clock budget"),
+    "pl": ("pl_bound", (), "local SGD under the PL condition (Haddadpour et al.)"),
+    "memory": ("memory_bound", ("contraction",),
+               "error-feedback memory sup_t E‖m_t‖², δ-contraction compressor"),
+    "memory-unbiased": ("memory_bound", ("unbiased",),
+                        "error-feedback memory sup_t E‖m_t‖², unbiased ω compressor"),
+}
+_BOUND_ALIASES = {"local-sgd": "pasgd", "d-psgd": "dpsgd", "sync": "synchronous",
+                  "lupa": "pl", "lupa-sgd": "pl", "ef": "memory"}
+#: extra spellings of parameter names (lower case, '-' as '_')
+_PARAM_ALIASES = {"delta_f": "F_gap", "fgap": "F_gap", "twall": "T_wall", "sigma_2": "sigma2",
+                  "sigma^2": "sigma2"}
+
+
+def _bound_name(name: str) -> str:
+    key = name.strip().lower().replace("_", "-")
+    for suffix in ("-bound",):
+        if key.endswith(suffix):
+            key = key[: -len(suffix)]
+    key = _BOUND_ALIASES.get(key, key)
+    if key not in BOUNDS:
+        import difflib
+
+        close = difflib.get_close_matches(key, list(BOUNDS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise click.UsageError(f"unknown bound {name!r}{hint}; valid bounds: "
+                               + ", ".join(BOUNDS))
+    return key
+
+
+def _build_bound(key: str):
+    import theory
+
+    fn, args, _ = BOUNDS[key]
+    return getattr(theory, fn)(*args)
+
+
+def _bound_params(b) -> list:
+    """Symbols a bound takes: those of its expression and of its conditions, sorted by name."""
+    from theory.symbols import keyword
+
+    syms = set(b.free_symbols)
+    for c in b.conditions:
+        syms |= set(c.relation.free_symbols)
+    return sorted(syms, key=lambda s: keyword(s).lower())
+
+
+def _split_params(tokens: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``('--eta', '0.01', '--tau=4')`` -> ``[('eta', '0.01'), ('tau', '4')]``."""
+    out: list[tuple[str, str]] = []
+    i = 0
+    while i < len(tokens):
+        t = tokens[i]
+        if not t.startswith("--") or len(t) == 2:
+            raise click.UsageError(f"unexpected argument {t!r}: parameters are given as "
+                                   "--NAME VALUE (e.g. --eta 0.01)")
+        if "=" in t:
+            k, val = t[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(tokens):
+                raise click.UsageError(f"parameter {t} needs a value")
+            k, val = t[2:], tokens[i + 1]
+            i += 2
+        out.append((k, val))
+    return out
+
+
+def _resolve_param(name: str, params: list, bound_key: str):
+    """The symbol of the bound that ``--name`` refers to (exact keyword, '-' for '_', or case
+    insensitive), else a usage error naming the valid parameters."""
+    from theory.symbols import SYMBOLS, keyword
+
+    valid = {keyword(s): s for s in params}
+    key = name.replace("-", "_")
+    if key in valid:
+        return valid[key]
+    low = _PARAM_ALIASES.get(key.lower(), key).lower()
+    hits = [s for k, s in valid.items() if k.lower() == low or s.name.lower() == low]
+    if len(hits) == 1:
+        return hits[0]
+    known = {k.lower() for k in SYMBOLS}
+    why = (f"bound {bound_key!r} does not depend on {name}" if low in known
+           else f"unknown parameter --{name} for bound {bound_key!r}")
+    extra = " (or ζ via --topology/--zeta-of)" if "zeta" in valid else ""
+    raise click.UsageError(f"{why}; its parameters are: "
+                           + ", ".join("--" + k.replace("_", "-") for k in valid) + extra)
+
+
+def _parse_value(sym, raw: str):
+    """A number for ``sym``: int, float, or a fraction ``a/b`` (kept exact)."""
+    import sympy as sp
+
+    from theory.symbols import DOMAINS, keyword
+
+    s = raw.strip()
+    try:
+        if "/" in s:
+            a, b = s.split("/", 1)
+            x: Any = sp.Rational(int(a), int(b))
+        else:
+            try:
+                x = int(s)
+            except ValueError:
+                x = float(s)
+    except (ValueError, ZeroDivisionError):
+        raise click.UsageError(f"--{keyword(sym)}: {raw!r} is not a number") from None
+    dom = DOMAINS.get(sym)
+    if isinstance(x, float) and dom is not None and dom.integer and x.is_integer():
+        x = int(x)
+    return x
+
+
+def _zeta_from_spec(spec: str, m: Any, rule: str) -> tuple[float, str]:
+    """ζ from ``--zeta-of``: ``TOPOLOGY:N[:RULE]`` (torus/grid also ``RxC``), or a ``.npy`` file
+    holding W (e.g. written by ``coopsgd design --save``)."""
+    import os
+
+    import numpy as np
+
+    import theory
+
+    if spec.endswith(".npy") or os.path.isfile(spec):
+        try:
+            W = np.load(spec)
+            return theory.zeta(W), f"{spec} ({W.shape[0]} nodes)"
+        except (OSError, ValueError) as e:
+            raise click.UsageError(f"--zeta-of {spec}: {e}") from e
+    parts = spec.split(":")
+    topo = parts[0].lower().replace("_", "-")
+    n_raw = parts[1] if len(parts) > 1 else (str(m) if m is not None else None)
+    r = parts[2] if len(parts) > 2 else rule
+    if topo not in _DETERMINISTIC:
+        raise click.UsageError(
+            f"--zeta-of {spec}: topology must be one of {', '.join(_DETERMINISTIC)} (random "
+            "graphs: 'coopsgd design TOPOLOGY --save W.npy', then --zeta-of W.npy)")
+    if r not in _RULES:
+        raise click.UsageError(f"--zeta-of {spec}: unknown weight rule {r!r}; choose from "
+                               + ", ".join(_RULES))
+    if n_raw is None:
+        raise click.UsageError(f"--zeta-of {spec}: give the number of nodes ({topo}:16) or --m")
+    rows = cols = None
+    try:
+        if "x" in n_raw.lower():
+            rows, cols = (int(t) for t in n_raw.lower().split("x"))
+            n = rows * cols
+        else:
+            n = int(n_raw)
+    except ValueError:
+        raise click.UsageError(f"--zeta-of {spec}: {n_raw!r} is not a number of nodes") from None
+    W = _mixing(topo, n, r, rows=rows, cols=cols)
+    rule_used = _DEFAULT_RULE.get(topo, "metropolis_hastings") if r == "default" else r
+    shape = f"{rows}x{cols}" if rows else str(n)
+    return theory.zeta(W), f"{topo}({shape}), {rule_used} weights"
+
+
+def _fmt(x: Any) -> str:
+    return f"{float(x):.6g}"
+
+
+def _condition_report(c, mapping: dict) -> dict:
+    import sympy as sp
+
+    from theory.symbols import keyword
+
+    r = c.relation.subs(mapping)
+    out: dict[str, Any] = {"name": c.name, "relation": sp.sstr(c.relation)}
+    if r.free_symbols:
+        out["status"] = "undecided"
+        out["missing"] = sorted(keyword(s) for s in r.free_symbols)
+        return out
+    out["status"] = "holds" if bool(r) else "fails"
+    if isinstance(c.relation, sp.core.relational.Relational):
+        try:
+            out["lhs"] = float(c.relation.lhs.subs(mapping))
+            out["rhs"] = float(c.relation.rhs.subs(mapping))
+        except (TypeError, ValueError):
+            pass
+    return out
+
+
+def _number(x: Any) -> Any:
+    """JSON-friendly number."""
+    if isinstance(x, int | float):
+        return x
+    return int(x) if getattr(x, "is_Integer", False) else float(x)
+
+
+def _bound_list_rows() -> list[tuple[str, str, str]]:
+    from theory.symbols import keyword
+
+    rows = []
+    for key, (_, _, desc) in BOUNDS.items():
+        b = _build_bound(key)
+        rows.append((key, desc, " ".join(keyword(s) for s in _bound_params(b))))
+    return rows
+
+
+_BOUND_HELP = """Print a named bound, its terms and conditions, evaluated at the given values.
+
+NAME is one of: """ + ", ".join(BOUNDS) + """ (see --list for what each is and its
+parameters). Parameters are the bound's symbols by keyword name: --eta --L --sigma2 --m --v
+--tau --zeta --K --F-gap (= F(u_1) − F_inf) --T-wall --Y --D --mu --p --B --T --alpha --delta
+--omega --G2 ... ('-' and '_' are interchangeable; values may be ints, floats or fractions
+like 1/3). ζ can instead be computed from a mixing matrix with --topology NAME (uses --m
+workers and --rule) or --zeta-of TOPOLOGY:N[:RULE] or --zeta-of W.npy.
+
+With every parameter given, prints the value; with some missing, prints the bound with the
+given ones substituted and lists the ones that remain (exit code 0). A condition that fails
+at the values is reported and the exit code is 3.
+"""
+
+
+@main.command(
+    "bound", help=_BOUND_HELP,
+    short_help="Print a named bound, its terms and conditions, and its value.",
+    context_settings={"ignore_unknown_options": True},
+    epilog=f"""\b
+Examples:
+  coopsgd bound --list
+  coopsgd bound pasgd
+  coopsgd bound pasgd --eta 0.01 --L 1 --sigma2 1 --m 16 --tau 4 --K 10000 --F-gap 10
+  coopsgd bound dpsgd --topology ring --m 16 --eta 0.01 --L 1 --sigma2 1 --K 1e4 --F-gap 10
+  coopsgd bound decentralized-periodic --zeta-of torus:4x4 --tau 4 --eta 0.01 --L 1
+  coopsgd bound runtime --eta 0.01 --L 1 --sigma2 1 --m 16 --T-wall 1000 --Y 0.1 --D 1 \\
+      --F-gap 10 --minimize tau
+  coopsgd bound pasgd --eta 0.5 --L 1 --tau 8 --json       # exit code 3: condition fails
+
+{_EXIT_CODES_HELP}""")
+@click.argument("name", required=False)
+@click.argument("params", nargs=-1, type=click.UNPROCESSED, metavar="[--PARAM VALUE]...")
+@click.option("--list", "list_", is_flag=True, help="List the named bounds and their parameters.")
+@click.option("--topology", type=click.Choice(_DETERMINISTIC), default=None,
+              help="Compute ζ from this topology's W on --m workers.")
+@click.option("--rule", type=click.Choice(_RULES), default="default", show_default=True,
+              help="Weight rule for --topology/--zeta-of (default: uniform on ring, torus, "
+                   "hypercube, complete; Metropolis–Hastings otherwise).")
+@click.option("--zeta-of", "zeta_of", metavar="TOPOLOGY:N[:RULE] | W.npy", default=None,
+              help="Compute ζ from a topology (torus/grid: N may be RxC) or a saved W.")
+@click.option("--minimize", "minimize", metavar="PARAM", default=None,
+              help="Also minimise the bound over PARAM (numeric with every other parameter "
+                   "given, else closed form).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one JSON object).")
+def bound_cmd(name: str | None, params: tuple[str, ...], list_: bool, topology: str | None,
+              rule: str, zeta_of: str | None, minimize: str | None, as_json: bool) -> None:
+    if list_:
+        rows = _bound_list_rows()
+        if as_json:
+            click.echo(json.dumps([{"name": k, "description": d, "parameters": p.split()}
+                                   for k, d, p in rows], indent=2))
+        else:
+            _echo_table(rows, ("name", "description", "parameters"))
+        return
+    if name is None:
+        raise click.UsageError("missing bound NAME; valid bounds: " + ", ".join(BOUNDS)
+                               + " (coopsgd bound --list describes them)")
+    if name.startswith("--"):  # e.g. `coopsgd bound --eta 0.01 pasgd`
+        raise click.UsageError(f"give the bound NAME first (got {name!r}); valid bounds: "
+                               + ", ".join(BOUNDS))
+    key = _bound_name(name)
+    sys.exit(_run_bound(key, params, topology, rule, zeta_of, minimize, as_json))
+
+
+def _run_bound(key: str, tokens: tuple[str, ...], topology: str | None, rule: str,
+               zeta_of: str | None, minimize: str | None, as_json: bool) -> int:
+    import warnings
+
+    import sympy as sp
+
+    from theory.bound import ConditionError
+    from theory.symbols import check_value, keyword
+    from theory.symbols import m as m_sym
+    from theory.symbols import zeta as zeta_sym
+
+    b = _build_bound(key)
+    params = _bound_params(b)
+    values: dict = {}
+    for k, raw in _split_params(tokens):
+        s = _resolve_param(k, params, key)
+        if s in values:
+            raise click.UsageError(f"parameter --{keyword(s)} given twice")
+        values[s] = _parse_value(s, raw)
+    derived: dict[str, dict] = {}
+    if topology is not None or zeta_of is not None:
+        if topology is not None and zeta_of is not None:
+            raise click.UsageError("give either --topology or --zeta-of, not both")
+        if zeta_sym not in params:
+            raise click.UsageError(f"bound {key!r} has no ζ (its W is fixed), so --topology/"
+                                   "--zeta-of do not apply")
+        if zeta_sym in values:
+            raise click.UsageError("give either --zeta or --topology/--zeta-of, not both")
+        if topology is not None:
+            if m_sym not in values:
+                raise click.UsageError(f"--topology {topology} needs the number of workers --m")
+            zeta_of = f"{topology}:{values[m_sym]}"
+        z, how = _zeta_from_spec(zeta_of, values.get(m_sym), rule)
+        values[zeta_sym] = z
+        derived["zeta"] = {"value": z, "from": how}
+    for s, x in values.items():
+        try:
+            check_value(s, float(x))
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+    min_sym = None
+    if minimize is not None:
+        min_sym = _resolve_param(minimize, params, key)
+        if min_sym in values:
+            raise click.UsageError(f"--minimize {keyword(min_sym)}: do not also give "
+                                   f"--{keyword(min_sym)}")
+
+    mapping = {s: (sp.Integer(x) if isinstance(x, int) else x) for s, x in values.items()}
+    missing = sorted((keyword(s) for s in b.free_symbols - set(values)), key=str.lower)
+    conditions = [_condition_report(c, mapping) for c in b.conditions]
+    failed = [c for c in conditions if c["status"] == "fails"]
+    terms = {}
+    for k, t in b.terms.items():
+        tv = t.subs(mapping)
+        terms[k] = {"expr": sp.sstr(t), "value": float(tv) if not tv.free_symbols else None,
+                    "partial": sp.sstr(tv) if tv.free_symbols and values else None}
+    value = None
+    partial = None
+    if missing:
+        partial = sp.sstr(b.expr.subs(mapping)) if values else None
+    else:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                value = b.evaluate(values, check=False)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+    optimum = None
+    min_error = None
+    if min_sym is not None:
+        try:
+            opt = b.minimize(min_sym, {s: x for s, x in values.items()})
+        except ConditionError as e:
+            min_error = f"--minimize {keyword(min_sym)}: {e}"
+            opt = None
+        except ValueError as e:
+            raise click.UsageError(f"--minimize {keyword(min_sym)}: {e}") from None
+        if opt is not None:
+            numeric = not (isinstance(opt.argmin, sp.Basic) and opt.argmin.free_symbols)
+            optimum = {"parameter": keyword(min_sym), "method": opt.method,
+                       "argmin": _number(opt.argmin) if numeric else sp.sstr(opt.argmin),
+                       "value": _number(opt.value) if numeric else sp.sstr(opt.value)}
+    code = EXIT_CONDITION if failed or min_error else EXIT_OK
+    src = b.source
+    out = {
+        "bound": key, "name": b.name, "lhs": b.lhs, "expr": sp.sstr(b.expr),
+        "source": {"paper": src.paper, "where": src.where, "status": str(src.status),
+                   "confidence": src.confidence, "digest": src.digest, "note": src.note},
+        "parameters": {keyword(s): _number(x) for s, x in values.items()},
+        "derived": derived, "terms": terms, "conditions": conditions, "missing": missing,
+        "partial": partial, "value": value, "valid": value is not None and not failed,
+        "minimum": optimum, "minimum_error": min_error, "exit_code": code,
+    }
+    if as_json:
+        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        _print_bound(out, b)
+    return code
+
+
+def _print_bound(out: dict, b) -> None:
+    import sympy as sp
+
+    from theory.symbols import keyword
+
+    src = out["source"]
+    click.echo(f"{out['name']}  [coopsgd bound {out['bound']}]")
+    click.echo(f"  {out['lhs']} ≤ {out['expr']}")
+    for s, d in b.definitions.items():
+        click.echo(f"  where {keyword(s) if isinstance(s, sp.Symbol) else s} = {sp.sstr(d)}")
+    conf = f", confidence {src['confidence']}" if src["confidence"] else ""
+    click.echo(f"source: {src['paper']}, {src['where']}")
+    click.echo(f"  status: {src['status']}{conf}"
+               + (f"; digest §{src['digest']}" if src["digest"] else ""))
+    if src["note"]:
+        click.echo(f"  note: {src['note']}")
+    from theory.symbols import MEANINGS
+
+    click.echo("parameters:")
+    rows = []
+    for s in _bound_params(b):
+        k = keyword(s)
+        if k in out["derived"]:
+            val = f"= {out['derived'][k]['value']:.6g} from {out['derived'][k]['from']}"
+        elif k in out["parameters"]:
+            val = f"= {out['parameters'][k]}"
+        else:
+            val = "(not given)"
+        flag = "--" + k.replace("_", "-")
+        rows.append((flag, s.name, val, MEANINGS.get(s, "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)] if rows else []
+    for r in rows:
+        click.echo("  " + "  ".join(f"{x:<{w}}" for x, w in zip(r[:3], widths, strict=True))
+                   + f"  {r[3]}")
+    if out["terms"]:
+        click.echo("terms:")
+        w = max(len(k) for k in out["terms"])
+        for k, t in out["terms"].items():
+            if t["value"] is not None:
+                val = f" = {_fmt(t['value'])}"
+            elif t["partial"] is not None:
+                val = f" → {t['partial']}"
+            else:
+                val = ""
+            click.echo(f"  {k:<{w}}  {t['expr']}{val}")
+    if out["conditions"]:
+        click.echo("conditions:")
+        for c in out["conditions"]:
+            extra = ""
+            if "lhs" in c:
+                extra = f" (left side {_fmt(c['lhs'])}, right side {_fmt(c['rhs'])})"
+            elif c["status"] == "undecided":
+                extra = f" (needs {', '.join(c['missing'])})"
+            click.echo(f"  {c['name']}: {c['relation']}  → {c['status'].upper()}{extra}")
+    else:
+        click.echo("conditions: none encoded")
+    if out["missing"]:
+        if out["partial"] is not None:
+            click.echo(f"partial: {out['partial']}")
+        click.echo("missing: " + ", ".join(out["missing"]))
+    else:
+        tag = "" if out["valid"] else "  (NOT valid: a condition fails)"
+        click.echo(f"value: {out['value']!r}{tag}")
+    if out["minimum"] is not None:
+        o = out["minimum"]
+        click.echo(f"minimum over {o['parameter']}: {o['parameter']}* = {o['argmin']}, "
+                   f"value {o['value']} ({o['method']})")
+    for c in out["conditions"]:
+        if c["status"] == "fails":
+            click.echo(f"condition fails: {c['name']}", err=True)
+    if out["minimum_error"]:
+        click.echo(f"condition fails: {out['minimum_error']}", err=True)
+
+
+# =============================================================================================
+# coopsgd design
+# =============================================================================================
+@main.command(
+    short_help="Weight rules vs the optimal (FMMC, FDLA) weights on a graph.",
+    epilog=f"""\b
+Examples:
+  coopsgd design ring --n 8
+  coopsgd design torus --n 16
+  coopsgd design grid --rows 3 --cols 5
+  coopsgd design hypercube --n 16            # 16 nodes (dimension 4); or --dim 4
+  coopsgd design geometric --n 64 --avg-degree 5 --seed 0 --save W.npy
+  coopsgd bound dpsgd --zeta-of W.npy ...   # use the saved W's ζ in a bound
+
+{_EXIT_CODES_HELP}""")
+@click.argument("topology", required=False, type=click.Choice(_GRAPHS), metavar="[TOPOLOGY]")
+@click.option("--graph", type=click.Choice(_GRAPHS), default=None,
+              help="Same as the TOPOLOGY argument (older form).")
+@click.option("--n", "--m", "n", type=int, default=64, show_default=True,
+              help="number of nodes (workers); hypercube: a power of 2")
+@click.option("--dim", type=int, default=None, help="hypercube dimension (instead of --n)")
+@click.option("--rows", type=int, default=None, help="torus/grid rows (default √n)")
+@click.option("--cols", type=int, default=None, help="torus/grid columns (default √n)")
+@click.option("--avg-degree", default=5.0, show_default=True,
+              help="geometric: expected degree (one draw, components joined by shortest edges)")
+@click.option("--p", "p", default=0.1, show_default=True, help="erdos-renyi: edge probability")
+@click.option("--seed", default=0, show_default=True, help="seed of the random graphs")
+@click.option("--eps", default=1e-6, show_default=True, help="consensus accuracy for rounds")
+@click.option("--method", type=click.Choice(("auto", "sdp", "symmetric", "first_order")),
+              default="auto", show_default=True, help="FMMC/FDLA solver method")
+@click.option("--save", "save", type=click.Path(dir_okay=False), default=None,
+              help="Save the optimal W (numpy .npy) to this file.")
+@click.option("--save-kind", type=click.Choice(("fdla", "fmmc")), default="fdla",
+              show_default=True, help="Which optimum --save writes: FDLA (smallest ζ, weights "
+              "may be negative) or FMMC (non-negative weights).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one JSON object).")
+def design(topology: str | None, graph: str | None, n: int, dim: int | None, rows: int | None,
+           cols: int | None, avg_degree: float, p: float, seed: int, eps: float, method: str,
+           save: str | None, save_kind: str, as_json: bool) -> None:
+    """Compare weight rules with the optimal (FMMC, FDLA) weights on a graph, with certificates.
+
+    TOPOLOGY is one of ring, path, torus, grid, hypercube, star, complete, exponential,
+    erdos-renyi, geometric (default geometric). Prints ζ, the spectral gap and the consensus
+    rounds of uniform, Metropolis–Hastings, max-degree, best-constant, FMMC and FDLA weights,
+    each optimum with a certified lower bound on ζ*.
+    """
+    import theory
+
+    if topology is not None and graph is not None and topology != graph:
+        raise click.UsageError(f"TOPOLOGY {topology!r} and --graph {graph!r} disagree")
+    topo = topology or graph or "geometric"
+    if dim is not None:
+        if topo != "hypercube":
+            raise click.UsageError("--dim applies to the hypercube only")
+        if dim < 1:
+            raise click.UsageError(f"--dim must be ≥ 1; got {dim}")
+        n = 2**dim
+    if (rows is not None or cols is not None) and topo not in ("torus", "grid"):
+        raise click.UsageError("--rows/--cols apply to torus and grid only")
+    if rows is not None and cols is not None:
+        n = rows * cols
+    if not 0 < eps < 1:
+        raise click.UsageError(f"--eps must be in (0, 1); got {eps}")
+    try:
+        G = _graph(topo, n, rows=rows, cols=cols, p=p, avg_degree=avg_degree, seed=seed)
+    except ValueError as e:
+        raise click.UsageError(f"{topo} with {n} nodes: {e}") from None
+    table = theory.compare_weights(G, eps, method=method)
+    saved = None
+    if save is not None:
+        import numpy as np
+
+        fn = theory.fastest_averaging if save_kind == "fdla" else theory.fastest_mixing
+        r = fn(G, method=method)
+        with open(save, "wb") as f:  # np.save would append .npy to other names
+            np.save(f, np.asarray(r.W, dtype=float))
+        saved = {"path": save, "kind": save_kind, "zeta": r.zeta}
+    head = f"{topo}: {G.number_of_nodes()} nodes, {G.number_of_edges()} edges"
+    if as_json:
+        click.echo(json.dumps({"topology": topo, "nodes": G.number_of_nodes(),
+                               "edges": G.number_of_edges(), "eps": eps,
+                               "rows": table.as_dicts(), "saved": saved}, indent=2,
+                              ensure_ascii=False))
+        return
+    click.echo(head)
+    click.echo(str(table))
+    if saved:
+        click.echo(f"saved the {save_kind.upper()} W (ζ = {saved['zeta']:.6f}) to {save}")
+
+
+# `run` and `verify` commands: see issue 7 (added separately).
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    short_help="Run the proof obligations (exit code 1 if one fails).",
+    epilog=f"""\b
+Examples:
+  coopsgd proofs
+  coopsgd proofs --topic spectra -v
+  coopsgd proofs --only NAME
+
+{_EXIT_CODES_HELP}""")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def proofs(args: tuple[str, ...]) -> None:
-    """Run the proof obligations (same as ``python -m proofs [--topic T] [--only NAME] [-v]``);
-    exit code 1 if any fails."""
+@click.pass_context
+def proofs(ctx: click.Context, args: tuple[str, ...]) -> None:
+    """Run the proof obligations (same as ``python -m proofs [--topic T] [--only NAME] [-v]``).
+
+    Exit code 0 if all hold, 1 if any fails, 2 on a usage error (e.g. an unknown --only NAME).
+    """
+    if "--help" in args or "-h" in args:
+        click.echo(ctx.get_help())
+        click.echo("\nOptions of python -m proofs:")
+        from proofs.__main__ import main as proofs_main
+
+        try:
+            proofs_main(["--help"])
+        except SystemExit:
+            pass
+        ctx.exit(EXIT_OK)
     from proofs.__main__ import main as proofs_main
 
     sys.exit(proofs_main(list(args)))
