@@ -2,9 +2,11 @@
 
 ``coopsgd tour`` prints a short tour of the theory; ``coopsgd spectra`` tabulates ζ for built-in
 topologies; ``coopsgd bound NAME --eta ...`` prints and evaluates a named bound;
-``coopsgd design TOPOLOGY`` compares weight rules with the optimal weights; ``coopsgd proofs``
-runs the proof obligations. Heavy imports (sympy, theory, torch, cvxpy) happen only inside the
-commands that need them, so ``coopsgd --help`` stays fast.
+``coopsgd design TOPOLOGY`` compares weight rules with the optimal weights; ``coopsgd run SPEC``
+runs one experiment against its bound; ``coopsgd verify`` runs the papers' reproductions and
+writes a report (the main job); ``coopsgd proofs`` runs the proof obligations. Heavy imports
+(sympy, theory, torch, cvxpy) happen only inside the commands that need them, so
+``coopsgd --help`` stays fast.
 
 Exit codes (every command): 0 ok; 1 a check failed (``proofs``, ``verify``); 2 usage error
 (unknown bound, parameter or option, bad value); 3 a bound's condition fails at the given values.
@@ -47,6 +49,8 @@ Examples:
   coopsgd bound pasgd --eta 0.01 --L 1 --sigma2 1 --m 16 --tau 4 --K 10000 --F-gap 10
   coopsgd bound dpsgd --topology ring --m 16 --eta 0.01 --L 1 --sigma2 1 --K 1e4 --F-gap 10
   coopsgd design ring --n 8
+  coopsgd run spec.toml
+  coopsgd verify --scale smoke
   coopsgd proofs --topic spectra
 
 Run 'coopsgd COMMAND --help' for a command's options and examples.
@@ -764,7 +768,124 @@ def design(topology: str | None, graph: str | None, n: int, dim: int | None, row
         click.echo(f"saved the {save_kind.upper()} W (ζ = {saved['zeta']:.6f}) to {save}")
 
 
-# `run` and `verify` commands: see issue 7 (added separately).
+_REPRO_NAMES = ("cooperative", "local_pl", "growing_intervals", "memory", "squarm", "relu_qsgd")
+
+
+@main.command(
+    "verify",
+    short_help="Run the papers' reproductions and write a verification report (main job).",
+    epilog=f"""\b
+Examples:
+  coopsgd verify                          # default suite, < 10 min on 2 CPU cores
+  coopsgd verify --out report --only cooperative --only memory
+  coopsgd verify --scale full --device cuda
+  coopsgd verify --scale smoke --strict   # seconds; exit 1 if a claim is violated
+
+\b
+Writes OUT/report.md (one table of claims: claim, paper, measured, bound, verdict,
+tightness; the figures), OUT/figures/*.png and OUT/results.json. Finished runs are
+cached in OUT/cache and finished reproductions in OUT/reproductions: an interrupted
+call resumes on the next one (--fresh starts over).
+
+{_EXIT_CODES_HELP}
+  (verify: 1 if a reproduction failed with an error, or with --strict if a claim is
+  violated / disagrees)""")
+@click.option("--out", default="coopsgd-report", show_default=True, help="report folder")
+@click.option("--scale", type=click.Choice(["smoke", "default", "full"]), default="default",
+              show_default=True, help="smoke: seconds; default: < 10 min; full: papers' sizes")
+@click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, ...)")
+@click.option("--only", multiple=True, type=click.Choice(_REPRO_NAMES),
+              help="run only these reproductions (repeatable)")
+@click.option("--fresh", is_flag=True, help="ignore finished work in OUT and start over")
+@click.option("--strict", is_flag=True, help="exit 1 if any claim is violated or disagrees")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def verify_cmd(out: str, scale: str, device: str, only: tuple[str, ...], fresh: bool,
+               strict: bool, quiet: bool) -> None:
+    """Run the reproductions of the four papers (and two related works) and write a report."""
+    from empirics.verify import verify
+
+    try:
+        res = verify(out, scale=scale, device=device, only=list(only) or None, fresh=fresh,
+                     progress=not quiet)
+    except ValueError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    counts: dict[str, int] = {}
+    for r in res.reproductions:
+        for c in r.claims:
+            counts[c.verdict] = counts.get(c.verdict, 0) + 1
+    click.echo(f"report: {res.report}")
+    if res.resumed:
+        click.echo(f"resumed from finished work: {', '.join(res.resumed)}")
+    click.echo("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    for name, err in res.failures.items():
+        click.echo(f"reproduction {name} failed: {err}", err=True)
+    for name, claim, verdict in res.failing_claims():
+        click.echo(f"{verdict}: [{name}] {claim}")
+    if res.failures or (strict and res.failing_claims()):
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@main.command(
+    "run",
+    short_help="Run one experiment spec (TOML/YAML/JSON): measured vs bound, verdict, report.",
+    epilog=f"""\b
+Examples:
+  coopsgd run spec.toml
+  coopsgd run spec.yaml --out results/pasgd --seeds 10
+  coopsgd run spec.toml --strict          # exit 1 if the bound is violated
+
+\b
+A spec (see docs/tutorial.md):
+  name = "pasgd"
+  lr = 0.05
+  steps = 500
+  seeds = 5
+  [problem]
+  kind = "logistic_regression"
+  sampling = "shared"
+  [algorithm]
+  name = "pasgd"
+  m = 8
+  tau = 4
+
+{_EXIT_CODES_HELP}
+  (run: 1 with --strict if the verdict is "violated")""")
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@click.option("--out", default=None, help="report folder (default: runs/<spec name>)")
+@click.option("--seeds", type=int, default=None, help="override the spec's number of seeds")
+@click.option("--device", default=None, help="override the spec's device")
+@click.option("--strict", is_flag=True, help="exit 1 if the bound is violated")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def run_cmd(spec_file: str, out: str | None, seeds: int | None, device: str | None,
+            strict: bool, quiet: bool) -> None:
+    """Run one experiment spec and write OUT/report.md, OUT/result.json, OUT/figure.png."""
+    from pathlib import Path
+
+    from empirics.experiment import ExperimentSpec, run_experiment
+    from empirics.report import write_experiment_report
+    from empirics.reproductions.base import RunCache
+
+    try:
+        spec = ExperimentSpec.load(spec_file)
+        if seeds is not None:
+            spec = spec.replace("seeds", seeds)
+        if device is not None:
+            spec = spec.replace("device", device)
+    except (ValueError, FileNotFoundError, KeyError, TypeError) as e:
+        click.echo(f"Error: {spec_file}: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    folder = Path(out or Path("runs") / spec.name)
+    try:
+        res = run_experiment(spec, progress=not quiet, cache=RunCache(folder / "cache"))
+    except ValueError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    path = write_experiment_report(res, folder)
+    click.echo(repr(res))
+    click.echo(f"report: {path}")
+    if strict and res.verdict.status == "violated":
+        sys.exit(EXIT_CHECK_FAILED)
 
 
 @main.command(
