@@ -578,7 +578,11 @@ def _values(spec: ExperimentSpec, cfg: Any, problem: Any, lr: Any) -> dict[str, 
         vals["eta"] = lr.eta
     if c.mu is not None:
         vals["mu"] = c.mu.value
-    if len(periods) and np.all(periods == periods[0]):
+    from theory.schedules import Periodic
+
+    if isinstance(cfg.schedule, Periodic):  # a last, truncated round still has period τ
+        vals["tau"] = int(cfg.schedule.tau)
+    elif len(periods) and np.all(periods == periods[0]):
         vals["tau"] = int(periods[0])
     W = getattr(cfg.schedule, "W", None)
     if W is not None:
