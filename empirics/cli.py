@@ -794,13 +794,15 @@ call resumes on the next one (--fresh starts over).
 @click.option("--scale", type=click.Choice(["smoke", "default", "full"]), default="default",
               show_default=True, help="smoke: seconds; default: < 10 min; full: papers' sizes")
 @click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda, ...)")
-@click.option("--only", multiple=True, type=click.Choice(_REPRO_NAMES),
-              help="run only these reproductions (repeatable)")
+@click.option("--only", multiple=True, metavar="NAME",
+              help=f"run only these reproductions (repeatable): {', '.join(_REPRO_NAMES)}")
 @click.option("--fresh", is_flag=True, help="ignore finished work in OUT and start over")
 @click.option("--strict", is_flag=True, help="exit 1 if any claim is violated or disagrees")
 @click.option("--quiet", is_flag=True, help="no progress bars")
+@click.option("--gallery", default=None, metavar="DOCS_DIR",
+              help="also write DOCS_DIR/gallery.md and DOCS_DIR/gallery/*.png")
 def verify_cmd(out: str, scale: str, device: str, only: tuple[str, ...], fresh: bool,
-               strict: bool, quiet: bool) -> None:
+               strict: bool, quiet: bool, gallery: str | None) -> None:
     """Run the reproductions of the four papers (and two related works) and write a report."""
     from empirics.verify import verify
 
@@ -815,6 +817,12 @@ def verify_cmd(out: str, scale: str, device: str, only: tuple[str, ...], fresh: 
         for c in r.claims:
             counts[c.verdict] = counts.get(c.verdict, 0) + 1
     click.echo(f"report: {res.report}")
+    if gallery is not None:
+        from empirics.report import write_gallery
+        from empirics.verify import _meta
+
+        g = write_gallery(res.reproductions, res.report.parent, gallery, _meta(scale, device))
+        click.echo(f"gallery: {g}")
     if res.resumed:
         click.echo(f"resumed from finished work: {', '.join(res.resumed)}")
     click.echo("verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))

@@ -16,7 +16,7 @@ from empirics.plots import band, new_figure, save_figure
 from empirics.reproductions.base import Reproduction, atomic_write_text, json_ready
 
 __all__ = ["experiment_figure", "fmt", "suite_markdown", "write_experiment_report",
-           "write_suite_report"]
+           "write_gallery", "write_suite_report"]
 
 
 def fmt(x: Any, digits: int = 3) -> str:
@@ -151,3 +151,32 @@ def write_suite_report(reps: list[Reproduction], failures: dict[str, str], out: 
     data = {"meta": meta, "reproductions": [r.to_dict() for r in reps], "failures": failures}
     atomic_write_text(out / "results.json", json.dumps(json_ready(data), indent=1))
     return atomic_write_text(out / "report.md", suite_markdown(reps, failures, meta))
+
+
+def write_gallery(reps: list[Reproduction], report_dir: Path, docs_dir: str | os.PathLike,
+                  meta: dict[str, Any]) -> Path:
+    """Copy every reproduction figure to ``docs_dir/gallery/`` and write ``docs_dir/gallery.md``
+    (the claims table and the figures, with how they were produced)."""
+    import shutil
+
+    docs = Path(docs_dir)
+    (docs / "gallery").mkdir(parents=True, exist_ok=True)
+    moved: list[Reproduction] = []
+    for r in reps:
+        figs = []
+        for fig in r.figures:
+            src = Path(report_dir) / fig.path
+            dst = docs / "gallery" / Path(fig.path).name
+            if src.exists():
+                tmp = dst.with_name(dst.name + ".tmp")
+                shutil.copyfile(src, tmp)
+                os.replace(tmp, dst)
+            figs.append(type(fig)(f"gallery/{dst.name}", fig.caption))
+        moved.append(Reproduction(r.name, r.title, r.paper, r.scale, r.claims, figs, r.data,
+                                  r.seconds))
+    body = suite_markdown(moved, {}, meta).replace(
+        "# coopsgd verification report",
+        "# Gallery: every reproduction of `coopsgd verify`\n\nProduced by "
+        f"`coopsgd verify --scale {meta.get('scale')} --gallery docs` (this page and "
+        "`docs/gallery/*.png` are its output, committed as is).", 1)
+    return atomic_write_text(docs / "gallery.md", body)

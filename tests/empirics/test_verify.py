@@ -124,3 +124,13 @@ tau = 2
                    '[algorithm]\nname = "pasgd"\nm = 2\n')
     r = CliRunner().invoke(main, ["run", str(bad)])
     assert r.exit_code == 2 and "unknown experiment field" in r.output
+
+
+def test_gallery_copies_figures_and_lists_claims(fake_suite, tmp_path):
+    out, docs = tmp_path / "rep", tmp_path / "docs"
+    r = CliRunner().invoke(main, ["verify", "--out", str(out), "--quiet", "--only", "a",
+                                  "--gallery", str(docs)])
+    assert r.exit_code == 0, r.output
+    text = (docs / "gallery.md").read_text()
+    assert "(gallery/a_fig.png)" in text and "| a | a claim |" in text
+    assert (docs / "gallery" / "a_fig.png").read_bytes() == b"\x89PNG fake"
