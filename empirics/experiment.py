@@ -47,7 +47,7 @@ from empirics.reproductions.base import RunCache, atomic_write_text, json_ready
 __all__ = [
     "BOUNDS", "PROBLEMS", "ExperimentResult", "ExperimentSpec", "SweepResult", "Verdict",
     "build_config", "build_lr", "build_mixing", "build_problem", "register_problem",
-    "run_experiment", "sweep",
+    "run_experiment", "sweep", "sweep2",
 ]
 
 #: problem kind → class name in :mod:`empirics.problems` (``register_problem`` adds more)
@@ -938,3 +938,17 @@ def sweep(spec: ExperimentSpec, param: str, values: list[Any], *, progress: bool
         s.name = f"{spec.name}[{param}={v}]"
         results.append(run_experiment(s, cache=cache))
     return SweepResult(param, list(values), results)
+
+
+def sweep2(spec: ExperimentSpec, param: str, values: list[Any], param2: str,
+           values2: list[Any], *, progress: bool = False, cache: RunCache | None = None
+           ) -> dict[Any, SweepResult]:
+    """Two-parameter sweep: ``{v2: sweep(spec with param2 = v2, param, values)}`` for each value
+    of ``param2`` (e.g. τ for each topology: ``sweep2(s, "algorithm.tau", [1, 4, 16],
+    "algorithm.topology", ["ring", "torus"])``)."""
+    out = {}
+    for v2 in values2:
+        s = spec.replace(param2, v2)
+        s.name = f"{spec.name}[{param2}={v2}]"
+        out[v2] = sweep(s, param, values, progress=progress, cache=cache)
+    return out

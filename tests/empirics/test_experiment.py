@@ -180,3 +180,18 @@ def test_result_round_trips_and_report_is_written(pasgd_result, tmp_path):
     assert math.isfinite(ExperimentResult.from_dict(
         __import__("json").loads((tmp_path / "rep" / "result.json").read_text())
     ).final["measured"])
+
+
+def test_two_parameter_sweep_over_topology_and_tau(tmp_path):
+    from empirics.experiment import sweep2
+
+    s = _spec(name="dp", algorithm={"name": "decentralized_periodic", "m": 8, "tau": 1,
+                                    "topology": "ring"}, seeds=2, steps=40)
+    grid = sweep2(s, "algorithm.tau", [1, 4], "algorithm.topology", ["ring", "hypercube"],
+                  cache=RunCache(tmp_path))
+    assert set(grid) == {"ring", "hypercube"}
+    z = {k: g.results[0].bound_info["values"]["zeta"] for k, g in grid.items()}
+    assert z["ring"] == pytest.approx(theory.zeta(theory.ring(8)))
+    assert z["hypercube"] == pytest.approx(theory.zeta(theory.hypercube(3)))
+    # larger ζ, larger bound, at every τ (the network factor (1+ζ²)/(1−ζ²) grows with ζ)
+    assert np.all(grid["ring"].column("bound") > grid["hypercube"].column("bound"))
