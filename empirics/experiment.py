@@ -108,6 +108,8 @@ class ExperimentSpec:
     lr: a number (constant η), or ``{"kind": "inverse_time", "a", "beta", "max_lr"}``,
     ``{"kind": "stagewise", "etas", "boundaries"}``, ``{"kind": "pl", "alpha_pl"}`` (the PL
     theorem's η_t = 4/(μ(t + a)), a = α_PL·τ_max + 4, digest §3.3 [recalled, low]).
+    α_PL defaults to 1; the paper's condition on α is [NF], and η₀ = 4/(μ(α_PL τ + 4)) ≤ 1/L
+    needs α_PL ≥ (4κ − 4)/τ — pass it explicitly for ill-conditioned problems.
     steps: K (or T). batch_size: per worker, b. seeds: n (→ 0..n−1) or a list.
     bound: ``"auto"``, ``"none"`` or a key of :data:`BOUNDS`. bound_scale: multiplies the bound
     (0.01 makes a deliberately wrong bound). metric: ``"auto"`` (the bound's left side) or a key
@@ -243,8 +245,26 @@ class ExperimentSpec:
 # ---------------------------------------------------------------------------------------------
 # building the pieces
 # ---------------------------------------------------------------------------------------------
+_PROBLEM_CACHE: dict[str, Any] = {}
+_PROBLEM_CACHE_SIZE = 16
+
+
 def build_problem(spec: ExperimentSpec) -> Any:
-    """The problem object for the spec's ``m``, device and dtype."""
+    """The problem object for the spec's ``m``, device and dtype. Problems (and their computed
+    constants) are kept for the last 16 distinct (problem, m, device, dtype): sweeps and cached
+    reruns do not recompute F*, σ² and L. Problems are not mutated by runs."""
+    key = json.dumps([spec.problem, spec.algorithm.get("m"), spec.device, spec.dtype],
+                     sort_keys=True, default=str)
+    hit = _PROBLEM_CACHE.get(key)
+    if hit is None:
+        hit = _build_problem(spec)
+        if len(_PROBLEM_CACHE) >= _PROBLEM_CACHE_SIZE:
+            _PROBLEM_CACHE.pop(next(iter(_PROBLEM_CACHE)))
+        _PROBLEM_CACHE[key] = hit
+    return hit
+
+
+def _build_problem(spec: ExperimentSpec) -> Any:
     import torch
 
     import empirics.problems as P
