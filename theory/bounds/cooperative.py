@@ -131,6 +131,7 @@ def easgd_zeta(m_=m, alpha_=alpha) -> sp.Expr:
     return sp.Max(sp.Abs(1 - a), sp.Abs(1 - (m_ + 1) * a))
 
 
+@cache
 def easgd_bound(alpha_: sp.Expr | float | None = None) -> Bound:
     """EASGD, A(τ, W_α, 1): v = 1, ζ = ζ(W_α). ``alpha_=None`` keeps α symbolic; pass
     ``"optimal"`` for α* = 2/(m+2), ζ* = m/(m+2) (digest §1.7.3, derived). Otherwise the bound
