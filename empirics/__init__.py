@@ -18,7 +18,8 @@ from typing import Any
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "empirics.problems": (
         "Constants", "Estimate", "FiniteSumProblem", "LeastSquares", "LogisticRegression",
-        "MLPClassifier", "NoisyQuadratic", "PiecewiseQuadratic1D", "Problem", "seed_for",
+        "MLPClassifier", "NoisyQuadratic", "PiecewiseQuadratic1D", "PlantedReLU", "Problem",
+        "seed_for",
     ),
     "empirics.compressors": (
         "QSGD", "Compose", "Compressor", "Identity", "Payload", "RandomK", "Rescaled",
@@ -26,11 +27,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "empirics.configs": (
         "Config", "configuration", "decentralized_periodic", "dpsgd", "easgd", "hierarchical",
-        "local_sgd", "lupa", "mdsgd", "one_shot", "pasgd", "spiridonoff_sgd", "synchronous",
+        "local_sgd", "lupa", "mdsgd", "one_shot", "pasgd", "qsgd", "spiridonoff_sgd",
+        "synchronous", "Gossip", "PowerThreshold", "choco_sgd", "squarm",
     ),
     "empirics.engine": (
         "Constant", "DivergenceError", "InverseTime", "LRFunction", "RunSpec", "Stagewise",
         "as_lr", "compressor_seed", "register_fast_grad", "run", "simulate", "tune_allocator",
+        "gossip_seed",
     ),
     "empirics.records": ("Result", "Trace", "load_result"),
     "empirics.distributed": (

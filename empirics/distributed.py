@@ -22,6 +22,12 @@ rounding (tested to 1e-10 in float64). Mixing x_j ← Σ_i W_ij x_i after a roun
   compressed messages (τ·bits(C) < 32·d): each rank sends the compressor's packed payloads of the
   round (``Compressor.encode``; indices + values, quantised levels ...) by ``all_gather`` and every
   rank decodes them; the byte count of every payload is checked against ``bits(d)``.
+* compressed gossip (``Config.gossip``: SQuARM-SGD, CHOCO-SGD): point-to-point with the graph
+  neighbours only — a 1-byte fire flag to each out-neighbour, then only *fired* nodes send the
+  packed payload of C(x_r − x̂_r) (``Compressor.encode``) to their out-neighbours; each rank keeps
+  the public copies x̂_j of its in-neighbours. The ``bits`` column counts payloads only
+  (C.bits(d) per fired node and receiver, the simulator's convention); ``wire_bytes`` also counts
+  the flags. Every W of the schedule must share one communication graph.
 
 Records: rank 0 writes the simulator's :class:`empirics.records.Result` (same columns; the
 ``bits`` column uses the engine's accounting) to ``out_dir/result.json``, atomically and
@@ -55,6 +61,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from empirics.compressors import Payload
 from empirics.configs import Config
 from empirics.engine import (
     UNCOMPRESSED_BITS,
@@ -63,6 +70,7 @@ from empirics.engine import (
     _Engine,
     _Mixer,
     compressor_seed,
+    gossip_seed,
 )
 from empirics.launch import DistributedError, RankContext, init_rank, report_error, spawn
 from empirics.problems import seed_for
@@ -245,7 +253,8 @@ class _LocalWorker:
             else None
         cfg1 = Config(cfg.name, Periodic(_identity(1), 1), v=0,
                       compressor=self.recorder if self.recorder is not None else comp,
-                      momentum=cfg.momentum, nesterov=cfg.nesterov)
+                      momentum=cfg.momentum, nesterov=cfg.nesterov,
+                      error_feedback=cfg.error_feedback)
         spec1 = RunSpec(view, cfg1, spec.lr, spec.T, batch_size=spec.batch_size, seed=spec.seed,
                         device=spec.device, dtype=spec.dtype, record_every=spec.record_every,
                         grad_every=spec.grad_every)
@@ -313,6 +322,9 @@ class _RankRunner:
         self.Z = (self.worker.x.detach().clone().expand(self.v, self.d).clone()
                   if self.holds_aux else None)
         self.save_every = save_every
+        self.gossip = cfg.gossip
+        if self.gossip is not None:
+            self._init_gossip()
         self.strategies: dict[int, tuple[Any, _Strategy]] = {}
         self.bits = 0
         self.n_rounds = 0
@@ -368,6 +380,9 @@ class _RankRunner:
     # -- mixing ----------------------------------------------------------------------------
     def mix(self, W: Any, k: int, length: int, round_synced: bool,
             x_start: torch.Tensor | None) -> None:
+        if self.gossip is not None:
+            self._mix_gossip(W, k)
+            return
         st = self.strategy(W)
         emx = st.engine_mixer
         if st.kind == "identity":
@@ -461,6 +476,124 @@ class _RankRunner:
         out = emx(X, torch.empty_like(X))
         x.copy_(out[self.r])
 
+    # -- compressed, event-triggered gossip (SQuARM-SGD; Config.gossip) ----------------------
+    def _init_gossip(self) -> None:
+        """State of node r: its public copy x̂_r and copies of its in-neighbours' x̂_j (all x₀ at
+        the start, as in the simulator), its own gossip stream ``gossip_seed(seed, r)``."""
+        self.gossip_delta = self.gossip.check(self.d)
+        self.gossip_bits = int(self.gossip.compressor.bits(self.d))
+        self.x0 = self.worker.x.detach().clone()
+        self.xhat: dict[int, torch.Tensor] = {self.r: self.x0.clone()}
+        self.ggen = torch.Generator(device=self.device).manual_seed(
+            gossip_seed(self.spec.seed, self.r))
+        self.gossip_plans: dict[int, tuple[Any, _NeighborPlan]] = {}
+        self.gossip_pattern: np.ndarray | None = None
+        self.fires_self = 0
+        self.bits_self = 0  # payload bits this rank sent (C.bits(d) per receiver)
+        self.fires_all = np.zeros(self.m, dtype=np.int64)
+
+    def _gossip_plan(self, W: Any) -> _NeighborPlan | None:
+        hit = self.gossip_plans.get(id(W))
+        if hit is not None and hit[0] is W:
+            return hit[1]
+        M = as_mixing(W)
+        if M.n != self.n:
+            raise ValueError(f"W size must equal m = {self.m} (the schedule gave a "
+                             f"{M.n}×{M.n} W)")
+        A = np.asarray(M.matrix, dtype=np.float64)
+        plan = None
+        if not M.is_identity:
+            pattern = np.abs(A) > ATOL
+            if self.gossip_pattern is None:
+                self.gossip_pattern = pattern
+            elif not np.array_equal(pattern, self.gossip_pattern):
+                raise ValueError("distributed compressed gossip needs one communication graph: "
+                                 "every W of the schedule must have the non-zeros of the first "
+                                 "(each node keeps copies x̂_j of its in-neighbours only)")
+            plan = _NeighborPlan(A, self.m, self.r, self.m, aux_owner=False)
+            for p in plan.recv:
+                self.xhat.setdefault(p, self.x0.clone())
+        self.gossip_plans[id(W)] = (W, plan)
+        return plan
+
+    def _mix_gossip(self, W: Any, k: int) -> None:
+        """Node r's synchronisation step (the simulator's ``_Engine.gossip_mix``): trigger
+        ‖x_r − x̂_r‖² > c_t·η_k² (t = k + 1); one fire flag (1 byte) to each out-neighbour; a
+        fired node sends the packed payload of C(x_r − x̂_r) (``Compressor.encode``, drawn from
+        its own gossip stream) to its out-neighbours only; every node adds the decoded payloads
+        it receives to its copies; x_r ← x_r + γ(Σ_j W_jr x̂_j − x̂_r)."""
+        plan = self._gossip_plan(W)
+        if plan is None:
+            return
+        g, comp = self.gossip, self.gossip.compressor
+        x = self.worker.x
+        xh = self.xhat[self.r]
+        c = g.threshold_at(k + 1)
+        eta = self.worker.eng.lr_k
+        diff = (x - xh)[None, :]
+        n2 = (diff * diff).sum(1)
+        fire = math.isfinite(c) and bool(n2[0] > c * eta * eta)
+        # 1. fire flags with the graph neighbours
+        flag = torch.tensor([1 if fire else 0], dtype=torch.uint8, device=self.device)
+        ops, inflags = [], {}
+        for p in plan.send:
+            ops.append(dist.P2POp(dist.isend, flag, p))
+            self.wire_bytes += 1
+        for p in plan.recv:
+            inflags[p] = torch.zeros(1, dtype=torch.uint8, device=self.device)
+            ops.append(dist.P2POp(dist.irecv, inflags[p], p))
+        if ops:
+            for req in dist.batch_isend_irecv(ops):
+                req.wait()
+        # 2. payloads of the fired nodes only
+        vb = 8 * torch.empty((), dtype=self.dtype).element_size()
+        nbytes = -(-comp.bits(self.d, vb) // 8)
+        ops, bufs = [], {}
+        own = None
+        if fire:
+            own = comp.encode(diff, generator=self.ggen)
+            if own.data.numel() != nbytes:
+                raise RuntimeError(f"payload of {own.data.numel()} bytes differs from the "
+                                   f"compressor's declared {comp.bits(self.d, vb)} bits")
+            data = own.data.contiguous()
+            for p in plan.send:
+                ops.append(dist.P2POp(dist.isend, data, p))
+                self.wire_bytes += nbytes
+            self.fires_self += 1
+            self.bits_self += len(plan.send) * self.gossip_bits
+        for p in plan.recv:
+            if int(inflags[p][0]):
+                bufs[p] = torch.empty((1, nbytes), dtype=torch.uint8, device=self.device)
+                ops.append(dist.P2POp(dist.irecv, bufs[p], p))
+        if ops:
+            for req in dist.batch_isend_irecv(ops):
+                req.wait()
+        if own is not None:
+            xh.add_(comp.decode(own)[0])
+        for p, buf in bufs.items():
+            pl = Payload(buf, self.d, self.dtype, comp.bits(self.d, vb), repr(comp))
+            self.xhat[p].add_(comp.decode(pl)[0])
+        # 3. consensus with the neighbours' public copies
+        (i0, w0), rest = plan.terms[self.r][0], plan.terms[self.r][1:]
+        y = torch.mul(self.xhat[i0], w0)
+        for i, w in rest:
+            y.add_(self.xhat[i], alpha=w)
+        x.add_(y.sub_(xh), alpha=g.gamma)
+        self.n_rounds += 1
+        self.comm_steps.append(k)
+        self.synced = False
+
+    def _gossip_totals(self) -> None:
+        """All ranks: sum the per-rank fire counts and payload bits (rank 0 records them)."""
+        t = torch.zeros(self.m + 1, dtype=torch.int64, device=self.device)
+        t[self.r] = self.fires_self
+        t[self.m] = self.bits_self
+        with self.ctx.communicating():
+            dist.all_reduce(t)
+        tot = t.cpu().numpy()
+        self.fires_all = tot[: self.m].copy()
+        self.bits = int(tot[self.m])
+
     # -- global state (collective) ---------------------------------------------------------
     def global_u(self, with_stats: bool) -> tuple[torch.Tensor, float, float, float]:
         """u = mean of the n rows (all ranks); with_stats: also (consensus, ‖ē‖², mean ‖e_i‖²)
@@ -509,6 +642,8 @@ class _RankRunner:
 
     def record(self, k: int, gn: float | None) -> None:
         u, cons, mem2, memw = self.global_u(True)
+        if self.gossip is not None:
+            self._gossip_totals()
         if self.r != 0:
             return
         p, unflat = self.spec.problem, self.worker.eng._unflat
@@ -543,7 +678,7 @@ class _RankRunner:
             steps_done=self.k, u_final=None if u is None else u.detach().cpu().double().numpy(),
             comm_steps=np.asarray(self.comm_steps, dtype=np.int64),
             grad_norm2_at=np.asarray(self.gn_at, dtype=np.int64), status=status,
-            message=message)
+            message=message, fires=None if self.gossip is None else self.fires_all.copy())
 
     def maybe_save(self, status: str, message: str, force: bool = False,
                    u: torch.Tensor | None = None) -> None:

@@ -15,10 +15,17 @@ of ``problem.loss`` on the worker's mini-batch at x_k^(i)):
 * direction p: plain g; heavy ball b ← βb + g, p = b; Nesterov b ← βb + g, p = g + βb
   (the buffer b is local and never mixed);
 * update δ: η_k p; or, with a compressor C (error feedback, M-DSGD, digest §2.3 [RECON]):
-  u = e + η_k p, δ = C(u), e ← u − C(u).
+  u = e + η_k p, δ = C(u), e ← u − C(u); with ``Config.error_feedback = False`` (QSGD-style,
+  :func:`empirics.configs.qsgd`): δ = C(η_k p) and no memory.
 
 With W = J and τ = 1 this is exactly the server form w_{t+1} = w_t − (1/m) Σ_k C(u_k); with a
-sparse W it is X_{k+1} = Wᵀ(X_k − C-updates) (no CHOCO-style compressed gossip).
+sparse W it is X_{k+1} = Wᵀ(X_k − C-updates) (not CHOCO-style gossip: that is ``Config.gossip``).
+
+Compressed gossip (``Config.gossip``, :class:`empirics.configs.Gossip`; SQuARM-SGD and CHOCO-SGD):
+the end of a round does not apply X ← WᵀX but the event-triggered consensus on public copies X̂
+(:meth:`_Engine.gossip_mix`): fired rows j (‖x_j − x̂_j‖² > c_t η²) update x̂_j += C(x_j − x̂_j),
+then X ← X + γ(WᵀX̂ − X̂). Bits: C.bits(d) per fired node and out-neighbour (directed edge of W,
+for every W, W = J included); non-fired nodes send nothing; ``Result.fires`` counts per node.
 
 Identities the tests check on real trajectories (float64, machine precision):
 u_k = mean of the n rows satisfies u_{k+1} = u_k − (1/n) Σ_i δ_k^(i) whenever W 1 = 1; for plain
@@ -44,7 +51,7 @@ per row in a block of size ≥ 2 (all-reduce), any other W one message per direc
 (off-diagonal non-zero); a message is 32·d bits (float32 on the wire), except with a compressor
 when W = J and all rows were equal at the round start: then each worker can send its round's
 compressed updates, min(τ·C.bits(d), 32·d) bits. Decentralized W with a compressor is counted
-uncompressed (neighbours need full models without CHOCO-style gossip).
+uncompressed (neighbours need full models without CHOCO-style gossip, ``Config.gossip``).
 
 Randomness: worker i's batches come from ``seed_for(seed, i)`` (the problems' convention), its
 compressor draws from :func:`compressor_seed`; the gradient-norm subsample has its own stream, so
@@ -79,6 +86,7 @@ __all__ = [
     "Stagewise",
     "as_lr",
     "compressor_seed",
+    "gossip_seed",
     "register_fast_grad",
     "run",
     "simulate",
@@ -287,6 +295,13 @@ def compressor_seed(seed: int, worker: int) -> int:
     """Seed of worker ``worker``'s compressor generator: ``seed_for(seed_for(seed, worker), 1)``
     (a stream separate from its batch generator ``seed_for(seed, worker)``)."""
     return seed_for(seed_for(seed, worker), 1)
+
+
+def gossip_seed(seed: int, worker: int) -> int:
+    """Seed of node ``worker``'s gossip-compressor generator (SQuARM-SGD / CHOCO-SGD,
+    ``Config.gossip``): ``seed_for(seed_for(seed, worker), 2)`` (separate from its batch and
+    error-feedback streams)."""
+    return seed_for(seed_for(seed, worker), 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -541,7 +556,10 @@ class _Engine:
             self.grad_path += "+fused-sgd"
         # τ = 1 rounds with W = J on equal rows (synchronous SGD): one model on the m·B batch
         self.sync_step = (getattr(self.grad_fn, "synchronous_step", None)
-                          if self.fused and self.v == 0 else None)
+                          if self.fused and self.v == 0 and cfg.gossip is None else None)
+        self.gossip = cfg.gossip
+        if self.gossip is not None:
+            self._init_gossip(spec)
         self.shared: torch.Tensor | None = None  # when set, every row of X equals it
         self.n_sync_steps = 0  # steps taken by the synchronous shortcut
         self._mixers: dict[int, tuple[MixingMatrix, _Mixer]] = {}
@@ -682,10 +700,14 @@ class _Engine:
             self.tr["lr"].append(eta)
         Xw = self.X[:m]
         if self.comp is not None:
-            torch.add(self.mem, direction, alpha=eta, out=self.U)
+            if cfg.error_feedback:
+                torch.add(self.mem, direction, alpha=eta, out=self.U)
+            else:  # no memory (QSGD-style): δ = C(η p), e stays 0
+                torch.mul(direction, eta, out=self.U)
             # one generator per worker row: equals each worker compressing alone
             self.D = self.comp(self.U, generator=self.cgens)
-            torch.sub(self.U, self.D, out=self.mem)
+            if cfg.error_feedback:
+                torch.sub(self.U, self.D, out=self.mem)
             Xw.sub_(self.D)
             delta = self.D
         else:
@@ -727,6 +749,9 @@ class _Engine:
         return True
 
     def mix(self, W: Any, k: int, length: int) -> None:
+        if self.gossip is not None:
+            self.gossip_mix(W, k)
+            return
         mx = self.mixer(W)
         if mx.kind != "identity":
             was_synced = self.round_synced
@@ -745,6 +770,66 @@ class _Engine:
             self.comm_steps.append(k)
             if mx.kind == "groups" and mx.n_groups == 1:
                 self.synced = True
+        if self.trace:
+            self.tr["mixed"].append(mx.kind != "identity")
+            self.tr["W"].append(np.asarray(W.matrix if hasattr(W, "matrix") else W, float))
+
+    # -- compressed, event-triggered gossip (SQuARM-SGD; Config.gossip) --------------------
+    def _init_gossip(self, spec: RunSpec) -> None:
+        g = self.gossip
+        self.gossip_delta = g.check(self.d)
+        comp = g.compressor
+        # a throwaway generator: the probe must not consume any node's stream
+        comp(torch.zeros((1, self.d), dtype=self.dtype, device=self.device),
+             generator=torch.Generator(device=self.device).manual_seed(0))
+        self.gossip_bits = int(comp.bits(self.d))
+        self.Xhat = self.X[: self.m].clone()  # public copies x̂_i = x₀ (known to every node)
+        self.ggens = [torch.Generator(device=self.device).manual_seed(gossip_seed(spec.seed, i))
+                      for i in range(self.m)]
+        self.fires = np.zeros(self.m, dtype=np.int64)
+        self._gbuf = torch.empty_like(self.Xhat)
+        self._gbuf2 = torch.empty_like(self.Xhat)
+        self._outdeg: dict[int, tuple[Any, np.ndarray]] = {}
+
+    def out_degrees(self, W: Any) -> np.ndarray:
+        """Per node j, the number of nodes i ≠ j with W_ji ≠ 0 (the receivers of j's message)."""
+        hit = self._outdeg.get(id(W))
+        if hit is not None and hit[0] is W:
+            return hit[1]
+        A = np.asarray(as_mixing(W).matrix, dtype=np.float64)
+        off = (np.abs(A) > ATOL) & ~np.eye(A.shape[0], dtype=bool)
+        deg = off.sum(axis=1).astype(np.int64)
+        self._outdeg[id(W)] = (W, deg)
+        return deg
+
+    def gossip_mix(self, W: Any, k: int) -> None:
+        """SQuARM-SGD's synchronisation step after local step k (see :class:`Gossip`): trigger
+        ‖x_j − x̂_j‖² > c_t·η_k² with t = k + 1; fired j: x̂_j += C(x_j − x̂_j) drawn from node j's
+        own gossip stream (non-fired nodes draw nothing); x_i += γ((Wᵀx̂)_i − x̂_i). Bits: each
+        fired node sends C.bits(d) to each of its out-neighbours (off-diagonal W_ji ≠ 0)."""
+        mx = self.mixer(W)
+        if mx.kind != "identity":
+            g = self.gossip
+            c = g.threshold_at(k + 1)
+            eta = self.lr_k
+            Xw = self.X[: self.m]
+            diff = torch.sub(Xw, self.Xhat, out=self._gbuf)
+            n2 = (diff * diff).sum(1)
+            if math.isfinite(c):
+                fired = torch.nonzero(n2 > c * eta * eta).flatten()
+            else:
+                fired = n2.new_zeros(0, dtype=torch.long)
+            if fired.numel():
+                idx = fired.tolist()
+                Q = g.compressor(diff[fired], generator=[self.ggens[j] for j in idx])
+                self.Xhat.index_add_(0, fired, Q)
+                self.fires[idx] += 1
+                self.bits += int(self.out_degrees(W)[idx].sum()) * self.gossip_bits
+            Y = mx(self._gbuf.copy_(self.Xhat), self._gbuf2)  # Wᵀ X̂ (maybe in place)
+            Xw.add_(Y.sub_(self.Xhat), alpha=g.gamma)
+            self.n_rounds += 1
+            self.comm_steps.append(k)
+            self.synced = False
         if self.trace:
             self.tr["mixed"].append(mx.kind != "identity")
             self.tr["W"].append(np.asarray(W.matrix if hasattr(W, "matrix") else W, float))
@@ -796,7 +881,7 @@ class _Engine:
             comm_steps=np.asarray(self.comm_steps, dtype=np.int64),
             grad_norm2_at=(np.arange(self.gn_count, dtype=np.int64) if q == 1
                            else np.asarray(self.gn_at, dtype=np.int64)), status=status,
-            message=message)
+            message=message, fires=None if self.gossip is None else self.fires.copy())
 
     def get_trace(self) -> Trace:
         tr = self.tr

@@ -78,7 +78,9 @@ class Result:
     a W ≠ I was applied, ``grad_norm2_at`` the steps at which ‖∇F(u_k)‖² entered the running
     average, ``status`` one of ``"completed"``, ``"diverged"``, ``"error"``,
     ``"interrupted"``, or ``"running"`` (a checkpoint written during the run; ``u_final`` is then
-    u at the checkpoint), with ``message``. ``spec`` is the run's spec as a dict.
+    u at the checkpoint), with ``message``. ``spec`` is the run's spec as a dict. ``fires``:
+    with compressed gossip (SQuARM-SGD, ``Config.gossip``), how many times each node's trigger
+    fired (shape (m,), int), else None.
     """
 
     spec: dict[str, Any]
@@ -102,6 +104,7 @@ class Result:
     grad_norm2_at: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     status: str = "completed"
     message: str = ""
+    fires: np.ndarray | None = None
 
     @classmethod
     def from_rows(cls, spec: dict[str, Any], rows: list[dict[str, float]], **scalars: Any
@@ -158,6 +161,8 @@ class Result:
                 kw[f.name] = None if v is None else np.asarray(v, dtype=np.float64)
             elif f.name in ("comm_steps", "grad_norm2_at"):
                 kw[f.name] = np.asarray(v if v is not None else [], dtype=np.int64)
+            elif f.name == "fires":
+                kw[f.name] = None if v is None else np.asarray(v, dtype=np.int64)
             elif f.name == "grad_norm2_avg":
                 kw[f.name] = _unplain_float(v)
             else:

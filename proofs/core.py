@@ -104,7 +104,7 @@ class Obligation:
 #: name -> Obligation, filled by the topic modules at import
 REGISTRY: dict[str, Obligation] = {}
 
-TOPICS = ("cooperative", "spectra", "schedules", "local_pl", "memory", "compressors")
+TOPICS = ("cooperative", "spectra", "schedules", "local_pl", "memory", "compressors", "squarm")
 
 
 def _qualname(obj: Any) -> str:

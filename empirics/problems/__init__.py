@@ -20,13 +20,15 @@ Conventions (all problems):
 Modules: :mod:`~empirics.problems.base` (``Problem``, ``Estimate``, ``Constants``, ``seed_for``),
 :mod:`~empirics.problems.closed_form` (``NoisyQuadratic``, ``PiecewiseQuadratic1D``),
 :mod:`~empirics.problems.finite_sum` (``FiniteSumProblem``, ``LeastSquares``,
-``LogisticRegression``), :mod:`~empirics.problems.mlp` (``MLPClassifier``).
+``LogisticRegression``), :mod:`~empirics.problems.mlp` (``MLPClassifier``),
+:mod:`~empirics.problems.relu` (``PlantedReLU``).
 """
 
 from empirics.problems.base import Constants, Estimate, Problem, seed_for
 from empirics.problems.closed_form import NoisyQuadratic, PiecewiseQuadratic1D
 from empirics.problems.finite_sum import FiniteSumProblem, LeastSquares, LogisticRegression
 from empirics.problems.mlp import MLPClassifier
+from empirics.problems.relu import PlantedReLU
 
 __all__ = [
     "Constants",
@@ -37,6 +39,7 @@ __all__ = [
     "MLPClassifier",
     "NoisyQuadratic",
     "PiecewiseQuadratic1D",
+    "PlantedReLU",
     "Problem",
     "seed_for",
 ]

@@ -53,6 +53,12 @@ from theory.bounds.runtime import (
     optimal_tau_decentralized,
     topology_delay,
 )
+from theory.bounds.squarm import (
+    SQUARM_CLAIMS,
+    squarm_compressor_condition,
+    squarm_rate,
+    squarm_trigger_condition,
+)
 
 __all__ = [
     "ABSTRACT_CLAIMS", "ASSUMPTIONS", "G2", "RATE_TABLE", "Assumption", "JointChoice", "RateRow",
@@ -65,4 +71,5 @@ __all__ = [
     "easgd_network_factor", "easgd_optimal_alpha", "easgd_zeta", "error_floor",
     "optimal_tau_runtime", "pasgd_bound", "pasgd_dpsgd_crossover", "runtime_bound",
     "synchronous_bound",
+    "SQUARM_CLAIMS", "squarm_compressor_condition", "squarm_rate", "squarm_trigger_condition",
 ]
