@@ -36,6 +36,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "gossip_seed",
     ),
     "empirics.records": ("Result", "Trace", "load_result"),
+    "empirics.recursion": ("Moments", "exact_moments"),
+    "empirics.experiment": ("ExperimentResult", "ExperimentSpec", "Verdict", "run_experiment",
+                            "sweep", "sweep2"),
+    "empirics.verify": ("verify",),
     "empirics.distributed": (
         "DistributedError", "DistributedResult", "RoundTiming", "fit_runtime", "run_distributed",
     ),
@@ -43,7 +47,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 #: submodules reachable as attributes (``empirics.compressors.make``)
 _SUBMODULES = {"problems", "compressors", "configs", "engine", "records", "distributed", "launch",
-               "data", "cli"}
+               "data", "cli", "recursion", "experiment", "report", "reproductions", "plots"}
 
 __all__ = sorted(_WHERE)
 

@@ -57,6 +57,7 @@ PROBLEMS: dict[str, str] = {
     "logistic_regression": "LogisticRegression",
     "least_squares": "LeastSquares",
     "mlp": "MLPClassifier",
+    "planted_relu": "PlantedReLU",
 }
 _EXTRA_PROBLEMS: dict[str, Any] = {}
 

@@ -195,3 +195,12 @@ def test_two_parameter_sweep_over_topology_and_tau(tmp_path):
     assert z["hypercube"] == pytest.approx(theory.zeta(theory.hypercube(3)))
     # larger ζ, larger bound, at every τ (the network factor (1+ζ²)/(1−ζ²) grows with ζ)
     assert np.all(grid["ring"].column("bound") > grid["hypercube"].column("bound"))
+
+
+def test_planted_relu_runs_without_a_bound():
+    s = ExperimentSpec(name="relu", problem={"kind": "planted_relu", "d": 5},
+                       algorithm={"name": "synchronous", "m": 2}, lr=0.2, steps=30, seeds=2,
+                       record_every=10, bound="none")
+    r = run_experiment(s)
+    assert r.verdict.status == "no bound" and r.metric == "suboptimality"  # F* = 0 known
+    assert r.mean[-1] < r.mean[1]  # it converges
