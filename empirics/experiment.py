@@ -394,7 +394,9 @@ def build_config(spec: ExperimentSpec) -> Any:
     ``name`` ∈ synchronous(m), pasgd(m, tau), dpsgd(m, topology, weights),
     decentralized_periodic(m, tau, topology, weights), easgd(m, tau, alpha),
     hierarchical(m, n_groups, tau1, tau2), local_sgd(m, schedule={"kind": ...}),
-    mdsgd(m, compressor, momentum, topology?, tau?); options momentum, nesterov, compressor.
+    mdsgd(m, compressor, momentum, topology?, tau?), qsgd(m, s, topology?, tau?),
+    squarm(m, topology, weights, tau, compressor, gamma, threshold, momentum),
+    choco(m, topology, weights, compressor, gamma); options momentum, nesterov, compressor.
     """
     from empirics import configs
 
@@ -429,10 +431,25 @@ def build_config(spec: ExperimentSpec) -> Any:
         cfg = configs.mdsgd(m, comp, W=None if topology is None else W(),
                             tau=int(a.pop("tau", 1)), **opts)
         comp = None
+    elif name == "qsgd":
+        cfg = configs.qsgd(m, int(a.pop("s", 1)), W=None if topology is None else W(),
+                           tau=int(a.pop("tau", 1)), compressor=comp, **opts)
+        comp = None
+    elif name in ("squarm", "choco"):
+        gamma = a.pop("gamma", None)
+        if gamma is None or comp is None:
+            raise ValueError(f"algorithm {name!r} needs a compressor and gamma")
+        if name == "choco":
+            cfg = configs.choco_sgd(W(), compressor=comp, gamma=gamma)
+        else:
+            th = a.pop("threshold", 0.0)
+            cfg = configs.squarm(W(), int(a.pop("tau", 1)), compressor=comp, gamma=gamma,
+                                 threshold=float(th), **opts)
+        comp = None
     else:
-        raise ValueError("algorithm.name must be one of ['decentralized_periodic', 'dpsgd', "
-                         "'easgd', 'hierarchical', 'local_sgd', 'mdsgd', 'pasgd', 'synchronous'] "
-                         f"(got {name!r})")
+        raise ValueError("algorithm.name must be one of ['choco', 'decentralized_periodic', "
+                         "'dpsgd', 'easgd', 'hierarchical', 'local_sgd', 'mdsgd', 'pasgd', "
+                         f"'qsgd', 'squarm', 'synchronous'] (got {name!r})")
     if a:
         raise ValueError(f"algorithm {name!r}: unknown option(s) {sorted(a)}")
     if comp is not None:

@@ -204,3 +204,19 @@ def test_planted_relu_runs_without_a_bound():
     r = run_experiment(s)
     assert r.verdict.status == "no bound" and r.metric == "suboptimality"  # F* = 0 known
     assert r.mean[-1] < r.mean[1]  # it converges
+
+
+def test_specs_build_the_issue_8_configurations():
+    from empirics.experiment import build_config
+
+    sq = build_config(_spec(algorithm={"name": "squarm", "m": 8, "topology": "ring", "tau": 2,
+                                       "compressor": "topk:k=3", "gamma": 0.5,
+                                       "threshold": 10.0, "momentum": 0.9}))
+    assert sq.gossip.gamma == 0.5 and sq.gossip.threshold == 10.0 and sq.nesterov
+    ch = build_config(_spec(algorithm={"name": "choco", "m": 8, "topology": "ring",
+                                       "compressor": "topk:k=3", "gamma": 0.5}))
+    assert ch.name == "choco" and ch.gossip.threshold == 0.0
+    q = build_config(_spec(algorithm={"name": "qsgd", "m": 4, "s": 4}))
+    assert q.error_feedback is False and q.compressor.s == 4
+    with pytest.raises(ValueError, match="needs a compressor and gamma"):
+        build_config(_spec(algorithm={"name": "squarm", "m": 8, "topology": "ring"}))
