@@ -10,18 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from empirics.reproductions import VERDICTS, Context, RunCache, module
+from empirics.reproductions import VERDICTS, Context
 from empirics.reproductions import cooperative as co
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory):
-    out = tmp_path_factory.mktemp("cooperative")
-    first_ctx = Context(out=out, scale="smoke", cache=RunCache(out / "cache"))
-    first = module("cooperative").reproduce(first_ctx)
-    again_ctx = Context(out=out, scale="smoke", cache=RunCache(out / "cache"))
-    again = module("cooperative").reproduce(again_ctx)
-    return out, first, first_ctx, again, again_ctx
+def runs(tmp_path_factory: pytest.TempPathFactory, smoke_twice):
+    return smoke_twice("cooperative", tmp_path_factory)
 
 
 def test_claims_have_valid_verdicts(runs):

@@ -9,18 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from empirics.reproductions import VERDICTS, Context, RunCache, module
+from empirics.reproductions import VERDICTS
 from empirics.reproductions import local_pl as lp
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory):
-    out = tmp_path_factory.mktemp("local_pl")
-    first_ctx = Context(out=out, scale="smoke", cache=RunCache(out / "cache"))
-    first = module("local_pl").reproduce(first_ctx)
-    again_ctx = Context(out=out, scale="smoke", cache=RunCache(out / "cache"))
-    again = module("local_pl").reproduce(again_ctx)
-    return out, first, first_ctx, again, again_ctx
+def runs(tmp_path_factory: pytest.TempPathFactory, smoke_twice):
+    return smoke_twice("local_pl", tmp_path_factory)
 
 
 def test_claims_have_valid_verdicts_and_papers(runs):

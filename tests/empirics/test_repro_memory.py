@@ -8,18 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from empirics.reproductions import VERDICTS, Context, RunCache, module
+from empirics.reproductions import VERDICTS
 from empirics.reproductions import memory as mem
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory):
-    out = tmp_path_factory.mktemp("memory")
-    first_ctx = Context(out=out, scale="smoke", cache=RunCache(out / "cache"))
-    first = module("memory").reproduce(first_ctx)
-    again_ctx = Context(out=out, scale="smoke", cache=RunCache(out / "cache"))
-    again = module("memory").reproduce(again_ctx)
-    return out, first, first_ctx, again, again_ctx
+def runs(tmp_path_factory: pytest.TempPathFactory, smoke_twice):
+    return smoke_twice("memory", tmp_path_factory)
 
 
 def test_claims(runs):
