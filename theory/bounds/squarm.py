@@ -35,10 +35,10 @@ ABSTRACT = Source(PAPER, "abstract", Status.QUOTED, digest="5(b)",
                   note="rate orders only: constants, step sizes, the bounded quantity and the "
                        "conditions are not known [NF]")
 TRANSCRIPTION = Source(PAPER, "update equations and compressor/trigger conditions",
-                       Status.QUOTED, digest="5(b)",
-                       note="quoted from a third-party implementation page [V:junaidaliop] "
-                            "(conditions from the sister paper SPARQ-SGD), not checked against "
-                            "the paper")
+                       Status.RECALLED, confidence="med", digest="5(b)",
+                       note="as transcribed by a third-party implementation page "
+                            "[V:junaidaliop] (conditions from the sister paper SPARQ-SGD); not "
+                            "checked against the paper, so not a quotation of it")
 
 #: the trigger-schedule exponent ε of c_t ≤ c₀ t^{1−ε}
 eps = sp.Symbol("epsilon", positive=True)
