@@ -5,7 +5,6 @@ agree with the formulas, figures are on disk, and a cached rerun gives identical
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,21 +58,13 @@ def test_derived_results_agree_with_the_formulas(runs):
     assert eta * L + eta**2 * L**2 * 16 * 15 <= 1
 
 
-def test_figures_exist(runs):
+def test_figures_exist(runs, repro_checks):
     out, rep, *_ = runs
-    assert len(rep.figures) == 4
-    for f in rep.figures:
-        p = Path(out) / f.path
-        assert p.exists() and p.stat().st_size > 5000, f.path
+    repro_checks.figures(out, rep, 4)
 
 
-def test_cached_rerun_is_identical(runs):
-    _, first, first_ctx, again, again_ctx = runs
-    assert first_ctx.cache.misses > 0
-    assert again_ctx.cache.misses == 0 and again_ctx.cache.hits == first_ctx.cache.misses
-    assert [c.measured for c in first.claims] == [c.measured for c in again.claims]
-    assert [c.verdict for c in first.claims] == [c.verdict for c in again.claims]
-    assert first.to_dict()["data"] == again.to_dict()["data"]
+def test_cached_rerun_is_identical(runs, repro_checks):
+    repro_checks.cached_rerun(runs)
 
 
 def test_eta_max_is_the_boundary_of_the_pasgd_condition():

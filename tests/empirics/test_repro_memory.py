@@ -3,8 +3,6 @@ robust verdicts, figures on disk, a cached rerun with identical numbers, and the
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -34,21 +32,13 @@ def test_claims(runs):
         assert c.detail["G2"] >= c.detail["G2_at_x_star"] > 0
 
 
-def test_figures_exist(runs):
+def test_figures_exist(runs, repro_checks):
     out, rep, *_ = runs
-    assert len(rep.figures) == 2
-    for f in rep.figures:
-        p = Path(out) / f.path
-        assert p.exists() and p.stat().st_size > 5000, f.path
+    repro_checks.figures(out, rep, 2)
 
 
-def test_cached_rerun_is_identical(runs):
-    _, first, first_ctx, again, again_ctx = runs
-    assert first_ctx.cache.misses > 0
-    assert again_ctx.cache.misses == 0
-    assert again_ctx.cache.hits == first_ctx.cache.hits + first_ctx.cache.misses
-    assert [c.measured for c in first.claims] == [c.measured for c in again.claims]
-    assert first.to_dict()["data"] == again.to_dict()["data"]
+def test_cached_rerun_is_identical(runs, repro_checks):
+    repro_checks.cached_rerun(runs)
 
 
 def test_memory_verdict():
