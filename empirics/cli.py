@@ -858,7 +858,7 @@ A spec (see docs/tutorial.md):
   tau = 4
 
 {_EXIT_CODES_HELP}
-  (run: 1 with --strict if the verdict is "violated")""")
+  (run: 1 if training diverged, or with --strict if the verdict is "violated")""")
 @click.argument("spec_file", type=click.Path(dir_okay=False))
 @click.option("--out", default=None, help="report folder (default: runs/<spec name>)")
 @click.option("--seeds", type=int, default=None, help="override the spec's number of seeds")
@@ -884,11 +884,16 @@ def run_cmd(spec_file: str, out: str | None, seeds: int | None, device: str | No
         click.echo(f"Error: {spec_file}: {e}", err=True)
         sys.exit(EXIT_USAGE)
     folder = Path(out or Path("runs") / spec.name)
+    from empirics.engine import DivergenceError
+
     try:
         res = run_experiment(spec, progress=not quiet, cache=RunCache(folder / "cache"))
     except ValueError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(EXIT_USAGE)
+    except (DivergenceError, FloatingPointError) as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(EXIT_CHECK_FAILED)
     path = write_experiment_report(res, folder)
     click.echo(repr(res))
     click.echo(f"report: {path}")

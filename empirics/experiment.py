@@ -847,7 +847,7 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool = False,
     metric with the bound. See the module docstring for the metric, band and verdict."""
     from tqdm.auto import tqdm
 
-    from empirics.engine import RunSpec, run
+    from empirics.engine import DivergenceError, RunSpec, run
     from empirics.records import Result
 
     t0 = time.perf_counter()
@@ -872,7 +872,12 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool = False,
             rs = RunSpec(problem, cfg, lr, spec.steps, batch_size=spec.batch_size, seed=seed,
                          device=spec.device, dtype=spec.dtype, record_every=spec.record_every,
                          grad_every=spec.grad_every)
-            return _run_dict(run(rs))
+            try:
+                return _run_dict(run(rs))
+            except DivergenceError as e:
+                raise DivergenceError(e.step, f"{e.what} (experiment {spec.name!r}, seed {seed}, "
+                                      f"lr {spec.lr!r}: lower the learning rate)",
+                                      e.partial) from e
 
         runs.append(Result.from_dict(cache.get_or_run({"run": base, "seed": seed}, one)))
     steps = np.asarray(runs[0].step, dtype=np.int64)

@@ -134,3 +134,14 @@ def test_gallery_copies_figures_and_lists_claims(fake_suite, tmp_path):
     text = (docs / "gallery.md").read_text()
     assert "(gallery/a_fig.png)" in text and "| a | a claim |" in text
     assert (docs / "gallery" / "a_fig.png").read_bytes() == b"\x89PNG fake"
+
+
+def test_run_command_reports_divergence_with_exit_1(tmp_path):
+    spec = tmp_path / "d.toml"
+    spec.write_text('name = "div"\nlr = 80.0\nsteps = 300\nseeds = 2\nbound = "none"\n'
+                    '[problem]\nkind = "least_squares"\nn_samples = 200\nd = 4\n'
+                    'condition_number = 5.0\n[algorithm]\nname = "pasgd"\nm = 2\ntau = 2\n')
+    r = CliRunner().invoke(main, ["run", str(spec), "--out", str(tmp_path / "o"), "--quiet"])
+    assert r.exit_code == 1, r.output
+    assert "diverged at step" in r.output and "seed 0" in r.output
+    assert "lower the learning rate" in r.output
