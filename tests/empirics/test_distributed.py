@@ -18,7 +18,16 @@ import pytest
 import torch
 
 from empirics.compressors import RandomK, TopK
-from empirics.configs import decentralized_periodic, dpsgd, easgd, hierarchical, lupa, mdsgd, pasgd
+from empirics.configs import (
+    decentralized_periodic,
+    dpsgd,
+    easgd,
+    hierarchical,
+    lupa,
+    mdsgd,
+    pasgd,
+    qsgd,
+)
 from empirics.distributed import (
     DistributedResult,
     RoundTiming,
@@ -54,6 +63,8 @@ def _cases() -> dict[str, tuple[RunSpec, dict]]:
         # random-k: the per-rank compressor streams must be the simulator's (tested also for
         # worker 0, whose stream the simulator's constructor touches once)
         "randk_ef": (RunSpec(p, mdsgd(M, RandomK(4)), 0.05, 16, **mk), {}),
+        # QSGD without error feedback (δ = C(η g), no memory): the per-rank config must carry it
+        "qsgd_no_ef": (RunSpec(p, qsgd(M, 2), 0.05, 16, **mk), {}),
         "pasgd_float32": (RunSpec(LeastSquares(n_samples=400, d=10, m=M, seed=0,
                                                heterogeneity=0.5, dtype=torch.float32),
                                   pasgd(M, 4, momentum=0.9), 0.05, 16, **mk), {}),
