@@ -789,7 +789,8 @@ call resumes on the next one (--fresh starts over).
 
 {_EXIT_CODES_HELP}
   (verify: 1 if a reproduction failed with an error, or with --strict if a claim is
-  violated / disagrees)""")
+  violated / disagrees; 130 if interrupted by Ctrl-C or SIGTERM, after writing the
+  report of what finished)""")
 @click.option("--out", default="coopsgd-report", show_default=True, help="report folder")
 @click.option("--scale", type=click.Choice(["smoke", "default", "full"]), default="default",
               show_default=True, help="smoke: seconds; default: < 10 min; full: papers' sizes")
@@ -812,6 +813,10 @@ def verify_cmd(out: str, scale: str, device: str, only: tuple[str, ...], fresh: 
     except ValueError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: the report of the finished reproductions is in {out}; run "
+                   "the same command again to resume", err=True)
+        sys.exit(130)
     counts: dict[str, int] = {}
     for r in res.reproductions:
         for c in r.claims:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -84,10 +86,21 @@ def verify(out: str | Path = "coopsgd-report", *, scale: str = "default", device
     threads = torch.get_num_threads()
     if dev.type == "cpu" and single_thread:
         torch.set_num_threads(1)
+    # SIGTERM (a scheduler's kill, `timeout`) ends the suite like Ctrl-C: the report of what
+    # finished is written before the process exits
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return _run_suite(names, out, scale, dev, progress, cache, meta)
     finally:
         torch.set_num_threads(threads)
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _run_suite(names: list[str], out: Path, scale: str, dev: Any, progress: bool,

@@ -145,3 +145,33 @@ def test_run_command_reports_divergence_with_exit_1(tmp_path):
     assert r.exit_code == 1, r.output
     assert "diverged at step" in r.output and "seed 0" in r.output
     assert "lower the learning rate" in r.output
+
+
+@pytest.mark.slow
+def test_sigterm_writes_the_report_and_the_next_call_resumes(tmp_path):
+    """A real ``coopsgd verify`` process killed with SIGTERM after its first reproduction
+    finished: exit 130, report of the finished one on disk, the next call resumes it."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "rep"
+    cmd = [sys.executable, "-c", "from empirics.cli import main; main()", "verify", "--out",
+           str(out), "--scale", "smoke", "--quiet", "--only", "squarm", "--only", "cooperative"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            text=True)
+    done = out / "reproductions" / "squarm.json"
+    t0 = time.time()
+    while not done.exists() and time.time() - t0 < 300 and proc.poll() is None:
+        time.sleep(0.2)
+    assert done.exists(), proc.communicate()[0] if proc.poll() is not None else "timeout"
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, output
+    assert "interrupted" in output
+    assert "| squarm |" in (out / "report.md").read_text()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resumed from finished work: squarm" in again.stdout
