@@ -19,7 +19,7 @@ from empirics.compressors import TopK
 from empirics.configs import configuration, easgd, lupa, pasgd, synchronous
 from empirics.engine import InverseTime, simulate
 from empirics.problems import NoisyQuadratic, PiecewiseQuadratic1D
-from empirics.recursion import Moments, exact_moments
+from empirics.recursion import exact_moments
 from theory.mixing import MixingMatrix, contiguous_groups, easgd_matrix, group_average, ring
 from theory.schedules import Periodic
 
@@ -100,7 +100,9 @@ def test_records_follow_the_engine_convention() -> None:
     full = exact_moments(quad(2), pasgd(2, 3), 0.1, 25)
     np.testing.assert_allclose(mo.grad_norm2_running[1:], full.grad_norm2_running[[10, 20, 25]],
                                rtol=1e-14)
-    assert isinstance(mo, Moments) and "Moments(" in repr(mo)
+    # mixing steps before each record: the engine's own ``rounds`` column on the same schedule
+    eng = simulate(quad(2), pasgd(2, 3), lr=0.1, T=25, record_every=10, seed=0)
+    assert mo.rounds.tolist() == eng.rounds.tolist() and "Moments(" in repr(mo)
 
 
 @pytest.mark.parametrize("kw,match", [
