@@ -188,6 +188,15 @@ class Context:
         """The value for this context's scale."""
         return {"smoke": smoke, "default": default, "full": full}[self.scale]
 
+    def save_figure(self, fig: Any, name: str, caption: str) -> Figure:
+        """Write matplotlib ``fig`` as ``out/figures/<name>.png`` (atomically, then closed) and
+        return its :class:`Figure` for the report."""
+        from empirics.plots import save_figure
+
+        path, rel = self.figure_path(name)
+        save_figure(fig, path)
+        return Figure(rel, caption)
+
     def figure_path(self, name: str) -> tuple[Path, str]:
         """(absolute path to write, path relative to ``out`` for the report) of figure ``name``."""
         rel = f"figures/{name}.png"

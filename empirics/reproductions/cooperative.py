@@ -467,7 +467,7 @@ def _fmt(x: float | None) -> str:
 
 # ---------------------------------------------------------------------------------------------
 def _fig_tau(ctx: Context, s: Setting, pas: dict, het: dict, eta: float) -> Figure:
-    from empirics.plots import band, new_figure, save_figure
+    from empirics.plots import band, new_figure
 
     fig, (a1, a2) = new_figure(2)
     x = np.asarray(s.taus, float)
@@ -495,17 +495,16 @@ def _fig_tau(ctx: Context, s: Setting, pas: dict, het: dict, eta: float) -> Figu
     a2.set_ylabel("(1/K) Σ ‖∇F(u_k)‖² (linear scale)")
     a2.set_title("measured only")
     a2.legend(fontsize=8)
-    path, rel = ctx.figure_path("cooperative_floor_vs_tau")
-    save_figure(fig, path)
-    return Figure(rel, "PASGD: measured running average of ‖∇F(u_k)‖² (mean, 95% band over "
-                       "seeds) against the recalled PASGD bound at the same η, m, τ, K; right: "
-                       "the measured curves alone, with a heterogeneous split (no verdict; its "
-                       "labels are shifted per worker, so its objective, and level, differ).")
+    return ctx.save_figure(fig, "cooperative_floor_vs_tau",
+            "PASGD: measured running average of ‖∇F(u_k)‖² (mean, 95% band over "
+            "seeds) against the recalled PASGD bound at the same η, m, τ, K; right: "
+            "the measured curves alone, with a heterogeneous split (no verdict; its "
+            "labels are shifted per worker, so its objective, and level, differ).")
 
 
 def _fig_zeta(ctx: Context, s: Setting, dps: dict, zetas: dict, pas: dict, cross: dict
               ) -> Figure:
-    from empirics.plots import band, new_figure, save_figure
+    from empirics.plots import band, new_figure
 
     fig, (a0, a1, a2) = new_figure(3, width=4.6)
     order = sorted(dps, key=lambda t: zetas[t])
@@ -547,16 +546,15 @@ def _fig_zeta(ctx: Context, s: Setting, dps: dict, zetas: dict, pas: dict, cross
         a2.set_ylabel("(1/K) Σ ‖∇F(u_k)‖²")
         a2.set_title("crossover PASGD vs D-PSGD (ring)")
         a2.legend(fontsize=7)
-    path, rel = ctx.figure_path("cooperative_floor_vs_zeta")
-    save_figure(fig, path)
-    return Figure(rel, "Left: D-PSGD measured error (95% band) and the recalled bound against "
-                       "ζ; middle: the measured errors alone. Right: PASGD(τ) vs D-PSGD on the "
-                       "ring: the bound's τ_eq = (1+ζ²)/(1−ζ²), the spectral (mode-averaged, "
-                       "derived) prediction and the measured crossing.")
+    return ctx.save_figure(fig, "cooperative_floor_vs_zeta",
+            "Left: D-PSGD measured error (95% band) and the recalled bound against "
+            "ζ; middle: the measured errors alone. Right: PASGD(τ) vs D-PSGD on the "
+            "ring: the bound's τ_eq = (1+ζ²)/(1−ζ²), the spectral (mode-averaged, "
+            "derived) prediction and the measured crossing.")
 
 
 def _fig_alpha(ctx: Context, eas: dict, a_star: float, a_top: float, tau: int) -> Figure:
-    from empirics.plots import band, new_figure, save_figure
+    from empirics.plots import band, new_figure
 
     fig, ax = new_figure(1)
     a = sorted(eas)
@@ -571,14 +569,13 @@ def _fig_alpha(ctx: Context, eas: dict, a_star: float, a_top: float, tau: int) -
     ax.set_ylabel("(1/K) Σ ‖∇F(u_k)‖²")
     ax.set_title(f"EASGD, m = {M}, τ = {tau}")
     ax.legend(fontsize=8)
-    path, rel = ctx.figure_path("cooperative_easgd_alpha")
-    save_figure(fig, path)
-    return Figure(rel, "EASGD: measured error (mean, 95% band) and the bound against α; the "
-                       "bound is smallest at α* = 2/(m+2).")
+    return ctx.save_figure(fig, "cooperative_easgd_alpha",
+            "EASGD: measured error (mean, 95% band) and the bound against α; the "
+            "bound is smallest at α* = 2/(m+2).")
 
 
 def _fig_curve(ctx: Context, res: Any) -> Figure:
-    from empirics.plots import band, new_figure, save_figure
+    from empirics.plots import band, new_figure
 
     fig, ax = new_figure(1)
     k = np.asarray(res.steps, float)
@@ -594,7 +591,6 @@ def _fig_curve(ctx: Context, res: Any) -> Figure:
     ax.set_ylabel("(1/K) Σ_{k<K} ‖∇F(u_k)‖²")
     ax.set_title(f"{res.spec['name']}: {res.verdict.status}")
     ax.legend(fontsize=8)
-    path, rel = ctx.figure_path("cooperative_error_vs_step")
-    save_figure(fig, path)
-    return Figure(rel, f"{res.spec['name']}: running average of ‖∇F(u_k)‖² against K (mean, "
-                       f"95% band over seeds) and the bound along K.")
+    return ctx.save_figure(fig, "cooperative_error_vs_step",
+            f"{res.spec['name']}: running average of ‖∇F(u_k)‖² against K (mean, "
+            f"95% band over seeds) and the bound along K.")

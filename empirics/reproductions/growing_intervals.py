@@ -338,7 +338,7 @@ def _claims_a(a: dict[str, Any], s: dict[str, Any]) -> list[Claim]:
 
 
 def _figure_a(ctx: Context, a: dict[str, Any]) -> Figure:
-    from empirics.plots import band, new_figure, save_figure
+    from empirics.plots import band, new_figure
 
     fig, (ax1, ax2) = new_figure(2)
     steps = a["steps"]
@@ -364,14 +364,13 @@ def _figure_a(ctx: Context, a: dict[str, Any]) -> Figure:
                   fontsize=8)
     ax1.legend(fontsize=6)
     ax2.set_title("exact expectation against rounds used", fontsize=8)
-    path, rel = ctx.figure_path(f"{NAME}_quadratic")
-    save_figure(fig, path)
     reps = next(iter(a["mc"].values())).shape[0]
-    return Figure(rel, f"§4.1 quadratic (d = 3, N = {a['N']}, T = {a['T']}, η_t = 3/(t+1)): "
-                       f"E F(x̄_t) − F* of the six strategies against iterations (exact "
-                       f"recursion solid; sample mean of {reps} engine repetitions dotted with "
-                       f"its 95% t band, from t = T/20 on, band clipped at the axis floor where "
-                       f"it reaches 0) and against communication rounds (exact).")
+    return ctx.save_figure(fig, f"{NAME}_quadratic",
+            f"§4.1 quadratic (d = 3, N = {a['N']}, T = {a['T']}, η_t = 3/(t+1)): "
+            f"E F(x̄_t) − F* of the six strategies against iterations (exact "
+            f"recursion solid; sample mean of {reps} engine repetitions dotted with "
+            f"its 95% t band, from t = T/20 on, band clipped at the axis floor where "
+            f"it reaches 0) and against communication rounds (exact).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,7 +528,7 @@ def _claims_b(b: dict[str, Any]) -> list[Claim]:
 
 
 def _figure_b(ctx: Context, b: dict[str, Any]) -> Figure:
-    from empirics.plots import band, new_figure, save_figure
+    from empirics.plots import band, new_figure
 
     sp = _speedups(b)
     Ns = np.asarray(b["Ns"], float)
@@ -557,11 +556,10 @@ def _figure_b(ctx: Context, b: dict[str, Any]) -> Figure:
     ax1.set_ylabel("speed-up (single-worker error / error)")
     ax2.set_ylabel("N·T·(E f(x̄_T) − f*)")
     ax1.set_title(f"non-C² 1-D function, σ = 8, T = {b['T']}", fontsize=8)
-    path, rel = ctx.figure_path(f"{NAME}_speedup")
-    save_figure(fig, path)
-    return Figure(rel, f"Speed-up on f = x² (x ≥ 0), ½x² (x < 0) with N(0, 64) gradient noise, "
-                       f"T = {b['T']}: single-worker error ÷ error of the averaged model at T, "
-                       f"95% bands (delta method); right: N·T·error (flat = linear speed-up).")
+    return ctx.save_figure(fig, f"{NAME}_speedup",
+            f"Speed-up on f = x² (x ≥ 0), ½x² (x < 0) with N(0, 64) gradient noise, "
+            f"T = {b['T']}: single-worker error ÷ error of the averaged model at T, "
+            f"95% bands (delta method); right: N·T·error (flat = linear speed-up).")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -373,40 +373,38 @@ def _curves(ax_it: Any, ax_rd: Any, results: dict[str, Any], with_bound: bool) -
 
 
 def _figure_strategies(ctx: Context, strat: dict[str, Any], p: int, T: int) -> Figure:
-    from empirics.plots import new_figure, save_figure
+    from empirics.plots import new_figure
 
     fig, (ax1, ax2) = new_figure(2)
     _curves(ax1, ax2, strat, with_bound=True)
     ax1.set_title(f"PL step size per strategy, p = {p} (dashed/▼: PL bound)", fontsize=9)
     ax2.set_title("same runs against rounds", fontsize=9)
     ax2.legend(fontsize=7)
-    path, rel = ctx.figure_path("local_pl_strategies")
-    save_figure(fig, path)
-    return Figure(rel, f"Logistic regression, p = {p}, T = {T}: F(x̄_t) − F* (mean and 95% band "
-                       "over seeds) against iterations and rounds, each strategy with the PL "
-                       "theorem's η_t = 4/(μ(t + α_PL τ_max + 4)); dashed: the recalled PL "
-                       "bound (low-confidence constants), ▼: the variable-period bound at T.")
+    return ctx.save_figure(fig, "local_pl_strategies",
+            f"Logistic regression, p = {p}, T = {T}: F(x̄_t) − F* (mean and 95% band "
+            "over seeds) against iterations and rounds, each strategy with the PL "
+            "theorem's η_t = 4/(μ(t + α_PL τ_max + 4)); dashed: the recalled PL "
+            "bound (low-confidence constants), ▼: the variable-period bound at T.")
 
 
 def _figure_adaptive(ctx: Context, adaptive: dict[str, Any], p: int, T: int) -> Figure:
-    from empirics.plots import new_figure, save_figure
+    from empirics.plots import new_figure
 
     fig, (ax1, ax2) = new_figure(2)
     _curves(ax1, ax2, adaptive, with_bound=False)
     ax1.set_title(f"common step size, p = {p}", fontsize=9)
     ax2.set_title("against communication rounds", fontsize=9)
     ax2.legend(fontsize=7)
-    path, rel = ctx.figure_path("local_pl_adaptive")
-    save_figure(fig, path)
-    return Figure(rel, f"Constant τ₀ against the linearly growing and the loss-driven schedules "
-                       f"(p = {p}, T = {T}, one common η_t): error against iterations and "
-                       "against rounds (mean, 95% band over seeds).")
+    return ctx.save_figure(fig, "local_pl_adaptive",
+            f"Constant τ₀ against the linearly growing and the loss-driven schedules "
+            f"(p = {p}, T = {T}, one common η_t): error against iterations and "
+            "against rounds (mean, 95% band over seeds).")
 
 
 def _figure_speedup(ctx: Context, ps: list[int], speed: dict[str, dict[int, Any]],
                     finals: dict[str, list[np.ndarray]],
                     slopes: dict[str, tuple[float, float, float]], T: int) -> Figure:
-    from empirics.plots import new_figure, save_figure
+    from empirics.plots import new_figure
 
     fig, ax = new_figure(1)
     x = np.asarray(ps, dtype=float)
@@ -429,11 +427,10 @@ def _figure_speedup(ctx: Context, ps: list[int], speed: dict[str, dict[int, Any]
     ax.set_ylabel(f"F(x̄_T) − F* at T = {T}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    path, rel = ctx.figure_path("local_pl_speedup")
-    save_figure(fig, path)
-    return Figure(rel, f"Error at T = {T} against the number of workers (log-log; mean and 95% "
-                       "interval over seeds), τ = T^{2/3}/p^{1/3} and synchronous SGD, with the "
-                       "recalled PL bound and a slope −1 reference.")
+    return ctx.save_figure(fig, "local_pl_speedup",
+            f"Error at T = {T} against the number of workers (log-log; mean and 95% "
+            "interval over seeds), τ = T^{2/3}/p^{1/3} and synchronous SGD, with the "
+            "recalled PL bound and a slope −1 reference.")
 
 
 __all__ = ["NAME", "PAPER", "TITLE", "alpha_pl", "loglog_slope", "paired_relative_excess",

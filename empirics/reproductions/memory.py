@@ -285,7 +285,7 @@ def _style(label: str) -> str:
 
 
 def _figure_bits(ctx: Context, res: dict[str, Any], s: dict[str, Any]) -> Figure:
-    from empirics.plots import band, new_figure, save_figure
+    from empirics.plots import band, new_figure
 
     fig, (ax1, ax2) = new_figure(2)
     colors = {"SGD": "C0", "top-k": "C1", "random-k": "C2"}
@@ -306,16 +306,15 @@ def _figure_bits(ctx: Context, res: dict[str, Any], s: dict[str, Any]) -> Figure
         ax.set_ylabel("F(u) − F*")
         ax.grid(True, alpha=0.3)
     ax2.legend(fontsize=7)
-    path, rel = ctx.figure_path("memory_bits")
-    save_figure(fig, path)
-    return Figure(rel, f"Logistic regression, m = {M}, d = {D}, k = {D // K_FRACTION}, "
-                       f"T = {s['T']}: F(u) − F* against bits sent and against steps (mean and "
-                       "95% band over seeds); dashed: momentum β = 0.9 at η(1 − β).")
+    return ctx.save_figure(fig, "memory_bits",
+            f"Logistic regression, m = {M}, d = {D}, k = {D // K_FRACTION}, "
+            f"T = {s['T']}: F(u) − F* against bits sent and against steps (mean and "
+            "95% band over seeds); dashed: momentum β = 0.9 at η(1 − β).")
 
 
 def _figure_memory(ctx: Context, res: dict[str, Any], meths: dict[str, Any],
                    claims: list[Claim], s: dict[str, Any]) -> Figure:
-    from empirics.plots import band, new_figure, save_figure
+    from empirics.plots import band, new_figure
 
     fig, ax = new_figure(1)
     bounds = {c.claim.split(":")[0]: float(c.bound) for c in claims if "memory" in c.claim}
@@ -339,11 +338,10 @@ def _figure_memory(ctx: Context, res: dict[str, Any], meths: dict[str, Any],
     ax.set_ylabel("(1/m) Σ_k ‖m_k‖²")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    path, rel = ctx.figure_path("memory_norm")
-    save_figure(fig, path)
-    return Figure(rel, f"Error-feedback memory (1/m)Σ‖m_k‖² (mean, 95% band over {s['seeds']} "
-                       "seeds) against steps; dotted: the derived EF bound "
-                       "2(1−δ)(2−δ)η²G²/δ² with the on-trajectory G² estimate.")
+    return ctx.save_figure(fig, "memory_norm",
+            f"Error-feedback memory (1/m)Σ‖m_k‖² (mean, 95% band over {s['seeds']} "
+            "seeds) against steps; dotted: the derived EF bound "
+            "2(1−δ)(2−δ)η²G²/δ² with the on-trajectory G² estimate.")
 
 
 __all__ = ["NAME", "PAPER", "TITLE", "memory_verdict", "methods", "problem_spec", "reproduce",

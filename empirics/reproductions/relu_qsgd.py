@@ -312,7 +312,7 @@ def reproduce(ctx: Context) -> Reproduction:
 
 def _figure_errors(ctx: Context, runs: dict[str, Any], dims: list[int], names: list[Any],
                    seeds: list[int], name: str = "relu_qsgd_error") -> Figure:
-    from empirics.plots import new_figure, save_figure
+    from empirics.plots import new_figure
 
     fig, axes = new_figure(len(dims), width=4.2)
     axes = list(np.atleast_1d(axes))
@@ -327,18 +327,17 @@ def _figure_errors(ctx: Context, runs: dict[str, Any], dims: list[int], names: l
         ax.set_title(f"d = {d}, n = {int(C_SAMPLES * d)}, m = {M}")
         ax.legend(fontsize=7)
     axes[0].set_ylabel("‖w_k − w*‖")
-    path, rel = ctx.figure_path(name)
-    save_figure(fig, path)
     steps = ("every method at SGD's step size" if name.endswith("same_step")
              else "each method its own step size 1/(2κ)")
-    return Figure(rel, f"Distance to the planted model (log scale) for mini-batch SGD and "
-                       f"distributed QSGD(s), seed {seeds[0]}; legend: fitted slope of "
-                       f"ln‖w − w*‖ per step ({steps}).")
+    return ctx.save_figure(fig, name,
+            f"Distance to the planted model (log scale) for mini-batch SGD and "
+            f"distributed QSGD(s), seed {seeds[0]}; legend: fitted slope of "
+            f"ln‖w − w*‖ per step ({steps}).")
 
 
 def _figure_samples(ctx: Context, runs: dict[str, Any], dims: list[int],
                     seeds: list[int]) -> Figure:
-    from empirics.plots import new_figure, save_figure
+    from empirics.plots import new_figure
 
     fig, ax = new_figure(1)
     for d in dims:
@@ -351,10 +350,9 @@ def _figure_samples(ctx: Context, runs: dict[str, Any], dims: list[int],
     ax.set_xlabel("samples drawn / d")
     ax.set_ylabel("‖w_k − w*‖ (SGD)")
     ax.legend(fontsize=7)
-    path, rel = ctx.figure_path("relu_qsgd_samples")
-    save_figure(fig, path)
-    return Figure(rel, f"SGD against samples drawn per dimension (steps × mB/d): with "
-                       f"n = {C_SAMPLES:g}d the rate per sample does not degrade as d grows "
-                       f"(it improves toward a limit: at small d the batch mB = {M * BATCH} "
-                       f"exceeds d and the step is limited by the curvature, not the noise); "
-                       f"with n = d (dotted) w* is not recovered.")
+    return ctx.save_figure(fig, "relu_qsgd_samples",
+            f"SGD against samples drawn per dimension (steps × mB/d): with "
+            f"n = {C_SAMPLES:g}d the rate per sample does not degrade as d grows "
+            f"(it improves toward a limit: at small d the batch mB = {M * BATCH} "
+            f"exceeds d and the step is limited by the curvature, not the noise); "
+            f"with n = d (dotted) w* is not recovered.")

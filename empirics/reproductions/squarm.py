@@ -230,7 +230,7 @@ def reproduce(ctx: Context) -> Reproduction:
 
 
 def _figure(ctx: Context, curves: dict[str, dict[str, Any]], target: float, T: int) -> Figure:
-    from empirics.plots import band, new_figure, save_figure
+    from empirics.plots import band, new_figure
 
     fig, (ax_b, ax_t) = new_figure(2)
     colors = ["tab:gray", "tab:blue", "tab:red"]
@@ -250,11 +250,10 @@ def _figure(ctx: Context, curves: dict[str, dict[str, Any]], target: float, T: i
     ax_t.set_xlabel("step t")
     ax_t.set_title("error against steps")
     ax_b.legend(fontsize=7)
-    path, rel = ctx.figure_path("squarm_error_vs_bits")
-    save_figure(fig, path)
-    return Figure(rel, f"Logistic regression on a ring of {M} nodes (heterogeneous split), "
-                       f"T = {T}: error of the nodes' average against cumulative bits sent "
-                       f"(left, log-log) and against steps (right); mean over seeds, shaded: "
-                       f"range over seeds. SQuARM-SGD: τ = {TAU}, top-{TOPK} + "
-                       f"QSGD({QLEVELS}) rescaled, γ = {GAMMA}, c_t = {C0:g}·t^(1/2), "
-                       f"Nesterov β = {MOMENTUM}.")
+    return ctx.save_figure(fig, "squarm_error_vs_bits",
+            f"Logistic regression on a ring of {M} nodes (heterogeneous split), "
+            f"T = {T}: error of the nodes' average against cumulative bits sent "
+            f"(left, log-log) and against steps (right); mean over seeds, shaded: "
+            f"range over seeds. SQuARM-SGD: τ = {TAU}, top-{TOPK} + "
+            f"QSGD({QLEVELS}) rescaled, γ = {GAMMA}, c_t = {C0:g}·t^(1/2), "
+            f"Nesterov β = {MOMENTUM}.")
