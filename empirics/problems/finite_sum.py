@@ -222,6 +222,15 @@ class FiniteSumProblem(Problem):
             means.append(float(s2.mean()))
         return maxes, means
 
+    def _sigma2_on_segment(self, x0: Params, xs: Params
+                           ) -> tuple[list[float], list[float], list[float]]:
+        """(t, max_i σ_i², mean_i σ_i²) at the five points x₀ + t(x* − x₀), t = 0, ¼, ½, ¾, 1
+        (the points ``constants.sigma2`` is a maximum over)."""
+        ts = [0.0, 0.25, 0.5, 0.75, 1.0]
+        points = [(f"t={t}", {k: (1 - t) * x0[k] + t * xs[k] for k in x0}) for t in ts]
+        maxes, means = self._sigma2_over(points)
+        return ts, maxes, means
+
     def _params64(self, theta: np.ndarray | torch.Tensor) -> Params:
         t = torch.as_tensor(theta, dtype=torch.float64, device=_CPU)
         return _unflatten(t, self.param_shapes)
@@ -256,9 +265,7 @@ class ConvexFiniteSum(FiniteSumProblem):
         self.data(_CPU, torch.float64)  # cache the float64 copy outside transforms
         x0 = self.init_params(_CPU, torch.float64)
         xs = self.x_star
-        ts = [0.0, 0.25, 0.5, 0.75, 1.0]
-        points = [(f"t={t}", {"w": (1 - t) * x0["w"] + t * xs["w"]}) for t in ts]
-        maxes, means = self._sigma2_over(points)
+        ts, maxes, means = self._sigma2_on_segment(x0, xs)
         L, mu, L_local = self._curvature()
         gs = self.grad_norm2(xs)
         return Constants(

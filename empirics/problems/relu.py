@@ -143,9 +143,7 @@ class PlantedReLU(FiniteSumProblem):
         self.data(_CPU, torch.float64)  # cache the float64 copy outside transforms
         x0 = self.init_params(_CPU, torch.float64)
         xs = self.x_star
-        ts = [0.0, 0.25, 0.5, 0.75, 1.0]
-        points = [(f"t={t}", {"w": (1 - t) * x0["w"] + t * xs["w"]}) for t in ts]
-        maxes, means = self._sigma2_over(points)
+        ts, maxes, means = self._sigma2_on_segment(x0, xs)
         lam = np.linalg.eigvalsh(self.hessian_at_planted)
         per = []
         for xi in self._x_np.reshape(self.m, self.n_per, -1):
