@@ -100,6 +100,19 @@ def _drop_none(d: Any) -> Any:
     return d
 
 
+def _text_of(path_or_text: str | os.PathLike, suffixes: tuple[str, ...]) -> str:
+    """The file's text if ``path_or_text`` is an existing file with one of ``suffixes``, else
+    the argument itself (a spec given as text)."""
+    p = Path(path_or_text)
+    return p.read_text() if p.suffix in suffixes and p.exists() else str(path_or_text)
+
+
+def _maybe_write(text: str, path: str | os.PathLike | None) -> str:
+    if path is not None:
+        atomic_write_text(path, text)
+    return text
+
+
 @dataclass
 class ExperimentSpec:
     """Everything that defines a matched experiment (plain data).
@@ -186,35 +199,25 @@ class ExperimentSpec:
     def to_toml(self, path: str | os.PathLike | None = None) -> str:
         import tomli_w
 
-        text = tomli_w.dumps(_drop_none(self.to_dict()))
-        if path is not None:
-            atomic_write_text(path, text)
-        return text
+        return _maybe_write(tomli_w.dumps(_drop_none(self.to_dict())), path)
 
     @classmethod
     def from_toml(cls, path_or_text: str | os.PathLike) -> ExperimentSpec:
         import tomllib
 
-        p = Path(path_or_text)
-        text = p.read_text() if p.suffix == ".toml" and p.exists() else str(path_or_text)
-        return cls.from_dict(tomllib.loads(text))
+        return cls.from_dict(tomllib.loads(_text_of(path_or_text, (".toml",))))
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         import yaml
 
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
-        if path is not None:
-            atomic_write_text(path, text)
-        return text
+        return _maybe_write(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True),
+                            path)
 
     @classmethod
     def from_yaml(cls, path_or_text: str | os.PathLike) -> ExperimentSpec:
         import yaml
 
-        p = Path(path_or_text)
-        text = p.read_text() if p.suffix in (".yaml", ".yml") and p.exists() \
-            else str(path_or_text)
-        return cls.from_dict(yaml.safe_load(text))
+        return cls.from_dict(yaml.safe_load(_text_of(path_or_text, (".yaml", ".yml"))))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ExperimentSpec:
