@@ -3,7 +3,7 @@
 
 For n = 2 and 4 local gloo processes (loopback), each rank holds one d-vector (d = 1 000 000)
 and times ``reps`` rounds (median, after a barrier each round). In the same run, the parent times
-the engine's ``_Mixer`` (the simulator's mixing: all n rows in one process) for the same W. The
+the simulator's ``Mixer`` (the simulator's mixing: all n rows in one process) for the same W. The
 ratio column is distributed time / simulated time (same W, same dtype). For n = 2 the "ring" is
 the single edge (W = [[½, ½], [½, ½]], exchanged point-to-point rather than by all-reduce).
 
@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from empirics.engine import _Mixer
 from empirics.launch import launch
+from empirics.mixers import Mixer
 from theory.mixing import average, path, ring
 
 
@@ -36,13 +36,13 @@ def _ring(n: int):
 def _bench_rank(ctx, d: int, reps: int, dtype: str) -> dict[str, float]:
     import torch.distributed as dist
 
-    from empirics.distributed import _NeighborPlan, allreduce_mean, dense_mix, neighbor_mix
+    from empirics.distributed import NeighborPlan, allreduce_mean, dense_mix, neighbor_mix
 
     n, r = ctx.world_size, ctx.rank
     dt = getattr(torch, dtype)
     x = torch.randn(d, generator=torch.Generator().manual_seed(r), dtype=dt)
     A = np.asarray(_ring(n).matrix)
-    plan = _NeighborPlan(A, n, r, n, aux_owner=False)
+    plan = NeighborPlan(A, n, r, n, aux_owner=False)
 
     def timed(fn) -> float:
         ts = []
@@ -67,7 +67,7 @@ def _sim(n: int, d: int, reps: int, dtype: str) -> dict[str, float]:
     out = {}
     for name, W, mode in (("J", average(n), "auto"), ("ring", _ring(n), "auto"),
                           ("ring sparse", _ring(n), "sparse" if n >= 3 else "auto")):
-        mx = _Mixer(W, X.device, dt, mode)
+        mx = Mixer(W, X.device, dt, mode)
         ts = []
         for _ in range(reps + 2):
             t = time.perf_counter()

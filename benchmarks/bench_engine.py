@@ -37,7 +37,8 @@ import torch
 from torch import nn
 
 from empirics.configs import Config, decentralized_periodic, pasgd
-from empirics.engine import RunSpec, _Engine, _Mixer, run, tune_allocator
+from empirics.engine import RunSpec, Simulator, run, tune_allocator
+from empirics.mixers import Mixer
 from empirics.problems import LogisticRegression, MLPClassifier
 from theory.mixing import MixingMatrix, average, ring
 
@@ -99,10 +100,10 @@ def engine_rate(problem, cfg: Config, seconds: float) -> float:
         res = run(spec)
         return float(res.wall[-1] - res.wall[0])
 
-    eng = _Engine(RunSpec(problem, cfg, LR, 16, batch_size=B))
-    eng.record(0, 0.0)
+    sim = Simulator(RunSpec(problem, cfg, LR, 16, batch_size=B))
+    sim.driver.record(0)
     t0 = time.perf_counter()
-    eng.record(0, 0.0)
+    sim.driver.record(0)
     rec = time.perf_counter() - t0
     probe = 16
     tp = timed(probe)
@@ -171,7 +172,7 @@ def mixing_times(d: int, m: int, seconds: float) -> dict[str, float]:
     out = {}
     for name, W, mode in (("ring sparse", ring(m), "auto"), ("ring dense", ring(m), "dense"),
                           ("J mean", average(m), "auto"), ("J dense", average(m), "dense")):
-        mx = _Mixer(W, torch.device("cpu"), torch.float32, mode)
+        mx = Mixer(W, torch.device("cpu"), torch.float32, mode)
         out[name] = 1.0 / rate(lambda mx=mx: mx(X, buf), seconds)
     # the memory floor of any X ← WᵀX: read X once, write once
     out["copy (floor)"] = 1.0 / rate(lambda: buf.copy_(X), seconds)
@@ -206,7 +207,7 @@ def main() -> None:
             for tau in (1, 8):
                 for wname in ("J", "ring"):
                     cfg = pasgd(m, tau) if wname == "J" else decentralized_periodic(ring(m), tau)
-                    path = _Engine(RunSpec(problem, cfg, LR, 1, batch_size=B)).grad_path
+                    path = Simulator(RunSpec(problem, cfg, LR, 1, batch_size=B)).grad_path
                     eng = loop = 0.0
                     for _ in range(args.repeats):  # interleaved
                         eng = max(eng, engine_rate(problem, cfg, secs))
@@ -218,11 +219,12 @@ def main() -> None:
     if "mlp" in args.problems.split(","):
         # the gradient path alone (one local step of 64 workers, no mixing) against (b)
         problem = make_problem("mlp", 64)
-        eng = _Engine(RunSpec(problem, pasgd(64, 8), LR, 10**6, batch_size=B))
+        eng = Simulator(RunSpec(problem, pasgd(64, 8), LR, 10**6, batch_size=B))
         state = {"k": 0}
 
         def local_step() -> None:
-            eng.step(state["k"])
+            Xw, params = eng.comm.worker_rows()
+            eng.local(Xw, params, state["k"], LR)
             state["k"] += 1
 
         loc = max(rate(local_step, secs) for _ in range(args.repeats))

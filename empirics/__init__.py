@@ -31,11 +31,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "synchronous", "Gossip", "PowerThreshold", "choco_sgd", "squarm",
     ),
     "empirics.engine": (
-        "Constant", "DivergenceError", "InverseTime", "LRFunction", "RunSpec", "Stagewise",
+        "Constant", "DivergenceError", "InverseTime", "LRFunction", "Simulator", "Stagewise",
         "as_lr", "compressor_seed", "register_fast_grad", "run", "simulate", "tune_allocator",
         "gossip_seed",
     ),
-    "empirics.records": ("Result", "Trace", "load_result"),
+    "empirics.spec": ("RunSpec",),
+    "empirics.records": ("Result", "RunCache", "Trace", "load_result"),
+    "empirics.stats": ("bound_test", "mean_ci", "paired_p"),
     "empirics.recursion": ("Moments", "exact_moments"),
     "empirics.experiment": ("ExperimentResult", "ExperimentSpec", "Verdict", "run_experiment",
                             "sweep", "sweep2"),
@@ -47,7 +49,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 #: submodules reachable as attributes (``empirics.compressors.make``)
 _SUBMODULES = {"problems", "compressors", "configs", "engine", "records", "distributed", "launch",
-               "data", "cli", "recursion", "experiment", "report", "reproductions", "plots"}
+               "data", "cli", "recursion", "experiment", "report", "reproductions", "plots",
+               "algorithm", "driver", "mixers", "collectives", "fastgrads", "spec", "stats",
+               "match"}
 
 __all__ = sorted(_WHERE)
 

@@ -847,6 +847,7 @@ Examples:
   coopsgd run spec.toml
   coopsgd run spec.yaml --out results/pasgd --seeds 10
   coopsgd run spec.toml --strict          # exit 1 if the bound is violated
+  coopsgd run spec.toml --backend gloo    # one torch.distributed process per worker
 
 \b
 A spec (see docs/tutorial.md):
@@ -870,14 +871,17 @@ A spec (see docs/tutorial.md):
 @click.option("--device", default=None, help="override the spec's device")
 @click.option("--strict", is_flag=True, help="exit 1 if the bound is violated")
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--backend", type=click.Choice(("simulator", "gloo", "nccl")), default="simulator",
+              show_default=True, help="simulator (stacked workers) or one torch.distributed "
+              "process per worker")
 def run_cmd(spec_file: str, out: str | None, seeds: int | None, device: str | None,
-            strict: bool, quiet: bool) -> None:
+            strict: bool, quiet: bool, backend: str) -> None:
     """Run one experiment spec and write OUT/report.md, OUT/result.json, OUT/figure.png."""
     from pathlib import Path
 
     from empirics.experiment import ExperimentSpec, run_experiment
+    from empirics.records import RunCache
     from empirics.report import write_experiment_report
-    from empirics.reproductions.base import RunCache
 
     try:
         spec = ExperimentSpec.load(spec_file)
@@ -892,7 +896,8 @@ def run_cmd(spec_file: str, out: str | None, seeds: int | None, device: str | No
     from empirics.engine import DivergenceError
 
     try:
-        res = run_experiment(spec, progress=not quiet, cache=RunCache(folder / "cache"))
+        res = run_experiment(spec, progress=not quiet, cache=RunCache(folder / "cache"),
+                             backend=backend)
     except ValueError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(EXIT_USAGE)

@@ -9,17 +9,21 @@ averaged model, X_k 1/(m+v) in the paper's column convention), J = 11ᵀ/(m+v).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Result", "Trace", "load_result"]
+__all__ = [
+    "COLUMNS", "Result", "RunCache", "Trace", "atomic_write_text", "json_ready", "load_result",
+]
 
 #: Record columns (one value per recorded step), in order.
 COLUMNS = (
@@ -54,6 +58,76 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def json_ready(v: Any) -> Any:
+    """numpy scalars/arrays, tuples, Paths and non-finite floats → JSON-ready Python objects."""
+    if isinstance(v, dict):
+        return {str(k): json_ready(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_ready(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return json_ready(v.tolist())
+    if isinstance(v, np.generic):
+        return json_ready(v.item())
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+class RunCache:
+    """Finished work on disk, one JSON file per key, written atomically.
+
+    ``cache.get_or_run(key, fn)`` returns the stored value for ``key`` if there is one, else calls
+    ``fn()`` (which must return JSON-ready data), stores and returns it. Keys are any JSON-able
+    description of the work (a dict of parameters); the file name is a hash of it, and the key is
+    stored beside the value so a collision would be detected.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None):
+        self.directory = None if directory is None else Path(directory)
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def _canonical(key: Any) -> str:
+        return json.dumps(json_ready(key), sort_keys=True, separators=(",", ":"))
+
+    def _path(self, key: Any) -> Path | None:
+        if self.directory is None:
+            return None
+        h = hashlib.sha256(self._canonical(key).encode()).hexdigest()[:24]
+        return self.directory / f"{h}.json"
+
+    def get(self, key: Any) -> Any | None:
+        path = self._path(key)
+        if path is None or not path.exists():
+            return None
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None  # unreadable: recompute (atomic writes make this a foreign file)
+        if stored.get("key") != self._canonical(key):
+            return None
+        return stored["value"]
+
+    def put(self, key: Any, value: Any) -> None:
+        path = self._path(key)
+        if path is not None:
+            atomic_write_text(path, json.dumps({"key": self._canonical(key),
+                                                "value": json_ready(value)}))
+
+    def get_or_run(self, key: Any, fn: Callable[[], Any]) -> Any:
+        got = self.get(key)
+        if got is not None:
+            self.hits += 1
+            return got
+        self.misses += 1
+        value = json_ready(fn())
+        self.put(key, value)
+        return value
 
 
 def _plain(v: Any) -> Any:

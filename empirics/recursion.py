@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from empirics.configs import Config
-from empirics.engine import as_lr
+from theory.stepsizes import as_lr
 
 __all__ = ["Moments", "exact_moments"]
 

@@ -63,14 +63,14 @@ def squarm_compose_contraction() -> object:
                       "(1 − δ)‖x‖² on 200 random heavy-tailed x")
 
 
-@obligation("empirics.engine._Engine.gossip_mix", "empirics.configs.Gossip")
+@obligation("empirics.algorithm.GossipStep", "empirics.configs.Gossip")
 def squarm_gossip_preserves_average() -> object:
     """x_i += γ((Wᵀx̂)_i − x̂_i) keeps Σ_i x_i when W1 = 1; identity C, γ = 1, c = 0 gives Wᵀx."""
     import torch
 
     from empirics.compressors import Identity
     from empirics.configs import squarm
-    from empirics.engine import RunSpec, _Engine
+    from empirics.engine import RunSpec, Simulator
     from empirics.problems import LeastSquares
     from theory.mixing import ring
 
@@ -84,19 +84,21 @@ def squarm_gossip_preserves_average() -> object:
     x = sp.Matrix(m, 1, lambda i, _: sp.Symbol(f"x_{i}"))
     red = (x + (W.T * x - x)).subs(rows) - (W.T * x).subs(rows)
     require(all(sp.expand(e) == 0 for e in red), "x + (Wᵀx − x) ≠ Wᵀx")
-    # the engine's step does it: one gossip step from arbitrary X, X̂
+    # the algorithm's gossip step does it: one step from arbitrary X, X̂
     p = LeastSquares(n_samples=40, d=5, m=m, seed=0)
     cfg = squarm(ring(m), 1, compressor=Identity(), gamma=0.37, threshold=0.0)
-    eng = _Engine(RunSpec(p, cfg, 0.1, 2))
+    sim = Simulator(RunSpec(p, cfg, 0.1, 2))
+    comm = sim.comm
     g = torch.Generator().manual_seed(0)
-    eng.X.copy_(torch.randn(eng.X.shape, generator=g, dtype=eng.X.dtype))
-    eng.Xhat.copy_(torch.randn(eng.Xhat.shape, generator=g, dtype=eng.Xhat.dtype))
-    eng.lr_k = 0.1
-    before = eng.X.sum(0).clone()
-    A = torch.tensor(np.array(ring(m).matrix, dtype=np.float64), dtype=eng.X.dtype)
-    want = eng.X + 0.37 * (A.T @ eng.X - eng.X)
-    eng.gossip_mix(cfg.schedule.W, 0)
-    require(float((eng.X.sum(0) - before).abs().max()) < 1e-12, "engine changed Σ_i x_i")
-    require(float((eng.X - want).abs().max()) < 1e-12, "engine step ≠ x + γ(Wᵀx − x) at c = 0")
+    comm.X.copy_(torch.randn(comm.X.shape, generator=g, dtype=comm.X.dtype))
+    comm.Xhat.copy_(torch.randn(comm.Xhat.shape, generator=g, dtype=comm.Xhat.dtype))
+    before = comm.X.sum(0).clone()
+    A = torch.tensor(np.array(ring(m).matrix, dtype=np.float64), dtype=comm.X.dtype)
+    want = comm.X + 0.37 * (A.T @ comm.X - comm.X)
+    Xw, _ = comm.worker_rows()
+    sim.driver.gossip(comm, Xw, cfg.schedule.W, comm.mixer(cfg.schedule.W), 0, 0.1)
+    require(float((comm.X.sum(0) - before).abs().max()) < 1e-12, "engine changed Σ_i x_i")
+    require(float((comm.X - want).abs().max()) < 1e-12,
+            "engine step ≠ x + γ(Wᵀx − x) at c = 0")
     return proved(f"symbolic for m = {m} with a generic W (rows summing to 1): Σ_i γ((Wᵀx̂)_i "
                   "− x̂_i) = 0 and x + (Wᵀx − x) = Wᵀx; the engine's gossip step agrees")

@@ -10,16 +10,12 @@ tightness (bound ÷ measured).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from empirics.records import atomic_write_text
+from empirics.records import RunCache, atomic_write_text, json_ready
 
 __all__ = [
     "SCALES", "VERDICTS", "Claim", "Context", "Figure", "Reproduction", "RunCache",
@@ -35,25 +31,6 @@ SCALES = ("smoke", "default", "full")
 #: a condition or assumption of the claim fails for the setting (the claim says which);
 #: inconclusive: the measurement cannot decide (too few seeds, overlapping bands).
 VERDICTS = ("holds", "violated", "agrees", "disagrees", "not applicable", "inconclusive")
-
-
-def json_ready(v: Any) -> Any:
-    """numpy scalars/arrays, tuples, Paths and non-finite floats → JSON-ready Python objects."""
-    import numpy as np
-
-    if isinstance(v, dict):
-        return {str(k): json_ready(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [json_ready(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return json_ready(v.tolist())
-    if isinstance(v, np.generic):
-        return json_ready(v.item())
-    if isinstance(v, Path):
-        return str(v)
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return v
 
 
 @dataclass
@@ -109,59 +86,6 @@ class Reproduction:
         s = d.get("seconds")
         d["seconds"] = math.nan if s is None else float(s)
         return cls(**d)
-
-
-class RunCache:
-    """Finished work on disk, one JSON file per key, written atomically.
-
-    ``cache.get_or_run(key, fn)`` returns the stored value for ``key`` if there is one, else calls
-    ``fn()`` (which must return JSON-ready data), stores and returns it. Keys are any JSON-able
-    description of the work (a dict of parameters); the file name is a hash of it, and the key is
-    stored beside the value so a collision would be detected.
-    """
-
-    def __init__(self, directory: str | os.PathLike | None):
-        self.directory = None if directory is None else Path(directory)
-        self.hits = 0
-        self.misses = 0
-
-    @staticmethod
-    def _canonical(key: Any) -> str:
-        return json.dumps(json_ready(key), sort_keys=True, separators=(",", ":"))
-
-    def _path(self, key: Any) -> Path | None:
-        if self.directory is None:
-            return None
-        h = hashlib.sha256(self._canonical(key).encode()).hexdigest()[:24]
-        return self.directory / f"{h}.json"
-
-    def get(self, key: Any) -> Any | None:
-        path = self._path(key)
-        if path is None or not path.exists():
-            return None
-        try:
-            stored = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None  # unreadable: recompute (atomic writes make this a foreign file)
-        if stored.get("key") != self._canonical(key):
-            return None
-        return stored["value"]
-
-    def put(self, key: Any, value: Any) -> None:
-        path = self._path(key)
-        if path is not None:
-            atomic_write_text(path, json.dumps({"key": self._canonical(key),
-                                                "value": json_ready(value)}))
-
-    def get_or_run(self, key: Any, fn: Callable[[], Any]) -> Any:
-        got = self.get(key)
-        if got is not None:
-            self.hits += 1
-            return got
-        self.misses += 1
-        value = json_ready(fn())
-        self.put(key, value)
-        return value
 
 
 @dataclass

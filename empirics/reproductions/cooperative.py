@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from empirics.reproductions.base import Claim, Context, Figure, Reproduction
+from empirics.stats import paired_p
 
 NAME = "cooperative"
 TITLE = "Cooperative SGD: error floor vs τ, ζ and α against the Theorem-1 bound (m = 16)"
@@ -103,20 +104,6 @@ def spectral_crossover(W: Any) -> float:
     """τ_spec = 1 + (2/(m−1)) Σ_{j≥2} λ_j²/(1−λ_j²) (derived here; see the module docstring)."""
     lam = np.sort(np.linalg.eigvalsh(np.asarray(W.W, dtype=float)))[::-1][1:]
     return float(1 + 2 * np.mean(lam**2 / (1 - lam**2)))
-
-
-def paired_p(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """(mean of a − b, one-sided p for E a > E b, one-sided p for E a < E b), seeds paired
-    (Student t on the differences; identical differences give p ∈ {0, 1})."""
-    from scipy import stats
-
-    d = np.asarray(a, float) - np.asarray(b, float)
-    n, md = len(d), float(d.mean())
-    sd = float(d.std(ddof=1)) if n > 1 else 0.0
-    if n < 2 or sd == 0.0:
-        return md, float(md <= 0), float(md >= 0)
-    t = md / (sd / math.sqrt(n))
-    return md, float(stats.t.sf(t, n - 1)), float(stats.t.cdf(t, n - 1))
 
 
 def _problem(s: Setting, het: bool = False) -> dict[str, Any]:

@@ -61,6 +61,7 @@ from empirics.problems import NoisyQuadratic, PiecewiseQuadratic1D, seed_for
 from empirics.problems.base import Batch
 from empirics.recursion import exact_moments
 from empirics.reproductions.base import Claim, Context, Figure, Reproduction
+from empirics.stats import mean_ci, weighted_loglog_slope
 from theory.mixing import average, contiguous_groups, group_average
 from theory.schedule_library import one_shot, spiridonoff, spiridonoff_comparison
 from theory.schedules import Periodic, Schedule
@@ -144,17 +145,6 @@ def _chunks(reps: int, N: int, max_rows: int) -> list[int]:
     n = math.ceil(reps / per)
     base, extra = divmod(reps, n)
     return [base + (1 if i < extra else 0) for i in range(n)]
-
-
-def _mean_ci(x: np.ndarray, level: float = LEVEL, axis: int = 0
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, standard error and the two-sided t interval of the mean along ``axis``."""
-    x = np.asarray(x, dtype=float)
-    n = x.shape[axis]
-    mean = x.mean(axis)
-    se = x.std(axis, ddof=1) / math.sqrt(n)
-    q = stats.t.ppf(1 - level / 2, n - 1)
-    return mean, se, mean - q * se, mean + q * se
 
 
 def _replica_mixing(N: int, R: int) -> Any:
@@ -312,7 +302,7 @@ def _claims_a(a: dict[str, Any], s: dict[str, Any]) -> list[Claim]:
     z = stats.norm.ppf(1 - LEVEL / (2 * n_tests))
     worst, inside, rows, ratio = 0.0, True, [], {}
     for k, F in a["mc"].items():
-        mean, se, _, _ = _mean_ci(F)
+        mean, se, _, _ = mean_ci(F)
         ratio[k] = float(mean[early] / a["truth"][k][early])
         for j in checks:
             zz = float((mean[j] - a["truth"][k][j]) / se[j])
@@ -347,7 +337,7 @@ def _figure_a(ctx: Context, a: dict[str, Any]) -> Figure:
     for i, (k, tr) in enumerate(a["truth"].items()):
         col = f"C{i}"
         ax1.plot(steps[1:], tr[1:], "-", color=col, label=f"{LABELS[k]} (exact)")
-        mean, _, lo, hi = _mean_ci(a["mc"][k])
+        mean, _, lo, hi = mean_ci(a["mc"][k])
         band(ax1, steps[late], mean[late], np.maximum(lo[late], floor), hi[late],
              label="_nolegend_", color=col, style=":", linewidth=1)
         r = a["rounds"][k]
@@ -441,23 +431,15 @@ def _speedups(b: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def _slope(Ns: Sequence[int], mean: np.ndarray, rse: np.ndarray) -> tuple[float, float]:
-    """Weighted least-squares slope of ln(mean error) on ln N (weights 1/rse²) and its SE."""
-    x, y, w = np.log(np.asarray(Ns, float)), np.log(mean), 1 / np.maximum(rse, 1e-12) ** 2
-    xb = (w * x).sum() / w.sum()
-    sxx = (w * (x - xb) ** 2).sum()
-    sl = float((w * (x - xb) * (y - (w * y).sum() / w.sum())).sum() / sxx)
-    return sl, float(math.sqrt(1 / sxx))
-
-
 def _claims_b(b: dict[str, Any]) -> list[Claim]:
     sp = _speedups(b)
     Ns, T = b["Ns"], b["T"]
     z = stats.norm.ppf(1 - LEVEL / 2)
     claims = []
     inc = sp["this_paper"]
-    sl, se = _slope(Ns, inc["mean_error"], inc["rse"])
-    sl_sync, se_sync = _slope(Ns, sp["synchronous"]["mean_error"], sp["synchronous"]["rse"])
+    sl, se = weighted_loglog_slope(Ns, inc["mean_error"], inc["rse"])
+    sync = sp["synchronous"]
+    sl_sync, se_sync = weighted_loglog_slope(Ns, sync["mean_error"], sync["rse"])
     ntE = np.asarray(Ns) * T * inc["mean_error"]
     lo, hi = sl - z * se, sl + z * se
     if SLOPE_RANGE[0] <= sl <= SLOPE_RANGE[1]:
@@ -507,7 +489,7 @@ def _claims_b(b: dict[str, Any]) -> list[Claim]:
                 "rebuttal": {"osa": OSA_REBUTTAL, "growing": INC_REBUTTAL}}))
 
     sq = sp["sqrt_N"]
-    sl_q, se_q = _slope(Ns, sq["mean_error"], sq["rse"])
+    sl_q, se_q = weighted_loglog_slope(Ns, sq["mean_error"], sq["rse"])
     lo_q, hi_q = sl_q - z * se_q, sl_q + z * se_q
     rounds_q = [math.ceil(math.sqrt(N)) for N in Ns]
     claims.append(Claim(

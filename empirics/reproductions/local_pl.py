@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from empirics import stats
 from empirics.reproductions.base import Claim, Context, Figure, Reproduction
 
 NAME = "local_pl"
@@ -132,16 +133,7 @@ def loglog_slope(ps: list[int], finals: list[np.ndarray], seed: int = 0,
                  n_boot: int = _BOOT) -> tuple[float, float, float]:
     """(slope, lower, upper): least-squares slope of ln(mean final error) against ln p, with a
     95% percentile bootstrap interval (seeds resampled independently at every p)."""
-    x = np.log(np.asarray(ps, dtype=float))
-    y = np.log([float(np.mean(f)) for f in finals])
-    slope = float(np.polyfit(x, y, 1)[0])
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        yb = [math.log(float(np.mean(rng.choice(f, size=len(f), replace=True)))) for f in finals]
-        boots.append(np.polyfit(x, yb, 1)[0])
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return slope, float(lo), float(hi)
+    return stats.loglog_slope(ps, finals, seed=seed, n_boot=n_boot)
 
 
 def paired_relative_excess(a: np.ndarray, b: np.ndarray, level: float = LEVEL

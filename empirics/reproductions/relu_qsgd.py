@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from empirics import stats
 from empirics.reproductions.base import Claim, Context, Figure, Reproduction
 
 NAME = "relu_qsgd"
@@ -73,18 +74,7 @@ def step_size(d: int, omega: float, m: int = M, batch: int = BATCH) -> float:
 def fit_log_slope(dist: np.ndarray, floor: float = FLOOR) -> tuple[float, float, int]:
     """(slope, R², number of points) of the least-squares line through (k, ln dist_k) for k up
     to the first step with dist_k ≤ ``floor`` (round-off)."""
-    dist = np.asarray(dist, dtype=float)
-    below = np.nonzero(dist <= floor)[0]
-    end = int(below[0]) if below.size else dist.size
-    if end < 3:
-        return math.nan, math.nan, end
-    k = np.arange(end, dtype=float)
-    y = np.log(dist[:end])
-    slope, icpt = np.polyfit(k, y, 1)
-    ss_res = float(((y - (slope * k + icpt)) ** 2).sum())
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
-    return float(slope), float(r2), end
+    return stats.fit_log_slope(dist, floor)
 
 
 def _run(ctx: Context, d: int, c: float, s: int | None, seed: int, T: int, eta: float

@@ -3,9 +3,9 @@ against the simulator (float64, 1e-10), byte accounting of compressed messages, 
 
 Process start-up dominates the cost (each rank imports torch, 5–15 s on a loaded 2-core
 machine), so the checks share jobs: one 4-rank job runs every primitive check and every
-configuration (``_rank_job``); one job (slow) goes through the ``python -m empirics.distributed``
-entry point from a JSON spec; the failure tests use 2 ranks (the hang test is slow: it waits for
-the collective timeout).
+configuration (``_rank_job``); one job (slow) goes through the ``python -m
+empirics.distributed`` entry point from an experiment spec; the failure tests use 2 ranks (the
+hang test is slow: it waits for the collective timeout).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from empirics.distributed import (
     RoundTiming,
     fit_runtime,
     run_distributed,
-    spec_from_dict,
 )
 from empirics.engine import RunSpec, run
 from empirics.launch import DistributedError, launch
 from empirics.problems import LeastSquares, MLPClassifier
 from empirics.records import COLUMNS
+from empirics.spec import ExperimentSpec
 from theory.mixing import easgd_matrix, metropolis_hastings, path, ring
 
 M = 4
@@ -87,7 +87,7 @@ def _rank_job(ctx, cases: dict[str, tuple[RunSpec, dict]]) -> dict:
     import torch.distributed as dist
 
     from empirics.distributed import (
-        _NeighborPlan,
+        NeighborPlan,
         allreduce_mean,
         dense_mix,
         exchange_payloads,
@@ -103,7 +103,7 @@ def _rank_job(ctx, cases: dict[str, tuple[RunSpec, dict]]) -> dict:
     for name, W in (("ring", ring(M)), ("path", path(M)),
                     ("mh", metropolis_hastings(__import__("networkx").star_graph(M - 1)))):
         A = np.asarray(W.matrix)
-        plan = _NeighborPlan(A, M, r, M, aux_owner=False)
+        plan = NeighborPlan(A, M, r, M, aux_owner=False)
         new, nbytes = neighbor_mix({r: x}, plan)
         out[f"nbr_{name}"] = new[r].numpy()
         out[f"nbr_{name}_bytes"] = nbytes
@@ -112,7 +112,7 @@ def _rank_job(ctx, cases: dict[str, tuple[RunSpec, dict]]) -> dict:
     # EASGD W_α with the centre z on rank 0 (owner) — z starts as a known vector
     A = np.asarray(easgd_matrix(M, 0.15).matrix)
     z = torch.linspace(-1, 1, D_PRIM, dtype=torch.float64)
-    plan = _NeighborPlan(A, M, r, M, aux_owner=True)
+    plan = NeighborPlan(A, M, r, M, aux_owner=True)
     vals = {r: x} | ({M: z} if r == 0 else {})
     new, _ = neighbor_mix(vals, plan)
     out["easgd_owner"] = {j: t.numpy() for j, t in new.items()}
@@ -246,43 +246,44 @@ def test_compressed_messages_are_the_declared_payload(job):
 
 @pytest.mark.slow
 def test_torchrun_command_from_the_docs(tmp_path):
-    """``torchrun --standalone --nproc-per-node 2 -m empirics.distributed --spec spec.json --out
+    """``torchrun --standalone --nproc-per-node 2 -m empirics.distributed --spec spec.toml --out
     results/`` (docs/running_on_a_cluster.md) from another directory: records equal the
     simulator's."""
-    import json
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    desc = {"problem": {"type": "LeastSquares", "n_samples": 200, "d": 8, "m": 2, "seed": 0},
-            "config": {"type": "dpsgd", "W": {"type": "path", "m": 2}, "momentum": 0.5},
-            "lr": 0.05, "T": 12, "batch_size": 4, "seed": 1}
-    (tmp_path / "spec.json").write_text(json.dumps(desc))
+    desc = {"name": "torchrun", "problem": {"kind": "least_squares", "n_samples": 200, "d": 8,
+                                            "seed": 0},
+            "algorithm": {"name": "dpsgd", "m": 2, "topology": "path", "momentum": 0.5},
+            "lr": 0.05, "steps": 12, "batch_size": 4, "seeds": [1]}
+    ExperimentSpec.from_dict(desc).to_toml(tmp_path / "spec.toml")
     repo = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc-per-node", "2", "-m", "empirics.distributed", "--spec",
-                           "spec.json", "--out", "results/", "--pg-timeout", "60"],
+                           "spec.toml", "--out", "results/", "--pg-timeout", "60"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     from empirics.records import load_result
 
     got = load_result(tmp_path / "results" / "result.json")
     t = RoundTiming.load(tmp_path / "results" / "timing.json")
-    _assert_same_run(DistributedResult(got, t), spec_from_dict(desc))
+    _assert_same_run(DistributedResult(got, t), ExperimentSpec.from_dict(desc).run_spec())
 
 
 @pytest.mark.slow
 def test_entry_point_run_distributed_pasgd(tmp_path):
-    """PASGD through ``python -m empirics.distributed`` (the torchrun entry point), from a JSON
-    spec: same trajectory as the simulator; result.json and timing.json on disk."""
-    desc = {"problem": {"type": "LeastSquares", "n_samples": 400, "d": 10, "m": M, "seed": 0,
-                        "heterogeneity": 0.5},
-            "config": {"type": "pasgd", "m": M, "tau": 5}, "lr": 0.05, "T": 30,
-            "batch_size": 4, "seed": 3}
+    """PASGD through ``python -m empirics.distributed`` (the torchrun entry point), from an
+    experiment spec: same trajectory as the simulator; result.json and timing.json on disk."""
+    desc = ExperimentSpec.from_dict(
+        {"name": "entry", "problem": {"kind": "least_squares", "n_samples": 400, "d": 10,
+                                      "seed": 0, "heterogeneity": 0.5},
+         "algorithm": {"name": "pasgd", "m": M, "tau": 5}, "lr": 0.05, "steps": 30,
+         "batch_size": 4, "seeds": [3]})
     dres = run_distributed(desc, M, timeout=300, out_dir=tmp_path)
-    _assert_same_run(dres, spec_from_dict(desc))
+    _assert_same_run(dres, desc.run_spec())
     assert (tmp_path / "result.json").exists() and (tmp_path / "timing.json").exists()
     t = RoundTiming.load(tmp_path / "timing.json")
     np.testing.assert_array_equal(t.length, [5] * 6)
@@ -373,5 +374,8 @@ def test_bad_arguments_are_named():
         run_distributed(spec, M, mixing="gossip")
     with pytest.raises(ValueError, match="aux must be one of"):
         run_distributed(spec, M, aux="centre")
-    with pytest.raises(ValueError, match="problem type must be a class"):
-        spec_from_dict({"problem": {"type": "Nope"}, "config": {}, "lr": 0.1, "T": 1})
+    bad = ExperimentSpec.from_dict({"name": "bad", "problem": {"kind": "Nope"},
+                                    "algorithm": {"name": "pasgd", "m": 2, "tau": 1},
+                                    "lr": 0.1, "steps": 1})
+    with pytest.raises(ValueError, match="problem kind must be one of"):
+        run_distributed(bad)

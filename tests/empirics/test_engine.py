@@ -28,16 +28,15 @@ from empirics.engine import (
     DivergenceError,
     InverseTime,
     RunSpec,
+    Simulator,
     Stagewise,
-    _Engine,
-    _linear_grad_factory,
-    _Mixer,
-    _mlp_grad_factory,
     as_lr,
     run,
     simulate,
     vmap_grad,
 )
+from empirics.fastgrads import linear_grad_factory, mlp_grad_factory
+from empirics.mixers import Mixer
 from empirics.problems import LeastSquares, LogisticRegression, MLPClassifier
 from empirics.records import load_result
 from theory.mixing import (
@@ -104,14 +103,14 @@ def test_mixer_matches_WT_X_for_every_strategy(name, dtype):
     X = torch.randn(n, 37, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     expect = W.matrix.T @ X.numpy()
     tol = 1e-14 if dtype == torch.float64 else 2e-6
-    auto = _Mixer(W, torch.device("cpu"), dtype)
+    auto = Mixer(W, torch.device("cpu"), dtype)
     if kind is not None:
         assert auto.kind == kind
         assert auto.messages == messages
     modes = ["auto", "dense", "sparse", "sparse-blocked", "sparse-rowwise"]
     modes += ["groups"] if auto.kind == "groups" else []
     for mode in modes:
-        mx = _Mixer(W, torch.device("cpu"), dtype, mode.split("-")[0])
+        mx = Mixer(W, torch.device("cpu"), dtype, mode.split("-")[0])
         if mode.startswith("sparse-"):
             mx.GATHER_LIMIT = 0  # the large-X paths
         if mode == "sparse-rowwise":
@@ -124,17 +123,17 @@ def test_mixer_matches_WT_X_for_every_strategy(name, dtype):
 
 def test_blocked_plan_only_with_index_locality():
     kw = dict(device=torch.device("cpu"), dtype=torch.float64, mode="sparse")
-    assert _Mixer(ring(64), **kw).blocks is not None
-    assert _Mixer(torus(8, 8), **kw).blocks is not None
+    assert Mixer(ring(64), **kw).blocks is not None
+    assert Mixer(torus(8, 8), **kw).blocks is not None
     er = metropolis_hastings(erdos_renyi_graph(64, 0.05, seed=0))
-    assert _Mixer(er, **kw).blocks is None  # scattered neighbours: row by row instead
+    assert Mixer(er, **kw).blocks is None  # scattered neighbours: row by row instead
 
 
 def test_mixer_rejects_bad_mode():
     with pytest.raises(ValueError, match="mixing must be"):
-        _Mixer(ring(5), torch.device("cpu"), torch.float64, "fast")
+        Mixer(ring(5), torch.device("cpu"), torch.float64, "fast")
     with pytest.raises(ValueError, match="groups"):
-        _Mixer(ring(5), torch.device("cpu"), torch.float64, "groups")
+        Mixer(ring(5), torch.device("cpu"), torch.float64, "groups")
 
 
 def test_forced_mixing_modes_give_the_same_run(logreg):
@@ -229,7 +228,7 @@ def test_grad_subsample_is_unbiased_for_a_fixed_trajectory(logreg):
     spec = RunSpec(logreg, pasgd(M, 3), 0.5, T, seed=0, record_every=T, grad_every=q)
     ests = []
     for r in range(150):
-        eng = _Engine(spec)
+        eng = Simulator(spec)
         eng.rng = np.random.default_rng(r)
         ests.append(eng.run().grad_norm2_avg)
     block_var = sum(np.var(g[j:j + q]) for j in range(0, T, q)) * q**2 / T**2
@@ -340,7 +339,7 @@ def test_mlp_fast_path_equals_vmap(mlp, l2):
               for k, v in x0.items()}
     batch = p.sample_all(6, p.generators(1))
     gv, lv = vmap_grad(p)(params, batch)
-    fast = _mlp_grad_factory(p)
+    fast = mlp_grad_factory(p)
     gf, lf = fast(params, batch)
     np.testing.assert_allclose(lf.numpy(), lv.numpy(), rtol=0, atol=1e-14)
     for k in gv:
@@ -365,7 +364,7 @@ def test_linear_fast_path_equals_vmap(cls, l2):
     params = {"w": torch.randn(3, 4, dtype=torch.float64,
                                generator=torch.Generator().manual_seed(1))}
     gv, lv = vmap_grad(p)(params, ref)
-    fn = _linear_grad_factory(p)
+    fn = linear_grad_factory(p)
     gf, lf = fn(params, ref)
     np.testing.assert_allclose(gf["w"].numpy(), gv["w"].numpy(), rtol=0, atol=1e-15)
     np.testing.assert_allclose(lf.numpy(), lv.numpy(), rtol=0, atol=1e-15)
@@ -378,7 +377,7 @@ def test_linear_fast_path_equals_vmap(cls, l2):
 def test_linear_engine_fast_and_vmap_paths_agree(logreg):
     for cfg in (pasgd(M, 3), dpsgd(ring(M), momentum=0.5), synchronous(M)):
         spec = RunSpec(logreg, cfg, 0.5, 15, batch_size=3, seed=1, record_every=5)
-        eng = _Engine(spec)
+        eng = Simulator(spec)
         fast, slow = eng.run(), run(spec, fast_path=False)
         assert eng.n_sync_steps == (15 if cfg.name == "synchronous" else 0)
         np.testing.assert_allclose(fast.u_final, slow.u_final, rtol=0, atol=1e-14)
@@ -389,7 +388,7 @@ def test_mlp_engine_fast_and_vmap_paths_agree(mlp):
     kw = dict(lr=0.5, T=10, batch_size=4, seed=3, record_every=5, grad_every=0)
     for cfg in (pasgd(3, 2), pasgd(3, 2, momentum=0.5), synchronous(3), easgd(3, 1, 0.3)):
         spec = RunSpec(mlp, cfg, **kw)
-        eng = _Engine(spec, fast_path=True)
+        eng = Simulator(spec, fast_path=True)
         assert eng.grad_path.startswith("mlp_bmm")
         assert eng.fused == (cfg.momentum == 0)
         fast = eng.run()
@@ -523,7 +522,7 @@ def test_schedules_that_do_not_communicate_when_needed(logreg):
     with pytest.raises(ValueError, match="never communicates within T = 10"):
         simulate(logreg, configuration(FromCallable(lambda k: None, M)), lr=0.1, T=10)
     # the check streams the schedule: a 10⁹-step run is checked without listing its rounds
-    _Engine(RunSpec(logreg, dpsgd(ring(M)), 0.1, 10**9)).check_schedule()
+    Simulator(RunSpec(logreg, dpsgd(ring(M)), 0.1, 10**9)).check_schedule()
     # exact averaging once at the end is one-shot averaging: allowed
     assert simulate(logreg, pasgd(M, 100), lr=0.1, T=10).comm_steps.tolist() == [9]
     # a callable schedule handing the engine a W of the wrong size

@@ -1,0 +1,360 @@
+"""The algorithm core of Cooperative SGD, written once over the rows a process holds.
+
+Algorithm A(τ, W, v) (Wang & Joshi, Cooperative SGD, JMLR 2021, eq. 6) in stacked-row form:
+X_k is the n × d matrix (n = m + v) whose row i is worker i's model (rows m.. are auxiliary
+variables such as the EASGD centre, which receive no gradient), and
+
+    X_{k+1} = W_kᵀ (X_k − Δ_k),        Δ_k = [δ_k^(1); …; δ_k^(m); 0; …; 0],
+
+with W_k the round's W after the last local step of a round and I otherwise. The two halves
+are written here once and run unchanged by the simulator (a process holding all rows) and the
+``torch.distributed`` backend (a process per worker), through the communicator protocol of
+:mod:`empirics.driver`:
+
+* :class:`LocalStep` — the local step of the worker rows a process holds: direction p (plain g;
+  heavy ball b ← βb + g, p = b; Nesterov b ← βb + g, p = g + βb), then the update δ = η_k p, or
+  with a compressor C and error feedback (M-DSGD, Zhao, Gao & Li; this toolkit's reading of the
+  update) u = e + η_k p, δ = C(u), e ← u − δ; without error feedback (QSGD) δ = C(η_k p).
+* :func:`mix_round` — the synchronisation X ← WᵀX through the communicator, with the bits rule
+  (:func:`message_bits`) written once.
+* :class:`GossipStep` — SQuARM-SGD's event-triggered compressed gossip on public copies
+  (Singh, Data, George & Diggavi 2021; update equations as transcribed by a third party, not
+  checked against the paper): fired rows j (‖x_j − x̂_j‖² > c_t η²) publish q_j = C(x_j − x̂_j),
+  x̂_j += q_j, then x_i += γ(Σ_j W_ji x̂_j − x̂_i).
+
+Randomness: worker i's batches come from ``seed_for(seed, i)``, its compressor draws from
+:func:`compressor_seed`, its gossip compressor from :func:`gossip_seed`. A compressor is probed
+once at construction with a throwaway generator (no worker's stream is consumed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from empirics.configs import Config
+from empirics.fastgrads import BUILTIN, GradFn
+from empirics.mixers import Mixer
+from empirics.problems import seed_for
+
+__all__ = [
+    "UNCOMPRESSED_BITS",
+    "DivergenceError",
+    "GossipStep",
+    "LocalStep",
+    "compressor_seed",
+    "gossip_seed",
+    "grad_fn_for",
+    "message_bits",
+    "mix_round",
+    "register_fast_grad",
+    "vmap_grad",
+]
+
+UNCOMPRESSED_BITS = 32  #: bits per coordinate of an uncompressed message (float32 on the wire)
+
+
+class DivergenceError(RuntimeError):
+    """The run diverged. ``step``: the step at which it was detected; ``what``: what diverged;
+    ``partial``: the :class:`~empirics.records.Result` recorded so far (set by the driver)."""
+
+    def __init__(self, step: int, what: str, partial: Any = None):
+        super().__init__(f"run diverged at step {step}: {what}")
+        self.step, self.what, self.partial = step, what, partial
+
+
+def compressor_seed(seed: int, worker: int) -> int:
+    """Seed of worker ``worker``'s compressor generator: ``seed_for(seed_for(seed, worker), 1)``
+    (a stream separate from its batch generator ``seed_for(seed, worker)``)."""
+    return seed_for(seed_for(seed, worker), 1)
+
+
+def gossip_seed(seed: int, worker: int) -> int:
+    """Seed of node ``worker``'s gossip-compressor generator (SQuARM-SGD / CHOCO-SGD):
+    ``seed_for(seed_for(seed, worker), 2)`` (separate from its batch and error-feedback
+    streams)."""
+    return seed_for(seed_for(seed, worker), 2)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    """A float64 numpy copy of ``t``."""
+    return t.detach().cpu().double().numpy().copy()
+
+
+def _generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
+    return [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+
+def _probe(comp: Any, d: int, dtype: torch.dtype, device: torch.device) -> None:
+    """Fail early if ``comp`` cannot act on d-vectors (a throwaway generator: no stream used)."""
+    comp(torch.zeros((1, d), dtype=dtype, device=device),
+         generator=torch.Generator(device=device).manual_seed(0))
+
+
+# ---------------------------------------------------------------------------------------------
+# stacked gradients
+# ---------------------------------------------------------------------------------------------
+#: user-registered hand-batched gradient paths (consulted before the built-in ones)
+_FAST_GRADS: list[tuple[Callable[[Any], bool], Callable[[Any], GradFn]]] = []
+
+
+def register_fast_grad(applies: Callable[[Any], bool], factory: Callable[[Any], GradFn]) -> None:
+    """Register a hand-batched gradient path: ``factory(problem)`` returns a function
+    ``(stacked_params, stacked_batch) -> (stacked_grads, per_worker_losses)`` with the same
+    semantics as ``vmap(grad_and_value(problem.loss))``, used when ``applies(problem)``.
+
+    Optional attributes of the function: ``supports_out`` (it accepts ``out=`` preallocated
+    gradient tensors), ``supports_fused_sgd`` (it accepts ``sgd_lr=η`` and applies plain SGD
+    in place inside its backward pass, returning no gradient) and ``synchronous_step(u, batch,
+    η)`` (one model on the concatenated batch of all workers, for W = J with τ = 1)."""
+    _FAST_GRADS.append((applies, factory))
+
+
+def vmap_grad(problem: Any) -> GradFn:
+    """``vmap(grad_and_value(problem.loss))`` over the leading worker axis of params and batch."""
+    from torch.func import grad_and_value, vmap
+
+    def f(params: dict[str, torch.Tensor], batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return problem.loss(params, batch)
+
+    return vmap(grad_and_value(f), in_dims=(0, 0))
+
+
+def grad_fn_for(problem: Any, fast_path: bool = True) -> tuple[GradFn, str]:
+    """The stacked gradient function for ``problem`` and its name (``"vmap"`` or the fast
+    path's)."""
+    if fast_path:
+        for applies, factory in [*_FAST_GRADS, *BUILTIN]:
+            if applies(problem):
+                fn = factory(problem)
+                return fn, getattr(fn, "__name__", "fast")
+    return vmap_grad(problem), "vmap"
+
+
+# ---------------------------------------------------------------------------------------------
+# the local step
+# ---------------------------------------------------------------------------------------------
+class LocalStep:
+    """The local step of the worker rows ``rows`` (global worker indices) a process holds.
+
+    ``__call__(Xw, params, k, eta)`` updates ``Xw`` (len(rows) × d, the held worker rows) in
+    place; ``params`` are the per-parameter views of ``Xw`` (leading axis = held rows) that the
+    gradient function reads. A process holding every worker draws batches with the problem's
+    ``sample_all``; one holding a subset draws each row's batch with ``sample`` from that
+    worker's own generator (the same stream, so the numbers agree).
+
+    Options: ``fast_path`` (use a registered hand-batched gradient), ``trace`` (an object with
+    ``begin()``, called before the step, and ``step(G, direction, memory, eta, delta)``, given
+    float64 numpy copies, for identity checks; disables the fused SGD path),
+    ``record_payloads`` (compress through ``encode``/``decode`` and keep the round's payloads in
+    :attr:`payloads`, for a backend that sends them).
+    """
+
+    def __init__(self, problem: Any, cfg: Config, rows: Sequence[int], d: int, *,
+                 batch_size: int, seed: int, device: torch.device, dtype: torch.dtype,
+                 fast_path: bool = True, trace: Any = None,
+                 record_payloads: bool = False):
+        self.problem, self.cfg = problem, cfg
+        self.rows = [int(i) for i in rows]
+        self.d, self.device, self.dtype = d, device, dtype
+        self.batch_size = batch_size
+        r = len(self.rows)
+        self.grad_fn, self.grad_path = grad_fn_for(problem, fast_path)
+        beta = cfg.momentum
+        self.comp = cfg.compressor
+        self.trace = trace
+        #: plain SGD through a fast path that applies the update inside its backward pass
+        self.fused = (getattr(self.grad_fn, "supports_fused_sgd", False) and not beta
+                      and self.comp is None and trace is None)
+        if self.fused:
+            self.grad_path += "+fused-sgd"
+        self.G = (torch.empty((r, d), dtype=dtype, device=device) if not self.fused
+                  else torch.empty(0, dtype=dtype, device=device))
+        self.writes_out = getattr(self.grad_fn, "supports_out", False) and not self.fused
+        self._out: tuple[int, dict[str, torch.Tensor]] | None = None
+        #: one model on the m·B batch (W = J, τ = 1, all rows equal); see the simulator
+        self.sync_step = getattr(self.grad_fn, "synchronous_step", None) if self.fused else None
+        if self.rows == list(range(problem.m)):
+            self.gens = problem.generators(seed, device=device)
+            self._sample = lambda: problem.sample_all(self.batch_size, self.gens)
+        else:
+            self.gens = _generators([seed_for(seed, i) for i in self.rows], device)
+            self._sample = self._sample_rows
+        self.mom = torch.zeros((r, d), dtype=dtype, device=device) if beta else None
+        self.dirbuf = torch.empty((r, d), dtype=dtype, device=device) \
+            if (beta and cfg.nesterov) else None
+        self.mem: torch.Tensor | None = None
+        self.comp_bits = 0
+        self.record_payloads = record_payloads and self.comp is not None
+        self.payloads: list[Any] = []
+        if self.comp is not None:
+            self.mem = torch.zeros((r, d), dtype=dtype, device=device)
+            self.U = torch.empty((r, d), dtype=dtype, device=device)
+            self.cgens = _generators([compressor_seed(seed, i) for i in self.rows], device)
+            _probe(self.comp, d, dtype, device)
+            self.comp_bits = int(self.comp.bits(d))
+
+    def _sample_rows(self) -> tuple[torch.Tensor, ...]:
+        per = [self.problem.sample(i, self.batch_size, g) for i, g in zip(self.rows, self.gens,
+                                                                        strict=True)]
+        return tuple(torch.stack(parts) for parts in zip(*per, strict=True))
+
+    def sample(self) -> tuple[torch.Tensor, ...]:
+        """The held rows' next mini-batches (leading axis = held rows)."""
+        return self._sample()
+
+    def check_losses(self, losses: torch.Tensor, k: int, params_finite: Callable[[], bool]
+                     ) -> None:
+        """DivergenceError naming the worker whose mini-batch loss is not finite."""
+        bad = ~torch.isfinite(losses)
+        if bool(bad.any()):
+            i = int(torch.nonzero(bad)[0])
+            raise DivergenceError(
+                k, f"mini-batch loss of worker {self.rows[i] if len(self.rows) > i else i} is "
+                   f"{float(losses[i])} (parameters "
+                   f"{'finite' if params_finite() else 'contain NaN/inf'})")
+
+    def _grad_out(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Views of the gradient buffer G shaped like ``params`` (cached)."""
+        if self._out is None or self._out[0] != id(self.G):
+            out, off = {}, 0
+            for name, t in params.items():
+                sz = math.prod(t.shape[1:])
+                out[name] = self.G[:, off:off + sz].view(t.shape)
+                off += sz
+            self._out = (id(self.G), out)
+        return self._out[1]
+
+    def begin_round(self) -> None:
+        """Forget the payloads of the previous round."""
+        self.payloads.clear()
+
+    def compress(self, U: torch.Tensor) -> torch.Tensor:
+        """C(U) row by row with each row's own generator (through the wire format when
+        payloads are recorded: decode(encode(U)) equals C(U) bit for bit)."""
+        if self.record_payloads:
+            p = self.comp.encode(U, generator=self.cgens)
+            self.payloads.append(p)
+            return self.comp.decode(p)
+        return self.comp(U, generator=self.cgens)
+
+    def __call__(self, Xw: torch.Tensor, params: dict[str, torch.Tensor], k: int,
+                 eta: float) -> None:
+        cfg = self.cfg
+        if self.trace is not None:
+            self.trace.begin()
+        batch = self._sample()
+        if self.fused:
+            _, losses = self.grad_fn(params, batch, sgd_lr=eta)
+            self.check_losses(losses, k, lambda: bool(torch.isfinite(Xw).all()))
+            return
+        if self.writes_out:
+            _, losses = self.grad_fn(params, batch, out=self._grad_out(params))
+        else:
+            grads, losses = self.grad_fn(params, batch)
+            torch.cat([grads[nm].reshape(len(self.rows), -1) for nm in params], dim=1,
+                      out=self.G)
+        self.check_losses(losses, k, lambda: bool(torch.isfinite(Xw).all()))
+        G = self.G
+        if self.mom is not None:
+            self.mom.mul_(cfg.momentum).add_(G)
+            direction = (torch.add(G, self.mom, alpha=cfg.momentum, out=self.dirbuf)
+                         if cfg.nesterov else self.mom)
+        else:
+            direction = G
+        if self.trace is not None:
+            snap = (_np(G), _np(direction),
+                    _np(self.mem) if self.mem is not None else np.zeros(tuple(G.shape)))
+        if self.comp is not None:
+            if cfg.error_feedback:
+                torch.add(self.mem, direction, alpha=eta, out=self.U)
+            else:  # no memory (QSGD-style): δ = C(η p), e stays 0
+                torch.mul(direction, eta, out=self.U)
+            delta = self.compress(self.U)
+            if cfg.error_feedback:
+                torch.sub(self.U, delta, out=self.mem)
+            Xw.sub_(delta)
+        else:
+            Xw.add_(direction, alpha=-eta)
+            delta = None
+        if self.trace is not None:
+            self.trace.step(*snap, eta, _np(delta) if delta is not None else _np(eta * direction))
+
+
+# ---------------------------------------------------------------------------------------------
+# synchronisation: mixing rounds and the bits rule
+# ---------------------------------------------------------------------------------------------
+def message_bits(d: int, comp_bits: int | None, length: int, average_from_synced: bool
+                 ) -> tuple[int, bool]:
+    """(bits of one message of a mixing round, whether the round's compressed updates are sent).
+
+    A message is a row, 32·d bits (float32 on the wire). With an error-feedback/quantising
+    compressor, when W = J and all rows were equal at the round start, each worker can send its
+    round's compressed updates instead: min(τ·C.bits(d), 32·d) bits, and compressed payloads are
+    actually exchanged when τ·C.bits(d) < 32·d. Decentralized W with a compressor is counted
+    uncompressed (neighbours need full models without CHOCO-style gossip)."""
+    per = UNCOMPRESSED_BITS * d
+    if comp_bits is None or not average_from_synced:
+        return per, False
+    return min(per, length * comp_bits), length * comp_bits < per
+
+
+def mix_round(comm: Any, W: Any, mixer: Mixer, length: int, round_synced: bool,
+              local: LocalStep) -> int:
+    """X ← WᵀX through ``comm`` at the end of a round; returns the bits sent by the nodes this
+    process counts (``comm.counted_nodes``): messages per node (:attr:`Mixer.row_messages`)
+    times :func:`message_bits`."""
+    per, compressed = message_bits(local.d, local.comp_bits if local.comp is not None else None,
+                                   length, mixer.is_average and round_synced)
+    comm.mix(W, mixer, payloads=local.payloads if compressed and local.record_payloads
+             else None)
+    return per * int(mixer.row_messages[comm.counted_nodes].sum())
+
+
+class GossipStep:
+    """SQuARM-SGD's synchronisation step (``Config.gossip``) for the rows a process holds.
+
+    At the end of a round with matrix W after local step k (η = η_k, t = k + 1): row j fires iff
+    ‖x_j − x̂_j‖² > c_t·η²; a fired row publishes q_j = C(x_j − x̂_j) (drawn from its own gossip
+    stream; non-fired rows draw nothing) and every holder of x̂_j adds it; then
+    x_i ← x_i + γ(Σ_j W_ji x̂_j − x̂_i). Bits: C.bits(d) per fired row and out-neighbour (directed
+    edge of W); silent rows send nothing. The public copies live in the communicator:
+    ``public_own()`` (the live tensor of the held rows' copies, updated in place by
+    ``publish``), ``publish(W, mixer, fired, payload, q)`` (send the fired rows' payloads to
+    their out-neighbours and add the decoded q to every copy of those rows),
+    ``public_mix(W, mixer)`` (Σ_j W_ji x̂_j for the held rows i)."""
+
+    def __init__(self, cfg: Config, rows: Sequence[int], d: int, *, seed: int,
+                 device: torch.device, dtype: torch.dtype):
+        self.g = cfg.gossip
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.delta = self.g.check(d)
+        _probe(self.g.compressor, d, dtype, device)
+        self.bits_per = int(self.g.compressor.bits(d))
+        self.ggens = _generators([gossip_seed(seed, int(i)) for i in self.rows], device)
+        self.fires = np.zeros(len(self.rows), dtype=np.int64)
+
+    def __call__(self, comm: Any, Xw: torch.Tensor, W: Any, mixer: Mixer, k: int,
+                 eta: float) -> int:
+        g, comp = self.g, self.g.compressor
+        c = g.threshold_at(k + 1)
+        own = comm.public_own()
+        diff = Xw - own
+        n2 = (diff * diff).sum(1)
+        if math.isfinite(c):
+            fired = torch.nonzero(n2 > c * eta * eta).flatten().tolist()
+        else:
+            fired = []
+        payload = q = None
+        if fired:
+            payload = comp.encode(diff[fired], generator=[self.ggens[j] for j in fired])
+            q = comp.decode(payload)  # = C(x_j − x̂_j) bit for bit (the compressor contract)
+        comm.publish(W, mixer, fired, payload, q)
+        Y = comm.public_mix(W, mixer)
+        Xw.add_(Y.sub_(own), alpha=g.gamma)
+        self.fires[fired] += 1
+        return int(mixer.out_degree[self.rows[fired]].sum()) * self.bits_per

@@ -1,0 +1,587 @@
+"""The one spec language: :class:`ExperimentSpec` (plain data: TOML/YAML/JSON) and
+:class:`RunSpec` (objects: one seed's run).
+
+An :class:`ExperimentSpec` describes a matched experiment: the problem, the algorithm
+configuration A(τ, W, v) with its local-step options, the learning rate, the number of steps,
+the seeds, and the bound to compare with. ``spec.run_spec(seed)`` builds the :class:`RunSpec`
+of one seed (the problem object, a :class:`~empirics.configs.Config`, a step-size schedule),
+which the simulator (:func:`empirics.engine.run`) and the distributed backend
+(:func:`empirics.distributed.run_distributed`) both run. One file therefore runs unchanged
+through ``coopsgd run``, :func:`empirics.experiment.run_experiment` and the distributed
+launcher.
+
+Vocabulary: ``problem = {kind = ...}`` (a key of :data:`PROBLEMS`, or one added by
+:func:`register_problem`), ``algorithm = {name = ..., m = ..., ...}`` (see
+:func:`build_config`), ``lr`` a number or ``{kind = "constant" | "inverse_time" | "stagewise" |
+"pl", ...}``, compressors ``"name:key=value,..."`` or ``{name = ..., ...}``, topologies by name
+with ``weights`` a weight rule or ``"fmmc"``/``"fdla"``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from empirics.configs import Config
+from empirics.records import atomic_write_text, json_ready
+from theory.stepsizes import as_lr
+
+__all__ = [
+    "BOUNDS", "DTYPES", "METRICS", "PROBLEMS", "ExperimentSpec", "RunSpec", "build_config",
+    "build_lr", "build_mixing", "build_problem", "register_problem",
+]
+
+#: problem kind → class name in :mod:`empirics.problems` (``register_problem`` adds more)
+PROBLEMS: dict[str, str] = {
+    "noisy_quadratic": "NoisyQuadratic",
+    "piecewise_quadratic_1d": "PiecewiseQuadratic1D",
+    "logistic_regression": "LogisticRegression",
+    "least_squares": "LeastSquares",
+    "mlp": "MLPClassifier",
+    "planted_relu": "PlantedReLU",
+}
+_EXTRA_PROBLEMS: dict[str, Any] = {}
+
+#: bound name → (theory function, metric it bounds)
+BOUNDS: dict[str, tuple[str, str]] = {
+    "cooperative": ("cooperative_bound", "grad_norm2_running"),
+    "synchronous": ("synchronous_bound", "grad_norm2_running"),
+    "pasgd": ("pasgd_bound", "grad_norm2_running"),
+    "dpsgd": ("dpsgd_bound", "grad_norm2_running"),
+    "decentralized_periodic": ("decentralized_periodic_bound", "grad_norm2_running"),
+    "easgd": ("easgd_bound", "grad_norm2_running"),
+    "pl": ("pl_bound", "suboptimality"),
+    "pl_intervals": ("pl_bound_intervals", "suboptimality"),
+}
+
+METRICS = {
+    "grad_norm2_running": "(1/K) Σ_{k<K} ‖∇F(u_k)‖²",
+    "suboptimality": "F(u_k) − F*",
+    "grad_norm2": "‖∇F(u_k)‖²",
+}
+
+_COOPERATIVE = {"cooperative", "synchronous", "pasgd", "dpsgd", "decentralized_periodic",
+                "easgd"}
+
+
+def register_problem(kind: str, cls: Any) -> None:
+    """Make ``cls`` (an ``empirics.problems.Problem`` subclass taking ``m``, ``device``,
+    ``dtype`` keywords) available as ``problem = {"kind": kind, ...}``."""
+    _EXTRA_PROBLEMS[kind] = cls
+
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines a run (``to_dict`` is JSON-ready).
+
+    problem: an ``empirics.problems.Problem`` with m = config.m workers. config: a
+    :class:`empirics.configs.Config` (schedule, v, compressor, momentum). lr: number or schedule
+    t -> η_t. T: number of steps. batch_size: per worker. seed: fixes batches (worker i's
+    generator seeded ``seed_for(seed, i)``), compressor randomness (:func:`compressor_seed`) and
+    the gradient-norm subsample. device/dtype: default the problem's (must match it).
+    record_every: record stride (steps 0, s, 2s, … and always the last step T).
+    grad_every: ‖∇F(u_k)‖² for the running average — 1: every step (exact); q > 1: one uniformly
+    random step per block of q steps (unbiased); 0: only at records.
+    """
+
+    problem: Any
+    config: Config
+    lr: Any
+    T: int
+    batch_size: int = 1
+    seed: int = 0
+    device: str | None = None
+    dtype: str | None = None
+    record_every: int = 1
+    grad_every: int = 1
+
+    def __post_init__(self) -> None:
+        self.lr = as_lr(self.lr)
+        for name, lo in (("T", 1), ("batch_size", 1), ("record_every", 1), ("grad_every", 0),
+                         ("seed", 0)):
+            x = getattr(self, name)
+            if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < lo:
+                raise ValueError(f"{name} must be an integer >= {lo} (got {x!r})")
+            setattr(self, name, int(x))
+        if not isinstance(self.config, Config):
+            raise ValueError(f"config must be an empirics.configs.Config (got "
+                             f"{type(self.config).__name__}); build one with e.g. pasgd(m, tau)")
+        pm = getattr(self.problem, "m", None)
+        if pm != self.config.m:
+            n = self.config.n
+            raise ValueError(f"W size does not match the workers: the schedule's W is {n}×{n} "
+                             f"= m + v with v = {self.config.v}, so it needs m = {self.config.m} "
+                             f"workers, but problem.m = {pm}")
+        pdt = str(self.problem.dtype).replace("torch.", "")
+        if self.dtype is None:
+            self.dtype = pdt
+        self.dtype = str(self.dtype).replace("torch.", "")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64' (got {self.dtype!r})")
+        if self.dtype != pdt:
+            raise ValueError(f"dtype {self.dtype} differs from the problem's dtype {pdt}: build "
+                             f"the problem with dtype=torch.{self.dtype}")
+        pdev = torch.device(self.problem.device)
+        dev = pdev if self.device is None else torch.device(self.device)
+        if dev.type != pdev.type or (dev.index is not None and pdev.index is not None
+                                     and dev.index != pdev.index):
+            raise ValueError(f"device {dev} differs from the problem's device {pdev}: build the "
+                             f"problem with device={str(dev)!r}")
+        self.device = str(pdev)
+
+    @property
+    def m(self) -> int:
+        return self.config.m
+
+    @property
+    def v(self) -> int:
+        return self.config.v
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.problem
+        pd = p.to_dict() if hasattr(p, "to_dict") else {"repr": repr(p)}
+        return {"problem": pd, "config": self.config.to_dict(), "m": self.m, "v": self.v,
+                "lr": self.lr.to_dict(), "T": self.T, "batch_size": self.batch_size,
+                "seed": self.seed, "device": self.device, "dtype": self.dtype,
+                "record_every": self.record_every, "grad_every": self.grad_every}
+
+
+# ---------------------------------------------------------------------------------------------
+# the experiment spec (plain data)
+# ---------------------------------------------------------------------------------------------
+def _drop_none(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _drop_none(v) for k, v in d.items() if v is not None}
+    if isinstance(d, list):
+        return [_drop_none(v) for v in d]
+    return d
+
+
+def _text_of(path_or_text: str | os.PathLike, suffixes: tuple[str, ...]) -> str:
+    """The file's text if ``path_or_text`` is an existing file with one of ``suffixes``, else
+    the argument itself (a spec given as text)."""
+    if isinstance(path_or_text, str) and "\n" in path_or_text:
+        return path_or_text  # text (a file name has no newline)
+    p = Path(path_or_text)
+    try:
+        is_file = p.suffix in suffixes and p.is_file()
+    except OSError:  # e.g. a one-line text longer than a file name may be
+        is_file = False
+    return p.read_text() if is_file else str(path_or_text)
+
+
+def _maybe_write(text: str, path: str | os.PathLike | None) -> str:
+    if path is not None:
+        atomic_write_text(path, text)
+    return text
+
+
+@dataclass
+class ExperimentSpec:
+    """Everything that defines a matched experiment (plain data).
+
+    problem: ``{"kind": <key of PROBLEMS>, **constructor kwargs}`` (m, device, dtype come from
+    the spec). algorithm: ``{"name": ..., "m": ..., ...}`` — see :func:`build_config`.
+    lr: a number (constant η), or ``{"kind": "inverse_time", "a", "beta", "max_lr"}``,
+    ``{"kind": "stagewise", "etas", "boundaries"}``, ``{"kind": "pl", "alpha_pl"}`` (the PL
+    theorem's η_t = 4/(μ(t + a)), a = α_PL·τ_max + 4, digest §3.3 [recalled, low]).
+    α_PL defaults to 1; the paper's condition on α is [NF], and η₀ = 4/(μ(α_PL τ + 4)) ≤ 1/L
+    needs α_PL ≥ (4κ − 4)/τ — pass it explicitly for ill-conditioned problems.
+    steps: K (or T). batch_size: per worker, b. seeds: n (→ 0..n−1) or a list.
+    bound: ``"auto"``, ``"none"`` or a key of :data:`BOUNDS`. bound_scale: multiplies the bound
+    (0.01 makes a deliberately wrong bound). metric: ``"auto"`` (the bound's left side) or a key
+    of :data:`METRICS`. level: test level of the verdict and 1 − coverage of the band.
+    """
+
+    name: str
+    problem: dict[str, Any]
+    algorithm: dict[str, Any]
+    lr: Any
+    steps: int
+    batch_size: int = 1
+    seeds: Any = 5
+    device: str = "cpu"
+    dtype: str = "float64"
+    record_every: int = 1
+    grad_every: int = 1
+    bound: str = "auto"
+    bound_scale: float = 1.0
+    metric: str = "auto"
+    level: float = 0.05
+
+    def __post_init__(self) -> None:
+        for key, lo in (("steps", 1), ("batch_size", 1), ("record_every", 1), ("grad_every", 0)):
+            x = getattr(self, key)
+            if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < lo:
+                raise ValueError(f"{key} must be an integer >= {lo} (got {x!r})")
+            setattr(self, key, int(x))
+        if not isinstance(self.problem, dict) or "kind" not in self.problem:
+            raise ValueError(f"problem must be a dict with a 'kind' (one of "
+                             f"{sorted(PROBLEMS | _EXTRA_PROBLEMS)}); got {self.problem!r}")
+        if not isinstance(self.algorithm, dict) or "name" not in self.algorithm:
+            raise ValueError(f"algorithm must be a dict with a 'name'; got {self.algorithm!r}")
+        if self.bound not in ("auto", "none", *BOUNDS):
+            raise ValueError(f"bound must be 'auto', 'none' or one of {sorted(BOUNDS)} "
+                             f"(got {self.bound!r})")
+        if self.metric not in ("auto", *METRICS):
+            raise ValueError(f"metric must be 'auto' or one of {sorted(METRICS)} "
+                             f"(got {self.metric!r})")
+        if not (0.0 < float(self.level) < 0.5):
+            raise ValueError(f"level must be in (0, 0.5) (got {self.level!r})")
+        if not (float(self.bound_scale) > 0 and math.isfinite(float(self.bound_scale))):
+            raise ValueError(f"bound_scale must be a finite number > 0 (got {self.bound_scale!r})")
+        _ = self.seed_list  # validates seeds
+
+    @property
+    def seed_list(self) -> list[int]:
+        s = self.seeds
+        if isinstance(s, (int, np.integer)) and not isinstance(s, bool):
+            if s < 1:
+                raise ValueError(f"seeds must be >= 1 or a list of seeds (got {s!r})")
+            return list(range(int(s)))
+        try:
+            out = [int(x) for x in s]
+        except TypeError:
+            raise ValueError(f"seeds must be an int or a list of ints (got {s!r})") from None
+        if not out or any(x < 0 for x in out) or len(set(out)) != len(out):
+            raise ValueError(f"seeds must be distinct non-negative integers (got {s!r})")
+        return out
+
+    # -- (de)serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return json_ready(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ExperimentSpec:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown experiment field(s) {unknown}; valid: {sorted(names)}")
+        return cls(**copy.deepcopy(d))
+
+    def to_toml(self, path: str | os.PathLike | None = None) -> str:
+        import tomli_w
+
+        return _maybe_write(tomli_w.dumps(_drop_none(self.to_dict())), path)
+
+    @classmethod
+    def from_toml(cls, path_or_text: str | os.PathLike) -> ExperimentSpec:
+        import tomllib
+
+        return cls.from_dict(tomllib.loads(_text_of(path_or_text, (".toml",))))
+
+    def to_yaml(self, path: str | os.PathLike | None = None) -> str:
+        import yaml
+
+        return _maybe_write(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True),
+                            path)
+
+    @classmethod
+    def from_yaml(cls, path_or_text: str | os.PathLike) -> ExperimentSpec:
+        import yaml
+
+        return cls.from_dict(yaml.safe_load(_text_of(path_or_text, (".yaml", ".yml"))))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ExperimentSpec:
+        """From a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file."""
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"experiment spec {p} does not exist")
+        if p.suffix == ".toml":
+            return cls.from_toml(p)
+        if p.suffix in (".yaml", ".yml"):
+            return cls.from_yaml(p)
+        if p.suffix == ".json":
+            return cls.from_dict(json.loads(p.read_text()))
+        raise ValueError(f"spec file must end in .toml, .yaml, .yml or .json (got {p.name})")
+
+    def replace(self, path: str, value: Any) -> ExperimentSpec:
+        """A copy with the dotted ``path`` set, e.g. ``spec.replace("algorithm.tau", 8)``."""
+        d = self.to_dict()
+        keys = path.split(".")
+        node = d
+        for k in keys[:-1]:
+            if k not in node or not isinstance(node[k], dict):
+                raise ValueError(f"path {path!r}: {k!r} is not a section of the spec")
+            node = node[k]
+        node[keys[-1]] = value
+        return ExperimentSpec.from_dict(d)
+
+    # -- objects --------------------------------------------------------------------------------
+    def build(self) -> tuple[Any, Config, Any]:
+        """(problem, :class:`~empirics.configs.Config`, step-size schedule) of this spec."""
+        problem = build_problem(self)
+        cfg = build_config(self)
+        return problem, cfg, build_lr(self, problem, cfg)
+
+    def run_spec(self, seed: int | None = None, built: tuple[Any, Config, Any] | None = None
+                 ) -> RunSpec:
+        """The :class:`RunSpec` of one seed (default: the first of :attr:`seed_list`);
+        ``built``: the result of :meth:`build`, to share one problem and configuration between
+        seeds."""
+        problem, cfg, lr = built if built is not None else self.build()
+        return RunSpec(problem, cfg, lr, self.steps, batch_size=self.batch_size,
+                       seed=self.seed_list[0] if seed is None else seed, device=self.device,
+                       dtype=self.dtype, record_every=self.record_every,
+                       grad_every=self.grad_every)
+
+
+# ---------------------------------------------------------------------------------------------
+# building the pieces
+# ---------------------------------------------------------------------------------------------
+_PROBLEM_CACHE: dict[str, Any] = {}
+_PROBLEM_CACHE_SIZE = 16
+
+
+def build_problem(spec: ExperimentSpec) -> Any:
+    """The problem object for the spec's ``m``, device and dtype. Problems (and their computed
+    constants) are kept for the last 16 distinct (problem, m, device, dtype): sweeps and cached
+    reruns do not recompute F*, σ² and L. Problems are not mutated by runs."""
+    key = json.dumps([spec.problem, spec.algorithm.get("m"), spec.device, spec.dtype],
+                     sort_keys=True, default=str)
+    hit = _PROBLEM_CACHE.get(key)
+    if hit is None:
+        hit = _build_problem(spec)
+        if len(_PROBLEM_CACHE) >= _PROBLEM_CACHE_SIZE:
+            _PROBLEM_CACHE.pop(next(iter(_PROBLEM_CACHE)))
+        _PROBLEM_CACHE[key] = hit
+    return hit
+
+
+def _build_problem(spec: ExperimentSpec) -> Any:
+    import torch
+
+    import empirics.problems as P
+
+    kw = dict(spec.problem)
+    kind = kw.pop("kind")
+    if kind in _EXTRA_PROBLEMS:
+        cls = _EXTRA_PROBLEMS[kind]
+    elif kind in PROBLEMS:
+        cls = getattr(P, PROBLEMS[kind])
+    else:
+        raise ValueError(f"problem kind must be one of {sorted(PROBLEMS | _EXTRA_PROBLEMS)} "
+                         f"(got {kind!r})")
+    for bad in ("m", "device", "dtype"):
+        if bad in kw:
+            raise ValueError(f"problem.{bad} is set by the spec (algorithm.m, device, dtype), "
+                             "not in the problem section")
+    dtype = {"float32": torch.float32, "float64": torch.float64}.get(spec.dtype)
+    if dtype is None:
+        raise ValueError(f"dtype must be 'float32' or 'float64' (got {spec.dtype!r})")
+    return cls(m=_m(spec.algorithm), device=spec.device, dtype=dtype, **kw)
+
+
+def _m(alg: dict[str, Any]) -> int:
+    m = alg.get("m")
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
+        raise ValueError(f"algorithm.m must be an integer >= 1 (got {m!r})")
+    return int(m)
+
+
+def build_mixing(m: int, topology: str, weights: str | None = None) -> Any:
+    """W for ``topology`` on m nodes: ring, path, star, exponential, complete, torus (m a square),
+    hypercube (m a power of 2); ``weights`` a rule of :func:`theory.mixing_matrix`, or
+    ``"fmmc"``/``"fdla"`` (optimal, cvxpy); default the topology's built-in weights."""
+    import theory
+
+    graphs = {
+        "ring": theory.ring_graph, "path": theory.path_graph, "star": theory.star_graph,
+        "exponential": theory.exponential_graph, "complete": theory.complete_graph,
+    }
+    if topology == "torus":
+        r = int(round(math.sqrt(m)))
+        if r * r != m or r < 3:
+            raise ValueError(f"topology 'torus' needs m = r² with r >= 3 (got m = {m})")
+        G = theory.torus_graph(r, r)
+        default = lambda: theory.torus(r, r)  # noqa: E731
+    elif topology == "hypercube":
+        k = int(round(math.log2(m))) if m >= 2 else 0
+        if 2**k != m or k < 1:
+            raise ValueError(f"topology 'hypercube' needs m a power of 2 >= 2 (got m = {m})")
+        G = theory.hypercube_graph(k)
+        default = lambda: theory.hypercube(k)  # noqa: E731
+    elif topology in graphs:
+        G = graphs[topology](m)
+        default = {"ring": lambda: theory.ring(m), "path": lambda: theory.path(m),
+                   "star": lambda: theory.star(m), "exponential": lambda: theory.exponential(m),
+                   "complete": lambda: theory.complete(m)}[topology]
+    else:
+        raise ValueError(f"topology must be one of ['complete', 'exponential', 'hypercube', "
+                         f"'path', 'ring', 'star', 'torus'] (got {topology!r})")
+    if weights is None:
+        return default()
+    if weights == "fmmc":
+        return theory.fastest_mixing(G).mixing
+    if weights == "fdla":
+        return theory.fastest_averaging(G).mixing
+    return theory.mixing_matrix(G, weights)
+
+
+def _compressor(c: Any) -> Any:
+    """``None``, a compressor, a name (``"topk"``) or ``"name:key=value,..."`` or a dict
+    ``{"name": ..., **kwargs}`` → an ``empirics.compressors`` compressor."""
+    from empirics import compressors
+
+    if c is None or hasattr(c, "bits"):
+        return c
+    if isinstance(c, dict):
+        kw = dict(c)
+        return compressors.make(kw.pop("name"), **kw)
+    if isinstance(c, str):
+        name, _, rest = c.partition(":")
+        kw: dict[str, Any] = {}
+        for item in filter(None, rest.split(",")):
+            k, _, val = item.partition("=")
+            if not _:
+                raise ValueError(f"compressor {c!r}: options are key=value (got {item!r})")
+            kw[k.strip()] = _num(val.strip())
+        return compressors.make(name, **kw)
+    raise ValueError(f"compressor must be a name, 'name:key=value', a dict or None (got {c!r})")
+
+
+def _num(s: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(s)
+        except ValueError:
+            pass
+    return s
+
+
+def _schedule(m: int, sched: dict[str, Any], T: int) -> Any:
+    import theory
+
+    kw = dict(sched)
+    kind = kw.pop("kind", None)
+    W = theory.average(m)
+    if kind == "periodic":
+        return theory.periodic(W, int(kw["tau"]))
+    if kind == "intervals":
+        return theory.Intervals(W, [int(x) for x in kw["periods"]])
+    if kind == "spiridonoff":
+        return theory.spiridonoff(W, T, kw.get("R"))
+    if kind == "linear_growth":
+        return theory.linear_growth(W, T, int(kw["E"]), int(kw["tau0"]))
+    if kind == "one_shot":
+        return theory.one_shot(W)
+    if kind == "adaptive_lupa":
+        return theory.adaptive_lupa(W, int(kw["tau0"]))
+    raise ValueError("algorithm.schedule.kind must be one of ['adaptive_lupa', 'intervals', "
+                     f"'linear_growth', 'one_shot', 'periodic', 'spiridonoff'] (got {kind!r})")
+
+
+def build_config(spec: ExperimentSpec) -> Any:
+    """The :class:`empirics.configs.Config` of ``spec.algorithm``.
+
+    ``name`` ∈ synchronous(m), pasgd(m, tau), dpsgd(m, topology, weights),
+    decentralized_periodic(m, tau, topology, weights), easgd(m, tau, alpha),
+    hierarchical(m, n_groups, tau1, tau2), local_sgd(m, schedule={"kind": ...}),
+    mdsgd(m, compressor, momentum, topology?, tau?), qsgd(m, s, topology?, tau?),
+    squarm(m, topology, weights, tau, compressor, gamma, threshold, momentum),
+    choco(m, topology, weights, compressor, gamma); options momentum, nesterov, compressor.
+    """
+    from empirics import configs
+
+    a = dict(spec.algorithm)
+    name = a.pop("name")
+    m = _m(spec.algorithm)
+    a.pop("m")
+    opts = {k: a.pop(k) for k in ("momentum", "nesterov") if k in a}
+    comp = _compressor(a.pop("compressor", None))
+    topology, weights = a.pop("topology", None), a.pop("weights", None)
+
+    def W() -> Any:
+        if topology is None:
+            raise ValueError(f"algorithm {name!r} needs a topology")
+        return build_mixing(m, topology, weights)
+
+    if name == "synchronous":
+        cfg = configs.synchronous(m, **opts)
+    elif name == "pasgd":
+        cfg = configs.pasgd(m, a.pop("tau"), **opts)
+    elif name == "dpsgd":
+        cfg = configs.dpsgd(W(), **opts)
+    elif name == "decentralized_periodic":
+        cfg = configs.decentralized_periodic(W(), a.pop("tau"), **opts)
+    elif name == "easgd":
+        cfg = configs.easgd(m, a.pop("tau"), a.pop("alpha"), **opts)
+    elif name == "hierarchical":
+        cfg = configs.hierarchical(m, a.pop("n_groups"), a.pop("tau1"), a.pop("tau2"), **opts)
+    elif name == "local_sgd":
+        cfg = configs.local_sgd(_schedule(m, a.pop("schedule", {}), spec.steps), **opts)
+    elif name == "mdsgd":
+        cfg = configs.mdsgd(m, comp, W=None if topology is None else W(),
+                            tau=int(a.pop("tau", 1)), **opts)
+        comp = None
+    elif name == "qsgd":
+        cfg = configs.qsgd(m, int(a.pop("s", 1)), W=None if topology is None else W(),
+                           tau=int(a.pop("tau", 1)), compressor=comp, **opts)
+        comp = None
+    elif name in ("squarm", "choco"):
+        gamma = a.pop("gamma", None)
+        if gamma is None or comp is None:
+            raise ValueError(f"algorithm {name!r} needs a compressor and gamma")
+        if name == "choco":
+            cfg = configs.choco_sgd(W(), compressor=comp, gamma=gamma)
+        else:
+            th = a.pop("threshold", 0.0)
+            cfg = configs.squarm(W(), int(a.pop("tau", 1)), compressor=comp, gamma=gamma,
+                                 threshold=float(th), **opts)
+        comp = None
+    else:
+        raise ValueError("algorithm.name must be one of ['choco', 'decentralized_periodic', "
+                         "'dpsgd', 'easgd', 'hierarchical', 'local_sgd', 'mdsgd', 'pasgd', "
+                         f"'qsgd', 'squarm', 'synchronous'] (got {name!r})")
+    if a:
+        raise ValueError(f"algorithm {name!r}: unknown option(s) {sorted(a)}")
+    if comp is not None:
+        cfg = cfg.with_options(compressor=comp)
+    return cfg
+
+
+def _max_period(cfg: Any, T: int) -> int:
+    p = cfg.schedule.periods(T)
+    return int(np.max(p)) if len(p) else T
+
+
+def build_lr(spec: ExperimentSpec, problem: Any, cfg: Any) -> Any:
+    """The engine's learning-rate schedule for ``spec.lr`` (see :class:`ExperimentSpec`)."""
+    from theory.stepsizes import Constant, InverseTime, Stagewise
+
+    lr = spec.lr
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool):
+        return Constant(float(lr))
+    if not isinstance(lr, dict) or "kind" not in lr:
+        raise ValueError(f"lr must be a number or a dict with a 'kind' (got {lr!r})")
+    kw = dict(lr)
+    kind = kw.pop("kind")
+    if kind == "constant":
+        return Constant(float(kw["eta"]))
+    if kind == "inverse_time":
+        return InverseTime(**kw)
+    if kind == "stagewise":
+        return Stagewise(tuple(kw["etas"]), tuple(kw["boundaries"]))
+    if kind == "pl":
+        mu = problem.constants.mu
+        if mu is None:
+            raise ValueError("lr kind 'pl' needs a problem with a PL/strong-convexity constant μ")
+        alpha_pl = float(kw.pop("alpha_pl", 1.0))
+        a = alpha_pl * _max_period(cfg, spec.steps) + 4
+        return InverseTime(a=4.0 / mu.value, beta=a)
+    raise ValueError(f"lr kind must be one of ['constant', 'inverse_time', 'pl', 'stagewise'] "
+                     f"(got {kind!r})")
+
+

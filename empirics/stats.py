@@ -1,0 +1,188 @@
+"""The statistics behind verdicts: Student-t bands over seeds, the one-sided test of a bound,
+paired tests between settings, and slopes with their uncertainty.
+
+All functions are plain numpy/scipy on arrays of per-seed measurements (seeds on axis 0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "Verdict",
+    "bound_test",
+    "excess_p",
+    "fit_log_slope",
+    "loglog_slope",
+    "mean_band",
+    "mean_ci",
+    "paired_p",
+    "weighted_loglog_slope",
+]
+
+
+def mean_ci(x: np.ndarray, level: float = 0.05, axis: int = 0
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, standard error, lower, upper) of the mean along ``axis``: the two-sided
+    (1 − level) Student-t interval mean ± t_{1−level/2, n−1}·s/√n. With n < 2 the standard
+    error is 0 and the interval is the mean itself."""
+    from scipy import stats
+
+    x = np.asarray(x, dtype=float)
+    n = x.shape[axis]
+    mean = x.mean(axis)
+    if n < 2:
+        return mean, np.zeros_like(mean), mean.copy(), mean.copy()
+    se = x.std(axis, ddof=1) / math.sqrt(n)
+    q = stats.t.ppf(1 - level / 2, n - 1)
+    return mean, se, mean - q * se, mean + q * se
+
+
+def mean_band(x: np.ndarray, level: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, lower, upper) over axis 0 (see :func:`mean_ci`)."""
+    mean, _, lo, hi = mean_ci(x, level, 0)
+    return mean, lo, hi
+
+
+def paired_p(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """(mean of a − b, one-sided p for E a > E b, one-sided p for E a < E b), seeds paired
+    (Student t on the differences; identical differences give p ∈ {0, 1})."""
+    from scipy import stats
+
+    d = np.asarray(a, float) - np.asarray(b, float)
+    n, md = len(d), float(d.mean())
+    sd = float(d.std(ddof=1)) if n > 1 else 0.0
+    if n < 2 or sd == 0.0:
+        return md, float(md <= 0), float(md >= 0)
+    t = md / (sd / math.sqrt(n))
+    return md, float(stats.t.sf(t, n - 1)), float(stats.t.cdf(t, n - 1))
+
+
+def loglog_slope(xs: Sequence[float], samples: Sequence[np.ndarray], seed: int = 0,
+                 n_boot: int = 2000, level: float = 0.05) -> tuple[float, float, float]:
+    """(slope, lower, upper): least-squares slope of ln(mean of ``samples[i]``) against
+    ln ``xs[i]``, with a (1 − level) percentile bootstrap interval (each sample resampled
+    independently)."""
+    x = np.log(np.asarray(xs, dtype=float))
+    y = np.log([float(np.mean(f)) for f in samples])
+    slope = float(np.polyfit(x, y, 1)[0])
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        yb = [math.log(float(np.mean(rng.choice(f, size=len(f), replace=True))))
+              for f in samples]
+        boots.append(np.polyfit(x, yb, 1)[0])
+    lo, hi = np.percentile(boots, [100 * level / 2, 100 * (1 - level / 2)])
+    return slope, float(lo), float(hi)
+
+
+def weighted_loglog_slope(xs: Sequence[float], mean: np.ndarray, rse: np.ndarray
+                          ) -> tuple[float, float]:
+    """Weighted least-squares slope of ln(mean) on ln x (weights 1/rse², rse the relative
+    standard errors) and its standard error."""
+    x, y = np.log(np.asarray(xs, float)), np.log(mean)
+    w = 1 / np.maximum(rse, 1e-12) ** 2
+    xb = (w * x).sum() / w.sum()
+    sxx = (w * (x - xb) ** 2).sum()
+    sl = float((w * (x - xb) * (y - (w * y).sum() / w.sum())).sum() / sxx)
+    return sl, float(math.sqrt(1 / sxx))
+
+
+def fit_log_slope(dist: np.ndarray, floor: float) -> tuple[float, float, int]:
+    """(slope, R², number of points) of the least-squares line through (k, ln dist_k) for k up
+    to the first step with dist_k ≤ ``floor`` (round-off): the rate of geometric convergence."""
+    dist = np.asarray(dist, dtype=float)
+    below = np.nonzero(dist <= floor)[0]
+    end = int(below[0]) if below.size else dist.size
+    if end < 3:
+        return math.nan, math.nan, end
+    k = np.arange(end, dtype=float)
+    y = np.log(dist[:end])
+    slope, icpt = np.polyfit(k, y, 1)
+    ss_res = float(((y - (slope * k + icpt)) ** 2).sum())
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
+    return float(slope), float(r2), end
+
+
+def excess_p(x: np.ndarray, bound: np.ndarray | float) -> tuple[float, int, float]:
+    """(Bonferroni-corrected p, worst column, its t) of the one-sided t-tests of
+    H0: E[x_j] ≤ bound_j over the columns j of ``x`` (seeds × columns, n ≥ 2 seeds): the
+    smallest per-column p-value times the number of columns, capped at 1. A column with zero
+    spread has t = ±∞."""
+    from scipy import stats
+
+    x = np.asarray(x, dtype=float)
+    n, R = x.shape
+    mean = x.mean(0)
+    se = x.std(0, ddof=1) / math.sqrt(n)
+    b = np.broadcast_to(np.asarray(bound, dtype=float), mean.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(se > 0, (mean - b) / se, np.where(mean > b, np.inf, -np.inf))
+    p = stats.t.sf(t, n - 1)
+    j = int(np.argmin(p))
+    return min(1.0, float(p[j]) * R), j, float(t[j])
+
+
+@dataclass
+class Verdict:
+    """``status``: "holds", "violated", "not applicable" or "no bound"; ``message`` says why.
+    ``p_value`` (Bonferroni-corrected over recorded steps), ``statistic`` (t at the worst step),
+    ``step`` (the worst step), ``failed`` (conditions/assumptions that fail)."""
+
+    status: str
+    message: str
+    n_seeds: int = 0
+    level: float = 0.05
+    p_value: float | None = None
+    statistic: float | None = None
+    step: int | None = None
+    failed: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.message}"
+
+
+def bound_test(x: np.ndarray, steps: np.ndarray, bound_c: np.ndarray, bound_o: np.ndarray,
+               level: float) -> Verdict:
+    """Does the metric stay below the bound at every recorded step?
+
+    ``x``: seeds × steps measurements; ``bound_c``/``bound_o``: the conservative/optimistic
+    bound per step. Each step with a finite bound gets a one-sided t-test of
+    H0: E[x_k] ≤ bound_c[k]; "violated" iff the smallest p-value, Bonferroni-corrected over the
+    steps, is below ``level``; otherwise "holds"."""
+    n = x.shape[0]
+    ok = np.isfinite(bound_c) & np.all(np.isfinite(x), axis=0) & (steps > 0)
+    if not ok.any():
+        return Verdict("not applicable", "no recorded step with a finite bound and measurement",
+                       n, level)
+    xs, bc, bo, ks = x[:, ok], bound_c[ok], bound_o[ok], steps[ok]
+    mean = xs.mean(axis=0)
+    R = len(ks)
+    if n < 2:
+        worst = int(np.argmax(mean - bc))
+        viol = bool(mean[worst] > bc[worst])
+        msg = (f"1 seed, no test possible: measured {mean[worst]:.4g} "
+               f"{'>' if viol else '≤'} bound {bc[worst]:.4g} at step {int(ks[worst])}")
+        return Verdict("violated" if viol else "holds", msg, n, level, None, None,
+                       int(ks[worst]))
+    p_adj, worst, t_w = excess_p(xs, bc)
+    k = int(ks[worst])
+    if p_adj < level:
+        msg = (f"mean {mean[worst]:.4g} exceeds the conservative bound {bc[worst]:.4g} at step "
+               f"{k} (one-sided t = {t_w:.3g}, {n} seeds, p = {p_adj:.2g} after "
+               f"Bonferroni over {R} steps < {level})")
+        return Verdict("violated", msg, n, level, p_adj, t_w, k)
+    above_opt = int(np.sum(mean > bo))
+    tail = ("" if above_opt == 0 else
+            f"; the mean exceeds the optimistic bound at {above_opt} of {R} steps")
+    tight = float(np.nanmin(bc / np.where(mean > 0, mean, np.nan))) if np.any(mean > 0) \
+        else math.nan
+    msg = (f"no significant excess over the conservative bound at any of {R} recorded steps "
+           f"({n} seeds, one-sided t-test, Bonferroni, level {level}); smallest bound/mean = "
+           f"{tight:.3g}{tail}")
+    return Verdict("holds", msg, n, level, p_adj, t_w, k)
