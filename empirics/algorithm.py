@@ -162,6 +162,8 @@ class LocalStep:
         self.rows = [int(i) for i in rows]
         self.d, self.device, self.dtype = d, device, dtype
         self.batch_size = batch_size
+        #: mini-batch losses above this (or NaN/inf) are divergence (set by the driver)
+        self.loss_limit = math.inf
         r = len(self.rows)
         self.grad_fn, self.grad_path = grad_fn_for(problem, fast_path)
         beta = cfg.momentum
@@ -209,14 +211,17 @@ class LocalStep:
 
     def check_losses(self, losses: torch.Tensor, k: int, params_finite: Callable[[], bool]
                      ) -> None:
-        """DivergenceError naming the worker whose mini-batch loss is not finite."""
-        bad = ~torch.isfinite(losses)
+        """DivergenceError naming the worker whose mini-batch loss is NaN/inf or above
+        :attr:`loss_limit` (the divergence rule, set by the driver; one device sync)."""
+        bad = ~(losses <= self.loss_limit)
         if bool(bad.any()):
             i = int(torch.nonzero(bad)[0])
+            x = float(losses[i])
+            what = (f"above the divergence limit {self.loss_limit:.6g}" if math.isfinite(x)
+                    else f"(parameters {'finite' if params_finite() else 'contain NaN/inf'})")
             raise DivergenceError(
                 k, f"mini-batch loss of worker {self.rows[i] if len(self.rows) > i else i} is "
-                   f"{float(losses[i])} (parameters "
-                   f"{'finite' if params_finite() else 'contain NaN/inf'})")
+                   f"{x:.6g} {what}")
 
     def _grad_out(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Views of the gradient buffer G shaped like ``params`` (cached)."""

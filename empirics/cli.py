@@ -22,14 +22,54 @@ from typing import Any
 import click
 
 #: exit codes scripts can rely on
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_CONDITION = 0, 1, 2, 3
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_CONDITION, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
 _EXIT_CODES_HELP = """\b
 Exit codes:
   0  ok
-  1  a check failed (proofs, verify)
-  2  usage error (unknown bound, parameter or option; bad value)
-  3  a bound's condition fails at the given values"""
+  1  a check failed (proofs, verify) or training diverged (run)
+  2  usage error (unknown bound, parameter or option; bad value; unreadable spec;
+     an output folder that cannot be written)
+  3  a bound's condition fails at the given values
+  4  internal error (a bug: COOPSGD_DEBUG=1 shows the traceback)"""
+
+
+class _Group(click.Group):
+    """Every command's errors as one line, never a traceback: a bad value or file (ValueError,
+    OSError) exits 2, a divergence exits 1, anything else is an internal error (exit 4; the
+    traceback only with COOPSGD_DEBUG=1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        import os
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except (ValueError, OSError) as e:
+            click.echo(f"Error: {_one_line(e)}", err=True)
+            sys.exit(EXIT_USAGE)
+        except Exception as e:
+            from empirics.algorithm import DivergenceError
+
+            if isinstance(e, DivergenceError):
+                click.echo(f"Error: training diverged: {_one_line(e)}", err=True)
+                sys.exit(EXIT_CHECK_FAILED)
+            if os.environ.get("COOPSGD_DEBUG"):
+                raise
+            click.echo(f"Error: internal error: {type(e).__name__}: {_one_line(e)} (this is a "
+                       f"bug; COOPSGD_DEBUG=1 shows the traceback)", err=True)
+            sys.exit(EXIT_INTERNAL)
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip() or type(e).__name__
+    if isinstance(e, OSError) and e.filename is not None and str(e.filename) not in msg:
+        msg = f"{e.filename}: {msg}"
+    return msg
 
 
 def _echo_table(rows: list[tuple], header: tuple) -> None:
@@ -42,7 +82,7 @@ def _echo_table(rows: list[tuple], header: tuple) -> None:
         click.echo(fmt.format(*r))
 
 
-@click.group(epilog=f"""\b
+@click.group(cls=_Group, epilog=f"""\b
 Examples:
   coopsgd tour
   coopsgd bound --list
@@ -810,9 +850,6 @@ def verify_cmd(out: str, scale: str, device: str, only: tuple[str, ...], fresh: 
     try:
         res = verify(out, scale=scale, device=device, only=list(only) or None, fresh=fresh,
                      progress=not quiet)
-    except ValueError as e:
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         click.echo(f"interrupted: the report of the finished reproductions is in {out}; run "
                    "the same command again to resume", err=True)
@@ -880,7 +917,7 @@ def run_cmd(spec_file: str, out: str | None, seeds: int | None, device: str | No
     from pathlib import Path
 
     from empirics.experiment import ExperimentSpec, run_experiment
-    from empirics.records import RunCache
+    from empirics.records import RunCache, writable_folder
     from empirics.report import write_experiment_report
 
     try:
@@ -889,24 +926,22 @@ def run_cmd(spec_file: str, out: str | None, seeds: int | None, device: str | No
             spec = spec.replace("seeds", seeds)
         if device is not None:
             spec = spec.replace("device", device)
-    except (ValueError, FileNotFoundError, KeyError, TypeError) as e:
-        click.echo(f"Error: {spec_file}: {e}", err=True)
-        sys.exit(EXIT_USAGE)
-    folder = Path(out or Path("runs") / spec.name)
-    from empirics.engine import DivergenceError
-
+    except ValueError as e:
+        raise ValueError(str(e) if str(e).startswith(spec_file) else f"{spec_file}: {e}") \
+            from None
+    folder = writable_folder(out or Path("runs") / spec.name)  # before any work starts
     try:
         res = run_experiment(spec, progress=not quiet, cache=RunCache(folder / "cache"),
                              backend=backend)
-    except ValueError as e:
-        click.echo(f"Error: {e}", err=True)
-        sys.exit(EXIT_USAGE)
-    except (DivergenceError, FloatingPointError) as e:
+    except FloatingPointError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(EXIT_CHECK_FAILED)
     path = write_experiment_report(res, folder)
     click.echo(repr(res))
     click.echo(f"report: {path}")
+    if res.verdict.status == "diverged":
+        click.echo(f"Error: training diverged: {res.verdict.message}", err=True)
+        sys.exit(EXIT_CHECK_FAILED)
     if strict and res.verdict.status == "violated":
         sys.exit(EXIT_CHECK_FAILED)
 

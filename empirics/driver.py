@@ -17,6 +17,11 @@ Running average of ‖∇F(u_k)‖² (the left side of Theorem 1, JMLR eq. 17, w
 paper's u_1): ``grad_every = 1`` evaluates it at every step (exact); q > 1 at one uniformly
 random step per block of q steps, weighted by block length (unbiased; the draw has its own
 stream, so it never changes the trajectory); 0 only at records.
+
+Divergence (:data:`empirics.spec.DIVERGENCE_RULE`): the run stops at step k when a worker's
+mini-batch loss or F(u_k) exceeds F(x₀) + D·max(|F(x₀)|, 1), when ‖∇F(u_k)‖² exceeds
+D·max(‖∇F(x₀)‖², 1), or when any is NaN/inf (D = ``RunSpec.divergence``, default 10⁶); the
+records so far are kept (the diverging one included) and travel with the error.
 """
 
 from __future__ import annotations
@@ -233,16 +238,15 @@ class Driver:
         if gn is None:
             gn = float(self.problem.grad_norm2(params))
         if not (math.isfinite(F) and math.isfinite(gn) and math.isfinite(cons)):
-            what = (f"F(u_k) = {F}" if not math.isfinite(F) else
-                    f"‖∇F(u_k)‖² = {gn}" if not math.isfinite(gn) else
-                    "parameters contain NaN/inf")
-            raise DivergenceError(k, what)
+            self._check(k, F, gn)  # a NaN/inf record is not kept: the error names it
+            raise DivergenceError(k, "parameters contain NaN/inf")
         run = self.gn_sum / self.gn_weight if self.gn_weight else math.nan
         self.rows.append({"step": k, "loss": F, "grad_norm2": gn, "consensus": cons,
                           "memory_norm2": mem2, "memory_norm2_workers": memw, "bits": bits,
                           "rounds": self.n_rounds, "grad_norm2_running": run,
                           "lr": self.spec.lr(k) if k < self.T else math.nan,
                           "wall": time.perf_counter() - self.t0})
+        self._check(k, F, gn)  # a finite diverging record is kept: it shows the blow-up
         if self.save is not None and time.perf_counter() - self._last_save >= self.save_every:
             self.result("running", f"checkpoint: steps 0..{k - 1} done").save(self.save)
             self._last_save = time.perf_counter()
@@ -311,8 +315,8 @@ class Driver:
                             pick = k + int(self.rng.integers(min(q, T - k)))
                         if k == pick:
                             gn = self.grad_norm2_u()
-                            if comm.is_root and not math.isfinite(gn):
-                                raise DivergenceError(k, f"‖∇F(u_k)‖² = {gn}")
+                            if comm.is_root:
+                                self._check(k, None, gn)
                     if k % s == 0:  # the record's running average covers steps j < k
                         self.record(k, gn)
                     if gn is not None and comm.is_root:
@@ -363,6 +367,36 @@ class Driver:
         tt["comm"].append(comm_s)
         tt["mixed"].append(rnd.W is not None and not self.comm.mixer(rnd.W).kind == "identity")
 
+    def _set_limits(self) -> None:
+        """The divergence rule's limits from F(x₀) and ‖∇F(x₀)‖² (the same on every process):
+        F > F(x₀) + D·max(|F(x₀)|, 1), ‖∇F‖² > D·max(‖∇F(x₀)‖², 1), D = ``spec.divergence``."""
+        comm, D = self.comm, self.spec.divergence
+        with comm.communicating():
+            u = comm.average()
+            F0 = g0 = 0.0
+            if comm.is_root:
+                params = comm.layout.unflat(u)
+                F0 = float(self.problem.full_loss(params))
+                g0 = float(self.problem.grad_norm2(params))
+            F0, g0 = comm.broadcast(F0), comm.broadcast(g0)
+        if not (math.isfinite(F0) and math.isfinite(g0)):
+            raise ValueError(f"the starting point x₀ already has F(x₀) = {F0}, ‖∇F(x₀)‖² = {g0}")
+        self.loss_limit = F0 + D * max(abs(F0), 1.0)
+        self.grad_limit = D * max(g0, 1.0)
+        self.local.loss_limit = self.loss_limit
+
+    def _check(self, k: int, F: float | None, gn: float | None) -> None:
+        """DivergenceError at step k if F(u_k) or ‖∇F(u_k)‖² breaks the divergence rule."""
+        D = self.spec.divergence
+        if F is not None and not F <= self.loss_limit:
+            raise DivergenceError(k, f"F(u_k) = {F:.6g} exceeds the divergence limit "
+                                     f"F(x₀) + {D:g}·max(|F(x₀)|, 1) = {self.loss_limit:.6g}"
+                                  if math.isfinite(F) else f"F(u_k) = {F}")
+        if gn is not None and not gn <= self.grad_limit:
+            raise DivergenceError(k, f"‖∇F(u_k)‖² = {gn:.6g} exceeds the divergence limit "
+                                     f"{D:g}·max(‖∇F(x₀)‖², 1) = {self.grad_limit:.6g}"
+                                  if math.isfinite(gn) else f"‖∇F(u_k)‖² = {gn}")
+
     def run(self) -> Result | None:
         """The main loop; returns the :class:`Result` on the root (None elsewhere). On failure
         the exception carries ``partial`` (the records so far, on the root), also saved to
@@ -370,6 +404,7 @@ class Driver:
         check_schedule(self.schedule, self.T, self.comm.n, self.comm.mixer)
         self.t0 = time.perf_counter()
         try:
+            self._set_limits()
             self._loop()
             self.k = self.T
             self.comm.progress(self.T)

@@ -138,7 +138,16 @@ def _run_dict(r: Any) -> dict[str, Any]:
 BACKENDS = ("simulator", "gloo", "nccl")
 
 
-def run_experiment(spec: ExperimentSpec, *, progress: bool = False,
+def _auto_progress() -> bool:
+    """Progress bars when someone watches: a terminal on stderr, or a Jupyter kernel."""
+    import sys
+
+    if "ipykernel" in sys.modules:
+        return True
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
                    cache: RunCache | None = None, backend: str = "simulator"
                    ) -> ExperimentResult:
     """Run ``spec`` (one run per seed; cached per seed in ``cache``) and compare the metric with
@@ -146,9 +155,12 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool = False,
 
     backend: ``"simulator"`` (every worker stacked on ``spec.device``) or ``"gloo"``/``"nccl"``
     (one ``torch.distributed`` process per worker on this machine,
-    :func:`empirics.distributed.run_distributed`; same trajectory up to float rounding)."""
+    :func:`empirics.distributed.run_distributed`; same trajectory up to float rounding).
+    progress: a bar per seed; default (None) when run from a terminal or a notebook."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS} (got {backend!r})")
+    if progress is None:
+        progress = _auto_progress()
     from tqdm.auto import tqdm
 
     from empirics.engine import DivergenceError, run
@@ -179,26 +191,39 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool = False,
 
                 return _run_dict(run_distributed(spec, seed=seed, backend=backend,
                                                  device=spec.device).result)
-            except DivergenceError as e:
-                raise DivergenceError(e.step, f"{e.what} (experiment {spec.name!r}, seed {seed}, "
-                                      f"lr {spec.lr!r}: lower the learning rate)",
-                                      e.partial) from e
+            except DivergenceError as e:  # keep the seed's records; the verdict says so
+                if e.partial is None:
+                    raise
+                e.partial.message = (f"{e} (experiment {spec.name!r}, seed {seed}, lr "
+                                     f"{spec.lr!r}: lower the learning rate)")
+                return _run_dict(e.partial)
 
         key = {"run": base, "seed": seed} | ({"backend": backend} if backend != "simulator"
                                               else {})
         runs.append(Result.from_dict(cache.get_or_run(key, one)))
-    steps = np.asarray(runs[0].step, dtype=np.int64)
-    per_seed = np.stack([metric_of(r, metric, F_star) for r in runs])
-    if not np.all(np.isfinite(per_seed[:, steps > 0])):
-        bad = [s for s, r in zip(seeds, runs, strict=True) if r.status != "completed"]
-        raise FloatingPointError(f"experiment {spec.name!r}: the metric is not finite "
-                                 f"(runs not completed for seeds {bad}); lower the lr")
-    mean, lower, upper = mean_band(per_seed, spec.level)
+    diverged = [(s, r) for s, r in zip(seeds, runs, strict=True) if r.status == "diverged"]
+    steps = np.asarray(max(runs, key=len).step, dtype=np.int64)
+    per_seed = np.full((len(runs), len(steps)), np.nan)
+    for i, r in enumerate(runs):
+        y = metric_of(r, metric, F_star)
+        per_seed[i, :len(y)] = y
+    if not diverged and not np.all(np.isfinite(per_seed[:, steps > 0])):
+        raise FloatingPointError(f"experiment {spec.name!r}: the metric is not finite; lower "
+                                 f"the lr")
+    ok = np.asarray([r.status != "diverged" for r in runs])  # the band is over finished seeds
+    mean, lower, upper = mean_band(per_seed[ok] if ok.any() else per_seed, spec.level)
     exact = truth(spec, problem, cfg, lr, metric)
 
     bound = cons = opt = tight = None
     info = None
-    if bname == "none":
+    if diverged:
+        first_seed, first = diverged[0]
+        verdict = Verdict(
+            "diverged", f"{len(diverged)} of {len(runs)} seeds diverged (seeds "
+            f"{[s for s, _ in diverged]}); seed {first_seed}: {first.message}. A bound says "
+            f"nothing about a diverging run", len(runs), spec.level,
+            step=int(first.steps_done))
+    elif bname == "none":
         verdict = Verdict("no bound", f"no bound of the four papers describes "
                           f"{spec.algorithm['name']!r} with this setting", len(seeds),
                           spec.level)
@@ -282,6 +307,8 @@ def sweep(spec: ExperimentSpec, param: str, values: list[Any], *, progress: bool
     """Run ``spec`` with the dotted ``param`` (e.g. ``"algorithm.tau"``) set to each value."""
     from tqdm.auto import tqdm
 
+    if len(values) == 0:
+        raise ValueError(f"sweep over {param!r} needs at least one value (got {values!r})")
     results = []
     for v in tqdm(values, desc=f"{spec.name}: {param}", disable=not progress, leave=False):
         s = spec.replace(param, v)
@@ -296,6 +323,8 @@ def sweep2(spec: ExperimentSpec, param: str, values: list[Any], param2: str,
     """Two-parameter sweep: ``{v2: sweep(spec with param2 = v2, param, values)}`` for each value
     of ``param2`` (e.g. τ for each topology: ``sweep2(s, "algorithm.tau", [1, 4, 16],
     "algorithm.topology", ["ring", "torus"])``)."""
+    if len(values2) == 0:
+        raise ValueError(f"sweep2 over {param2!r} needs at least one value (got {values2!r})")
     out = {}
     for v2 in values2:
         s = spec.replace(param2, v2)

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 
 __all__ = [
     "COLUMNS", "Result", "RunCache", "Trace", "atomic_write_text", "json_ready", "load_result",
+    "writable_folder",
 ]
 
 #: Record columns (one value per recorded step), in order.
@@ -39,6 +41,26 @@ COLUMNS = (
     "lr",            # η_k (learning rate used at step k; NaN at k = T)
     "wall",          # seconds since the run started (includes record computations)
 )
+
+
+def writable_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a folder this process can write (created if missing), checked before any
+    work starts by writing and removing a probe file; ``OSError`` naming the folder otherwise
+    (read-only, no permission, a file in the way, disk full)."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".coopsgd-probe-", dir=folder)
+        try:
+            os.write(fd, b"x" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as e:
+        raise OSError(f"cannot write to the output folder {folder}: {e.strerror or e}") \
+            from None
+    return folder
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -107,8 +129,13 @@ class RunCache:
             return None
         try:
             stored = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None  # unreadable: recompute (atomic writes make this a foreign file)
+            if not isinstance(stored, dict) or "value" not in stored:
+                raise ValueError("not a cache entry (no key/value)")
+        except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
+            # atomic writes never leave half a file: this one was damaged or replaced
+            warnings.warn(f"cache entry {path} is unreadable ({type(e).__name__}: {e}); "
+                          f"recomputing it", UserWarning, stacklevel=2)
+            return None
         if stored.get("key") != self._canonical(key):
             return None
         return stored["value"]

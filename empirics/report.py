@@ -38,9 +38,14 @@ def experiment_figure(res: Any, path: str | os.PathLike, *, title: str | None = 
     k = np.asarray(res.steps, dtype=float)
     pos = k > 0
     n = res.per_seed.shape[0]
-    band(ax, k[pos], res.mean[pos], res.lower[pos], res.upper[pos],
-         label=f"sample mean, {n} seeds ({100 * (1 - res.spec.get('level', 0.05)):.0f}% CI)",
-         color="C0")
+    if np.isfinite(res.mean[pos]).any():
+        band(ax, k[pos], res.mean[pos], res.lower[pos], res.upper[pos],
+             label=f"sample mean, {n} seeds ({100 * (1 - res.spec.get('level', 0.05)):.0f}% "
+                   f"CI)", color="C0")
+    if res.verdict.status == "diverged":  # every seed's records up to its divergence
+        for i, y in enumerate(res.per_seed):
+            ax.plot(k[pos], y[pos], color="C1", alpha=0.6, lw=1,
+                    label="each seed (until it diverged)" if i == 0 else None)
     if res.truth is not None:
         ax.plot(k[pos], res.truth[pos], "k--", label="exact expectation (recursion)")
     if res.bound is not None:
@@ -48,7 +53,9 @@ def experiment_figure(res: Any, path: str | os.PathLike, *, title: str | None = 
              res.bound_conservative[pos], label="bound (band: constants ± uncertainty)",
              color="C3")
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    shown = np.concatenate([np.ravel(res.per_seed[:, pos]), res.mean[pos]])
+    if np.any(np.isfinite(shown) & (shown > 0)):
+        ax.set_yscale("log")
     ax.set_xlabel("step K")
     ax.set_ylabel(res.metric_label)
     ax.set_title(title or f"{res.spec.get('name')}: {res.verdict.status}", fontsize=10)
@@ -106,8 +113,8 @@ def _cell(s: Any) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
-def suite_markdown(reps: list[Reproduction], failures: dict[str, str], meta: dict[str, Any]
-                   ) -> str:
+def suite_markdown(reps: list[Reproduction], failures: dict[str, str], meta: dict[str, Any],
+                   pending: list[str] | None = None) -> str:
     """The text of the suite's ``report.md``."""
     counts: dict[str, int] = {}
     for r in reps:
@@ -119,13 +126,16 @@ def suite_markdown(reps: list[Reproduction], failures: dict[str, str], meta: dic
         f"Scale `{meta.get('scale')}`, device `{meta.get('device')}`, coopsgd "
         f"{meta.get('version')}, torch {meta.get('torch')}, {meta.get('date')}.",
         "",
-        "Verdicts: " + ", ".join(f"{v}: {n}" for v, n in sorted(counts.items())) + ".",
+        "Verdicts: " + (", ".join(f"{v}: {n}" for v, n in sorted(counts.items()))
+                        or "none yet") + ".",
         "",
+        *([f"**Interrupted: not finished: {', '.join(pending)}.** Run the same command again "
+           f"to resume.", ""] if pending else []),
         "*holds / violated*: a bound against the measured mean (one-sided t-test over seeds). "
         "*agrees / disagrees*: a qualitative or scaling claim against the measurement. "
         "*not applicable*: an assumption or condition of the claim fails for the setting. "
-        "Tightness = bound ÷ measured. The paper column carries the digest's provenance "
-        "status (quoted / recalled / derived / [NF]); recalled formulas are not quotations.",
+        "Tightness = bound ÷ measured. The paper column carries the provenance status "
+        "(quoted / recalled / derived / [NF]); recalled formulas are not quotations.",
         "",
         "| reproduction | claim | paper | measured | bound | verdict | tightness |",
         "|---|---|---|---|---|---|---|",
@@ -146,11 +156,13 @@ def suite_markdown(reps: list[Reproduction], failures: dict[str, str], meta: dic
 
 
 def write_suite_report(reps: list[Reproduction], failures: dict[str, str], out: Path,
-                       meta: dict[str, Any]) -> Path:
-    """``out/report.md`` and ``out/results.json`` (atomic); returns the report's path."""
-    data = {"meta": meta, "reproductions": [r.to_dict() for r in reps], "failures": failures}
+                       meta: dict[str, Any], pending: list[str] | None = None) -> Path:
+    """``out/report.md`` and ``out/results.json`` (atomic); returns the report's path.
+    ``pending``: the reproductions an interruption left unfinished (named in the report)."""
+    data = {"meta": meta, "reproductions": [r.to_dict() for r in reps], "failures": failures,
+            "pending": pending or []}
     atomic_write_text(out / "results.json", json.dumps(json_ready(data), indent=1))
-    return atomic_write_text(out / "report.md", suite_markdown(reps, failures, meta))
+    return atomic_write_text(out / "report.md", suite_markdown(reps, failures, meta, pending))
 
 
 def write_gallery(reps: list[Reproduction], report_dir: Path, docs_dir: str | os.PathLike,

@@ -23,6 +23,8 @@ import copy
 import json
 import math
 import os
+import re
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -35,8 +37,10 @@ from empirics.records import atomic_write_text, json_ready
 from theory.stepsizes import as_lr
 
 __all__ = [
-    "BOUNDS", "DTYPES", "METRICS", "PROBLEMS", "ExperimentSpec", "RunSpec", "build_config",
-    "build_lr", "build_mixing", "build_problem", "register_problem",
+    "BOUNDS", "DIVERGENCE_RULE", "DTYPES", "LR_KINDS", "METRICS", "PROBLEMS", "SCHEDULES",
+    "Algorithm", "ExperimentSpec", "RunSpec", "build_config", "build_lr", "build_mixing",
+    "build_problem", "check_algorithm", "check_device", "check_lr", "check_name", "check_problem",
+    "register_problem",
 ]
 
 #: problem kind → class name in :mod:`empirics.problems` (``register_problem`` adds more)
@@ -81,6 +85,13 @@ def register_problem(kind: str, cls: Any) -> None:
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+#: the divergence rule, as the docs and error messages state it
+DIVERGENCE_RULE = ("a run has diverged at step k when a worker's mini-batch loss or F(u_k) "
+                   "exceeds F(x₀) + D·max(|F(x₀)|, 1), when ‖∇F(u_k)‖² exceeds "
+                   "D·max(‖∇F(x₀)‖², 1), or when any of them is NaN/inf (D = divergence, "
+                   "default 10⁶)")
+
+
 @dataclass
 class RunSpec:
     """Everything that defines a run (``to_dict`` is JSON-ready).
@@ -93,6 +104,11 @@ class RunSpec:
     record_every: record stride (steps 0, s, 2s, … and always the last step T).
     grad_every: ‖∇F(u_k)‖² for the running average — 1: every step (exact); q > 1: one uniformly
     random step per block of q steps (unbiased); 0: only at records.
+    divergence: the blow-up factor D of the divergence rule (:data:`DIVERGENCE_RULE`): the run
+    stops with a :class:`~empirics.algorithm.DivergenceError` naming the step when a worker's
+    mini-batch loss or F(u_k) exceeds F(x₀) + D·max(|F(x₀)|, 1), when ‖∇F(u_k)‖² exceeds
+    D·max(‖∇F(x₀)‖², 1), or when any of them is NaN/inf (default D = 10⁶; ``math.inf``: only
+    NaN/inf count).
     """
 
     problem: Any
@@ -105,9 +121,15 @@ class RunSpec:
     dtype: str | None = None
     record_every: int = 1
     grad_every: int = 1
+    divergence: float = 1e6
 
     def __post_init__(self) -> None:
         self.lr = as_lr(self.lr)
+        d = self.divergence
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 1 < float(d):
+            raise ValueError(f"divergence must be a number > 1, the blow-up factor of the "
+                             f"divergence rule (inf: only NaN/inf count) (got {d!r})")
+        self.divergence = float(d)
         for name, lo in (("T", 1), ("batch_size", 1), ("record_every", 1), ("grad_every", 0),
                          ("seed", 0)):
             x = getattr(self, name)
@@ -154,7 +176,8 @@ class RunSpec:
         return {"problem": pd, "config": self.config.to_dict(), "m": self.m, "v": self.v,
                 "lr": self.lr.to_dict(), "T": self.T, "batch_size": self.batch_size,
                 "seed": self.seed, "device": self.device, "dtype": self.dtype,
-                "record_every": self.record_every, "grad_every": self.grad_every}
+                "record_every": self.record_every, "grad_every": self.grad_every,
+                "divergence": self.divergence}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,6 +189,13 @@ def _drop_none(d: Any) -> Any:
     if isinstance(d, list):
         return [_drop_none(v) for v in d]
     return d
+
+
+def _where(path_or_text: str | os.PathLike) -> str:
+    """The file name for messages, or "spec text" when the spec was given as text."""
+    if isinstance(path_or_text, str) and ("\n" in path_or_text or len(path_or_text) > 255):
+        return "spec text"
+    return str(path_or_text)
 
 
 def _text_of(path_or_text: str | os.PathLike, suffixes: tuple[str, ...]) -> str:
@@ -185,6 +215,73 @@ def _maybe_write(text: str, path: str | os.PathLike | None) -> str:
     if path is not None:
         atomic_write_text(path, text)
     return text
+
+
+_NAME_OK = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,=+\-\[\] ]*$")
+
+
+def check_name(name: Any) -> None:
+    """A spec name becomes a folder name (``runs/<name>``): letters, digits and ``_ . , = + - [
+    ]`` and spaces, not starting with a dot, so it can never point outside its folder."""
+    if not isinstance(name, str) or not _NAME_OK.match(name) or ".." in name:
+        raise ValueError(f"name must be letters, digits and _ . , = + - [ ] or spaces, not "
+                         f"starting with '.' and without '..' or a path separator (it names a "
+                         f"folder); got {name!r}")
+
+
+def check_device(device: Any) -> torch.device:
+    """The torch device named by ``device``; ValueError naming it if torch does not know it or
+    this machine cannot use it (e.g. ``"cuda"`` on a CPU-only torch)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N' (got {device!r})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available to this torch "
+                             f"({torch.__version__}; torch.cuda.is_available() is False): use "
+                             f"device='cpu' or install a CUDA build of torch")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type not in ("cpu", "mps"):
+        raise ValueError(f"device must be 'cpu' or 'cuda' (got {device!r})")
+    return dev
+
+
+def _problem_class(kind: Any) -> Any:
+    if kind in _EXTRA_PROBLEMS:
+        return _EXTRA_PROBLEMS[kind]
+    if kind in PROBLEMS:
+        import empirics.problems as P
+
+        return getattr(P, PROBLEMS[kind])
+    import difflib
+
+    kinds = sorted(PROBLEMS | _EXTRA_PROBLEMS)
+    near = difflib.get_close_matches(str(kind), kinds, n=1)
+    raise ValueError(f"problem kind must be one of {kinds} (got {kind!r})"
+                     + (f"; did you mean {near[0]!r}?" if near else ""))
+
+
+def check_problem(problem: dict[str, Any]) -> None:
+    """Refuse an unknown problem kind or a key its constructor does not take (naming it)."""
+    import inspect
+
+    cls = _problem_class(problem["kind"])
+    for bad in ("m", "device", "dtype"):
+        if bad in problem:
+            raise ValueError(f"problem.{bad} is set by the spec (algorithm.m, device, dtype), "
+                             "not in the problem section")
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = tuple(k for k in params if k not in ("m", "device", "dtype"))
+    required = tuple(k for k, p in params.items() if k in valid
+                     and p.default is inspect.Parameter.empty
+                     and p.kind is not inspect.Parameter.VAR_POSITIONAL)
+    _keys("problem", {k: v for k, v in problem.items() if k != "kind"}, required,
+          tuple(k for k in valid if k not in required), f"problem {problem['kind']!r}")
 
 
 @dataclass
@@ -242,6 +339,25 @@ class ExperimentSpec:
         if not (float(self.bound_scale) > 0 and math.isfinite(float(self.bound_scale))):
             raise ValueError(f"bound_scale must be a finite number > 0 (got {self.bound_scale!r})")
         _ = self.seed_list  # validates seeds
+        check_name(self.name)
+        check_device(self.device)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64' (got {self.dtype!r})")
+        check_problem(self.problem)
+        check_algorithm(self.algorithm)
+        check_lr(self.lr)
+        if self.grad_every == 0 and self.metric in ("auto", "grad_norm2_running") \
+                and self.bound != "none":
+            raise ValueError("grad_every = 0 turns off the running average of ‖∇F(u_k)‖², the "
+                             "left side of the Cooperative SGD bounds: use grad_every >= 1, or "
+                             "metric = 'suboptimality'/'grad_norm2', or bound = 'none'")
+        for key in ("tau", "tau2"):
+            tau = self.algorithm.get(key)
+            if isinstance(tau, int) and tau > self.steps:
+                warnings.warn(f"algorithm.{key} = {tau} > steps = {self.steps}: the workers "
+                              f"average only once, after the last step (no averaging inside "
+                              f"the horizon); a bound that needs τ | K is not applicable",
+                              UserWarning, stacklevel=2)
 
     @property
     def seed_list(self) -> list[int]:
@@ -264,10 +380,28 @@ class ExperimentSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExperimentSpec:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
+        """From plain data; a missing or unknown field is named (with the near miss)."""
+        import dataclasses
+        import difflib
+
+        if not isinstance(d, dict):
+            raise ValueError(f"an experiment spec is a table of fields (name, problem, "
+                             f"algorithm, lr, steps, ...); got {type(d).__name__}")
+        names = [f.name for f in fields(cls)]
+        required = [f.name for f in fields(cls) if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
+        unknown = sorted(set(d) - set(names))
+        for k in required:
+            if k not in d:
+                near = difflib.get_close_matches(k, unknown, n=1)
+                raise ValueError(f"the spec is missing the field {k!r}"
+                                 + (f" ({near[0]!r} is given: a misspelling?)" if near else "")
+                                 + f"; required: {required}")
         if unknown:
-            raise ValueError(f"unknown experiment field(s) {unknown}; valid: {sorted(names)}")
+            near = difflib.get_close_matches(unknown[0], names, n=1)
+            raise ValueError(f"unknown experiment field(s) {unknown}"
+                             + (f"; did you mean {near[0]!r}?" if near else "")
+                             + f"; valid: {sorted(names)}")
         return cls(**copy.deepcopy(d))
 
     def to_toml(self, path: str | os.PathLike | None = None) -> str:
@@ -279,7 +413,12 @@ class ExperimentSpec:
     def from_toml(cls, path_or_text: str | os.PathLike) -> ExperimentSpec:
         import tomllib
 
-        return cls.from_dict(tomllib.loads(_text_of(path_or_text, (".toml",))))
+        text, where = _text_of(path_or_text, (".toml",)), _where(path_or_text)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{where}: malformed TOML: {e}") from None
+        return cls.from_dict(data)
 
     def to_yaml(self, path: str | os.PathLike | None = None) -> str:
         import yaml
@@ -291,7 +430,15 @@ class ExperimentSpec:
     def from_yaml(cls, path_or_text: str | os.PathLike) -> ExperimentSpec:
         import yaml
 
-        return cls.from_dict(yaml.safe_load(_text_of(path_or_text, (".yaml", ".yml"))))
+        text, where = _text_of(path_or_text, (".yaml", ".yml")), _where(path_or_text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            what = getattr(e, "problem", None) or str(e)
+            raise ValueError(f"{where}: malformed YAML{at}: {what}") from None
+        return cls.from_dict(data)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ExperimentSpec:
@@ -304,7 +451,12 @@ class ExperimentSpec:
         if p.suffix in (".yaml", ".yml"):
             return cls.from_yaml(p)
         if p.suffix == ".json":
-            return cls.from_dict(json.loads(p.read_text()))
+            try:
+                data = json.loads(p.read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{p}: malformed JSON at line {e.lineno}, column {e.colno}: "
+                                 f"{e.msg}") from None
+            return cls.from_dict(data)
         raise ValueError(f"spec file must end in .toml, .yaml, .yml or .json (got {p.name})")
 
     def replace(self, path: str, value: Any) -> ExperimentSpec:
@@ -314,9 +466,11 @@ class ExperimentSpec:
         node = d
         for k in keys[:-1]:
             if k not in node or not isinstance(node[k], dict):
-                raise ValueError(f"path {path!r}: {k!r} is not a section of the spec")
+                sections = sorted(x for x, v in node.items() if isinstance(v, dict))
+                raise ValueError(f"path {path!r}: {k!r} is not a section of the spec "
+                                 f"(sections: {sections})")
             node = node[k]
-        node[keys[-1]] = value
+        node[keys[-1]] = value  # the new spec's validation names a misspelled key
         return ExperimentSpec.from_dict(d)
 
     # -- objects --------------------------------------------------------------------------------
@@ -361,27 +515,10 @@ def build_problem(spec: ExperimentSpec) -> Any:
 
 
 def _build_problem(spec: ExperimentSpec) -> Any:
-    import torch
-
-    import empirics.problems as P
-
-    kw = dict(spec.problem)
-    kind = kw.pop("kind")
-    if kind in _EXTRA_PROBLEMS:
-        cls = _EXTRA_PROBLEMS[kind]
-    elif kind in PROBLEMS:
-        cls = getattr(P, PROBLEMS[kind])
-    else:
-        raise ValueError(f"problem kind must be one of {sorted(PROBLEMS | _EXTRA_PROBLEMS)} "
-                         f"(got {kind!r})")
-    for bad in ("m", "device", "dtype"):
-        if bad in kw:
-            raise ValueError(f"problem.{bad} is set by the spec (algorithm.m, device, dtype), "
-                             "not in the problem section")
-    dtype = {"float32": torch.float32, "float64": torch.float64}.get(spec.dtype)
-    if dtype is None:
-        raise ValueError(f"dtype must be 'float32' or 'float64' (got {spec.dtype!r})")
-    return cls(m=_m(spec.algorithm), device=spec.device, dtype=dtype, **kw)
+    check_problem(spec.problem)
+    kw = {k: v for k, v in spec.problem.items() if k != "kind"}
+    return _problem_class(spec.problem["kind"])(
+        m=_m(spec.algorithm), device=spec.device, dtype=DTYPES[spec.dtype], **kw)
 
 
 def _m(alg: dict[str, Any]) -> int:
@@ -464,92 +601,165 @@ def _num(s: str) -> Any:
 def _schedule(m: int, sched: dict[str, Any], T: int) -> Any:
     import theory
 
-    kw = dict(sched)
-    kind = kw.pop("kind", None)
+    kind = sched["kind"]
     W = theory.average(m)
     if kind == "periodic":
-        return theory.periodic(W, int(kw["tau"]))
+        return theory.periodic(W, sched["tau"])
     if kind == "intervals":
-        return theory.Intervals(W, [int(x) for x in kw["periods"]])
+        return theory.Intervals(W, list(sched["periods"]))
     if kind == "spiridonoff":
-        return theory.spiridonoff(W, T, kw.get("R"))
+        return theory.spiridonoff(W, T, sched.get("R"))
     if kind == "linear_growth":
-        return theory.linear_growth(W, T, int(kw["E"]), int(kw["tau0"]))
+        return theory.linear_growth(W, T, sched["E"], sched["tau0"])
     if kind == "one_shot":
         return theory.one_shot(W)
-    if kind == "adaptive_lupa":
-        return theory.adaptive_lupa(W, int(kw["tau0"]))
-    raise ValueError("algorithm.schedule.kind must be one of ['adaptive_lupa', 'intervals', "
-                     f"'linear_growth', 'one_shot', 'periodic', 'spiridonoff'] (got {kind!r})")
+    return theory.adaptive_lupa(W, sched["tau0"])
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One ``algorithm.name`` of the spec vocabulary: its ``required`` and ``optional`` keys
+    (besides ``name`` and ``m``) and ``build(m, args, W, steps) -> Config``, where ``args`` holds
+    the given keys (compressor already built) and ``W()`` builds the topology's mixing
+    matrix."""
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    build: Any
+    doc: str = ""
+
+
+_LOCAL = ("momentum", "nesterov", "compressor")  #: local-step options every algorithm takes
+_TOPO = ("topology", "weights")
+
+
+def _local(a: dict[str, Any]) -> dict[str, Any]:
+    return {k: a[k] for k in _LOCAL if k in a}
+
+
+def _algorithms() -> dict[str, Algorithm]:
+    from empirics import configs
+
+    def opt_W(a: dict[str, Any], W: Any) -> Any:
+        return None if a.get("topology") is None else W()
+
+    def gossip(a: dict[str, Any], W: Any, name: str) -> Any:
+        if name == "choco":
+            return configs.choco_sgd(W(), compressor=a["compressor"], gamma=a["gamma"])
+        return configs.squarm(W(), int(a.get("tau", 1)), compressor=a["compressor"],
+                              gamma=a["gamma"], threshold=float(a.get("threshold", 0.0)),
+                              momentum=a.get("momentum", 0.0), nesterov=a.get("nesterov"))
+
+    return {
+        "synchronous": Algorithm((), _LOCAL, lambda m, a, W, T: configs.synchronous(
+            m, **_local(a)), "A(1, J, 0)"),
+        "pasgd": Algorithm(("tau",), _LOCAL, lambda m, a, W, T: configs.pasgd(
+            m, a["tau"], **_local(a)), "A(τ, J, 0)"),
+        "dpsgd": Algorithm(("topology",), ("weights", *_LOCAL), lambda m, a, W, T:
+                           configs.dpsgd(W(), **_local(a)), "A(1, W, 0)"),
+        "decentralized_periodic": Algorithm(
+            ("tau", "topology"), ("weights", *_LOCAL), lambda m, a, W, T:
+            configs.decentralized_periodic(W(), a["tau"], **_local(a)), "A(τ, W, 0)"),
+        "easgd": Algorithm(("tau", "alpha"), _LOCAL, lambda m, a, W, T: configs.easgd(
+            m, a["tau"], a["alpha"], **_local(a)), "A(τ, W_α, 1)"),
+        "hierarchical": Algorithm(
+            ("n_groups", "tau1", "tau2"), _LOCAL, lambda m, a, W, T: configs.hierarchical(
+                m, a["n_groups"], a["tau1"], a["tau2"], **_local(a)),
+            "group average every τ₁, global every τ₂ (this toolkit's scheme)"),
+        "local_sgd": Algorithm(("schedule",), _LOCAL, lambda m, a, W, T: configs.local_sgd(
+            _schedule(m, a["schedule"], T), **_local(a)), "W = J on a schedule"),
+        "mdsgd": Algorithm(("compressor",), ("momentum", "nesterov", "tau", *_TOPO),
+                           lambda m, a, W, T: configs.mdsgd(
+                               m, a["compressor"], a.get("momentum", 0.0),
+                               nesterov=a.get("nesterov", False), W=opt_W(a, W),
+                               tau=int(a.get("tau", 1))), "error-feedback compression"),
+        "qsgd": Algorithm((), ("s", "tau", *_TOPO, *_LOCAL), lambda m, a, W, T: configs.qsgd(
+            m, int(a.get("s", 1)), a.get("momentum", 0.0), nesterov=a.get("nesterov", False),
+            W=opt_W(a, W), tau=int(a.get("tau", 1)), compressor=a.get("compressor")),
+            "unbiased quantisation without memory"),
+        "squarm": Algorithm(("topology", "compressor", "gamma"),
+                            ("weights", "tau", "threshold", "momentum", "nesterov"),
+                            lambda m, a, W, T: gossip(a, W, "squarm"),
+                            "event-triggered compressed gossip with momentum"),
+        "choco": Algorithm(("topology", "compressor", "gamma"), ("weights",),
+                           lambda m, a, W, T: gossip(a, W, "choco"), "compressed gossip"),
+    }
+
+
+#: the schedules of ``algorithm = {name = "local_sgd", schedule = {kind = ...}}``:
+#: kind → (required keys, optional keys)
+SCHEDULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "periodic": (("tau",), ()), "intervals": (("periods",), ()), "spiridonoff": ((), ("R",)),
+    "linear_growth": (("E", "tau0"), ()), "one_shot": ((), ()), "adaptive_lupa": (("tau0",), ()),
+}
+#: the step sizes of ``lr = {kind = ...}``: kind → (required keys, optional keys)
+LR_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "constant": (("eta",), ()), "inverse_time": (("a",), ("beta", "max_lr")),
+    "stagewise": (("etas", "boundaries"), ()), "pl": ((), ("alpha_pl",)),
+}
+
+
+def _keys(where: str, given: dict[str, Any], required: tuple[str, ...],
+          optional: tuple[str, ...], what: str) -> None:
+    """Refuse a missing required key or an unknown one, naming it (with the near miss)."""
+    import difflib
+
+    valid = [*required, *optional]
+    unknown = [k for k in given if k not in valid]
+    for k in required:
+        if k not in given:
+            near = difflib.get_close_matches(k, unknown, n=1)
+            hint = f" ({near[0]!r} is given: a misspelling of {k!r}?)" if near else ""
+            raise ValueError(f"{where}: {what} needs {k!r}{hint}; its keys are "
+                             f"{sorted(valid) or 'none'}")
+    if unknown:
+        k = unknown[0]
+        near = difflib.get_close_matches(k, valid, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ValueError(f"{where}: unknown key {k!r} for {what}{hint} (valid: {sorted(valid)})")
+
+
+def check_algorithm(alg: dict[str, Any]) -> None:
+    """Refuse an algorithm section whose name is unknown or whose keys do not match it."""
+    algos = _algorithms()
+    name = alg.get("name")
+    if name not in algos:
+        import difflib
+
+        near = difflib.get_close_matches(str(name), list(algos), n=1)
+        raise ValueError(f"algorithm.name must be one of {sorted(algos)} (got {name!r})"
+                         + (f"; did you mean {near[0]!r}?" if near else ""))
+    _m(alg)
+    spec_ = algos[name]
+    rest = {k: v for k, v in alg.items() if k not in ("name", "m")}
+    _keys("algorithm", rest, spec_.required, spec_.optional, f"{name!r}")
+    if name == "local_sgd":
+        sched = alg["schedule"]
+        if not isinstance(sched, dict) or sched.get("kind") not in SCHEDULES:
+            raise ValueError(f"algorithm.schedule must be a table with kind one of "
+                             f"{sorted(SCHEDULES)} (got {sched!r})")
+        req, opt = SCHEDULES[sched["kind"]]
+        _keys("algorithm.schedule", {k: v for k, v in sched.items() if k != "kind"}, req, opt,
+              f"schedule {sched['kind']!r}")
 
 
 def build_config(spec: ExperimentSpec) -> Any:
-    """The :class:`empirics.configs.Config` of ``spec.algorithm``.
-
-    ``name`` ∈ synchronous(m), pasgd(m, tau), dpsgd(m, topology, weights),
-    decentralized_periodic(m, tau, topology, weights), easgd(m, tau, alpha),
-    hierarchical(m, n_groups, tau1, tau2), local_sgd(m, schedule={"kind": ...}),
-    mdsgd(m, compressor, momentum, topology?, tau?), qsgd(m, s, topology?, tau?),
-    squarm(m, topology, weights, tau, compressor, gamma, threshold, momentum),
-    choco(m, topology, weights, compressor, gamma); options momentum, nesterov, compressor.
-    """
-    from empirics import configs
-
+    """The :class:`empirics.configs.Config` of ``spec.algorithm`` (the names and keys of
+    :func:`check_algorithm`'s table: synchronous, pasgd, dpsgd, decentralized_periodic, easgd,
+    hierarchical, local_sgd, mdsgd, qsgd, squarm, choco; every one takes the local-step options
+    momentum, nesterov and, where it makes sense, compressor)."""
+    check_algorithm(spec.algorithm)
     a = dict(spec.algorithm)
     name = a.pop("name")
     m = _m(spec.algorithm)
     a.pop("m")
-    opts = {k: a.pop(k) for k in ("momentum", "nesterov") if k in a}
-    comp = _compressor(a.pop("compressor", None))
-    topology, weights = a.pop("topology", None), a.pop("weights", None)
+    if "compressor" in a:
+        a["compressor"] = _compressor(a["compressor"])
 
     def W() -> Any:
-        if topology is None:
-            raise ValueError(f"algorithm {name!r} needs a topology")
-        return build_mixing(m, topology, weights)
+        return build_mixing(m, a["topology"], a.get("weights"))
 
-    if name == "synchronous":
-        cfg = configs.synchronous(m, **opts)
-    elif name == "pasgd":
-        cfg = configs.pasgd(m, a.pop("tau"), **opts)
-    elif name == "dpsgd":
-        cfg = configs.dpsgd(W(), **opts)
-    elif name == "decentralized_periodic":
-        cfg = configs.decentralized_periodic(W(), a.pop("tau"), **opts)
-    elif name == "easgd":
-        cfg = configs.easgd(m, a.pop("tau"), a.pop("alpha"), **opts)
-    elif name == "hierarchical":
-        cfg = configs.hierarchical(m, a.pop("n_groups"), a.pop("tau1"), a.pop("tau2"), **opts)
-    elif name == "local_sgd":
-        cfg = configs.local_sgd(_schedule(m, a.pop("schedule", {}), spec.steps), **opts)
-    elif name == "mdsgd":
-        cfg = configs.mdsgd(m, comp, W=None if topology is None else W(),
-                            tau=int(a.pop("tau", 1)), **opts)
-        comp = None
-    elif name == "qsgd":
-        cfg = configs.qsgd(m, int(a.pop("s", 1)), W=None if topology is None else W(),
-                           tau=int(a.pop("tau", 1)), compressor=comp, **opts)
-        comp = None
-    elif name in ("squarm", "choco"):
-        gamma = a.pop("gamma", None)
-        if gamma is None or comp is None:
-            raise ValueError(f"algorithm {name!r} needs a compressor and gamma")
-        if name == "choco":
-            cfg = configs.choco_sgd(W(), compressor=comp, gamma=gamma)
-        else:
-            th = a.pop("threshold", 0.0)
-            cfg = configs.squarm(W(), int(a.pop("tau", 1)), compressor=comp, gamma=gamma,
-                                 threshold=float(th), **opts)
-        comp = None
-    else:
-        raise ValueError("algorithm.name must be one of ['choco', 'decentralized_periodic', "
-                         "'dpsgd', 'easgd', 'hierarchical', 'local_sgd', 'mdsgd', 'pasgd', "
-                         f"'qsgd', 'squarm', 'synchronous'] (got {name!r})")
-    if a:
-        raise ValueError(f"algorithm {name!r}: unknown option(s) {sorted(a)}")
-    if comp is not None:
-        cfg = cfg.with_options(compressor=comp)
-    return cfg
+    return _algorithms()[name].build(m, a, W, spec.steps)
 
 
 def _max_period(cfg: Any, T: int) -> int:
@@ -562,10 +772,9 @@ def build_lr(spec: ExperimentSpec, problem: Any, cfg: Any) -> Any:
     from theory.stepsizes import Constant, InverseTime, Stagewise
 
     lr = spec.lr
-    if isinstance(lr, (int, float)) and not isinstance(lr, bool):
+    check_lr(lr)
+    if not isinstance(lr, dict):
         return Constant(float(lr))
-    if not isinstance(lr, dict) or "kind" not in lr:
-        raise ValueError(f"lr must be a number or a dict with a 'kind' (got {lr!r})")
     kw = dict(lr)
     kind = kw.pop("kind")
     if kind == "constant":
@@ -574,14 +783,25 @@ def build_lr(spec: ExperimentSpec, problem: Any, cfg: Any) -> Any:
         return InverseTime(**kw)
     if kind == "stagewise":
         return Stagewise(tuple(kw["etas"]), tuple(kw["boundaries"]))
-    if kind == "pl":
-        mu = problem.constants.mu
-        if mu is None:
-            raise ValueError("lr kind 'pl' needs a problem with a PL/strong-convexity constant μ")
-        alpha_pl = float(kw.pop("alpha_pl", 1.0))
-        a = alpha_pl * _max_period(cfg, spec.steps) + 4
-        return InverseTime(a=4.0 / mu.value, beta=a)
-    raise ValueError(f"lr kind must be one of ['constant', 'inverse_time', 'pl', 'stagewise'] "
-                     f"(got {kind!r})")
+    mu = problem.constants.mu
+    if mu is None:
+        raise ValueError("lr kind 'pl' needs a problem with a PL/strong-convexity constant μ")
+    alpha_pl = float(kw.pop("alpha_pl", 1.0))
+    a = alpha_pl * _max_period(cfg, spec.steps) + 4
+    return InverseTime(a=4.0 / mu.value, beta=a)
+
+
+def check_lr(lr: Any) -> None:
+    """Refuse an ``lr`` that is neither a positive number nor a known ``{kind = ...}`` table."""
+    if isinstance(lr, (int, float, np.integer, np.floating)) and not isinstance(lr, bool):
+        if not (float(lr) > 0 and math.isfinite(float(lr))):
+            raise ValueError(f"lr must be a finite number > 0 (got {lr!r})")
+        return
+    if not isinstance(lr, dict) or lr.get("kind") not in LR_KINDS:
+        raise ValueError(f"lr must be a number > 0 or a table with kind one of "
+                         f"{sorted(LR_KINDS)} (got {lr!r})")
+    req, opt = LR_KINDS[lr["kind"]]
+    _keys("lr", {k: v for k, v in lr.items() if k != "kind"}, req, opt, f"lr {lr['kind']!r}")
+
 
 

@@ -130,7 +130,10 @@ def excess_p(x: np.ndarray, bound: np.ndarray | float) -> tuple[float, int, floa
 
 @dataclass
 class Verdict:
-    """``status``: "holds", "violated", "not applicable" or "no bound"; ``message`` says why.
+    """``status``: "holds", "violated" (a one-sided test over ≥ 2 seeds), "untested" (one seed:
+    the measurement is shown, no verdict), "diverged" (a seed diverged: a bound says nothing),
+    "not applicable" (a hypothesis fails; ``failed`` names it) or "no bound"; ``message`` says
+    why.
     ``p_value`` (Bonferroni-corrected over recorded steps), ``statistic`` (t at the worst step),
     ``step`` (the worst step), ``failed`` (conditions/assumptions that fail)."""
 
@@ -166,10 +169,10 @@ def bound_test(x: np.ndarray, steps: np.ndarray, bound_c: np.ndarray, bound_o: n
     if n < 2:
         worst = int(np.argmax(mean - bc))
         viol = bool(mean[worst] > bc[worst])
-        msg = (f"1 seed, no test possible: measured {mean[worst]:.4g} "
-               f"{'>' if viol else '≤'} bound {bc[worst]:.4g} at step {int(ks[worst])}")
-        return Verdict("violated" if viol else "holds", msg, n, level, None, None,
-                       int(ks[worst]))
+        msg = (f"1 seed, so no test: the single measurement {mean[worst]:.4g} is "
+               f"{'above' if viol else 'below'} the conservative bound {bc[worst]:.4g} at step "
+               f"{int(ks[worst])} (a verdict needs a test over >= 2 seeds)")
+        return Verdict("untested", msg, n, level, None, None, int(ks[worst]))
     p_adj, worst, t_w = excess_p(xs, bc)
     k = int(ks[worst])
     if p_adj < level:

@@ -19,9 +19,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from empirics.records import writable_folder
 from empirics.report import write_suite_report
 from empirics.reproductions import REPRODUCTIONS, SCALES, module
 from empirics.reproductions.base import Context, Reproduction, RunCache, atomic_write_text
+from empirics.spec import check_device
 
 __all__ = ["VerifyResult", "verify"]
 
@@ -73,14 +75,11 @@ def verify(out: str | Path = "coopsgd-report", *, scale: str = "default", device
     for n in names:
         if n not in REPRODUCTIONS:
             raise ValueError(f"unknown reproduction {n!r}; choose from {list(REPRODUCTIONS)}")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: CUDA is not available on this machine")
-    out = Path(out)
-    if fresh and out.exists():
+    dev = check_device(device)
+    out = writable_folder(out)
+    if fresh:
         for sub in ("cache", "reproductions", "figures"):
             shutil.rmtree(out / sub, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
     cache = RunCache(out / "cache" / f"{scale}-{dev.type}")
     meta = _meta(scale, str(dev))
     threads = torch.get_num_threads()
@@ -128,7 +127,9 @@ def _run_suite(names: list[str], out: Path, scale: str, dev: Any, progress: bool
         try:
             rep = module(name).reproduce(ctx)
         except KeyboardInterrupt:
-            write_suite_report(reps, failures, out, meta)
+            finished = {r.name for r in reps} | set(failures)
+            write_suite_report(reps, failures, out, meta,
+                               pending=[n for n in names if n not in finished])
             raise
         except Exception as e:  # one failing reproduction must not lose the others
             failures[name] = f"{type(e).__name__}: {e}"

@@ -405,8 +405,15 @@ def test_mlp_engine_fast_and_vmap_paths_agree(mlp):
 def test_divergence_stops_with_step_and_partial_result(tmp_path):
     p = LeastSquares(n_samples=100, d=4, m=2, seed=0, condition_number=5)
     path = tmp_path / "run.json"
+    # the divergence rule stops the run long before inf: ‖∇F(u_k)‖² > 10⁶·max(‖∇F(x₀)‖², 1)
+    with pytest.raises(DivergenceError, match=r"diverged at step 2: ‖∇F\(u_k\)‖² = \S+ exceeds "
+                       r"the divergence limit 1e\+06·max\(‖∇F\(x₀\)‖², 1\)"):
+        simulate(p, pasgd(2, 2), lr=50.0, T=2000, batch_size=4, record_every=10)
+    # with the rule off (D = inf) the run goes on until NaN/inf, still stopped and named
+    spec = RunSpec(p, pasgd(2, 2), 50.0, 2000, batch_size=4, record_every=10,
+                   divergence=math.inf)
     with pytest.raises(DivergenceError, match=r"diverged at step \d+: .*(inf|nan)") as ei:
-        simulate(p, pasgd(2, 2), lr=50.0, T=2000, batch_size=4, record_every=10, save=path)
+        run(spec, save=path)
     err = ei.value
     assert isinstance(err, RuntimeError)
     part = err.partial

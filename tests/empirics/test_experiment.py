@@ -56,9 +56,9 @@ def test_spec_rejects_unknown_field_and_m_in_problem():
     with pytest.raises(ValueError, match="unknown experiment field"):
         ExperimentSpec.from_dict({**_spec().to_dict(), "tau": 3})
     with pytest.raises(ValueError, match=r"problem\.m is set by the spec"):
-        run_experiment(_spec(problem={**LOGREG, "m": 4}))
-    with pytest.raises(ValueError, match="unknown option"):
-        run_experiment(_spec(algorithm={"name": "pasgd", "m": 4, "tau": 4, "zeta": 0.5}))
+        _spec(problem={**LOGREG, "m": 4})  # refused at construction, before any run
+    with pytest.raises(ValueError, match=r"unknown key 'zeta' for 'pasgd'.*valid: \['compre"):
+        _spec(algorithm={"name": "pasgd", "m": 4, "tau": 4, "zeta": 0.5})
 
 
 def test_bound_is_the_theory_bound_at_the_runs_parameters(pasgd_result):
@@ -221,5 +221,7 @@ def test_specs_build_the_issue_8_configurations():
     assert ch.name == "choco" and ch.gossip.threshold == 0.0
     q = build_config(_spec(algorithm={"name": "qsgd", "m": 4, "s": 4}))
     assert q.error_feedback is False and q.compressor.s == 4
-    with pytest.raises(ValueError, match="needs a compressor and gamma"):
-        build_config(_spec(algorithm={"name": "squarm", "m": 8, "topology": "ring"}))
+    with pytest.raises(ValueError, match="'squarm' needs 'compressor'"):
+        _spec(algorithm={"name": "squarm", "m": 8, "topology": "ring"})
+    with pytest.raises(ValueError, match="'squarm' needs 'gamma'"):
+        _spec(algorithm={"name": "squarm", "m": 8, "topology": "ring", "compressor": "topk:k=3"})

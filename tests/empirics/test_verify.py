@@ -171,7 +171,9 @@ def test_sigterm_writes_the_report_and_the_next_call_resumes(tmp_path):
     output = proc.communicate(timeout=120)[0]
     assert proc.returncode == 130, output
     assert "interrupted" in output
-    assert "| squarm |" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "| squarm |" in report
+    assert "Interrupted: not finished: cooperative" in report  # what did not finish is named
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "resumed from finished work: squarm" in again.stdout
