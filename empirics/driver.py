@@ -176,6 +176,7 @@ class Driver:
         self.comm_steps = array.array("q")
         self.rows: list[dict[str, float]] = []
         self.gn_sum = 0.0   # Σ over evaluated blocks of (block length × ‖∇F(u_k)‖²)
+        self.cons_sum = 0.0  # the same for ‖X_k(I − J)‖²_F
         self.gn_weight = 0  # Σ block lengths covered
         self.gn_count = 0
         self.gn_at = array.array("q")
@@ -206,11 +207,15 @@ class Driver:
         """F(u), the same number on every process (adaptive schedules decide rounds by it)."""
         return self._on_root(self.problem.full_loss)
 
-    def grad_norm2_u(self) -> float:
+    def sample_point(self) -> tuple[float, float]:
+        """(‖∇F(u_k)‖² on the root (NaN elsewhere), ‖X_k(I − J)‖²_F) at the current step: the
+        two running averages' terms (Theorem 1's left side, Lemma 2's network term)."""
         with self.comm.communicating():
             u = self.comm.average()
-        return float(self.problem.grad_norm2(self.comm.layout.unflat(u))) \
+            cons, _, _ = self.comm.stats(u, None)
+        gn = float(self.problem.grad_norm2(self.comm.layout.unflat(u))) \
             if self.comm.is_root else math.nan
+        return gn, cons
 
     # -- records ---------------------------------------------------------------------------
     def _totals(self) -> tuple[int, np.ndarray | None]:
@@ -241,9 +246,11 @@ class Driver:
             self._check(k, F, gn)  # a NaN/inf record is not kept: the error names it
             raise DivergenceError(k, "parameters contain NaN/inf")
         run = self.gn_sum / self.gn_weight if self.gn_weight else math.nan
+        crun = self.cons_sum / self.gn_weight if self.gn_weight else math.nan
         self.rows.append({"step": k, "loss": F, "grad_norm2": gn, "consensus": cons,
                           "memory_norm2": mem2, "memory_norm2_workers": memw, "bits": bits,
                           "rounds": self.n_rounds, "grad_norm2_running": run,
+                          "consensus_running": crun,
                           "lr": self.spec.lr(k) if k < self.T else math.nan,
                           "wall": time.perf_counter() - self.t0})
         self._check(k, F, gn)  # a finite diverging record is kept: it shows the blow-up
@@ -314,14 +321,15 @@ class Driver:
                         elif k % q == 0:
                             pick = k + int(self.rng.integers(min(q, T - k)))
                         if k == pick:
-                            gn = self.grad_norm2_u()
+                            gn, cons = self.sample_point()
                             if comm.is_root:
                                 self._check(k, None, gn)
-                    if k % s == 0:  # the record's running average covers steps j < k
+                    if k % s == 0:  # the record's running averages cover steps j < k
                         self.record(k, gn)
                     if gn is not None and comm.is_root:
                         w = 1 if q == 1 else min(q, T - (k - k % q))
                         self.gn_sum += w * gn
+                        self.cons_sum += w * cons
                         self.gn_weight += w
                         self.gn_count += 1
                         if q > 1:

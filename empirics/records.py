@@ -38,6 +38,7 @@ COLUMNS = (
     "bits",          # cumulative bits sent by all workers up to step k
     "rounds",        # cumulative number of mixing steps (W ≠ I) up to step k
     "grad_norm2_running",  # running average estimate of (1/k) Σ_{j<k} ‖∇F(u_j)‖² (NaN at k=0)
+    "consensus_running",   # the same for ‖X_j(I − J)‖²_F (same steps and weights; NaN at k=0)
     "lr",            # η_k (learning rate used at step k; NaN at k = T)
     "wall",          # seconds since the run started (includes record computations)
 )
@@ -186,7 +187,8 @@ class Result:
     """Records of one run (plain data).
 
     Arrays (one entry per record, see :data:`COLUMNS`): ``step, loss, grad_norm2, consensus,
-    memory_norm2, memory_norm2_workers, bits, rounds, grad_norm2_running, lr, wall``.
+    memory_norm2, memory_norm2_workers, bits, rounds, grad_norm2_running, consensus_running,
+    lr, wall``.
 
     Scalars: ``grad_norm2_avg`` — estimate of (1/K) Σ_{k=0}^{K−1} ‖∇F(u_k)‖² over the K steps
     taken (the left side of the Cooperative SGD bound, digest §1.6, with u_0 = x₀ the paper's u_1);
@@ -213,6 +215,7 @@ class Result:
     bits: np.ndarray
     rounds: np.ndarray
     grad_norm2_running: np.ndarray
+    consensus_running: np.ndarray
     lr: np.ndarray
     wall: np.ndarray
     grad_norm2_avg: float = math.nan
@@ -260,6 +263,8 @@ class Result:
         for f in fields(cls):
             v = d.get(f.name)
             if f.name in COLUMNS:
+                if v is None:  # a column added after the file was written
+                    v = [None] * len(d.get("step") or [])
                 if f.name in ("step", "bits", "rounds"):
                     kw[f.name] = np.asarray(v, dtype=np.int64)
                 else:

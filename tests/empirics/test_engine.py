@@ -176,6 +176,13 @@ def test_consensus_is_frobenius_distance_to_the_average(logreg):
         X = tr.X[k]
         P = np.eye(M) - np.full((M, M), 1 / M)
         assert res.consensus[k] == pytest.approx(np.linalg.norm(P @ X) ** 2, rel=1e-10, abs=1e-30)
+    # the running average (1/K) Σ_{k<K} ‖X_k(I − J)‖²_F, Lemma 2's network term (× L²/m)
+    per_step = [np.linalg.norm((np.eye(M) - 1 / M) @ tr.X[k]) ** 2 for k in range(T)]
+    for K in range(1, T + 1):
+        assert res.consensus_running[K] == pytest.approx(np.mean(per_step[:K]), rel=1e-10)
+    # grad_every = q: the same stratified subsample as the gradient norm (unbiased)
+    sub = simulate(logreg, dpsgd(ring(M)), lr=0.5, T=T, batch_size=2, grad_every=3)
+    assert np.isfinite(sub.consensus_running[-1]) and sub.consensus_running[-1] > 0
 
 
 def test_bits_per_structure(logreg):
