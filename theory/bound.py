@@ -306,6 +306,12 @@ class Bound:
             if diff != 0:
                 raise ValueError(f"terms of bound {self.name!r} do not sum to expr (diff {diff})")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the lambdified functions (rebuilt on first use after unpickling)."""
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        return state
+
     # --- display ------------------------------------------------------------------------------
     @property
     def free_symbols(self) -> set[sp.Symbol]:

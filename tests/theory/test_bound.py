@@ -240,6 +240,11 @@ def test_grid_reuses_its_numpy_functions(monkeypatch):
     np.testing.assert_array_equal(first, second)
     assert calls == []  # nothing re-lambdified
     assert b.subs(L=1.0) is not b  # a derived Bound starts with its own (empty) cache
+    import pickle
+
+    b2 = pickle.loads(pickle.dumps(b))  # the cached functions are not pickled, rebuilt on use
+    assert b2 == b and b2._cache == {}
+    np.testing.assert_array_equal(b2.grid(**vals), first)
 
 
 def _factories():
