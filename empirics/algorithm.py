@@ -1,6 +1,6 @@
 """The algorithm core of Cooperative SGD, written once over the rows a process holds.
 
-Algorithm A(τ, W, v) (Wang & Joshi, Cooperative SGD, JMLR 2021, eq. 6) in stacked-row form:
+Algorithm A(τ, W, v) (Wang & Joshi, Cooperative SGD, JMLR 2021, eqs. 7–10) in stacked-row form:
 X_k is the n × d matrix (n = m + v) whose row i is worker i's model (rows m.. are auxiliary
 variables such as the EASGD centre, which receive no gradient), and
 

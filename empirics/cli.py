@@ -133,7 +133,8 @@ def tour() -> None:
     b = theory.cooperative_bound()
     click.echo("\n== Cooperative SGD bound A(τ, W, v) ==")
     click.echo(str(b))
-    vals = dict(eta=0.01, L=1, sigma2=1, m=16, K=10_000, F_gap=10)
+    # η inside every learning-rate condition below (ring(16), τ = 4 allows η ≤ 0.0090, eq. 145)
+    vals = dict(eta=0.005, L=1, sigma2=1, m=16, K=10_000, F_gap=10)
     click.echo(f"\nAt {vals}:")
     rows = []
     for label, bound, extra in [
@@ -271,14 +272,24 @@ def _mixing(topology: str, n: int, rule: str = "default", **kw: Any):
 #: when a bound is built, so `--help` stays fast.
 BOUNDS: dict[str, tuple[str, tuple, str]] = {
     "cooperative": ("cooperative_bound", (),
-                    "Cooperative SGD A(τ, W, v), Theorem 1 (general form)"),
-    "synchronous": ("synchronous_bound", (), "fully synchronous SGD A(1, J, 0)"),
-    "pasgd": ("pasgd_bound", (), "PASGD / local SGD A(τ, J, 0) with its learning-rate condition"),
-    "dpsgd": ("dpsgd_bound", (), "D-PSGD A(1, W, 0)"),
+                    "Cooperative SGD A(τ, W, v), JMLR Theorem 1 under its exact condition eq. 145"),
+    "cooperative-relaxed": ("cooperative_bound", ("relaxed",),
+                            "JMLR Theorem 1 under the relaxed condition eq. 16 as stated"),
+    "cooperative-beta": ("cooperative_bound", ("exact", None),
+                         "JMLR Theorem 1 with multiplicative noise β: condition eq. 143"),
+    "cooperative-noniid": ("cooperative_noniid_bound", (),
+                           "A(τ, W, v) on non-IID data, JMLR Theorem 2 (κ² = --kappa2)"),
+    "lemma2": ("lemma2_bound", (), "JMLR Lemma 2 with the measured consensus distance Ξ "
+               "(--consensus-avg)"),
+    "corollary1": ("corollary1_bound", (), "JMLR Corollary 1: Theorem 1 at η = ((m+v)/(Lm))√(m/K)"),
+    "synchronous": ("synchronous_bound", (), "fully synchronous SGD A(1, J, 0) (ηL ≤ 1)"),
+    "pasgd": ("pasgd_bound", (), "PASGD / local SGD A(τ, J, 0), JMLR Corollary 2"),
+    "dpsgd": ("dpsgd_bound", (), "D-PSGD A(1, W, 0), JMLR Corollary 3"),
     "decentralized-periodic": ("decentralized_periodic_bound", (),
                                "decentralized periodic averaging A(τ, W, 0)"),
     "easgd": ("easgd_bound", (), "EASGD A(τ, W_α, 1), elasticity α free (0 < α < 2/(m+1))"),
     "easgd-optimal": ("easgd_bound", ("optimal",), "EASGD at the optimal α* = 2/(m+2)"),
+    "easgd-paper": ("easgd_paper_bound", (), "EASGD at α* = 2/(m+2), JMLR Theorem 3 (eq. 23)"),
     "runtime": ("runtime_bound", (), "PASGD error within a wall-clock budget (AdaComm)"),
     "decentralized-runtime": ("decentralized_runtime_bound", (),
                               "A(τ, W, v) error within a wall-clock budget"),
@@ -289,7 +300,9 @@ BOUNDS: dict[str, tuple[str, tuple, str]] = {
                         "error-feedback memory sup_t E‖m_t‖², unbiased ω compressor"),
 }
 _BOUND_ALIASES = {"local-sgd": "pasgd", "d-psgd": "dpsgd", "sync": "synchronous",
-                  "lupa": "pl", "lupa-sgd": "pl", "ef": "memory"}
+                  "lupa": "pl", "lupa-sgd": "pl", "ef": "memory", "theorem1": "cooperative",
+                  "theorem2": "cooperative-noniid", "theorem3": "easgd-paper",
+                  "non-iid": "cooperative-noniid", "noniid": "cooperative-noniid"}
 #: extra spellings of parameter names (lower case, '-' as '_')
 _PARAM_ALIASES = {"delta_f": "F_gap", "fgap": "F_gap", "twall": "T_wall", "sigma_2": "sigma2",
                   "sigma^2": "sigma2"}
@@ -442,12 +455,20 @@ def _fmt(x: Any) -> str:
 
 
 def _condition_report(c, mapping: dict) -> dict:
+    """Status of condition ``c`` at ``mapping``; for a failed condition on η, the largest
+    admissible η at the other values (``largest_eta``)."""
     import sympy as sp
 
-    from theory.symbols import keyword
+    from theory.symbols import eta, keyword
 
-    r = c.relation.subs(mapping)
     out: dict[str, Any] = {"name": c.name, "relation": sp.sstr(c.relation)}
+    if c.source is not None:
+        out["source"] = c.source.to_dict()
+    try:
+        r = c.relation.subs(mapping)
+    except TypeError:  # a side is infinite at these values
+        out["status"] = "fails"
+        return out
     if r.free_symbols:
         out["status"] = "undecided"
         out["missing"] = sorted(keyword(s) for s in r.free_symbols)
@@ -459,6 +480,10 @@ def _condition_report(c, mapping: dict) -> dict:
             out["rhs"] = float(c.relation.rhs.subs(mapping))
         except (TypeError, ValueError):
             pass
+    if out["status"] == "fails" and eta in c.relation.free_symbols:
+        e = c.subs({s: x for s, x in mapping.items() if s != eta}).largest(eta)
+        if e is not None and not e.free_symbols:
+            out["largest_eta"] = float(e)
     return out
 
 
@@ -483,14 +508,18 @@ _BOUND_HELP = """Print a named bound, its terms and conditions, evaluated at the
 
 NAME is one of: """ + ", ".join(BOUNDS) + """ (see --list for what each is and its
 parameters). Parameters are the bound's symbols by keyword name: --eta --L --sigma2 --m --v
---tau --zeta --K --F-gap (= F(u_1) − F_inf) --T-wall --Y --D --mu --p --B --T --alpha --delta
---omega --G2 ... ('-' and '_' are interchangeable; values may be ints, floats or fractions
-like 1/3). ζ can instead be computed from a mixing matrix with --topology NAME (uses --m
-workers and --rule) or --zeta-of TOPOLOGY:N[:RULE] or --zeta-of W.npy.
+--tau --zeta --K --F-gap (= F(u_1) − F_inf) --beta --kappa2 --consensus-avg --T-wall --Y --D
+--mu --p --B --T --alpha --delta --omega --G2 ... ('-' and '_' are interchangeable; values may
+be ints, floats or fractions like 1/3). ζ can instead be computed from a mixing matrix with
+--topology NAME (uses --m workers and --rule) or --zeta-of TOPOLOGY:N[:RULE] or --zeta-of
+W.npy.
 
-With every parameter given, prints the value; with some missing, prints the bound with the
-given ones substituted and lists the ones that remain (exit code 0). A condition that fails
-at the values is reported and the exit code is 3.
+Every Cooperative SGD bound carries its learning-rate condition (JMLR Wang & Joshi 2021: eq.
+145 for Theorem 1, Corollaries 2 and 3 for PASGD and D-PSGD, ...). With every parameter
+given, prints the value; with some missing, prints the bound with the given ones substituted
+and lists the ones that remain (exit code 0). A condition that fails at the values is
+reported, with the largest admissible η for a learning-rate condition, and the exit code is
+3. Sources and their status (quoted / recalled / derived): docs/references.md.
 """
 
 
@@ -508,6 +537,8 @@ Examples:
   coopsgd bound runtime --eta 0.01 --L 1 --sigma2 1 --m 16 --T-wall 1000 --Y 0.1 --D 1 \\
       --F-gap 10 --minimize tau
   coopsgd bound pasgd --eta 0.5 --L 1 --tau 8 --json       # exit code 3: condition fails
+  coopsgd bound cooperative --eta 0.05 --L 1 --m 16 --v 0 --tau 1 --zeta 0.9493
+                                     # exit code 3: eq. 145 fails, largest admissible η shown
 
 {_EXIT_CODES_HELP}""")
 @click.argument("name", required=False)
@@ -630,8 +661,7 @@ def _run_bound(key: str, tokens: tuple[str, ...], topology: str | None, rule: st
     src = b.source
     out = {
         "bound": key, "name": b.name, "lhs": b.lhs, "expr": sp.sstr(b.expr),
-        "source": {"paper": src.paper, "where": src.where, "status": str(src.status),
-                   "confidence": src.confidence, "digest": src.digest, "note": src.note},
+        "source": src.to_dict(),
         "parameters": {keyword(s): _number(x) for s, x in values.items()},
         "derived": derived, "terms": terms, "conditions": conditions, "missing": missing,
         "partial": partial, "value": value, "valid": value is not None and not failed,
@@ -656,8 +686,7 @@ def _print_bound(out: dict, b) -> None:
         click.echo(f"  where {keyword(s) if isinstance(s, sp.Symbol) else s} = {sp.sstr(d)}")
     conf = f", confidence {src['confidence']}" if src["confidence"] else ""
     click.echo(f"source: {src['paper']}, {src['where']}")
-    click.echo(f"  status: {src['status']}{conf}"
-               + (f"; digest §{src['digest']}" if src["digest"] else ""))
+    click.echo(f"  status: {src['status']}{conf}")
     if src["note"]:
         click.echo(f"  note: {src['note']}")
     from theory.symbols import MEANINGS
@@ -695,6 +724,8 @@ def _print_bound(out: dict, b) -> None:
             extra = ""
             if "lhs" in c:
                 extra = f" (left side {_fmt(c['lhs'])}, right side {_fmt(c['rhs'])})"
+                if "largest_eta" in c:
+                    extra += f"; largest admissible η = {_fmt(c['largest_eta'])}"
             elif c["status"] == "undecided":
                 extra = f" (needs {', '.join(c['missing'])})"
             click.echo(f"  {c['name']}: {c['relation']}  → {c['status'].upper()}{extra}")
@@ -713,7 +744,9 @@ def _print_bound(out: dict, b) -> None:
                    f"value {o['value']} ({o['method']})")
     for c in out["conditions"]:
         if c["status"] == "fails":
-            click.echo(f"condition fails: {c['name']}", err=True)
+            hint = (f"; largest admissible η = {_fmt(c['largest_eta'])} at the other values"
+                    if "largest_eta" in c else "")
+            click.echo(f"condition fails: {c['name']}{hint}", err=True)
     if out["minimum_error"]:
         click.echo(f"condition fails: {out['minimum_error']}", err=True)
 

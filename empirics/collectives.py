@@ -2,7 +2,7 @@
 group): averaging by ``all_reduce``, neighbour exchange for a sparse W (point-to-point with the
 graph neighbours only), dense mixing by ``all_gather``, and packed-payload exchange.
 
-Mixing convention (Wang & Joshi, Cooperative SGD, JMLR 2021, eq. 6, rows = nodes):
+Mixing convention (Wang & Joshi, Cooperative SGD, JMLR 2021, eqs. 7–10, rows = nodes):
 x_j ← Σ_i A_ij x_i.
 """
 

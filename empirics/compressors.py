@@ -479,7 +479,7 @@ class TopK(_Sparsifier):
 
     Biased; deterministic contraction δ = k/d: ‖x − top_k(x)‖² ≤ (1 − k/d)‖x‖² for every x,
     since the d − k dropped squares are the smallest, so their mean is at most the mean of all
-    (digest 2.3/2.4 claim 3, [RECON]; derived here). bits = k · (32 + ⌈log₂ d⌉): float32 values
+    (derived here). bits = k · (32 + ⌈log₂ d⌉): float32 values
     and ⌈log₂ d⌉-bit indices.
     """
 
@@ -616,8 +616,8 @@ class QSGD(Compressor):
     Q_s(x)_i = ‖x‖₂ · sgn(x_i) · ξ_i, with r_i = |x_i|/‖x‖₂ ∈ [l/s, (l+1)/s] and
     ξ_i = (l+1)/s with probability s·r_i − l, else l/s (independently per coordinate); Q_s(0) = 0.
     - Unbiased: E ξ_i = r_i.
-    - ω(d) = min(d/s², √d/s) — the paper's Lemma 3.1 (recalled, not in the digest; not checked
-      against the PDF). Derived here as well: Var(ξ_i)‖x‖² = (r_i − l/s)((l+1)/s − r_i)‖x‖² ≤
+    - ω(d) = min(d/s², √d/s) — the paper's Lemma 3.1 (recalled; not checked against the
+      paper's text). Derived here as well: Var(ξ_i)‖x‖² = (r_i − l/s)((l+1)/s − r_i)‖x‖² ≤
       min(1/(4s²), r_i/s)‖x‖², and Σ r_i ≤ √d, so E‖Q − x‖² ≤ min(d/(4s²), √d/s)‖x‖², which
       is ≤ the declared ω (the declared value keeps the paper's form).
     - δ = 1 − ω where ω < 1 (large s), else None.
@@ -701,7 +701,7 @@ class ScaledSign(Compressor):
 
     Biased. Exact identity (derived): ‖x − C(x)‖² = ‖x‖² − 2(‖x‖₁/d)‖x‖₁ + d(‖x‖₁/d)²
     = (1 − ‖x‖₁²/(d‖x‖₂²))‖x‖², i.e. δ(x) = ‖x‖₁²/(d‖x‖₂²) ≥ 1/d (Cauchy–Schwarz ‖x‖₁ ≥ ‖x‖₂),
-    as in Karimireddy, Rebjock, Stich, Jaggi, ICML 2019 (recalled, not in the digest).
+    as in Karimireddy, Rebjock, Stich, Jaggi, ICML 2019 (recalled, not checked).
     Declared δ(d) = 1/d, the worst case (a 1-sparse x). C(0) = 0.
     bits = 32 + d: one float32 scale and d sign bits. The scale never overflows (it is ≤ max|x|;
     :func:`_row_mean_abs`).
@@ -788,7 +788,8 @@ class Compose(Compressor):
     ``first`` is a sparsifier (TopK or RandomK) keeping k entries; ``second`` acts on the
     k-vector of kept values (so its constants are taken at dimension k). SQuARM-SGD (Singh et al.
     2021) and Qsparse-local-SGD (Basu et al. 2019) use top-k then a quantiser; their exact lemma
-    is recalled, not verified (digest §5 records only that SQuARM-SGD sparsifies then quantises).
+    is recalled, not verified (SQuARM-SGD's abstract states only that it sparsifies then
+    quantises).
     Constants (derived here):
 
     - first a projection (TopK, RandomK(unbiased=False); y = x ⊙ 1_S, δ₁ = k/d) and second with

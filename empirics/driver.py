@@ -1,7 +1,7 @@
 """The one loop of Cooperative SGD, run against a small communicator protocol.
 
 :class:`Driver` walks the schedule's rounds (``schedule.rounds(T)``; Wang & Joshi, Cooperative
-SGD, JMLR 2021, eq. 6: W_k = the round's W after its last local step, I otherwise), takes the
+SGD, JMLR 2021, eqs. 7–10: W_k = the round's W after its last local step, I otherwise), takes the
 local steps of the rows a process holds (:class:`empirics.algorithm.LocalStep`), synchronises at
 the end of each round (:func:`empirics.algorithm.mix_round` or
 :class:`empirics.algorithm.GossipStep`), samples ‖∇F(u_k)‖² for the running average, writes the

@@ -1,7 +1,7 @@
 """The simulator: all m workers (and v auxiliary variables) stacked on one device.
 
 It runs the algorithm core of :mod:`empirics.algorithm` (Cooperative SGD A(τ, W, v), Wang &
-Joshi, JMLR 2021, eq. 6, in stacked-row form X_{k+1} = W_kᵀ(X_k − Δ_k)) through the driver loop
+Joshi, JMLR 2021, eqs. 7–10, in stacked-row form X_{k+1} = W_kᵀ(X_k − Δ_k)) through the driver loop
 of :mod:`empirics.driver`, with a communicator that holds every row in one n × d tensor:
 
 * mixing uses W's structure (:class:`empirics.mixers.Mixer`): W = I → nothing; block-diagonal

@@ -1,7 +1,7 @@
 """Stacked mixing X ← WᵀX by W's structure, and who sends how many messages in a round.
 
 X is the n × d matrix of stacked rows (row i = node i; the paper's column form X W is the
-transpose, Wang & Joshi, Cooperative SGD, JMLR 2021, eq. 6). :class:`Mixer` analyses W once:
+transpose, Wang & Joshi, Cooperative SGD, JMLR 2021, eqs. 7–10). :class:`Mixer` analyses W once:
 
 * ``identity``: W = I, nothing to do, no message.
 * ``groups``: W block-diagonal with constant blocks (J = 11ᵀ/n, group averaging): means over

@@ -90,7 +90,7 @@ def sum_H_over_t_exact() -> object:
         exact = float(lib.sum_H_over_t(s, T))
         require(math.isclose(exact, _sum_H_over_t_float(per), rel_tol=1e-12), f"{name}: mismatch")
         n += 1
-    # the separation of digest §4.7.6, against one_shot.sum_H_over_t_approx
+    # constant vs growing intervals (Spiridonoff et al.), against one_shot.sum_H_over_t_approx
     for T, R in ((1000, 20), (20_000, 20), (5000, 50)):
         lin = float(lib.sum_H_over_t(lib.spiridonoff(average(R), T), T))
         con = float(lib.sum_H_over_t(lib.periodic(average(R), T // R), T))

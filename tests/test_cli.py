@@ -31,7 +31,7 @@ def test_tour_prints_bounds_and_spectra():
     assert r.exit_code == 0, r.output
     assert "0.949253" in r.output  # ζ(ring 16)
     assert "(zeta**2 + 1)/(1 - zeta**2)" in r.output
-    assert "19.22" in r.output  # τ_eq for ring(16), digest §1.8
+    assert "19.22" in r.output  # τ_eq for ring(16), JMLR eq. 30
     assert "(1/5, 4/5)" in r.output
 
 
@@ -89,16 +89,17 @@ def test_bound_pasgd_value_terms_and_source():
     r = invoke("bound", "pasgd", *PASGD_ARGS)
     assert r.exit_code == 0, r.output
     assert f"value: {expected!r}" in r.output
-    assert "PASGD learning-rate condition" in r.output and "HOLDS" in r.output
-    assert "recalled" in r.output and "confidence high" in r.output
-    assert "Wang & Joshi" in r.output
+    assert "learning-rate condition of Corollary 2 (JMLR)" in r.output and "HOLDS" in r.output
+    assert "status: quoted" in r.output and "Corollary 2, eq. 24" in r.output
+    assert "Wang & Joshi" in r.output and "JMLR 22(213)" in r.output and "digest" not in r.output
     out = invoke_json("bound", "pasgd", *PASGD_ARGS)
     assert out["value"] == pytest.approx(expected, rel=1e-14)
     assert out["valid"] is True and out["exit_code"] == 0 and out["missing"] == []
     assert set(out["terms"]) == set(terms)
     for k, t in out["terms"].items():
         assert t["value"] == pytest.approx(terms[k], rel=1e-14)
-    assert out["source"]["status"] == "recalled" and out["source"]["digest"] == "1.7.1"
+    assert out["source"]["status"] == "quoted" and "digest" not in out["source"]
+    assert out["source"]["where"] == theory.pasgd_bound().source.where
     assert out["conditions"][0]["status"] == "holds"
     # ηL + η²L²τ(τ−1) at η = 0.01, L = 1, τ = 4
     assert out["conditions"][0]["lhs"] == pytest.approx(0.01 + 1e-4 * 12)
@@ -161,7 +162,9 @@ def test_bound_partial_lists_missing_and_exits_0():
     out = invoke_json("bound", "cooperative")
     assert set(out["missing"]) == {"eta", "L", "sigma2", "m", "v", "tau", "zeta", "K", "F_gap"}
     assert out["expr"] == sp.sstr(theory.cooperative_bound().expr)
-    assert out["conditions"] == []
+    (c,) = out["conditions"]  # Theorem 1's learning-rate condition, undecided without values
+    assert "eq. 145" in c["name"] and c["status"] == "undecided"
+    assert set(c["missing"]) == {"eta", "L", "m", "v", "tau", "zeta"}
 
 
 def test_bound_pl_memory_runtime_values():
@@ -205,13 +208,65 @@ def test_bound_list():
     assert "alpha" in params["easgd"] and "zeta" in params["dpsgd"]
 
 
+def test_bound_new_jmlr_bounds_match_theory():
+    cases = {
+        "cooperative-noniid": (theory.cooperative_noniid_bound(),
+                               dict(eta=0.004, L=2, sigma2=0.3, m=8, v=0, tau=4, zeta=0.5,
+                                    K=2000, F_gap=1.5, kappa2=0.8)),
+        "lemma2": (theory.lemma2_bound(), dict(eta=0.02, L=3, sigma2=0.7, m=8, v=1, K=500,
+                                               F_gap=2, consensus_avg=0.013)),
+        "easgd-paper": (theory.easgd_paper_bound(), dict(eta=1e-4, L=1, sigma2=2, m=8, tau=6,
+                                                         K=1e5, F_gap=3)),
+        "corollary1": (theory.corollary1_bound(), dict(L=2, F_gap=3, sigma2=0.5, m=8, K=1e6,
+                                                       v=1, tau=4, zeta=0.5)),
+        "cooperative-relaxed": (theory.cooperative_bound("relaxed"),
+                                dict(eta=0.001, L=1, sigma2=1, m=16, v=0, tau=4, zeta=0.5,
+                                     K=1e4, F_gap=1)),
+    }
+    for name, (b, vals) in cases.items():
+        out = invoke_json("bound", name, *[f"--{k.replace('_', '-')}={v}" for k, v in
+                                           vals.items()])
+        assert out["value"] == pytest.approx(b.evaluate(**vals), rel=1e-12), name
+        assert out["source"]["where"] == b.source.where and out["source"]["status"] == "quoted"
+    out = invoke_json("bound", "cooperative-beta", "--eta", "0.001", "--L", "1", "--m", "16",
+                      "--v", "0", "--tau", "4", "--zeta", "0.5", "--beta", "3")
+    assert "eq. 143" in out["conditions"][0]["name"]
+    assert out["conditions"][0]["status"] == "holds"
+
+
 # --- bound: exit codes -----------------------------------------------------------------------
+def test_bound_cooperative_outside_eq145_exits_3_with_the_largest_eta():
+    """The issue's example: ηL = 0.05 on ring(16) (ζ = 0.9493) at τ = 1 is outside eq. 145."""
+    args = ["bound", "cooperative", "--eta", "0.05", "--L", "1", "--m", "16", "--v", "0",
+            "--tau", "1", "--zeta", "0.9493"]
+    e = float(theory.largest_eta(1, 16, 1, 0.9493))
+    assert round(e, 4) == 0.0357
+    r = invoke(*args)
+    assert r.exit_code == 3, r.output
+    assert "eq. 145" in r.stderr and f"largest admissible η = {e:.6g}" in r.stderr
+    assert "FAILS" in r.output and f"largest admissible η = {e:.6g}" in r.output
+    out = invoke_json(*args, code=3)
+    (c,) = out["conditions"]
+    assert "eq. 145" in c["name"] and c["status"] == "fails"
+    assert c["largest_eta"] == pytest.approx(e, rel=1e-12)
+    assert c["source"]["where"] == "Appendix D, eq. 145 (JMLR)"
+    # D-PSGD on the same ring: Corollary 3's condition, the same η
+    out = invoke_json("bound", "dpsgd", "--topology", "ring", "--m", "16", "--eta", "0.061",
+                      "--L", "1", code=3)
+    assert "Corollary 3" in out["conditions"][0]["name"]
+    assert out["conditions"][0]["largest_eta"] == pytest.approx(
+        float(theory.dpsgd_bound().largest_eta(L=1, zeta=theory.ring(16))), rel=1e-12)
+
+
+
 def test_bound_failed_condition_exits_3():
     assert theory.pasgd_bound().check(eta=0.5, L=1, tau=8)  # independently: the condition fails
     r = invoke("bound", "pasgd", "--eta", "0.5", "--L", "1", "--tau", "8")
     assert r.exit_code == 3, r.output
     assert "FAILS" in r.output
-    assert "condition fails: PASGD learning-rate condition" in r.stderr
+    assert "condition fails: learning-rate condition of Corollary 2" in r.stderr
+    # the largest η with ηL + η²L²τ(τ−1) ≤ 1 at L = 1, τ = 8: 2/(1 + √(1 + 4·56))
+    assert f"largest admissible η = {2 / (1 + np.sqrt(225)):.6g}" in r.stderr
     out = invoke_json("bound", "pasgd", "--eta", "0.5", "--L", "1", "--tau", "8", code=3)
     assert out["exit_code"] == 3 and out["conditions"][0]["status"] == "fails"
     assert out["conditions"][0]["lhs"] == pytest.approx(0.5 + 0.25 * 56)

@@ -5,12 +5,21 @@ Never imports torch. Everything a REPL user needs is re-exported here::
     import theory
     W = theory.ring(16)
     theory.zeta(W)                      # 0.9493
-    b = theory.cooperative_bound()
-    b.evaluate(eta=0.01, L=1, sigma2=1, m=16, v=0, tau=4, zeta=theory.zeta(W), K=10_000, F_gap=10)
+    b = theory.cooperative_bound()     # JMLR Theorem 1, with its learning-rate condition eq. 145
+    b.largest_eta(L=1, m=16, v=0, tau=4, zeta=W)          # ≈ 0.0090: the admissible η
+    b.evaluate(eta=0.005, L=1, sigma2=1, m=16, v=0, tau=4, zeta=W, K=10_000, F_gap=10)
 """
 
 from theory import symbols
-from theory.bound import Bound, Condition, ConditionError, Optimum, Source, Status
+from theory.bound import (
+    Bound,
+    Condition,
+    ConditionError,
+    Optimum,
+    Source,
+    Status,
+    UnusedParameterWarning,
+)
 from theory.bounds import *  # noqa: F403
 from theory.bounds import __all__ as _bounds_all
 from theory.mixing import (
@@ -26,6 +35,7 @@ from theory.mixing import (
     erdos_renyi_graph,
     exponential,
     exponential_graph,
+    generalized_easgd_matrix,
     grid,
     grid_graph,
     group_average,
@@ -104,17 +114,22 @@ def __getattr__(name: str):
 
 def hierarchical(m: int, n_groups: int, tau1: int, tau2: int) -> Hierarchical:
     """Two-level hierarchical averaging of m workers in ``n_groups`` contiguous groups: group
-    average every τ₁ steps, global average every τ₂ steps (time-varying W_k). This is the
-    toolkit's reading of Cooperative SGD's hierarchical averaging, whose definition in the paper
-    is not known (digest §1.7.5 [NF])."""
+    average every τ₁ steps, global average every τ₂ steps (time-varying W_k).
+
+    This scheme is **this toolkit's own design**. Cooperative SGD's "elastic hierarchical
+    averaging" (JMLR §6.3) is different — one auxiliary (elastic) node per group, the auxiliary
+    nodes averaging among themselves — and the paper gives no bound for it; no bound is encoded
+    for either."""
     return Hierarchical(group_average(contiguous_groups(m, n_groups)), average(m), tau1, tau2)
 
 
 __all__ = [
     "SYMBOLS", "Bound", "Condition", "ConditionError", "FromCallable", "Hierarchical",
+    "UnusedParameterWarning",
     "Intervals", "MixingMatrix", "Optimum", "Periodic", "Round", "Schedule", "Source", "Status",
     "as_matrix", "as_mixing", "average", "best_constant", "complete", "complete_graph",
     "consensus_rounds", "contiguous_groups", "easgd_matrix", "eigenvalues", "erdos_renyi_graph",
+    "generalized_easgd_matrix",
     "exponential", "exponential_graph", "grid", "grid_graph", "group_average", "hierarchical",
     "hypercube", "hypercube_graph", "identity", "max_degree", "metropolis_hastings",
     "mixing_matrix", "path", "path_graph", "random_geometric_graph", "ring", "ring_graph",

@@ -3,7 +3,8 @@
 A bound is ``lhs ≤ expr`` where ``expr`` is a sympy expression in the canonical symbols of
 :mod:`theory.symbols`, split into named ``terms`` (they sum to ``expr``), valid under
 ``conditions`` (sympy relations such as the learning-rate condition), and traced to a
-:class:`Source` with an honest provenance ``status``.
+:class:`Source` with an honest provenance ``status``. The papers behind every Source are listed,
+with the theorem and equation numbers used, in ``docs/references.md``.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ import numpy as np
 import sympy as sp
 
 from theory.symbols import DOMAINS, check_value, keyword, symbol
+from theory.symbols import eta as _eta
+from theory.symbols import zeta as _zeta
 
 
 class Status(StrEnum):
     """Provenance of a formula.
 
-    * ``quoted``: verified verbatim against a source (digest tag [V]).
-    * ``recalled``: recollection of the paper's text, not verified (digest tag [MEM]).
-    * ``derived``: derived by us from definitions or other formulas (digest tag [RECON]); it is
-      *not* a statement of the paper.
+    * ``quoted``: checked against the paper's own text (theorem and equation numbers given).
+    * ``recalled``: a recollection of the paper's text that has not been checked against it.
+    * ``derived``: derived by this toolkit from definitions or from other formulas; it is *not*
+      a statement of the paper.
     """
 
     QUOTED = "quoted"
@@ -43,19 +46,21 @@ class Source:
     """Where a formula comes from.
 
     Args:
-        paper: short citation, e.g. ``"Wang & Joshi, Cooperative SGD (arXiv:1808.07576)"``.
-        where: theorem / equation / section, e.g. ``"Theorem 1"``.
+        paper: citation a reader can follow, e.g. ``"Wang & Joshi, Cooperative SGD, JMLR 22(213),
+            2021 (arXiv:1808.07576)"`` (full references: ``docs/references.md``).
+        where: theorem / equation / section, e.g. ``"Theorem 1, eqs. 16–17 (JMLR)"``.
         status: :class:`Status` (quoted / recalled / derived).
         confidence: for recalled items, ``"high"``, ``"med"`` or ``"low"``.
-        digest: section of ``shared/papers.md`` the formula was taken from.
-        note: anything a reader must know (e.g. "constants not verified against the PDF").
+        digest: maintainers only — the section of the maintainers' reading notes the formula was
+            checked against. Never printed, never in ``repr`` or in JSON a user sees.
+        note: anything a reader must know (e.g. "constants not verified against the paper").
     """
 
     paper: str
     where: str
     status: Status
     confidence: str | None = None
-    digest: str | None = None
+    digest: str | None = field(default=None, repr=False, compare=False)
     note: str = ""
 
     def __post_init__(self) -> None:
@@ -65,18 +70,31 @@ class Source:
 
     def __str__(self) -> str:
         conf = f", confidence {self.confidence}" if self.confidence else ""
-        dig = f"; digest §{self.digest}" if self.digest else ""
         note = f" — {self.note}" if self.note else ""
-        return f"{self.paper}, {self.where} [{self.status}{conf}{dig}]{note}"
+        return f"{self.paper}, {self.where} [{self.status}{conf}]{note}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The user-facing fields (``digest`` is for maintainers and is left out)."""
+        return {"paper": self.paper, "where": self.where, "status": str(self.status),
+                "confidence": self.confidence, "note": self.note}
 
 
 class ConditionError(ValueError):
     """A bound was evaluated where one of its conditions fails."""
 
 
+class UnusedParameterWarning(UserWarning):
+    """A value was given for a symbol that neither the bound nor its conditions contain."""
+
+
 @dataclass(frozen=True)
 class Condition:
-    """A condition a bound needs, e.g. the learning-rate condition ``ηL + η²L²τ(τ−1) ≤ 1``."""
+    """A condition a bound needs, e.g. the learning-rate condition ``ηL + η²L²τ(τ−1) ≤ 1``.
+
+    For a condition of the form ``a·η + b·η² ≤ c`` (a, b, c ≥ 0 free of η) — every learning-rate
+    condition of the papers — :meth:`largest` gives the largest admissible value of η exactly:
+    ``2c/(a + √(a² + 4bc))``, the positive root.
+    """
 
     name: str
     relation: sp.Basic
@@ -87,6 +105,49 @@ class Condition:
 
     def __str__(self) -> str:
         return f"{self.name}: {sp.sstr(self.relation)}"
+
+    def largest(self, var: str | sp.Symbol = _eta) -> sp.Expr | None:
+        """The largest value of ``var`` (default η) satisfying the condition, in closed form (a
+        sympy expression in the other symbols; ``oo`` if the condition does not bound ``var``),
+        or ``None`` when the condition is not of the form ``a·x + b·x² ≤ c`` with a, b, c ≥ 0."""
+        x = symbol(var)
+        return _largest_root(self.relation, x)
+
+
+def _largest_root(rel: sp.Basic, x: sp.Symbol) -> sp.Expr | None:
+    """Largest x with ``a·x + b·x² ≤ c`` (see :meth:`Condition.largest`); None if ``rel`` is not
+    of that form (a, b, c ≥ 0, or at least not provably negative)."""
+    if isinstance(rel, sp.core.relational.LessThan | sp.core.relational.StrictLessThan):
+        lhs, rhs = rel.lhs, rel.rhs
+    elif isinstance(rel, sp.core.relational.GreaterThan | sp.core.relational.StrictGreaterThan):
+        lhs, rhs = rel.rhs, rel.lhs
+    else:
+        return None
+    expr = lhs - rhs
+    if x not in expr.free_symbols:
+        return None
+    try:
+        poly = sp.Poly(sp.expand(expr), x)
+    except sp.PolynomialError:
+        return None
+    if poly.degree() > 2 or any(x in cf.free_symbols for cf in poly.all_coeffs()):
+        return None
+    c0 = poly.coeff_monomial(1)
+    a = poly.coeff_monomial(x)
+    b = poly.coeff_monomial(x**2)
+    c = -c0
+    if any(t.is_negative for t in (a, b, c)):
+        return None
+    if a == 0 and b == 0:
+        return sp.oo
+    return 2 * c / (a + sp.sqrt(a**2 + 4 * b * c))
+
+
+def _fmt_num(x: Any) -> str:
+    try:
+        return f"{float(x):.6g}"
+    except (TypeError, ValueError):
+        return sp.sstr(x)
 
 
 @dataclass(frozen=True)
@@ -113,11 +174,92 @@ class Optimum:
                 f"method={self.method!r}{cf})")
 
 
+def _mixing_zeta(name: str, s: sp.Symbol, x: Any) -> Any:
+    """ζ of a MixingMatrix (or of an object carrying one in ``.mixing``, e.g. a design result)
+    given for ``zeta``; ``x`` unchanged otherwise."""
+    from theory.mixing import MixingMatrix
+
+    W = x if isinstance(x, MixingMatrix) else getattr(x, "mixing", None)
+    if not isinstance(W, MixingMatrix):
+        return x
+    if s != _zeta:
+        raise ValueError(f"{name} was given a mixing matrix ({W.name}); only zeta= takes one "
+                         "(its ζ = W.zeta is used)")
+    return float(W.zeta)
+
+
+def _checked(name: str, s: sp.Symbol, x: Any) -> Any:
+    """``x`` for symbol ``s`` with a MixingMatrix replaced by its ζ and non-finite numbers
+    refused (ValueError naming the argument)."""
+    x = _mixing_zeta(name, s, x)
+    if isinstance(x, sp.Basic):
+        if x.is_number and x.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
+            raise ValueError(f"{name} must be finite; got {x}")
+        return x
+    if isinstance(x, int | float | np.integer | np.floating):
+        if not math.isfinite(float(x)):
+            raise ValueError(f"{name} must be finite; got {x!r}")
+        return x
+    return x  # arrays: checked by Bound.grid
+
+
 def _as_mapping(values: Mapping[Any, Any] | None, kw: Mapping[str, Any]) -> dict[sp.Symbol, Any]:
     out: dict[sp.Symbol, Any] = {}
     for k, x in {**(values or {}), **kw}.items():
-        out[symbol(k)] = x
+        s = symbol(k)
+        out[s] = _checked(keyword(s), s, x)
     return out
+
+
+#: LaTeX of the left sides the toolkit's bounds use (a Bound may also set ``lhs_latex``)
+LHS_LATEX: dict[str, str] = {
+    "E[(1/K) Σ_{k=1..K} ‖∇F(u_k)‖²]":
+        r"\mathbb{E}\Big[\frac{1}{K}\sum_{k=1}^{K}\|\nabla F(u_k)\|^2\Big]",
+    "E[(1/K) Σ_k ‖∇F(u_k)‖²] within wall-clock T_wall":
+        r"\mathbb{E}\Big[\frac{1}{K}\sum_{k=1}^{K}\|\nabla F(u_k)\|^2\Big]"
+        r"\ \text{within wall-clock } T_{\mathrm{wall}}",
+    "min_k E‖∇F(x̄_k)‖² within wall-clock T_wall":
+        r"\min_k \mathbb{E}\|\nabla F(\bar x_k)\|^2\ \text{within wall-clock } T_{\mathrm{wall}}",
+    "E[F(x̄_T)] − F*": r"\mathbb{E}[F(\bar x_T)] - F^*",
+    "sup_t E‖m_t‖²": r"\sup_t \mathbb{E}\|m_t\|^2",
+}
+
+_TEX_TOKENS = (
+    ("‖", r"\|"), ("∇", r"\nabla "), ("Σ", r"\sum "), ("²", "^2"), ("³", "^3"), ("≤", r"\le "),
+    ("≥", r"\ge "), ("−", "-"), ("x̄", r"\bar x"), ("ū", r"\bar u"), ("τ", r"\tau "),
+    ("η", r"\eta "), ("ζ", r"\zeta "), ("σ", r"\sigma "), ("κ", r"\kappa "), ("μ", r"\mu "),
+    ("E[", r"\mathbb{E}["), ("E‖", r"\mathbb{E}\|"),
+)
+
+
+def _tex_text(s: str) -> str:
+    r"""``s`` escaped for ``\text{...}``."""
+    out = s.replace("\\", r"\backslash ")
+    for ch in "{}_^#$%&~":
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
+def lhs_to_latex(lhs: str) -> str:
+    """LaTeX for a left side written in the toolkit's plain-text notation: the known ones from
+    :data:`LHS_LATEX`, otherwise a token-by-token conversion (``‖``, ``∇``, ``Σ``, ``²``, Greek
+    letters, ``E[``) with runs of plain words set in ``\\text{}``."""
+    if lhs in LHS_LATEX:
+        return LHS_LATEX[lhs]
+    import re
+
+    out = []
+    for tok in re.split(r"(\s+)", lhs):
+        if re.fullmatch(r"[A-Za-z][a-z]{2,}[a-z\-]*", tok) and tok not in ("sup", "min", "max"):
+            out.append(rf"\text{{{_tex_text(tok)}}}")
+            continue
+        t = tok
+        for a, b in _TEX_TOKENS:
+            t = t.replace(a, b)
+        for fn in ("sup", "min", "max"):
+            t = re.sub(rf"^{fn}(?=_|\b)", "\\\\" + fn, t)
+        out.append(r"\ " if tok.isspace() else t)
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -134,6 +276,12 @@ class Bound:
         source: provenance.
         definitions: auxiliary definitions already substituted into ``expr``, kept for display
             (e.g. ``η_eff = mη/(m+v)``).
+        lhs_latex: the left side in LaTeX (default: :func:`lhs_to_latex` of ``lhs``).
+
+    Values are passed by keyword name (``eta=0.01``) or symbol; ``zeta=`` also takes a
+    :class:`~theory.mixing.MixingMatrix` (its ζ is used). A non-finite value raises
+    ``ValueError`` naming the argument; a value for a symbol the bound does not contain gives an
+    :class:`UnusedParameterWarning` naming it.
     """
 
     name: str
@@ -145,6 +293,9 @@ class Bound:
     definitions: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict)
     #: check that the terms sum to expr (skipped for bounds derived by subs/simplify)
     validate: bool = field(default=True, repr=False, compare=False)
+    lhs_latex: str | None = field(default=None, repr=False)
+    #: lambdified functions, keyed by what they compute (private; filled on first use)
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.terms and self.validate:
@@ -155,10 +306,24 @@ class Bound:
             if diff != 0:
                 raise ValueError(f"terms of bound {self.name!r} do not sum to expr (diff {diff})")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the lambdified functions (rebuilt on first use after unpickling)."""
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        return state
+
     # --- display ------------------------------------------------------------------------------
     @property
     def free_symbols(self) -> set[sp.Symbol]:
         return set(self.expr.free_symbols)
+
+    @property
+    def parameters(self) -> set[sp.Symbol]:
+        """Every symbol the bound uses: those of ``expr`` and of its conditions."""
+        syms = set(self.expr.free_symbols)
+        for c in self.conditions:
+            syms |= set(c.relation.free_symbols)
+        return syms
 
     def __str__(self) -> str:
         lines = [f"{self.name}", f"  {self.lhs} ≤ {sp.sstr(self.expr)}"]
@@ -174,11 +339,56 @@ class Bound:
     def __repr__(self) -> str:
         return f"Bound({self.name!r}: {sp.sstr(self.expr)} [{self.source.status}])"
 
+    def latex_lhs(self) -> str:
+        """The left side in LaTeX."""
+        return self.lhs_latex if self.lhs_latex is not None else lhs_to_latex(self.lhs)
+
+    def _latex_rhs(self, braces: bool = True) -> str:
+        if not self.terms:
+            return sp.latex(self.expr)
+        if not braces:
+            return " + ".join(sp.latex(t) for t in self.terms.values())
+        return " + ".join(rf"\underbrace{{{sp.latex(t)}}}_{{\text{{{_tex_text(k)}}}}}"
+                          for k, t in self.terms.items())
+
+    def _source_line(self) -> str:
+        s = self.source
+        conf = f", confidence {s.confidence}" if s.confidence else ""
+        return f"{s.paper}, {s.where} — {s.status}{conf}"
+
     def _repr_latex_(self) -> str:
-        rhs = " + ".join(sp.latex(t) for t in self.terms.values()) if self.terms else sp.latex(
-            self.expr)
-        lhs = self.lhs.replace("‖", r"\|").replace("∇", r"\nabla ").replace("Σ", r"\sum ")
-        return rf"$\displaystyle \text{{{lhs}}} \le {rhs}$"
+        rows = [rf"\text{{{_tex_text(self.name)}}}",
+                rf"{self.latex_lhs()} \le {self._latex_rhs()}"]
+        for s, d in self.definitions.items():
+            rows.append(rf"\text{{where }} {sp.latex(s)} = {sp.latex(d)}")
+        for c in self.conditions:
+            rows.append(rf"\text{{if }} {sp.latex(c.relation)} \quad "
+                        rf"\text{{({_tex_text(c.name)})}}")
+        rows.append(rf"\text{{source: {_tex_text(self._source_line())}}}")
+        return r"$\displaystyle \begin{array}{l}" + r" \\ ".join(rows) + r"\end{array}$"
+
+    def _repr_markdown_(self) -> str:
+        out = [f"**{self.name}**", "",
+               f"$$ {self.latex_lhs()} \\le {self._latex_rhs(braces=False)} $$", ""]
+        if self.terms:
+            out += ["| term | expression |", "|---|---|"]
+            out += [f"| {k} | ${sp.latex(t)}$ |" for k, t in self.terms.items()]
+            out.append("")
+        if self.definitions:
+            out += [f"where ${sp.latex(s)} = {sp.latex(d)}$" for s, d in self.definitions.items()]
+            out.append("")
+        if self.conditions:
+            out.append("Conditions:")
+            out += [f"- {c.name}: ${sp.latex(c.relation)}$" for c in self.conditions]
+        else:
+            out.append("Conditions: none encoded")
+        out.append("")
+        note = f" — {self.source.note}" if self.source.note else ""
+        out.append(f"*Source:* {self.source.paper}, {self.source.where} "
+                   f"(**{self.source.status}**"
+                   + (f", confidence {self.source.confidence}" if self.source.confidence else "")
+                   + f"){note}")
+        return "\n".join(out)
 
     def latex(self) -> str:
         return sp.latex(self.expr)
@@ -189,7 +399,16 @@ class Bound:
         for a special case only)."""
         return Bound(self.name, self.expr, self.source, terms=self.terms, lhs=self.lhs,
                      conditions=self.conditions + tuple(conditions),
-                     definitions=self.definitions)
+                     definitions=self.definitions, lhs_latex=self.lhs_latex)
+
+    def _warn_unused(self, mapping: Mapping[sp.Symbol, Any], stacklevel: int = 3) -> None:
+        unused = set(mapping) - self.parameters
+        if unused:
+            names = ", ".join(sorted(keyword(s) for s in unused))
+            known = ", ".join(sorted(keyword(s) for s in self.parameters))
+            warnings.warn(f"{self.name}: the bound does not use {names} (ignored); its "
+                          f"parameters are {known}", UnusedParameterWarning,
+                          stacklevel=stacklevel)
 
     def subs(self, values: Mapping[Any, Any] | None = None, /, *, name: str | None = None,
              source: Source | None = None, **kw: Any) -> Bound:
@@ -199,14 +418,20 @@ class Bound:
         :class:`ConditionError`.
         """
         mapping = _as_mapping(values, kw)
+        self._warn_unused(mapping)
         for s, x in mapping.items():
-            if isinstance(x, (int, float)) or (isinstance(x, sp.Number)):
+            if isinstance(x, int | float | np.integer | np.floating | sp.Number):
                 check_value(s, float(x))
         conds = []
         for c in self.conditions:
-            c2 = c.subs(mapping)
+            try:
+                c2 = c.subs(mapping)
+            except TypeError:  # a side is not a real number (a denominator vanishes)
+                raise ConditionError(f"{self.name}: {c.name} is undefined after substitution "
+                                     f"(a side is infinite): {c}") from None
             if c2.relation == sp.false:
-                raise ConditionError(f"{self.name}: {c.name} fails after substitution: {c}")
+                raise ConditionError(f"{self.name}: {c.name} fails after substitution: {c}"
+                                     + self._largest_hint(c, mapping))
             if c2.relation != sp.true:
                 conds.append(c2)
         terms = {k: t.subs(mapping) for k, t in self.terms.items()}
@@ -219,6 +444,7 @@ class Bound:
             conditions=tuple(conds),
             definitions=self.definitions,
             validate=False,
+            lhs_latex=self.lhs_latex,
         )
 
     def simplify(self) -> Bound:
@@ -231,13 +457,76 @@ class Bound:
         """∂ expr / ∂ var."""
         return sp.diff(self.expr, symbol(var))
 
+    # --- admissible values --------------------------------------------------------------------
+    def largest(self, var: str | sp.Symbol, values: Mapping[Any, Any] | None = None, /,
+                **kw: Any) -> sp.Expr:
+        """The largest value of ``var`` that every condition allows, exactly: the minimum over
+        the conditions that contain ``var`` of :meth:`Condition.largest` (``oo`` if none
+        bounds it). With every other symbol given the result is a number (exact for exact
+        inputs: pass ``sympy.Rational``/ints to keep it exact); otherwise a closed form."""
+        x = symbol(var)
+        mapping = _as_mapping(values, kw)
+        mapping.pop(x, None)
+        self._warn_unused(mapping)
+        out: list[sp.Expr] = []
+        for c in self.conditions:
+            if x not in c.relation.free_symbols:
+                continue
+            # substitute first, so that degenerate cases (b = 0, or a = b = 0) are seen
+            c2 = c.subs(mapping) if mapping else c
+            if c2.relation == sp.false:
+                raise ConditionError(f"{self.name}: {c.name} fails at these values whatever "
+                                     f"{keyword(x)} is: {c}")
+            if c2.relation == sp.true or x not in c2.relation.free_symbols:
+                continue
+            r = c2.largest(x)
+            if r is None:
+                raise ValueError(f"{self.name}: {c.name} is not of the form a·{keyword(x)} + "
+                                 f"b·{keyword(x)}² ≤ c, so its largest {keyword(x)} has no closed "
+                                 "form here")
+            out.append(r)
+        if not out:
+            return sp.oo
+        return out[0] if len(out) == 1 else sp.Min(*out)
+
+    def largest_eta(self, values: Mapping[Any, Any] | None = None, /, **kw: Any) -> sp.Expr:
+        """The largest admissible learning rate η for the other values given
+        (:meth:`largest` with ``var = eta``): every condition holds at η ≤ this value."""
+        return self.largest(_eta, values, **kw)
+
+    def _largest_hint(self, c: Condition, mapping: Mapping[sp.Symbol, Any]) -> str:
+        """'; largest admissible η = …' for a failed condition containing η, when every other
+        symbol of the condition has a value."""
+        if _eta not in c.relation.free_symbols:
+            return ""
+        try:
+            r = c.subs({s: x for s, x in mapping.items() if s != _eta}).largest(_eta)
+        except TypeError:
+            return ""
+        if r is None or r.free_symbols:
+            return ""
+        others = ", ".join(f"{keyword(s)}={_fmt_num(mapping[s])}"
+                           for s in sorted(c.relation.free_symbols - {_eta}, key=keyword))
+        at = f" at {others}" if others else ""
+        return f"; largest admissible η = {_fmt_num(r)}{at}"
+
     # --- numbers ------------------------------------------------------------------------------
     def check(self, values: Mapping[Any, Any] | None = None, /, **kw: Any) -> list[str]:
-        """Return the list of failed conditions (as messages) at the given values."""
+        """Return the list of failed conditions (as messages) at the given values. A failed
+        learning-rate condition's message gives the largest admissible η for the other values."""
         mapping = _as_mapping(values, kw)
+        self._warn_unused(mapping)
+        return self._check(mapping)
+
+    def _check(self, mapping: Mapping[sp.Symbol, Any]) -> list[str]:
         failed = []
         for c in self.conditions:
-            r = c.relation.subs(mapping)
+            try:
+                r = c.relation.subs(mapping)
+            except TypeError:  # a side is not a real number here (a denominator vanishes)
+                failed.append(f"{c.name} violated: {sp.sstr(c.relation)} is undefined at these "
+                              "values (a side is infinite)")
+                continue
             if r.free_symbols:
                 missing = ", ".join(sorted(keyword(s) for s in r.free_symbols))
                 failed.append(f"{c.name} cannot be checked: missing values for {missing}")
@@ -247,7 +536,8 @@ class Bound:
                     lhs = float(rel.lhs.subs(mapping))
                     rhs = float(rel.rhs.subs(mapping))
                     failed.append(f"{c.name} violated: {sp.sstr(rel)} "
-                                  f"(left side {lhs:.6g}, right side {rhs:.6g})")
+                                  f"(left side {lhs:.6g}, right side {rhs:.6g})"
+                                  + self._largest_hint(c, mapping))
                 else:  # a compound or already-decided condition (And, False, ...)
                     failed.append(f"{c.name} violated: {sp.sstr(rel)}")
         return failed
@@ -256,18 +546,20 @@ class Bound:
                  **kw: Any) -> float:
         """The bound's value as a float.
 
-        Raises ``ValueError`` if a value is outside its symbol's domain or a symbol is missing, and
-        :class:`ConditionError` naming the failed condition. With ``check=False`` a failed
-        condition gives a ``UserWarning`` and the value is returned anyway.
+        Raises ``ValueError`` if a value is not finite, outside its symbol's domain or missing,
+        and :class:`ConditionError` naming the failed condition (for a learning-rate condition,
+        with the largest admissible η). With ``check=False`` a failed condition gives a
+        ``UserWarning`` and the value is returned anyway.
         """
         mapping = _as_mapping(values, kw)
+        self._warn_unused(mapping)
         for s, x in mapping.items():
             check_value(s, float(x))
         missing = self.free_symbols - set(mapping)
         if missing:
             raise ValueError(f"{self.name}: missing values for "
                              f"{', '.join(sorted(keyword(s) for s in missing))}")
-        failed = self.check(mapping)
+        failed = self._check(mapping)
         if failed:
             msg = f"{self.name}: " + "; ".join(failed)
             if check:
@@ -284,12 +576,21 @@ class Bound:
     def evaluate_terms(self, values: Mapping[Any, Any] | None = None, /, **kw: Any) -> dict:
         """Each named term's value (no condition check: use :meth:`evaluate` for that)."""
         mapping = _as_mapping(values, kw)
+        self._warn_unused(mapping)
         return {k: float(t.subs(mapping)) for k, t in self.terms.items()}
 
     def lambdify(self, variables: Iterable[str | sp.Symbol] | None = None) -> Callable:
         """A numpy function of ``variables`` (default: all free symbols, sorted by keyword)."""
-        syms = self._ordered(variables)
-        return sp.lambdify(syms, self.expr, modules="numpy")
+        syms = tuple(self._ordered(variables))
+        return self._lambdified(("expr", syms), syms, self.expr)
+
+    def _lambdified(self, key: Any, syms: tuple[sp.Symbol, ...], expr: sp.Basic) -> Callable:
+        """``sympy.lambdify(syms, expr)``, made once per Bound and key and then reused."""
+        f = self._cache.get(key)
+        if f is None:
+            f = sp.lambdify(syms, expr, modules="numpy", cse=True)
+            self._cache[key] = f
+        return f
 
     def _ordered(self, variables):
         if variables is None:
@@ -302,15 +603,21 @@ class Bound:
 
         ``check=True`` raises if the conditions fail at any grid point (saying how many and one
         example); ``check="mask"`` returns a masked array with failed points masked;
-        ``check=False`` evaluates everywhere.
+        ``check=False`` evaluates everywhere. The numpy functions are built on the first call
+        and reused by later calls on the same Bound.
         """
         mapping = _as_mapping(values, kw)
+        self._warn_unused(mapping)
         missing = self.free_symbols - set(mapping)
         if missing:
             raise ValueError(f"{self.name}: missing values for "
                              f"{', '.join(sorted(keyword(s) for s in missing))}")
         arrays = {s: np.asarray(x, dtype=float) for s, x in mapping.items()}
         for s, a in arrays.items():
+            if a.ndim and not np.isfinite(a).all():
+                bad = ~np.isfinite(a)
+                raise ValueError(f"{keyword(s)} must be finite; {int(bad.sum())} value(s) are "
+                                 f"not (e.g. {a[bad].ravel()[0]!r})")
             dom = DOMAINS.get(s)
             if dom is not None:
                 bad = ~np.vectorize(dom.contains, otypes=[bool])(a) if a.size < 64 else \
@@ -319,18 +626,22 @@ class Bound:
                     raise ValueError(f"{keyword(s)} must be {dom.describe()}; "
                                      f"{int(bad.sum())} grid value(s) are not "
                                      f"(e.g. {a[bad].ravel()[0]!r})")
-        syms = sorted(self.free_symbols, key=keyword)
-        f = sp.lambdify(syms, self.expr, modules="numpy")
+        syms = tuple(sorted(self.free_symbols, key=keyword))
+        f = self._lambdified(("expr", syms), syms, self.expr)
         shape = np.broadcast_shapes(*(a.shape for a in arrays.values())) if arrays else ()
-        out = np.broadcast_to(np.asarray(f(*(arrays[s] for s in syms)), dtype=float), shape)
+        out = np.asarray(f(*(arrays[s] for s in syms)), dtype=float)
+        if out.shape != shape or not out.flags.writeable:
+            out = np.broadcast_to(out, shape).copy()
+        if check is False:
+            return out
         ok = np.ones(shape, dtype=bool)
-        for c in self.conditions:
-            cs = sorted(c.relation.free_symbols, key=keyword)
+        for i, c in enumerate(self.conditions):
+            cs = tuple(sorted(c.relation.free_symbols, key=keyword))
             missing_c = set(cs) - set(arrays)
             if missing_c:
                 raise ValueError(f"{self.name}: {c.name} needs values for "
                                  f"{', '.join(sorted(keyword(s) for s in missing_c))}")
-            g = sp.lambdify(cs, c.relation, modules="numpy")
+            g = self._lambdified(("condition", i, cs), cs, c.relation)
             ok &= np.broadcast_to(np.asarray(g(*(arrays[s] for s in cs)), dtype=bool), shape)
         if check == "mask":
             return np.ma.masked_array(out, mask=~ok)
@@ -342,7 +653,7 @@ class Bound:
                 f"{self.name}: conditions fail at {int((~ok).sum())} of {ok.size} grid points, "
                 f"e.g. at {example}: " + "; ".join(self.check(example))
                 + " (use check='mask' or check=False)")
-        return np.array(out)
+        return out
 
     # --- optimisation -------------------------------------------------------------------------
     def minimize(self, var: str | sp.Symbol, values: Mapping[Any, Any] | None = None, /, *,
@@ -489,4 +800,7 @@ def _stationary_point(f: sp.Expr, x: sp.Symbol) -> sp.Expr | None:
     return r
 
 
-__all__ = ["Bound", "Condition", "ConditionError", "Optimum", "Source", "Status"]
+__all__ = [
+    "LHS_LATEX", "Bound", "Condition", "ConditionError", "Optimum", "Source", "Status",
+    "UnusedParameterWarning", "lhs_to_latex",
+]

@@ -1,6 +1,6 @@
 """Mixing matrices: topologies (graphs) and the weight rules that turn them into W.
 
-A mixing matrix W (n × n) for Cooperative SGD (Wang & Joshi, digest §1.5 item 5) is symmetric
+A mixing matrix W (n × n) for Cooperative SGD (Wang & Joshi, JMLR 2021, Assumption 5) is symmetric
 and doubly stochastic, ``W 1 = 1``, ``Wᵀ = W``; non-negativity is *not* required (EASGD's W_α
 has a negative entry for m > 2 at the optimal elasticity). Its support must lie inside the graph
 (edges plus self-loops). ζ(W) = max(|λ₂|, |λ_n|) < 1 iff the graph is connected (for the weight
@@ -517,13 +517,13 @@ def exponential(m: int, rule: str = "metropolis_hastings") -> MixingMatrix:
 # EASGD and hierarchical averaging
 # ---------------------------------------------------------------------------------------------
 def easgd_matrix(m: int, alpha: float) -> MixingMatrix:
-    """EASGD mixing matrix W_α ((m+1) × (m+1)), Cooperative SGD digest §1.4:
+    """EASGD mixing matrix W_α ((m+1) × (m+1)) of Cooperative SGD (JMLR eq. 11):
 
         W_α = [[(1−α) I_m, α 1_m], [α 1_mᵀ, 1 − mα]]
 
     Workers x_i ← (1−α)x_i + α z, centre z ← (1−mα) z + α Σ_i x_i. Spectrum {1, 1−α (×(m−1)),
-    1−(m+1)α} (derived, digest §1.4). Symmetric and doubly stochastic; not non-negative when
-    α > 1/m (allowed by the Cooperative SGD assumption as recalled)."""
+    1−(m+1)α}, so ζ = max{|1−α|, |1−(m+1)α|} (JMLR eq. 22). Symmetric and doubly stochastic;
+    not non-negative when α > 1/m (Assumption 5 does not require non-negativity)."""
     m = _check_int("m", m, 1)
     a = float(alpha)
     if not (a > 0 and math.isfinite(a)):
@@ -535,6 +535,38 @@ def easgd_matrix(m: int, alpha: float) -> MixingMatrix:
     G = nx.star_graph(m)  # centre node 0 in networkx; relabel so the centre is node m
     G = nx.relabel_nodes(G, {0: m, **{i: i - 1 for i in range(1, m + 1)}})
     return MixingMatrix(A, graph=G, rule="easgd", name=f"EASGD W_α (m={m}, α={a:g})")
+
+
+def generalized_easgd_matrix(W: Any, alpha: float) -> MixingMatrix:
+    """Generalized elastic averaging W′ ((m+1) × (m+1)) of Cooperative SGD, JMLR Theorem 4
+    (eq. 31): an auxiliary node joined to all m workers of a mixing matrix W,
+
+        W′ = [[(1−α) W, α 1_m], [α 1_mᵀ, 1 − mα]].
+
+    Its ζ′ = max{(1−α)ζ(W), |1 − (m+1)α|} (eq. 33; ``theory.generalized_easgd_zeta``), lowest
+    at α = (1+ζ)/(m+1+ζ) (``theory.generalized_easgd_optimal_alpha``). W = I gives EASGD's W_α.
+    The engine runs W′ like any W with v = 1 auxiliary variable (the last row/column).
+
+    Args:
+        W: m × m mixing matrix (:class:`MixingMatrix` or array; validated).
+        alpha: elasticity, 0 < α ≤ 1.
+    """
+    Wm = as_mixing(W)
+    a = float(alpha)
+    if not (math.isfinite(a) and 0 < a <= 1):
+        raise ValueError(f"alpha must be in (0, 1] (elasticity of generalized elastic "
+                         f"averaging); got {alpha!r}")
+    m = Wm.n
+    A = np.zeros((m + 1, m + 1))
+    A[:m, :m] = (1 - a) * Wm.matrix
+    A[:m, m] = A[m, :m] = a
+    A[m, m] = 1 - m * a
+    G = None
+    if Wm.graph is not None:
+        G = nx.Graph(Wm.graph)
+        G.add_edges_from((i, m) for i in range(m))
+    return MixingMatrix(A, graph=G, rule="generalized_easgd",
+                        name=f"generalized EASGD W′ ({Wm.name}, α={a:g})")
 
 
 def group_average(groups: list[list[int]]) -> MixingMatrix:
@@ -563,6 +595,7 @@ def contiguous_groups(m: int, n_groups: int) -> list[list[int]]:
 __all__ = [
     "ATOL", "RULES", "MixingMatrix", "as_matrix", "as_mixing", "average", "best_constant",
     "complete", "complete_graph", "contiguous_groups", "easgd_matrix", "erdos_renyi_graph",
+    "generalized_easgd_matrix",
     "exponential", "exponential_graph", "grid", "grid_graph", "group_average", "hypercube",
     "hypercube_graph", "identity", "max_degree", "metropolis_hastings", "mixing_matrix", "path",
     "path_graph", "random_geometric_graph", "ring", "ring_graph", "star", "star_graph", "torus",

@@ -66,7 +66,7 @@ def one_shot(W: Any) -> OneShot:
 
 # --- Haddadpour et al.: linear growth -------------------------------------------------------------
 def linear_growth_alpha(T: int, E: int, tau0: int) -> Fraction:
-    """α = 2T/(E(E+1)τ₀) of the linear-growth schedule (quoted: LUPA-SGD ``main.py``, digest §3.5),
+    """α = 2T/(E(E+1)τ₀) of the linear-growth schedule (quoted: LUPA-SGD ``main.py``),
     exact. ``linear_growth_alpha(5469, 10, 91) ≈ 1.0927``."""
     T, E, tau0 = _int("T", T, 1), _int("E", E, 1), _int("tau0", tau0, 1)
     return Fraction(2 * T, E * (E + 1) * tau0)
@@ -87,7 +87,7 @@ def linear_growth_periods(T: int, E: int, tau0: int) -> list[int]:
 
 def linear_growth(W: Any, T: int, E: int, tau0: int) -> Intervals:
     """Haddadpour et al.'s linear-growth schedule τ_i = (1 + iα)τ₀, α = 2T/(E(E+1)τ₀) (poster
-    caption and code [quoted, digest §3.5]); see :func:`linear_growth_periods` for rounding and
+    caption and code [quoted]); see :func:`linear_growth_periods` for rounding and
     the overshoot of T. Poster example: (E, T, τ₀) = (10, 5469, 91) gives α = 1.0927."""
     per = linear_growth_periods(T, E, tau0)
     a = linear_growth_alpha(T, E, tau0)
@@ -97,8 +97,8 @@ def linear_growth(W: Any, T: int, E: int, tau0: int) -> Intervals:
 # --- Spiridonoff et al.: H_i = a i ---------------------------------------------------------------
 def spiridonoff_comm_times(T: int, R: int) -> list[int]:
     """Communication times τ_r = ⌊a r(r+1)/2⌋, r = 0..R, a = 2T/(R(R+1)) (exact integer
-    arithmetic: ⌊T r(r+1)/(R(R+1))⌋), so τ_0 = 0 and τ_R = T [quoted: authors' notebook, digest
-    §4.3]. T = 1000, R = 20 gives 0, 4, 14, 28, 47, 71, 100, …, 904, 1000."""
+    arithmetic: ⌊T r(r+1)/(R(R+1))⌋), so τ_0 = 0 and τ_R = T [quoted: authors' notebook
+    ``Local-SGD-re``]. T = 1000, R = 20 gives 0, 4, 14, 28, 47, 71, 100, …, 904, 1000."""
     T, R = _int("T", T, 1), _int("R", R, 1)
     times = [T * r * (r + 1) // (R * (R + 1)) for r in range(R + 1)]
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -132,7 +132,7 @@ def _icbrt(n: int) -> int:
 
 def spiridonoff_comparison(T: int, N: int, W: Any = None) -> dict[str, Schedule]:
     """The communication strategies of Spiridonoff et al.'s §4.1 experiment [quoted: authors'
-    notebook ``plot_labels``, digest §4.6 A], by name:
+    notebook ``plot_labels``], by name:
 
     ``synchronous`` (every step), ``stich`` H = ⌊√(T/N)⌋, ``haddadpour`` H = ⌊(T²/N)^{1/3}⌋,
     ``this_paper`` R = N growing H_i = a·i, ``constant_T_over_N`` H = ⌊T/N⌋ (R = N),
@@ -174,7 +174,7 @@ def _positive_loss(loss: Callable[[], float], who: str) -> float:
 class AdaptiveLUPA(Schedule):
     """τ_i = ⌈(F(x̄⁰)/F(x̄^{(i)}))^{1/3}⌉ τ₀ with F(x̄^{(i)}) the loss of the averaged model at the
     start of round i (Haddadpour et al.'s poster writes x̄^{iτ₀}; here it is the start of round i,
-    the only point where the averaged model exists) [quoted rule, digest §3.5]."""
+    the only point where the averaged model exists) [quoted rule, NeurIPS 2019 poster]."""
 
     adaptive = True
 
@@ -209,7 +209,8 @@ def adaptive_lupa(W: Any, tau0: int) -> AdaptiveLUPA:
 class AdaComm(Schedule):
     """AdaComm (Wang & Joshi 2019) in steps: τ_l = ⌈√(F(x_l)/F(x_0)) τ₀⌉, re-chosen at the start
     of the first round beginning after each block of ``every`` steps (the paper re-chooses every
-    T₀ seconds; steps stand in for wall-clock here) [recalled, medium confidence, digest §1.9]."""
+    T₀ seconds; steps stand in for wall-clock here) [recalled from AdaComm, SysML 2019, medium
+    confidence]."""
 
     adaptive = True
 
@@ -244,8 +245,8 @@ def adacomm(W: Any, tau0: int, every: int) -> AdaComm:
 def sum_H_over_t(schedule: Schedule | Sequence[int], T: int | None = None) -> Fraction:
     """Σ_{t=1}^{T} H(t)/t exactly, H(t) = length of the round containing step t (step k = t − 1),
     for a static schedule (or a list of periods summing to T). The quantity that separates
-    constant intervals (≈ (T/R) ln T) from linearly growing ones (≈ 4T/R) [derived, digest
-    §4.4/4.7.6]. Cost grows with T (exact rationals): T ≤ 10⁵ takes about a second."""
+    constant intervals (≈ (T/R) ln T) from linearly growing ones (≈ 4T/R) [derived by this
+    toolkit]. Cost grows with T (exact rationals): T ≤ 10⁵ takes about a second."""
     if isinstance(schedule, Schedule):
         if T is None:
             raise ValueError("T is required with a Schedule")
@@ -267,7 +268,7 @@ def sum_H_over_t(schedule: Schedule | Sequence[int], T: int | None = None) -> Fr
 
 @dataclass(frozen=True)
 class ConditionsReport:
-    """Haddadpour et al.'s conditions for variable periods (poster [quoted, digest §3.5]):
+    """Haddadpour et al.'s conditions for variable periods (NeurIPS 2019 poster [quoted]):
     (i) Σ τ_i = T; (ii) Σ τ_i(τ_i − 1) = O(T²); (iii) (max τ_i)³ = O(T²/(pB)).
 
     O(·) cannot be checked on one instance: the report gives the ratios ``ratio_ii = Σ τ_i(τ_i−1)/

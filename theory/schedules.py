@@ -3,8 +3,8 @@
 Steps are k = 0, …, T−1. A schedule is a sequence of *rounds*; round i is ``Round(start, length,
 W)``: local steps ``start … start+length−1``, then mixing with ``W`` applied after the last one,
 i.e. in Cooperative SGD's X_{k+1} = (X_k − η G_k) W_k, W_k = W at k = start+length−1 and W_k = I
-otherwise (digest §1.3). The last round is truncated to end exactly at T and still mixes (so the
-output is the averaged model at T, as in local SGD / one-shot averaging).
+otherwise (Cooperative SGD, JMLR eqs. 7 and 10). The last round is truncated to end exactly at T
+and still mixes (so the output is the averaged model at T, as in local SGD / one-shot averaging).
 
 Theory uses the *static* helpers (periods τ_i, number of rounds, Σ τ_i(τ_i − 1)); the engine
 iterates :meth:`Schedule.rounds`. Adaptive schedules read the loss of the averaged model at the
@@ -104,7 +104,8 @@ class Schedule(ABC):
         return int(sum(1 for r in self._static(T) if r.W is not None and not r.W.is_identity))
 
     def sum_tau_tau_minus_1(self, T: int) -> int:
-        """Σ_i τ_i(τ_i − 1), the quantity in the local-update error terms (digest §3.3, §3.5)."""
+        """Σ_i τ_i(τ_i − 1), the quantity in the local-update error terms (Haddadpour et al.,
+        NeurIPS 2019 poster, condition (ii))."""
         tau = self.periods(T).astype(object)
         return int(sum(t * (t - 1) for t in tau))
 

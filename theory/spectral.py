@@ -1,9 +1,9 @@
 """Spectra of mixing matrices: ζ(W), the spectral gap, and closed forms where they exist.
 
 ζ(W) := max(|λ₂(W)|, |λ_n(W)|) = ‖W − J‖₂ for symmetric doubly-stochastic W (J = 11ᵀ/n), the
-second-largest eigenvalue magnitude of Cooperative SGD's assumption 5 (digest §1.5). The spectral
-gap is 1 − ζ. ζ = 1 when W's graph is disconnected (or W has eigenvalue −1, e.g. a bipartite
-graph with zero self-weights): no bound with a (1 − ζ²) denominator is finite then.
+second-largest eigenvalue magnitude of Cooperative SGD's Assumption 5 (Wang & Joshi, JMLR 2021).
+The spectral gap is 1 − ζ. ζ = 1 when W's graph is disconnected (or W has eigenvalue −1, e.g. a
+bipartite graph with zero self-weights): no bound with a (1 − ζ²) denominator is finite then.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def spectrum_exact(topology: str, *args: Any, alpha: Any = None) -> list[tuple[s
     * ``("torus", r, c)``: uniform 1/5, λ_{a,b} = (1 + 2cos(2πa/r) + 2cos(2πb/c))/5.
     * ``("hypercube", d)``: uniform 1/(d+1), λ_k = 1 − 2k/(d+1) with multiplicity C(d, k).
     * ``("complete", n)``: W = J, {1, 0 (×(n−1))}.
-    * ``("easgd", m, alpha=α)``: W_α, {1, 1−α (×(m−1)), 1−(m+1)α} (derived, digest §1.4).
+    * ``("easgd", m, alpha=α)``: W_α, {1, 1−α (×(m−1)), 1−(m+1)α} (JMLR eq. 22 and Appendix G).
     """
     t = topology.lower()
     if t == "ring":

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import sympy as sp
@@ -86,6 +87,14 @@ beta = _sym("beta", "beta", "multiplicative noise β: E‖g−∇F‖² ≤ β�
 C1 = _sym("C1", "C_1", "multiplicative noise C₁ (Haddadpour et al.)", _nonneg, nonnegative=True)
 B = _sym("B", "B", "mini-batch size per worker", _int1, positive=True, integer=True)
 F_gap = _sym("F_gap", "Delta_F", "initial gap F(u_1) − F_inf", _nonneg, nonnegative=True)
+kappa2 = _sym("kappa2", "kappa^2",
+              "heterogeneity κ² ≥ (1/m) Σ_i ‖∇F_i(x) − ∇F(x)‖² for every x (Cooperative SGD, "
+              "JMLR Theorem 2; not the condition number κ)", _nonneg, nonnegative=True)
+consensus_avg = _sym(
+    "consensus_avg", "Xi",
+    "average consensus distance Ξ = (1/K) Σ_{k=1..K} E‖X_k(I − J)‖²_F / m, X_k the d × (m+v) "
+    "matrix of models, J = 11ᵀ/(m+v) (the last term of JMLR Lemma 2, eq. 38; measured on a run)",
+    _nonneg, nonnegative=True)
 
 # --- workers, periods, iterations -------------------------------------------------------------
 m = _sym("m", "m", "number of workers", _int1, positive=True, integer=True)
@@ -149,7 +158,9 @@ def keyword(s: sp.Symbol) -> str:
 
 
 def check_value(s: sp.Symbol, x: float) -> None:
-    """Raise ``ValueError`` naming the symbol if ``x`` is outside its domain."""
+    """Raise ``ValueError`` naming the symbol if ``x`` is not finite or outside its domain."""
+    if not math.isfinite(float(x)):
+        raise ValueError(f"{keyword(s)} must be finite ({MEANINGS.get(s, s.name)}); got {x!r}")
     dom = DOMAINS.get(s)
     if dom is not None and not dom.contains(float(x)):
         hint = HINTS.get(s, "")
@@ -159,6 +170,7 @@ def check_value(s: sp.Symbol, x: float) -> None:
 
 __all__ = [
     "DOMAINS", "MEANINGS", "SYMBOLS", "B", "C1", "D", "E", "F_gap", "K", "L", "N", "R", "T",
-    "T_wall", "Y", "Domain", "alpha", "beta", "check_value", "delta", "eta", "eta_eff", "kappa",
-    "keyword", "m", "mu", "omega", "p", "sigma2", "symbol", "tau", "tau0", "v", "zeta",
+    "T_wall", "Y", "Domain", "alpha", "beta", "check_value", "consensus_avg", "delta", "eta",
+    "eta_eff", "kappa", "kappa2", "keyword", "m", "mu", "omega", "p", "sigma2", "symbol", "tau",
+    "tau0", "v", "zeta",
 ]

@@ -108,6 +108,11 @@ class Constants:
     part of the noise (None if the noise bound is uniform). L_local: max_i smoothness of the
     worker objectives F_i.
     zeta2_x0, zeta2_star: heterogeneity ζ² = (1/m) Σ_i ‖∇F_i(x) − ∇F(x)‖² at x₀ and at x*.
+    kappa2: the heterogeneity constant κ² of Cooperative SGD's non-IID Theorem 2 (Wang & Joshi,
+    JMLR 2021), which bounds (1/m) Σ_i ‖∇F_i(x) − ∇F(x)‖² at every x: the maximum of that
+    quantity over the points named in ``kappa2.method`` (the points σ² is a maximum over), so
+    an estimate from below of the supremum the theorem asks for; 0 when the workers' objectives
+    are identical.
     """
 
     L: Estimate
@@ -119,6 +124,7 @@ class Constants:
     L_local: Estimate | None = None
     zeta2_x0: Estimate | None = None
     zeta2_star: Estimate | None = None
+    kappa2: Estimate | None = None
 
     @property
     def initial_gap(self) -> float:

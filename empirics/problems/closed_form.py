@@ -1,4 +1,6 @@
-"""Closed-form stochastic problems of paper 4's experiments (digest §4.6 A and B).
+"""Closed-form stochastic problems of the experiments of Spiridonoff, Olshevsky, Paschalidis,
+NeurIPS 2021 (arXiv:2106.04759): the §4.1 quadratic and the speed-up experiment's
+one-dimensional function (authors' notebooks, github.com/spiridonoff/Local-SGD-re).
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from empirics.problems.base import (
 # closed-form stochastic problems (paper 4's experiments)
 # ---------------------------------------------------------------------------------------------
 class NoisyQuadratic(Problem):
-    """Quadratic with multiplicative and additive noise (paper 4 §4.1; digest §4.6 A).
+    """Quadratic with multiplicative and additive noise (Spiridonoff et al., NeurIPS 2021, §4.1).
 
     f(x, z) = Σ_i (a_i/2) x_i² (1 + z_{1,i}) + xᵀz₂, z₁ ~ N(0, c² I_d), z₂ ~ N(0, σ² I_d); the
-    formula is the one in the authors' notebook (digest [V:Local-SGD-re notebooks]; defaults there:
+    formula is the one in the authors' notebook (``Local-SGD-re/quadratic.ipynb``; defaults there:
     d = 3, a = (1, 2, 3), c = 1, σ = 0.5, x₀ = 𝟙, so F(x₀) = 3). A batch is (z₁, z₂), each (b, d),
     and the loss is the mean of f over the b draws. Constants (derived, exact):
     F(x) = ½ xᵀAx with A = diag(a), L = max a_i, μ = min a_i, x* = 0, F* = 0; the gradient noise
@@ -96,7 +98,7 @@ class NoisyQuadratic(Problem):
         return float(self.c**2 * ax @ ax + self.d * self.sigma**2) / batch_size
 
     def _compute_constants(self, progress: bool = False) -> Constants:
-        src = "paper 4 §4.1 quadratic (digest §4.6 A), derived"
+        src = "Spiridonoff et al. §4.1 quadratic, derived"
         f0 = 0.5 * float(self.a @ self.x0**2)
         return Constants(
             L=Estimate(self.a.max(), f"max a_i, exact ({src})"),
@@ -109,6 +111,7 @@ class NoisyQuadratic(Problem):
             L_local=Estimate(self.a.max(), "all workers share F, exact"),
             zeta2_x0=Estimate(0.0, "identical worker distributions, exact"),
             zeta2_star=Estimate(0.0, "identical worker distributions, exact"),
+            kappa2=Estimate(0.0, "κ² = 0: identical worker objectives (F_i = F), exact"),
         )
 
     def _repr_args(self) -> dict[str, Any]:
@@ -116,11 +119,12 @@ class NoisyQuadratic(Problem):
 
 
 class PiecewiseQuadratic1D(Problem):
-    """The non-C² one-dimensional function of paper 4's speed-up experiment (digest §4.6 B).
+    """The non-C² one-dimensional function of Spiridonoff et al.'s speed-up experiment.
 
     f(x) = μx² for x ≥ 0 and ½μx² for x < 0 (the notebook puts 0 in the first branch) with
     additive gradient noise: f(x, z) = f(x) + x·z, z ~ N(0, σ²); notebook defaults μ = 1, σ = 8,
-    x₀ = 2 [V:Local-SGD-re notebooks]. A batch is z of shape (b, 1). Constants (derived, exact):
+    x₀ = 2 (authors' notebook ``Local-SGD-re/speedup.ipynb``). A batch is z of shape (b, 1).
+    Constants (derived, exact):
     f′ is continuous and piecewise linear with slopes 2μ and μ, so L = 2μ and f is μ-strongly
     convex; x* = 0, F* = 0; E‖g − ∇F‖² = σ² per draw (β = 0). f is not twice differentiable at 0.
     """
@@ -165,7 +169,7 @@ class PiecewiseQuadratic1D(Problem):
         return self.sigma**2 / batch_size
 
     def _compute_constants(self, progress: bool = False) -> Constants:
-        src = "paper 4 speed-up function (digest §4.6 B), derived"
+        src = "Spiridonoff et al. speed-up function, derived"
         f0 = (1.0 if self.x0 >= 0 else 0.5) * self.mu * self.x0**2
         return Constants(
             L=Estimate(2 * self.mu, f"2μ: Lipschitz constant of f′, exact ({src})"),
@@ -177,6 +181,7 @@ class PiecewiseQuadratic1D(Problem):
             L_local=Estimate(2 * self.mu, "all workers share F, exact"),
             zeta2_x0=Estimate(0.0, "identical worker distributions, exact"),
             zeta2_star=Estimate(0.0, "identical worker distributions, exact"),
+            kappa2=Estimate(0.0, "κ² = 0: identical worker objectives (F_i = F), exact"),
         )
 
     def _repr_args(self) -> dict[str, Any]:

@@ -185,6 +185,22 @@ class FiniteSumProblem(Problem):
         g = self.worker_grads(params)
         return float(sum(((v - v.mean(0)) ** 2).sum() for v in g.values()) / self.m)
 
+    def _kappa2(self, points: list[tuple[str, Params]], where: str) -> Estimate:
+        """κ² of Cooperative SGD's Theorem 2 (JMLR): max over ``points`` of the exact
+        ζ²(x) = (1/m) Σ_i ‖∇F_i(x) − ∇F(x)‖² (``where`` names the points in the method)."""
+        if self.shared:
+            return Estimate(0.0, "κ² = 0: every worker samples all rows (F_i = F), exact")
+        vals = [self.zeta2_at(p) for _, p in points]
+        return Estimate(max(vals), f"max over {where} of the exact (1/m) Σ_i ‖∇F_i(x) − ∇F(x)‖² "
+                        "(Cooperative SGD's κ², JMLR Theorem 2); a lower estimate of its "
+                        "supremum over x", detail={"points": [n for n, _ in points],
+                                                   "values": vals})
+
+    def _segment(self, x0: Params, xs: Params) -> list[tuple[str, Params]]:
+        """The five points x₀ + t(x* − x₀), t = 0, ¼, ½, ¾, 1 (σ² and κ² are maxima over them)."""
+        return [(f"t={t}", {k: (1 - t) * x0[k] + t * xs[k] for k in x0})
+                for t in (0.0, 0.25, 0.5, 0.75, 1.0)]
+
     def _sigma2_workers(self, params: Params) -> torch.Tensor:
         """σ_i²(x) for every worker i (single sample), shape (m,)."""
         x, y = self._data_like(params)
@@ -227,7 +243,7 @@ class FiniteSumProblem(Problem):
         """(t, max_i σ_i², mean_i σ_i²) at the five points x₀ + t(x* − x₀), t = 0, ¼, ½, ¾, 1
         (the points ``constants.sigma2`` is a maximum over)."""
         ts = [0.0, 0.25, 0.5, 0.75, 1.0]
-        points = [(f"t={t}", {k: (1 - t) * x0[k] + t * xs[k] for k in x0}) for t in ts]
+        points = self._segment(x0, xs)
         maxes, means = self._sigma2_over(points)
         return ts, maxes, means
 
@@ -281,6 +297,8 @@ class ConvexFiniteSum(FiniteSumProblem):
             F0=Estimate(self.full_loss(x0), "F(x₀), x₀ = 0, exact"),
             zeta2_x0=Estimate(self.zeta2_at(x0), "(1/m) Σ_i ‖∇F_i(x₀) − ∇F(x₀)‖², exact"),
             zeta2_star=Estimate(self.zeta2_at(xs), "(1/m) Σ_i ‖∇F_i(x*)‖², exact"),
+            kappa2=self._kappa2(self._segment(x0, xs),
+                                "x on the segment x₀→x* (t = 0, ¼, ½, ¾, 1)"),
         )
 
     def _hessian_data(self) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -256,6 +256,8 @@ class MLPClassifier(FiniteSumProblem):
             F0=Estimate(self.full_loss(x0), "F(x₀), exact"),
             zeta2_x0=Estimate(self.zeta2_at(x0), "(1/m) Σ_i ‖∇F_i(x₀) − ∇F(x₀)‖², exact"),
             zeta2_star=Estimate(self.zeta2_at(x_best), "ζ² at the F* estimate's point, exact"),
+            kappa2=self._kappa2(named, f"the {len(named)} points σ² is a maximum over "
+                                "(x₀, the L-BFGS checkpoints, random initialisations)"),
         )
 
     def _repr_args(self) -> dict[str, Any]:

@@ -1,11 +1,11 @@
 """A single ReLU fitted to a planted model (Kalan, Soltanolkotabi & Avestimehr, "Fitting ReLUs
-via SGD and Quantized SGD", ISIT 2019; digest §5(a), abstract only).
+via SGD and Quantized SGD", ISIT 2019, arXiv:1901.06587; abstract only).
 
 What the abstract states (verified at abstract level): Gaussian i.i.d. inputs, labels from a
 planted weight vector, mini-batch SGD "suitably initialised" converging geometrically to the
 planted model with a number of samples optimal up to constants, QSGD keeping that convergence.
-The initialisation, step size and sample-count constants of the paper are [NF]: the choices
-below are this toolkit's and are stated as such.
+The initialisation, step size and sample-count constants of the paper are not known here: the
+choices below are this toolkit's and are stated as such.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class PlantedReLU(FiniteSumProblem):
     and μ = λ_min(H*) are that quadratic's constants; population value E H* = ½ I (x ↦ −x
     symmetry). μ > 0 needs at least d samples with ⟨w*, x_j⟩ > 0, about n ≥ 2d.
 
-    Initialisation (the paper's is [NF]; ours): ``"moment"`` — w₀ = (2/n) Σ_j y_j x_j, the
+    Initialisation (the paper's is not known here; ours): ``"moment"`` — w₀ = (2/n) Σ_j y_j x_j, the
     method-of-moments estimate, since E[max(0, ⟨w*, x⟩) x] = w*/2 for x ~ N(0, I) (derived:
     E[relu(z) z] = ½E[z²] for z = ⟨w*, x⟩ and the orthogonal part is independent with mean 0);
     its error is about √(2d/n)·‖w*‖ (√(2/c) at n = c·d), so at c ≥ 8 it starts within half a
@@ -168,6 +168,8 @@ class PlantedReLU(FiniteSumProblem):
             F0=Estimate(self.full_loss(x0), f"F(w₀), w₀ by init = {self.init!r}, exact"),
             zeta2_x0=Estimate(self.zeta2_at(x0), "(1/m) Σ_i ‖∇F_i(w₀) − ∇F(w₀)‖², exact"),
             zeta2_star=Estimate(0.0, "0: every ∇f_j(w*) = 0, exact"),
+            kappa2=self._kappa2(self._segment(x0, xs),
+                                "w on the segment w₀→w* (t = 0, ¼, ½, ¾, 1)"),
         )
 
     def _repr_args(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@ data) out, with every finished run cached on disk so an interrupted suite resume
 
 Each reproduction module of this package defines ``NAME``, ``TITLE``, ``PAPER`` and
 ``reproduce(ctx: Context) -> Reproduction``. A :class:`Claim` is one row of the verification
-report's table: the paper's claim (with the digest's provenance status), what was measured,
+report's table: the paper's claim (with its provenance status), what was measured,
 the bound (or "—" for a scaling statement whose constants are unknown), the verdict and the
 tightness (bound ÷ measured).
 """
@@ -38,7 +38,7 @@ VERDICTS = ("holds", "violated", "agrees", "disagrees", "not applicable", "incon
 @dataclass
 class Claim:
     """One row of the report: ``claim`` (the paper's statement, one sentence), ``paper`` (paper,
-    section/theorem, digest § and provenance status: quoted / recalled / derived / [NF]),
+    section/theorem/equation and provenance status: quoted / recalled / derived / not known),
     ``measured`` (what was measured, with numbers), ``bound`` (value(s) or "—"), ``verdict``
     (one of :data:`VERDICTS`), ``tightness`` (bound ÷ measured, or None), ``detail`` (numbers
     behind the verdict: p-value, seeds, slopes, …)."""

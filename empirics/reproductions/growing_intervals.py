@@ -1,8 +1,8 @@
 """Communication-efficient SGD: from local SGD to one-shot averaging (Spiridonoff, Olshevsky,
-Paschalidis, NeurIPS 2021; digest ``shared/papers.md`` §4).
+Paschalidis, NeurIPS 2021, arXiv:2106.04759).
 
-Two experiments, both with the hyper-parameters of the authors' notebooks (digest §4.6,
-[quoted: spiridonoff/Local-SGD-re]):
+Two experiments, both with the hyper-parameters of the authors' notebooks ([quoted:
+github.com/spiridonoff/Local-SGD-re]):
 
 A. §4.1 quadratic: :class:`~empirics.problems.NoisyQuadratic` with d = 3, a = (1, 2, 3), c = 1,
    σ = 0.5, x₀ = 𝟙; N = 20 workers, T = 1000, η_t = 3/(μ(t + 1)) (μ = 1). Six strategies:
@@ -10,7 +10,7 @@ A. §4.1 quadratic: :class:`~empirics.problems.NoisyQuadratic` with d = 3, a = (
    intervals with R = N rounds, constant H = T/N = 50, one-shot averaging (H = T). The growing
    schedule is :func:`theory.schedule_library.spiridonoff`: communication at
    ⌊a r(r+1)/2⌋, a = 2T/(R(R+1)), r = 1..R, i.e. H_r = a·r with 1-based r — the notebook's label
-   "H_i = a(i+1)" with 0-based i (digest §4.3); gaps 4, 10, 14, 19, …, 96 at (T, N) = (1000, 20).
+   "H_i = a(i+1)" with 0-based i (authors' code); gaps 4, 10, 14, 19, …, 96 at (T, N) = (1000, 20).
    The truth is the exact expectation of the plain-SGD recursion (:mod:`empirics.recursion`);
    the sample mean of real engine runs is shown beside it with a 95% band.
 B. speed-up: :class:`~empirics.problems.PiecewiseQuadratic1D` (μ = 1, σ = 8, x₀ = 2, not twice
@@ -18,9 +18,9 @@ B. speed-up: :class:`~empirics.problems.PiecewiseQuadratic1D` (μ = 1, σ = 8, x
    strategies R = N growing intervals, one-shot averaging, synchronous, R = ⌈√N⌉ growing
    intervals (the notebook's ``RN^1/2`` mode). Error of a run:
    f(x̄_T) − f* at the last step (our choice; the notebook uses a median over late recorded
-   iterations, digest §4.6 B). Speed-up(N) = (mean single-worker error) / (mean error of the
+   iterations, ``speedup.ipynb``). Speed-up(N) = (mean single-worker error) / (mean error of the
    method), the single-worker error being that of the one-shot workers before averaging (the
-   notebook's definition, digest §4.6 B), pooled over all N.
+   notebook's definition, ``speedup.ipynb``), pooled over all N.
 
 Monte Carlo: R repetitions of an N-worker run are one engine run with R·N workers and the
 block-diagonal W = group average over contiguous blocks of N (each block is one independent
@@ -70,19 +70,19 @@ NAME = "growing_intervals"
 TITLE = ("Growing communication intervals and one-shot averaging: rounds, final errors, "
          "speed-up on a non-C² function")
 PAPER = ("Spiridonoff, Olshevsky, Paschalidis, Communication-efficient SGD: From Local SGD to "
-         "One-Shot Averaging (NeurIPS 2021, arXiv 2106.04759); digest §4")
+         "One-Shot Averaging, NeurIPS 2021 (arXiv:2106.04759)")
 
 VERSION = 1          #: bump to invalidate cached units after a change of the computation
 LEVEL = 0.05         #: two-sided level of the bands and tests (Bonferroni where several)
 CLOSE_TOL = 0.05     #: "close to synchronous": relative excess of the true final error ≤ 5%
-REBUTTAL_F = 3e-5    #: authors' rebuttal figure: growing and OSA ≈ 3×10⁻⁵ at t = 1000 (§4.6 A)
+REBUTTAL_F = 3e-5    #: authors' rebuttal figure: growing and OSA ≈ 3×10⁻⁵ at t = 1000
 SLOPE_RANGE = (-1.2, -0.8)  #: linear speed-up: slope of ln E error against ln N in this range
-OSA_REBUTTAL = 5.6   #: authors' rebuttal plot: OSA speed-up ≈ 5.6 at N = 32 (digest §4.6 B)
+OSA_REBUTTAL = 5.6   #: authors' rebuttal plot: OSA speed-up ≈ 5.6 at N = 32 (speed-up.png)
 INC_REBUTTAL = 14.3  #: … and ≈ 14.3 for R = N growing intervals
 MAX_ROWS_A = 1000    #: engine rows per run, part A (trace memory ∝ rows·T·d)
 MAX_ROWS_B = 2000    #: part B (d = 1)
-SRC_A = "digest §4.6 A [quoted: authors' notebook quadratic.ipynb]"
-SRC_B = "digest §4.6 B [quoted: authors' notebook speedup.ipynb]"
+SRC_A = "[quoted: authors' notebook Local-SGD-re/quadratic.ipynb]"
+SRC_B = "[quoted: authors' notebook Local-SGD-re/speedup.ipynb]"
 LABELS = {"synchronous": "synchronous", "stich": "[Sti19] H = 7", "haddadpour": "[HKMC19] H = 36",
           "this_paper": "growing H_i = a·i, R = N", "constant_T_over_N": "constant H = T/N",
           "one_shot": "one-shot (H = T)"}
@@ -178,14 +178,14 @@ def _block_means(trace: Any, N: int, R: int, steps: Sequence[int], T: int) -> np
 # part A: the §4.1 quadratic
 # ---------------------------------------------------------------------------------------------
 def quadratic_problem(m: int, device: str = "cpu", stacked: bool = False) -> NoisyQuadratic:
-    """The §4.1 quadratic: d = 3, a = (1, 2, 3), c = 1, σ = 0.5, x₀ = 𝟙 (digest §4.6 A, quoted
-    from the authors' notebook); ``stacked``: one generator for all workers."""
+    """The §4.1 quadratic: d = 3, a = (1, 2, 3), c = 1, σ = 0.5, x₀ = 𝟙 (quoted from the
+    authors' notebook ``quadratic.ipynb``); ``stacked``: one generator for all workers."""
     cls = StackedNoisyQuadratic if stacked else NoisyQuadratic
     return cls(d=3, m=m, a=(1.0, 2.0, 3.0), c=1.0, sigma=0.5, x0=1.0, device=device)
 
 
 def quadratic_lr() -> InverseTime:
-    """η_t = 3/(μ(t + 1)), μ = 1 (digest §4.6 A, quoted from the authors' notebook)."""
+    """η_t = 3/(μ(t + 1)), μ = 1 (quoted from the authors' notebook ``quadratic.ipynb``)."""
     return InverseTime(a=3.0, beta=1.0)
 
 
@@ -238,8 +238,8 @@ def _claims_a(a: dict[str, Any], s: dict[str, Any]) -> list[Claim]:
     claims.append(Claim(
         claim="At (T, N) = (1000, 20): Stich H = 7 needs ≈143 rounds, HKMC H = 36 ≈28, the "
               "growing schedule 20, constant T/N = 50 20, one-shot 1",
-        paper="Spiridonoff et al. §4.1 strategies, " + SRC_A + " (plot_labels); counts are "
-              "digest §4.7 claim 2 (derived)",
+        paper="Spiridonoff et al. §4.1 strategies, " + SRC_A + " (plot_labels); the counts "
+              "are derived",
         measured="rounds counted by theory.schedules at T = 1000: " + ", ".join(
             f"{k} {v}" for k, v in sr.items()) + f"; growing communication times "
             f"{', '.join(map(str, ct[:7]))}, …, {ct[-2]}, {ct[-1]}",
@@ -265,7 +265,7 @@ def _claims_a(a: dict[str, Any], s: dict[str, Any]) -> list[Claim]:
               "averaging (1 round) end as low as synchronous SGD (1000 rounds): both ≈3×10⁻⁵ at "
               "t = 1000",
         paper="Spiridonoff et al. §4.1 figure; value from the authors' rebuttal figure "
-              "iteration_skewed.png [quoted, digest §4.6 A]; 'all end close together' is the "
+              "iteration_skewed.png [quoted]; 'all end close together' is the "
               "team's note (DESIGN.md)",
         measured=f"exact E F(x̄_T) − F* (recursion) at T = {T}: " + ", ".join(
             f"{k} {fin[k]:.4g} ({100 * rel[k]:+.2f}%)" for k in fin) +
@@ -283,8 +283,8 @@ def _claims_a(a: dict[str, Any], s: dict[str, Any]) -> list[Claim]:
     claims.append(Claim(
         claim="One-shot averaging attains linear speed-up on a twice-differentiable objective "
               "(asymptotically)",
-        paper="Spiridonoff et al. abstract [quoted: 'twice differentiab…' V:nips-abstract; "
-              "'asymptotically' recalled, digest §4.2]",
+        paper="Spiridonoff et al. abstract [quoted: 'twice differentiab…'; the word "
+              "'asymptotically' is recalled (the readable abstract is cut there)]",
         measured=f"exact E F at T = {T}: single worker {single_T:.4g}, one-shot over N = {N} "
                  f"{fin['one_shot']:.4g}: speed-up {sp:.2f} (linear = {N})",
         bound=f"≥ {0.8 * N:.0f} (80% of linear)",
@@ -367,14 +367,14 @@ def _figure_a(ctx: Context, a: dict[str, Any]) -> Figure:
 # part B: speed-up on the non-C² one-dimensional function
 # ---------------------------------------------------------------------------------------------
 def speedup_problem(m: int, device: str = "cpu", stacked: bool = False) -> PiecewiseQuadratic1D:
-    """f(x) = μx² (x ≥ 0), ½μx² (x < 0), μ = 1, σ = 8, x₀ = 2 (digest §4.6 B, quoted from the
-    authors' notebook); ``stacked``: one generator for all workers."""
+    """f(x) = μx² (x ≥ 0), ½μx² (x < 0), μ = 1, σ = 8, x₀ = 2 (quoted from the
+    authors' notebook ``speedup.ipynb``); ``stacked``: one generator for all workers."""
     cls = StackedPiecewiseQuadratic1D if stacked else PiecewiseQuadratic1D
     return cls(m=m, mu=1.0, sigma=8.0, x0=2.0, device=device)
 
 
 def speedup_lr() -> InverseTime:
-    """η_t = min(2/(μ(t + 1)), 1/L), μ = 1, L = 2 (digest §4.6 B, quoted from the notebook)."""
+    """η_t = min(2/(μ(t + 1)), 1/L), μ = 1, L = 2 (quoted from the notebook ``speedup.ipynb``)."""
     return InverseTime(a=2.0, beta=1.0, max_lr=0.5)
 
 
@@ -452,7 +452,7 @@ def _claims_b(b: dict[str, Any]) -> list[Claim]:
         claim="R = N growing intervals give linear speed-up: N·T·(E f(x̄_T) − f*) ≈ constant in "
               "N (error slope −1 against N on log-log axes)",
         paper="Spiridonoff et al. abstract [quoted: Ω(N) communications suffice for error "
-              "∝ 1/(NT)]; digest §4.7 claim 3; experiment " + SRC_B,
+              "∝ 1/(NT)]; experiment " + SRC_B,
         measured=f"T = {T}, N ∈ {Ns}: N·T·error " + ", ".join(f"{v_:.3g}" for v_ in ntE) +
                  f" (max/min {ntE.max() / ntE.min():.2f}); slope of ln error on ln N {sl:.3f} "
                  f"[{lo:.3f}, {hi:.3f}] (95%); synchronous {sl_sync:.3f} ± {z * se_sync:.3f}; "
@@ -469,9 +469,9 @@ def _claims_b(b: dict[str, Any]) -> list[Claim]:
     claims.append(Claim(
         claim="On the non-C² function f = x² (x ≥ 0), ½x² (x < 0) the one-shot speed-up "
               "saturates (≈5–6 at N = 32) while R = N growing intervals keep growing",
-        paper="authors' rebuttal plot speed-up.png [quoted, digest §4.5/§4.6 B: OSA ≈ 5.6, "
-              "growing ≈ 14.3 at N = 32]; link to the twice-differentiability assumption is "
-              "the digest's reading",
+        paper="authors' rebuttal plot speed-up.png [quoted: OSA ≈ 5.6, growing ≈ 14.3 at "
+              "N = 32]; the link to the twice-differentiability assumption is this toolkit's "
+              "reading",
         measured=f"speed-up (single-worker error {b['single'].mean():.4g}, the mean over the "
                  f"workers of {len(b['single'])} one-shot repetitions before averaging, ÷ the "
                  f"method's error) at N = {Ns}: one-shot " + ", ".join(
@@ -496,7 +496,7 @@ def _claims_b(b: dict[str, Any]) -> list[Claim]:
         claim="R = √N rounds (growing intervals) fail to give linear speed-up at large N",
         paper="Spiridonoff et al. abstract [quoted: '√N or N^{3/4} communications fail']; "
               "authors' rebuttal plot speed-up-lower.png (T = 8000, N = 64–256: plateau ≈ "
-              "15–16) [quoted, digest §4.6 B]; digest §4.7 claim 4",
+              "15–16) [quoted]",
         measured=f"T = {T}, R = ⌈√N⌉ = {rounds_q} rounds: speed-up " + ", ".join(
                      f"{x:.2f}" for x in sq["speedup"]) + " (R = N: " + ", ".join(
                      f"{x:.2f}" for x in inc["speedup"]) + f"); slope of ln error on ln N "

@@ -1,20 +1,21 @@
 """Local SGD with periodic averaging under PL (Haddadpour, Kamani, Mahdavi, Cadambe, NeurIPS 2019,
-"LUPA-SGD"; digest ``shared/papers.md`` §3).
+"LUPA-SGD", arXiv:1910.13598).
 
 Setting (this reproduction's choices; the paper's own experiment is on *epsilon* with Adam local
-steps, digest §3.6, which is not what its theory analyses):
+steps in the authors' code github.com/mmkamani7/LUPA-SGD, which is not what its theory
+analyses):
 
 * problem: ℓ2-regularised logistic regression (μ-strongly convex, hence μ-PL), ``sampling =
   "shared"`` so every worker's stochastic gradient is unbiased for ∇F (the theorem's i.i.d.
   setting; finite shards are never exactly i.i.d.); l2 = 0.1 so κ = L/μ = 3.5;
-* step size: the PL theorem's η_t = 4/(μ(t + a)), a = α_PL·τ + 4 (digest §3.3, recalled, LOW
+* step size: the PL theorem's η_t = 4/(μ(t + a)), a = α_PL·τ + 4 (recalled, LOW
   confidence), with α_PL = 4(κ − 1), the smallest α for which η_0 ≤ 1/L at τ = 1 (our choice:
-  the paper's condition on α is [NF]);
+  the paper's condition on α is not known);
 * strategies at p workers, T local steps each: synchronous SGD (τ = 1), τ = 5 (the poster's
-  "Stich, 2019" curve), τ = T^{2/3}/p^{1/3} (the poster's choice, digest §3.3 [V]; rounded to the
+  "Stich, 2019" curve), τ = T^{2/3}/p^{1/3} (the poster's choice [quoted]; rounded to the
   nearest divisor of T, so every round is full and the constant-period bound applies) and the
-  linearly growing schedule τ_i = (1 + iα)τ₀, α = 2T/(E(E+1)τ₀) (digest §3.5 [V]) — the first
-  set each with its own a, as the theorem prescribes, so each carries a bound verdict
+  linearly growing schedule τ_i = (1 + iα)τ₀, α = 2T/(E(E+1)τ₀) (poster and code [quoted]) —
+  the first set each with its own a, as the theorem prescribes, so each carries a bound verdict
   (``pl_bound``; ``pl_bound_intervals`` for the growing schedule);
 * adaptive vs constant at one common step size (a = α_PL τ₀ + 4): constant τ₀ with
   T/τ₀ ≈ 6E rounds, the linear-growth schedule with E rounds (the poster's ≈ 60 vs ≈ 10) and the
@@ -37,7 +38,7 @@ from empirics.reproductions.base import Claim, Context, Figure, Reproduction
 NAME = "local_pl"
 TITLE = "Local SGD under PL: (pT)^{1/3} rounds, adaptive periods, linear speed-up, the PL bound"
 PAPER = ("Haddadpour, Kamani, Mahdavi, Cadambe, Local SGD with Periodic Averaging: Tighter "
-         "Analysis and Adaptive Synchronization (NeurIPS 2019, arXiv 1910.13598); digest §3")
+         "Analysis and Adaptive Synchronization, NeurIPS 2019 (arXiv:1910.13598)")
 
 L2 = 0.1             #: ℓ2 weight = μ
 D = 20               #: features
@@ -49,8 +50,8 @@ ERROR_TOL = 0.25     #: "comparable error": relative excess of the mean error �
 LEVEL = 0.05
 _BOOT = 2000
 
-PL_PAPER = ("Haddadpour et al. 2019, main PL theorem (digest §3.3): RECALLED, structure medium, "
-            "constants 4, 256 and a = ατ + 4 LOW confidence, condition on α [NF]")
+PL_PAPER = ("Haddadpour et al. 2019, main theorem for PL objectives: RECALLED, structure medium, "
+            "constants 4, 256 and a = ατ + 4 LOW confidence, condition on α not known")
 
 
 def _settings(ctx: Context) -> dict[str, Any]:
@@ -58,7 +59,7 @@ def _settings(ctx: Context) -> dict[str, Any]:
         # T with many divisors (every period divides T); T/(6E) is a divisor: τ₀ = 8, 36, 91
         smoke={"T": 240, "p": 4, "ps": [2, 4, 8], "seeds": 2, "E": 5, "record": 20},
         default={"T": 2160, "p": 8, "ps": [2, 4, 8, 16], "seeds": 5, "E": 10, "record": 40},
-        # near the poster's horizon T = 5469, p = 4, τ₀ = 91, E = 10, α = 1.09 (digest §3.5)
+        # near the poster's horizon T = 5469, p = 4, τ₀ = 91, E = 10, α = 1.09 (poster)
         full={"T": 5460, "p": 4, "ps": [2, 4, 8, 16, 32], "seeds": 10, "E": 10, "record": 60},
     )
 
@@ -77,7 +78,7 @@ def nearest_divisor(T: int, x: float) -> int:
 
 
 def tau_poster(T: int, p: int) -> int:
-    """τ = T^{2/3}/p^{1/3} (digest §3.3 [V], constants 1), rounded to the nearest divisor of T."""
+    """τ = T^{2/3}/p^{1/3} (poster [quoted], constants 1), rounded to the nearest divisor of T."""
     return nearest_divisor(T, T ** (2 / 3) / p ** (1 / 3))
 
 
@@ -227,8 +228,8 @@ def reproduce(ctx: Context) -> Reproduction:
     claims.append(Claim(
         claim="τ = T^{2/3}/p^{1/3} gives T/τ = (pT)^{1/3} communication rounds "
               "(p = 4, T = 5469: ≈ 28)",
-        paper="Haddadpour et al. 2019, poster: τ = O(T^{2/3}/(p^{1/3}ΔF^{1/3})) [quoted, "
-              "digest §3.3/§3.7.1]; arithmetic derived",
+        paper="Haddadpour et al. 2019, poster: τ = O(T^{2/3}/(p^{1/3}ΔF^{1/3})) [quoted]; "
+              "arithmetic derived",
         measured=f"rounds counted by the engine at T = {T}: " + ", ".join(
             f"p={r['p']}: {r['rounds']:.0f} vs (pT)^(1/3) = {r['(pT)^(1/3)']:.1f}"
             for r in rows) + f"; poster example τ = {poster_tau} → {poster_rounds} rounds; "
@@ -255,8 +256,8 @@ def reproduce(ctx: Context) -> Reproduction:
     claims.append(Claim(
         claim="The growing (adaptive) schedule reaches an error comparable to constant τ₀ with "
               "about 6× fewer rounds (poster: ≈ 10 vs ≈ 60)",
-        paper="Haddadpour et al. 2019, poster figure 'Adaptive Synchronization' [quoted, digest "
-              "§3.6/§3.7.6]; schedule τ_i = (1 + iα)τ₀ [quoted, §3.5]",
+        paper="Haddadpour et al. 2019, poster figure 'Adaptive Synchronization' [quoted]; "
+              "schedule τ_i = (1 + iα)τ₀ [quoted, poster and main.py]",
         measured=f"p = {p}, T = {T}, common η_t = 4/(μ(t + {a_common:.0f})): constant τ₀ = "
                  f"{tau0} error {const.final['measured']:.3g} in {r_const:.0f} rounds; "
                  f"growth (α = {float(linear_growth_alpha(T, E, tau0)):.4g}) error "
@@ -307,7 +308,7 @@ def reproduce(ctx: Context) -> Reproduction:
     claims.append(Claim(
         claim="Linear speed-up: with τ = T^{2/3}/p^{1/3} the error at fixed T is O(1/(pT)), "
               "slope −1 of ln error against ln p",
-        paper="Haddadpour et al. 2019, poster table: rate O(1/(pT)) [quoted, digest §3.4]",
+        paper="Haddadpour et al. 2019, poster table: rate O(1/(pT)) [quoted]",
         measured=f"T = {T}, p ∈ {s['ps']}: errors " + ", ".join(
             f"{float(np.mean(f)):.3g}" for f in finals["poster τ"]) +
             f"; slope {sl:.3f} [{slo:.3f}, {shi:.3f}] (bootstrap 95%); synchronous reference "

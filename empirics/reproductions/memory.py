@@ -1,9 +1,9 @@
-"""Memory-based distributed SGD, M-DSGD (Zhao, Gao, Li, arXiv 1905.12960; digest
-``shared/papers.md`` §2): error feedback with top-k and random-k, with and without momentum,
-against uncompressed (momentum) SGD.
+"""Memory-based distributed SGD, M-DSGD (Zhao, Gao, Li, arXiv:1905.12960): error feedback with
+top-k and random-k, with and without momentum, against uncompressed (momentum) SGD.
 
-Only the paper's abstract is verified (digest §2.2); the update below is the digest's
-reconstruction (§2.3 [RECON]) as run by :func:`empirics.configs.mdsgd`: worker k sends
+Only the paper's abstract is verified; the update below is this toolkit's reconstruction from
+the standard error-feedback construction (derived) as run by :func:`empirics.configs.mdsgd`:
+worker k sends
 C(m_k + η d_k), keeps m_k ← m_k + η d_k − C(·), the server averages what was sent (W = J, τ = 1);
 d_k = g_k, or local heavy-ball v_k = β v_k + g_k.
 
@@ -17,11 +17,12 @@ Claims checked:
 1. EF with top-k / random-k reaches an error comparable to uncompressed SGD with the same momentum
    at the same number of steps (relative excess of the mean of F(u_t) − F* over the last quarter
    of the steps at most 25%, paired 95% interval) while sending k(32 + ⌈log₂ d⌉)/(32 d) of the
-   bits (digest §2.2 [V]: "each worker communicates a sparse vector"; the "comparable error"
-   reading is the EF literature's, not a quoted result of Zhao et al., whose theorems are [NF]).
-2. The memory stays bounded (digest §2.4 claim 4): max_t E[(1/m) Σ_k ‖m_k‖²] against
+   bits (abstract [quoted]: "each worker communicates a sparse vector"; the "comparable error"
+   reading is the EF literature's, not a quoted result of Zhao et al., whose theorems are not
+   known here).
+2. The memory stays bounded (derived): max_t E[(1/m) Σ_k ‖m_k‖²] against
    :func:`theory.bounds.memory.memory_bound` — the *derived* EF lemma 2(1−δ)(2−δ)η²G²/δ², NOT
-   Zhao et al.'s constant ([NF]). G² ≥ sup E‖d‖² is estimated on the trajectory (see
+   Zhao et al.'s constant (not known). G² ≥ sup E‖d‖² is estimated on the trajectory (see
    :func:`second_moment_estimate`).
 3. The transformation equation (virtual sequence = DSGD) is not re-checked here: it is proved
    symbolically in ``tests/theory/test_memory_bound.py`` (``test_transformation_holds_
@@ -42,8 +43,8 @@ from empirics.stats import excess_p
 
 NAME = "memory"
 TITLE = "Memory-based distributed SGD: error feedback with top-k / random-k, bits and memory"
-PAPER = ("Zhao, Gao, Li, On the Convergence of Memory-Based Distributed SGD (arXiv 1905.12960); "
-         "digest §2 (abstract verified, update and claims reconstructed)")
+PAPER = ("Zhao, Gao, Li, On the Convergence of Memory-Based Distributed SGD (arXiv:1905.12960) — "
+         "abstract verified, update and claims derived")
 
 M = 8            #: workers
 D = 50           #: features
@@ -57,8 +58,8 @@ LEVEL = 0.05
 TAIL = 0.25       #: the error compared is the mean over the last 25% of the steps
 G2_POINTS = 60    #: trajectory points at which E‖g‖² is evaluated exactly
 
-ZHAO_PAPER = ("Zhao, Gao, Li 2019 (digest §2.2 abstract [V]; M-DSGD update [RECON] §2.3; "
-              "theorems [NF])")
+ZHAO_PAPER = ("Zhao, Gao, Li 2019 (abstract [quoted]; M-DSGD update [derived]; theorems not "
+              "known)")
 
 
 def _settings(ctx: Context) -> dict[str, Any]:
@@ -239,8 +240,8 @@ def reproduce(ctx: Context) -> Reproduction:
         claims.append(Claim(
             claim=f"{label}: the error-feedback memory stays bounded, "
                   "sup_t E‖m_t‖² ≤ 2(1−δ)(2−δ)η²G²/δ²",
-            paper="digest §2.4 claim 4 [RECON]; bound derived (EF lemma, Stich et al. 2018, "
-                  "Karimireddy et al. 2019), NOT Zhao et al.'s constant [NF]",
+            paper="bounded memory [derived]; bound derived (EF lemma, Stich et al. 2018, "
+                  "Karimireddy et al. 2019), NOT Zhao et al.'s constant (not known)",
             measured=f"max_t of the seed-mean (1/m)Σ‖m_k‖² = {peak:.3g} (step "
                      f"{int(res[label].steps[worst])}); G² estimate {est['G2']:.3g}"
                      + (f", momentum direction G²/(1−β)² = {G2_dir:.3g}" if beta else "")

@@ -1,10 +1,10 @@
 """Quantised SGD on a single ReLU with a planted model (Kalan, Soltanolkotabi & Avestimehr,
-"Fitting ReLUs via SGD and Quantized SGD", ISIT 2019; digest §5(a), abstract-level).
+"Fitting ReLUs via SGD and Quantized SGD", ISIT 2019, arXiv:1901.06587; abstract-level).
 
 Claims (the abstract's, paraphrased — not quotations): (1) mini-batch SGD, suitably initialised,
 converges geometrically to the planted model; (2) distributed QSGD keeps that convergence;
 (3) with a number of samples optimal up to constants (linear in d). The paper's initialisation,
-step size and constants are [NF]; this reproduction's choices:
+step size and constants are not known here; this reproduction's choices:
 
 * problem :class:`~empirics.problems.PlantedReLU`: n = c·d samples (c = 8), ‖w*‖ = 1, split over
   m = 4 workers, method-of-moments start w₀ = (2/n) Σ y_j x_j;
@@ -33,7 +33,7 @@ from empirics.reproductions.base import Claim, Context, Figure, Reproduction
 NAME = "relu_qsgd"
 TITLE = "Quantised SGD on a single ReLU: geometric convergence to the planted model"
 PAPER = ("Kalan, Soltanolkotabi & Avestimehr, Fitting ReLUs via SGD and Quantized SGD "
-         "(ISIT 2019, arXiv 1901.06587); digest §5(a), abstract only")
+         "(ISIT 2019, arXiv:1901.06587) — abstract only")
 
 M = 4            #: workers
 BATCH = 8        #: per-worker batch B
@@ -43,7 +43,7 @@ FLOOR = 1e-12    #: distances below this are float64 round-off, left out of the 
 R2_MIN = 0.97    #: "log-error linear in steps"
 _VERSION = 1     #: bump when the run function changes (cache key)
 
-PAPER_REF = "Kalan et al. 2019, abstract (digest §5(a), verified at abstract level)"
+PAPER_REF = "Kalan et al. 2019, abstract (verified at abstract level)"
 
 
 def _settings(ctx: Context) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """SQuARM-SGD: error against bits sent, against uncompressed decentralized momentum SGD and
-CHOCO-SGD (Singh, Data, George, Diggavi, IEEE JSAIT 2021; digest ``shared/papers.md`` §5(b)).
+CHOCO-SGD (Singh, Data, George, Diggavi, IEEE JSAIT 2021, arXiv:2005.07041).
 
-Setting (this reproduction's choices; the paper's own experiments are not in the digest [NF]):
+Setting (this reproduction's choices; the paper's own experiments were not available to us):
 
 * problem: ℓ2-regularised logistic regression (l2 = 0.01, d = 50, 4096 rows) split over a ring
   of m = 16 nodes with concept shift ``heterogeneity = 1`` (each node's labels come from its own
@@ -15,7 +15,7 @@ Setting (this reproduction's choices; the paper's own experiments are not in the
   ε = ½); C = top-5 then QSGD(16) rescaled to a contraction (``Compose(TopK(5),
   QSGD(16).as_contraction())``, 92 bits instead of 32·50 = 1600), γ = 0.3 for both compressed
   methods (γ = 0.8 diverged in trials, and with c₀ = 1000 SQuARM's consensus distance grew
-  without bound: the paper's conditions on γ and c_t are [NF]);
+  without bound: the paper's conditions on γ and c_t are not known here);
 * bits: C.bits(d) per fired node and neighbour (the engine's convention: one message per
   directed edge; an uncompressed message is 32·d bits); error: F(x̄_t) − F* of the nodes' average.
 
@@ -42,7 +42,7 @@ NAME = "squarm"
 TITLE = ("SQuARM-SGD: compressed, event-triggered gossip with momentum — error against bits "
          "sent on a ring of 16 nodes")
 PAPER = ("Singh, Data, George, Diggavi, SQuARM-SGD: Communication-Efficient Momentum SGD for "
-         "Decentralized Optimization (arXiv 2005.07041; IEEE JSAIT 2021); digest §5(b)")
+         "Decentralized Optimization, IEEE JSAIT 2021 (arXiv:2005.07041)")
 
 M = 16               #: nodes on the ring
 D = 50               #: features
@@ -59,9 +59,9 @@ C0, EPS = 100.0, 0.5
 ERROR_TOL = 0.5      #: "similar error": within (1 + 0.5)× the baseline's final mean error
 SAVING_MIN = 10.0    #: "large saving": at least 10× fewer bits than uncompressed momentum SGD
 
-_MECHANISM = ("digest §5(b): mechanism and rates from the abstract [V]; update equations from "
-              "a third-party transcription [V:junaidaliop], not checked against the paper; the "
-              "size of the saving is not in the digest [NF]")
+_MECHANISM = ("mechanism and rates from the abstract [quoted]; update equations from a "
+              "third-party transcription (junaidaliop.github.io) [recalled], not checked against "
+              "the paper; the size of the saving is not known here")
 
 
 def _settings(ctx: Context) -> dict[str, Any]:

@@ -116,7 +116,8 @@ def test_not_applicable_names_the_broken_assumption_or_condition():
     big = run_experiment(_spec(lr=3.0, algorithm={"name": "pasgd", "m": 4, "tau": 8}, seeds=2,
                                steps=40))
     assert big.verdict.status == "not applicable"
-    assert "PASGD learning-rate condition" in big.verdict.message
+    assert "learning-rate condition of Corollary 2" in big.verdict.message
+    assert "largest admissible η" in big.verdict.message
     sched = run_experiment(_spec(lr={"kind": "inverse_time", "a": 1.0, "beta": 10.0}, seeds=2,
                                  steps=40))
     assert "constant learning rate" in sched.verdict.message

@@ -373,6 +373,56 @@ def test_concept_shift_heterogeneity(cls):
     assert 0.2 * s2 / 200 < z[0.0] < 5 * s2 / 200
 
 
+def _np_kappa2_segment(per_grad, x0: np.ndarray, xs: np.ndarray, m: int) -> tuple[float, list]:
+    """κ² = max over x₀ + t(x* − x₀), t = 0, ¼, ½, ¾, 1 of (1/m) Σ_i ‖∇F_i(x) − ∇F(x)‖², from
+    per-row gradients ``per_grad(w)`` (numpy, shards of equal size, independent of the code)."""
+    vals = []
+    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+        gi = per_grad((1 - t) * x0 + t * xs).reshape(m, -1, x0.size).mean(1)
+        vals.append(float(((gi - gi.mean(0)) ** 2).sum(1).mean()))
+    return max(vals), vals
+
+
+def test_kappa2_of_least_squares_and_logistic_against_numpy():
+    """κ² of Cooperative SGD's Theorem 2: the maximum of (1/m) Σ_i ‖∇F_i − ∇F‖² over the points σ²
+    is a maximum over (the segment x₀ → x*), typed in with numpy."""
+    ls = LeastSquares(n_samples=400, d=6, m=4, condition_number=30, noise=0.5, l2=0.1,
+                      heterogeneity=0.7)
+    x, y = (t.numpy() for t in ls.data())
+    k2, vals = _np_kappa2_segment(lambda w: x * (x @ w - y)[:, None] + 0.1 * w,
+                                  np.zeros(6), ls.x_star["w"].numpy(), 4)
+    c = ls.constants
+    assert c.kappa2.value == pytest.approx(k2, rel=1e-10)
+    assert c.kappa2.detail["values"] == pytest.approx(vals, rel=1e-10)
+    assert c.kappa2.value >= c.zeta2_x0.value and c.kappa2.value >= c.zeta2_star.value
+    assert "segment x₀→x*" in c.kappa2.method and "Theorem 2" in c.kappa2.method
+    lr = LogisticRegression(n_samples=600, d=5, m=3, l2=1e-2, heterogeneity=1.0, seed=2)
+    x, s = (t.numpy() for t in lr.data())
+
+    def per(w):
+        sig = 1 / (1 + np.exp(s * (x @ w)))
+        return (-(s * sig))[:, None] * x + 1e-2 * w
+
+    k2, _ = _np_kappa2_segment(per, np.zeros(5), lr.x_star["w"].numpy(), 3)
+    assert lr.constants.kappa2.value == pytest.approx(k2, rel=1e-10)
+    assert k2 > 1e-3  # a heterogeneous split
+    # i.i.d. by construction: κ² = 0 exactly
+    shared = LogisticRegression(n_samples=600, d=5, m=3, l2=1e-2, sampling="shared")
+    assert shared.constants.kappa2.value == 0.0 and shared.constants.kappa2.exact
+    for p in (NoisyQuadratic(d=3, m=4), PiecewiseQuadratic1D(m=2)):
+        assert p.constants.kappa2.value == 0.0 and p.constants.kappa2.exact
+    # plain data: survives the JSON round trip
+    d = json.loads(json.dumps(c.to_dict()))
+    assert Constants.from_dict(d).kappa2.value == c.kappa2.value
+
+
+def test_mlp_kappa2_is_the_max_over_its_sigma2_points(mlp):
+    c = mlp.constants
+    assert c.kappa2.detail["points"] == c.sigma2.detail["points"]
+    assert c.kappa2.value == max(c.kappa2.detail["values"])
+    assert c.kappa2.detail["values"][0] == pytest.approx(c.zeta2_x0.value, rel=1e-12)
+
+
 def test_split_shards_rejects_nothing_and_partitions():
     rng = np.random.default_rng(0)
     for n, m, h in [(10, 10, 0.3), (103, 4, 0.0), (103, 4, 1.0), (57, 5, 0.5)]:

@@ -28,7 +28,7 @@ def test_claims_agree_at_smoke_scale(runs):
     assert saving.detail["saving"] >= sq.SAVING_MIN
     assert 0 < saving.detail["silent_fraction"] < 1  # the trigger both fired and stayed silent
     assert vs_choco.verdict == "agrees", vs_choco.measured
-    assert "third-party" in saving.paper and "[NF]" in saving.paper
+    assert "third-party" in saving.paper and "not known" in saving.paper
 
 
 def test_bits_follow_the_convention(runs):

@@ -230,7 +230,7 @@ def test_rates_are_scaling_statements_with_their_status():
     sc, nc = squarm_rate("strongly_convex"), squarm_rate("nonconvex")
     m, T = theory.symbols.m, theory.symbols.T
     assert sc.expr == 1 / (m * T) and sympy.simplify(nc.expr - 1 / sympy.sqrt(m * T)) == 0
-    assert str(sc.source.status) == "quoted" and "[NF]" in sc.source.note
+    assert str(sc.source.status) == "quoted" and "not known" in sc.source.note
     assert float(nc.expr.subs({m: 4, T: 25})) == pytest.approx(0.1)
     assert float(sc.expr.subs({m: 4, T: 25})) == pytest.approx(0.01)
     with pytest.raises(ValueError, match="kind"):

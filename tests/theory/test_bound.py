@@ -61,9 +61,14 @@ def test_grid_matches_pointwise_and_is_fast():
     b = theory.cooperative_bound()
     rng = np.random.default_rng(0)
     n = 1_000_000
-    vals = dict(eta=rng.uniform(1e-3, 1e-1, n), L=1.0, sigma2=rng.uniform(0, 2, n), m=16, v=0,
-                tau=rng.integers(1, 64, n).astype(float), zeta=rng.uniform(0, 0.99, n),
-                K=1e4, F_gap=10.0)
+    tau_ = rng.integers(1, 64, n).astype(float)
+    zeta_ = rng.uniform(0, 0.99, n)
+    # JMLR eq. 145 typed in independently: a·η + b·η² ≤ 1 with a = L m/(m+v) = 1 here
+    b2 = tau_**2 / (1 - zeta_) * (2 * zeta_**2 / (1 + zeta_) + 2 * zeta_ / (1 - zeta_)
+                                  + (tau_ - 1) / tau_)
+    eta_max = 2 / (1 + np.sqrt(1 + 4 * b2))
+    vals = dict(eta=rng.uniform(0.01, 0.99, n) * eta_max, L=1.0, sigma2=rng.uniform(0, 2, n),
+                m=16, v=0, tau=tau_, zeta=zeta_, K=1e4, F_gap=10.0)
     t0 = time.perf_counter()
     out = b.grid(**vals)
     elapsed = time.perf_counter() - t0
@@ -130,8 +135,143 @@ def test_minimize_reports_unbounded():
 def test_str_and_latex():
     b = theory.cooperative_bound()
     s = str(b)
-    assert "network" in s and "recalled" in s and "NOT encoded" in s
+    assert "network" in s and "[quoted]" in s and "eq. 145" in s and "Theorem 1" in s
     assert b._repr_latex_().startswith("$\\displaystyle")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         repr(b)
+
+
+# --- bad input at the Bound API ----------------------------------------------------------------
+VALS_SIMPLE = dict(eta=0.1, L=1, sigma2=2, K=10, F_gap=3)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan"), np.inf, sp.oo])
+@pytest.mark.parametrize("arg", ["eta", "K"])
+def test_non_finite_values_are_refused_naming_the_argument(bad, arg):
+    b = simple()
+    vals = {**VALS_SIMPLE, arg: bad}
+    for call in (lambda: b.evaluate(**vals), lambda: b.check(**vals),
+                 lambda: b.subs(**{arg: bad}), lambda: b.evaluate_terms(**vals)):
+        with pytest.raises(ValueError, match=rf"{arg} must be finite"):
+            call()
+    if not isinstance(bad, sp.Basic):
+        with pytest.raises(ValueError, match=rf"{arg} must be finite; 1 value"):
+            b.grid(**{**VALS_SIMPLE, arg: np.array([0.5, bad])})
+
+
+def test_zeta_takes_a_mixing_matrix():
+    W = theory.ring(16)
+    b = theory.dpsgd_bound()
+    vals = dict(eta=0.01, L=1, sigma2=1, m=16, K=1e4, F_gap=10)
+    assert b.evaluate(zeta=W, **vals) == b.evaluate(zeta=W.zeta, **vals)
+    assert b.check(zeta=W, **vals) == b.check(zeta=W.zeta, **vals) == []
+    g = b.grid(zeta=W, **{**vals, "eta": np.array([0.01, 0.02])})
+    np.testing.assert_array_equal(g, b.grid(zeta=W.zeta, **{**vals, "eta": [0.01, 0.02]}))
+    assert b.subs(zeta=W).expr == b.subs(zeta=W.zeta).expr
+    assert float(b.largest_eta(L=1, zeta=W)) == float(b.largest_eta(L=1, zeta=W.zeta))
+    with pytest.raises(ValueError, match="L was given a mixing matrix"):
+        b.evaluate(**{**vals, "L": W}, zeta=0.5)
+
+
+def test_unused_parameters_warn_naming_them():
+    b = theory.pasgd_bound()  # no ζ, v, α
+    vals = dict(eta=0.01, L=1, sigma2=1, m=16, K=1e4, F_gap=10, tau=4)
+    for call in (lambda: b.evaluate(**vals, zeta=0.3), lambda: b.check(**vals, zeta=0.3),
+                 lambda: b.grid(**vals, zeta=0.3), lambda: b.subs(zeta=0.3),
+                 lambda: b.evaluate_terms(**vals, zeta=0.3)):
+        with pytest.warns(theory.UnusedParameterWarning, match=r"does not use zeta"):
+            call()
+    with pytest.warns(theory.UnusedParameterWarning, match=r"does not use alpha, v"):
+        b.evaluate(**vals, v=0, alpha=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        b.evaluate(**vals)  # every value used: no warning
+
+
+def test_largest_and_messages():
+    b = simple()
+    assert b.largest_eta(L=4) == sp.Rational(1, 4)
+    assert b.largest("eta") == 1 / L
+    with pytest.raises(ConditionError, match=r"largest admissible η = 0\.5 at L=2"):
+        b.evaluate(eta=0.6, L=2, sigma2=1, K=1, F_gap=1)
+    assert Bound("free", eta, SRC).largest_eta() == sp.oo
+
+
+# --- what a user sees --------------------------------------------------------------------------
+def test_latex_has_no_math_inside_text_and_shows_terms_conditions_source():
+    import re
+
+    b = theory.cooperative_bound()
+    tex = b._repr_latex_()
+    for body in re.findall(r"\\text\{((?:[^{}]|\{[^{}]*\})*)\}", tex):
+        assert "\\sum" not in body and "\\nabla" not in body and "\\|" not in body, body
+    assert r"\sum_{k=1}^{K}" in tex and r"\nabla F(u_k)" in tex
+    assert r"\underbrace" in tex and r"\text{optimization}" in tex
+    assert "eq. 145" in tex and "quoted" in tex and "Theorem 1, eqs. 16–17" in tex
+    md = b._repr_markdown_()
+    assert md.startswith("**Cooperative SGD") and "$$" in md and "| network |" in md
+    assert "Conditions:" in md and "eq. 145" in md and "(**quoted**" in md
+    assert "Theorem 1, eqs. 16–17" in md
+    # every bound of the toolkit gets a LaTeX left side without \text around math
+    for fn in (theory.runtime_bound, theory.pl_bound, theory.memory_bound,
+               theory.decentralized_runtime_bound):
+        lhs = fn().latex_lhs()
+        assert "\\text{E" not in lhs and "‖" not in lhs and "Σ" not in lhs, lhs
+
+
+def test_digest_is_never_shown_to_users():
+    src = theory.cooperative_bound().source
+    assert src.digest  # kept for maintainers
+    for text in (str(src), repr(src), str(theory.cooperative_bound()),
+                 theory.cooperative_bound()._repr_markdown_(), str(src.to_dict())):
+        assert "digest" not in text and "§1.0" not in text
+
+
+def test_grid_reuses_its_numpy_functions(monkeypatch):
+    b = theory.cooperative_bound("relaxed")  # a Bound of its own (cache per Bound)
+    vals = dict(eta=np.array([1e-4, 2e-4]), L=1.0, sigma2=1.0, m=16, v=0, tau=4.0, zeta=0.5,
+                K=1e4, F_gap=1.0)
+    first = b.grid(**vals)
+    calls = []
+    real = sp.lambdify
+    monkeypatch.setattr(sp, "lambdify", lambda *a, **k: calls.append(a) or real(*a, **k))
+    second = b.grid(**vals)
+    np.testing.assert_array_equal(first, second)
+    assert calls == []  # nothing re-lambdified
+    assert b.subs(L=1.0) is not b  # a derived Bound starts with its own (empty) cache
+    import pickle
+
+    b2 = pickle.loads(pickle.dumps(b))  # the cached functions are not pickled, rebuilt on use
+    assert b2 == b and b2._cache == {}
+    np.testing.assert_array_equal(b2.grid(**vals), first)
+
+
+def _factories():
+    import inspect
+
+    import theory.bounds as tb
+
+    mods = [tb.cooperative, tb.local_pl, tb.memory, tb.runtime]
+    out = []
+    for mod in mods:
+        for name, fn in vars(mod).items():
+            if name.startswith("_") or not callable(fn) or getattr(fn, "__module__", "") != \
+                    mod.__name__:
+                continue
+            try:
+                ret = inspect.signature(fn).return_annotation
+            except (TypeError, ValueError):
+                continue
+            if ret in ("Bound", Bound):
+                out.append(fn)
+    return out
+
+
+@pytest.mark.parametrize("fn", _factories(), ids=lambda f: f.__name__)
+def test_every_bound_factory_docstring_cites_its_source(fn):
+    args = {"pl_bound_intervals": ([2, 3],)}.get(fn.__name__, ())
+    b = fn(*args)
+    doc = " ".join((fn.__doc__ or "").split())
+    assert " ".join(b.source.where.split()) in doc, (fn.__name__, b.source.where)
+    assert str(b.source.status) in doc, fn.__name__

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 import theory
 from theory.symbols import F_gap, K, L, eta, m, sigma2, tau, v, zeta
 
-# the digest's formulas, typed in independently of the code (§1.6, §1.7)
+# JMLR Theorem 1 (eq. 17 with η_eff²(1+v/m)² = η²) and Corollaries 2–3 (eqs. 24, 27), typed in
+# independently of the code
 GENERAL = (2 * F_gap / ((m * eta / (m + v)) * K) + (m * eta / (m + v)) * L * sigma2 / m
            + eta**2 * L**2 * sigma2 * ((1 + zeta**2) / (1 - zeta**2) * tau - 1))
 PASGD = 2 * F_gap / (eta * K) + eta * L * sigma2 / m + eta**2 * L**2 * sigma2 * (tau - 1)
@@ -22,11 +23,14 @@ def same(a, b):
     return sp.simplify(a - b) == 0
 
 
-def test_general_bound_matches_digest():
+def test_general_bound_is_theorem_1():
     b = theory.cooperative_bound()
     assert same(b.expr, GENERAL)
     assert set(b.terms) == {"optimization", "variance", "network"}
-    assert b.source.status == "recalled" and b.source.confidence == "med"
+    assert b.source.status == "quoted" and b.source.confidence is None
+    assert "Theorem 1, eqs. 16–17" in b.source.where
+    (c,) = b.conditions
+    assert "eq. 145" in c.name and c.source.status == "quoted"
 
 
 @pytest.mark.parametrize("fn,subs,formula", [
@@ -77,33 +81,39 @@ def test_easgd_bound_refuses_alpha_with_zeta_at_least_one():
                                                     sigma2: 1, tau: 4, K: 1000, F_gap: 1})))
 
 
-def test_special_case_provenance_follows_the_digest():
-    """§1.7.1 PASGD [MEM high], §1.7.2 D-PSGD [MEM med], §1.7.3 EASGD and §1.7.4 decentralized
-    periodic [RECON]: derived, not recalled."""
+def test_special_case_provenance_follows_the_jmlr_text():
+    """Corollary 2 (PASGD, eq. 24) and Corollary 3 (D-PSGD, eq. 27) are the paper's own
+    statements: quoted with their numbers; EASGD at any α and decentralized periodic averaging
+    are substitutions into Theorem 1 by the code: derived."""
     S = theory.Status
-    assert (theory.pasgd_bound().source.status, theory.pasgd_bound().source.confidence) == (
-        S.RECALLED, "high")
-    assert theory.dpsgd_bound().source.status is S.RECALLED
-    assert theory.easgd_bound().source.status is S.DERIVED
-    assert theory.decentralized_periodic_bound().source.status is S.DERIVED
-    for b in (theory.pasgd_bound(), theory.dpsgd_bound(), theory.easgd_bound(),
-              theory.decentralized_periodic_bound(), theory.synchronous_bound()):
-        assert "§" not in b.source.where  # digest sections live in .digest, not in the paper ref
+    cases = {theory.pasgd_bound: (S.QUOTED, "Corollary 2, eq. 24"),
+             theory.dpsgd_bound: (S.QUOTED, "Corollary 3, eq. 27"),
+             theory.synchronous_bound: (S.QUOTED, "Corollary 2, eq. 24 at τ = 1"),
+             theory.easgd_bound: (S.DERIVED, "Theorem 1"),
+             theory.decentralized_periodic_bound: (S.DERIVED, "Theorem 1")}
+    for fn, (status, where) in cases.items():
+        src = fn().source
+        assert src.status is status and where in src.where, fn.__name__
+        assert "digest" not in str(src) and "papers.md" not in str(src)
+    # the paper's own conditions, not AdaComm's
+    assert theory.pasgd_bound().conditions == (theory.PASGD_LR,)
+    assert "Corollary 2" in theory.PASGD_LR.name and "AdaComm" not in str(theory.PASGD_LR.source)
+    assert theory.dpsgd_bound().conditions == (theory.DPSGD_LR,)
 
 
 def test_repl_evaluate():
     W = theory.ring(16)
-    val = theory.cooperative_bound().evaluate(eta=0.01, L=1, sigma2=1, m=16, v=0, tau=4,
+    val = theory.cooperative_bound().evaluate(eta=0.005, L=1, sigma2=1, m=16, v=0, tau=4,
                                               zeta=theory.zeta(W), K=10_000, F_gap=10)
     z = theory.zeta(W)
-    expected = 2 * 10 / (0.01 * 1e4) + 0.01 / 16 + 1e-4 * ((1 + z**2) / (1 - z**2) * 4 - 1)
+    expected = 2 * 10 / (0.005 * 1e4) + 0.005 / 16 + 0.005**2 * ((1 + z**2) / (1 - z**2) * 4 - 1)
     assert val == pytest.approx(expected, rel=1e-12)
 
 
 def test_crossover_derived():
     t = theory.pasgd_dpsgd_crossover()
     assert same(t, (1 + zeta**2) / (1 - zeta**2))
-    # digest §1.8 table for rings with 1/3 weights
+    # rings with weights 1/3: τ_eq = (1+ζ²)/(1−ζ²) from ζ = 1/3 + (2/3)cos(2π/m)
     for mm, expected in [(4, 1.25), (8, 4.675), (16, 19.22), (32, 77.57)]:
         z = theory.zeta(theory.ring(mm))
         assert float(t.subs(zeta, z)) == pytest.approx(expected, rel=2e-3)

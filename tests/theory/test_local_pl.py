@@ -15,7 +15,7 @@ VALS = dict(F_gap=2.0, L=4.0, mu=0.5, sigma2=1.5, p=4, B=32, T=5469, tau=91, alp
 
 
 def reference(F_gap, L, mu, sigma2, p, B, T, tau, alpha_pl):
-    """The digest §3.3 formula typed in with floats."""
+    """The recalled PL formula (Haddadpour et al., main PL theorem) typed in with floats."""
     a = alpha_pl * tau + 4
     k = L / mu
     return (a**3 / (T + a) ** 3 * F_gap
@@ -35,7 +35,7 @@ def test_assumptions_are_quoted_data():
 def test_pl_bound_value_and_status():
     b = pl.pl_bound()
     assert b.source.status is Status.RECALLED and b.source.confidence == "low"
-    assert "low-confidence" in b.source.note and "NF" in b.source.note
+    assert "low-confidence" in b.source.note and "not known and not encoded" in b.source.note
     assert set(b.terms) == {"initial", "variance", "local"}
     assert math.isclose(b.evaluate(**VALS), reference(**VALS), rel_tol=1e-12)
     assert b.subs(tau=1).terms["local"] == 0

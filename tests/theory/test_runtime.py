@@ -72,9 +72,10 @@ def _brute_force(W, v_, D_, cap):
     b = rt.decentralized_runtime_bound().subs(VALS, zeta=W.zeta, D=D_, m=W.n - v_, v=v_)
     f = sp.lambdify(sp.Symbol("tau", positive=True, integer=True), b.expr)
     taus = np.arange(1, cap + 1)
-    if W.is_average and v_ == 0:  # PASGD: ηL + η²L²τ(τ−1) ≤ 1 (AdaComm) restricts τ
-        e, L_ = VALS["eta"], VALS["L"]
-        taus = taus[e * L_ + e**2 * L_**2 * taus * (taus - 1) <= 1]
+    # Theorem 1's learning-rate condition, JMLR eq. 145, typed in independently: it bounds τ
+    e, L_, z, m_ = VALS["eta"], VALS["L"], W.zeta, W.n - v_
+    drift = taus**2 / (1 - z) * (2 * z**2 / (1 + z) + 2 * z / (1 - z) + (taus - 1) / taus)
+    taus = taus[m_ / (m_ + v_) * e * L_ + e**2 * L_**2 * drift <= 1]
     vals = np.array([f(int(t)) for t in taus])
     i = int(np.argmin(vals))
     return int(taus[i]), float(vals[i])
@@ -95,8 +96,9 @@ def test_best_topology_and_tau_matches_brute_force():
 
 
 def test_pasgd_candidate_respects_its_learning_rate_condition():
-    """W = J, v = 0 is PASGD: the search obeys ηL + η²L²τ(τ−1) ≤ 1 and agrees with the AdaComm
-    runtime bound's own constrained minimum (τ ≤ 10 at η = 0.1, L = 1)."""
+    """W = J, v = 0 is PASGD: the search obeys eq. 145 at ζ = 0, v = 0, i.e. Corollary 2's
+    ηL + η²L²τ(τ−1) ≤ 1, and agrees with the AdaComm runtime bound's own constrained minimum
+    (τ ≤ 10 at η = 0.1, L = 1)."""
     vals = dict(VALS, eta=0.1)
     res = rt.best_topology_and_tau({"J": average(16)}, vals, latency=5.0)
     D_ = rt.topology_delay(average(16), latency=5.0)

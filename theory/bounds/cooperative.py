@@ -1,37 +1,76 @@
-"""Cooperative SGD (Wang & Joshi): the bound of A(τ, W, v), its special cases, and what follows.
+"""Cooperative SGD (Wang & Joshi): the bounds of A(τ, W, v), their hypotheses, and what follows.
 
-Algorithm A(τ, W, v) (digest §1.3): X_{k+1} = (X_k − η G_k) W_k with X the d × (m+v) matrix of m
-worker models and v auxiliary variables, W_k = W every τ steps and I otherwise. The averaged model
-u_k = X_k 1/(m+v) follows u_{k+1} = u_k − η_eff (1/m) Σ_i g(x_k^(i)), η_eff = mη/(m+v).
+Reference: J. Wang and G. Joshi, "Cooperative SGD: A Unified Framework for the Design and
+Analysis of Local-Update SGD Algorithms", JMLR 22(213):1–50, 2021 (arXiv:1808.07576); equation,
+theorem and appendix numbers below are the JMLR version's (see ``docs/references.md``).
 
-Provenance (``shared/papers.md``): the three-term non-convex bound is *recalled* (medium
-confidence; whether the network term has η or η_eff is low–medium); its general learning-rate
-condition is not known [NF] and is therefore **not** encoded; the PASGD learning-rate condition
-and the runtime bound are recalled from the companion AdaComm paper; the crossover τ_eq and the
-EASGD α* are *derived* here by the code.
+Algorithm A(τ, W, v) (JMLR §3.1, eqs. 7–10): X_{k+1} = (X_k − η G_k) W_k with X the d × (m+v)
+matrix of m worker models and v auxiliary variables, W_k = W every τ steps and I otherwise. The
+averaged model u_k = X_k 1/(m+v) follows u_{k+1} = u_k − η_eff (1/m) Σ_i g(x_k^(i)) with
+η_eff = mη/(m+v) (eq. 13–14); ζ = max{|λ₂(W)|, |λ_{m+v}(W)|} (Assumption 5).
+
+Provenance: every formula of the JMLR paper encoded here is **quoted** with its number —
+Theorem 1 (eqs. 16–17, exact conditions eqs. 143/145 of Appendix D), Lemma 2 (eq. 38),
+Corollary 1 (eq. 18), Theorem 2 (eqs. 20–21), eq. 22 and Lemma 1, Theorem 3 (eq. 23),
+Corollary 2 (eq. 24), Corollary 3 (eq. 27), eq. 30 and Theorem 4 (eqs. 31–33). Substitutions
+the paper does not state itself (EASGD at any α, decentralized periodic averaging, the largest τ
+of Corollary 1 and Theorem 2) are **derived** from them by this toolkit. The runtime bound is
+from the companion AdaComm paper (not in the JMLR paper) and is **recalled**.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from functools import cache
 
 import sympy as sp
 
 from theory.bound import Bound, Condition, ConditionError, Source, Status
-from theory.symbols import D, F_gap, K, L, T_wall, Y, alpha, eta, eta_eff, m, sigma2, tau, v, zeta
+from theory.symbols import (
+    D,
+    F_gap,
+    K,
+    L,
+    T_wall,
+    Y,
+    alpha,
+    consensus_avg,
+    eta,
+    eta_eff,
+    kappa2,
+    m,
+    sigma2,
+    tau,
+    v,
+    zeta,
+)
+from theory.symbols import beta as beta_sym
 
-PAPER = "Wang & Joshi, Cooperative SGD (arXiv:1808.07576; JMLR 22(213), 2021)"
-ADACOMM = "Wang & Joshi, AdaComm (arXiv:1810.08313, SysML 2019)"
+PAPER = "Wang & Joshi, Cooperative SGD, JMLR 22(213), 2021 (arXiv:1808.07576)"
+ADACOMM = "Wang & Joshi, AdaComm, SysML 2019 (arXiv:1810.08313)"
 LHS = "E[(1/K) Σ_{k=1..K} ‖∇F(u_k)‖²]"
 
-THEOREM_1 = Source(
-    PAPER, "Theorem 1 (non-convex, assumptions 1–5)", Status.RECALLED, confidence="med",
-    digest="1.6",
-    note=("not checked against the PDF; whether the network term uses η or η_eff is recalled "
-          "with low–medium confidence (η here); the general learning-rate condition is unknown "
-          "[NF] and NOT encoded: evaluate() cannot check that η is small enough"))
+# Maintainers: every quoted item below was checked against the JMLR text as recorded in the
+# reading notes §1.0 (the ``digest`` field of each Source).
 
-#: η_eff = mη/(m+v) (digest §1.3; identity verified numerically, derived)
+
+def _quoted(where: str, note: str = "") -> Source:
+    return Source(PAPER, where, Status.QUOTED, digest="1.0", note=note)
+
+
+def _derived(where: str, note: str) -> Source:
+    return Source(f"derived from {PAPER}", where, Status.DERIVED, digest="1.0", note=note)
+
+
+THEOREM_1 = _quoted(
+    "Theorem 1, eqs. 16–17 (JMLR)",
+    note="IID data, K divisible by τ, all models start at u₁. The bound holds under the exact "
+         "learning-rate condition of the proof, eq. 143 (general β; eq. 145 at β = 0, "
+         "Appendix D), which eq. 16 relaxes (eq. 148); β enters the condition only "
+         "(footnote 3). The last term is written η²L²σ²(…) as in eq. 144 "
+         "(= η_eff²(1 + v/m)² L²σ²(…) of eq. 17)")
+
+#: η_eff = mη/(m+v) (JMLR eq. 13)
 ETA_EFF = m * eta / (m + v)
 
 
@@ -39,92 +78,309 @@ def _network_factor(z: sp.Expr = zeta) -> sp.Expr:
     return (1 + z**2) / (1 - z**2)
 
 
-@cache
-def cooperative_bound() -> Bound:
-    """The non-convex bound of A(τ, W, v) (digest §1.6, recalled):
+def _drift_factor(z: sp.Expr = zeta, t: sp.Expr = tau) -> sp.Expr:
+    """τ²/(1−ζ) · (2ζ²/(1+ζ) + 2ζ/(1−ζ) + (τ−1)/τ): the factor of η²L² in eqs. 143, 145, 21."""
+    return t**2 / (1 - z) * (2 * z**2 / (1 + z) + 2 * z / (1 - z) + (t - 1) / t)
 
-        E[(1/K) Σ_k ‖∇F(u_k)‖²] ≤ 2[F(u_1) − F_inf]/(η_eff K)             (optimization)
-                                  + η_eff L σ²/m                          (variance)
-                                  + η² L² σ² ((1+ζ²)/(1−ζ²) · τ − 1)       (network)
 
-    with η_eff = mη/(m+v) and ζ = max(|λ₂(W)|, |λ_{m+v}(W)|). Symbols: eta, L, sigma2, m, v, tau,
-    zeta, K, F_gap (= F(u_1) − F_inf)."""
+# --- learning-rate conditions of Theorem 1 ------------------------------------------------------
+def lr_condition(kind: str = "exact", beta: float | sp.Expr | None = 0) -> Condition:
+    """Theorem 1's learning-rate condition (JMLR Appendix D), as a :class:`Condition` in η:
+
+    * ``"exact"`` with β = 0 — eq. 145: η_eff L + η²L²τ²/(1−ζ)·(2ζ²/(1+ζ) + 2ζ/(1−ζ) +
+      (τ−1)/τ) ≤ 1;
+    * ``"exact"`` with β ≠ 0 (or ``beta=None`` for a free symbol β) — eq. 143:
+      η_eff L(β/m + 1) + 2η²L²βτ/(1−ζ²) + η²L²τ²/(1−ζ)·(…) ≤ 1;
+    * ``"relaxed"`` — eq. 16 as Theorem 1 states it (β = 0): η_eff L + 5η_eff²L²[(1 + v/m)τ/
+      (1−ζ)]² ≤ 1, which implies eq. 145 (eqs. 146–148).
+
+    Quoted; η_eff = mη/(m+v)."""
+    if kind == "relaxed":
+        if beta is None or sp.sympify(beta) != 0:
+            raise ValueError("the relaxed condition eq. 16 is stated for β = 0; use "
+                             "kind='exact' (eq. 143) for β > 0")
+        return Condition(
+            "learning-rate condition, JMLR eq. 16 (Theorem 1 as stated; relaxes eq. 145)",
+            sp.Le(ETA_EFF * L + 5 * ETA_EFF**2 * L**2 * ((1 + v / m) * tau / (1 - zeta))**2, 1),
+            _quoted("Theorem 1, eq. 16 (JMLR)"))
+    if kind != "exact":
+        raise ValueError(f"kind must be 'exact' (eq. 143/145) or 'relaxed' (eq. 16); got "
+                         f"{kind!r}")
+    b = beta_sym if beta is None else sp.sympify(beta)
+    if b.is_number and (not b.is_real or b < 0):
+        raise ValueError(f"beta must be a real number ≥ 0 (multiplicative noise β of "
+                         f"Assumption 4); got {beta!r}")
+    if b == 0:
+        return Condition(
+            "learning-rate condition, JMLR eq. 145 (Theorem 1, β = 0)",
+            sp.Le(ETA_EFF * L + eta**2 * L**2 * _drift_factor(), 1),
+            _quoted("Appendix D, eq. 145 (JMLR)"))
+    lhs = (ETA_EFF * L * (b / m + 1) + 2 * eta**2 * L**2 * b * tau / (1 - zeta**2)
+           + eta**2 * L**2 * _drift_factor())
+    return Condition("learning-rate condition, JMLR eq. 143 (Theorem 1, general β)",
+                     sp.Le(lhs, 1), _quoted("Appendix D, eq. 143 (JMLR)"))
+
+
+#: eq. 145 (Theorem 1's exact condition at β = 0)
+LR_EQ145 = lr_condition("exact", 0)
+#: eq. 143 with a free symbol β
+LR_EQ143 = lr_condition("exact", None)
+#: eq. 16 (Theorem 1's condition as stated, relaxing eq. 145)
+LR_EQ16 = lr_condition("relaxed", 0)
+
+#: Corollary 2's condition (PASGD, A(τ, J, 0)); equals eq. 145 at ζ = 0, v = 0 (proofs/)
+PASGD_LR = Condition(
+    "learning-rate condition of Corollary 2 (JMLR): ηL + η²L²τ(τ−1) ≤ 1",
+    sp.Le(eta * L + eta**2 * L**2 * tau * (tau - 1), 1),
+    _quoted("Corollary 2 (JMLR)"))
+
+#: Corollary 3's condition (D-PSGD, A(1, W, 0)); equals eq. 145 at τ = 1, v = 0 (proofs/)
+DPSGD_LR = Condition(
+    "learning-rate condition of Corollary 3 (JMLR): ηL + η²L²·2ζ/(1−ζ)·(ζ/(1+ζ) + 1/(1−ζ)) ≤ 1",
+    sp.Le(eta * L + eta**2 * L**2 * 2 * zeta / (1 - zeta) * (zeta / (1 + zeta) + 1 / (1 - zeta)),
+          1),
+    _quoted("Corollary 3 (JMLR)"))
+
+
+def _theorem1_terms() -> dict[str, sp.Expr]:
     terms = {
         "optimization": 2 * F_gap / (eta_eff * K),
         "variance": eta_eff * L * sigma2 / m,
         "network": eta**2 * L**2 * sigma2 * (_network_factor() * tau - 1),
     }
-    terms = {k: t.subs(eta_eff, ETA_EFF) for k, t in terms.items()}
+    return {k: t.subs(eta_eff, ETA_EFF) for k, t in terms.items()}
+
+
+@cache
+def cooperative_bound(condition: str = "exact", beta: float | sp.Expr | None = 0) -> Bound:
+    """Theorem 1, eqs. 16–17 (JMLR) — the non-convex bound of A(τ, W, v), IID data [quoted]:
+
+        E[(1/K) Σ_k ‖∇F(u_k)‖²] ≤ 2[F(u_1) − F_inf]/(η_eff K)             (optimization)
+                                  + η_eff L σ²/m                          (variance)
+                                  + η² L² σ² ((1+ζ²)/(1−ζ²) · τ − 1)       (network)
+
+    with η_eff = mη/(m+v) (eq. 13) and ζ = max(|λ₂(W)|, |λ_{m+v}(W)|); η² = η_eff²(1 + v/m)².
+
+    It needs a learning-rate condition (see :func:`lr_condition`): ``condition="exact"`` (the
+    default) carries the proof's exact condition, eq. 145 at ``beta=0`` or eq. 143 for β > 0
+    (``beta=None``: β stays a symbol, given at evaluation); ``condition="relaxed"`` carries
+    eq. 16, the sufficient condition Theorem 1 states. ``evaluate()`` refuses an η outside it
+    (``ConditionError`` with the largest admissible η); :func:`largest_eta` gives that η.
+    Symbols: eta, L, sigma2, m, v, tau, zeta, K, F_gap (= F(u_1) − F_inf)."""
+    terms = _theorem1_terms()
     return Bound("Cooperative SGD A(τ, W, v)", sp.Add(*terms.values()), THEOREM_1, terms=terms,
-                 lhs=LHS, definitions={eta_eff: ETA_EFF})
+                 lhs=LHS, conditions=(lr_condition(condition, beta),),
+                 definitions={eta_eff: ETA_EFF})
 
 
-def _special(name: str, where: str, digest: str, status: Status = Status.RECALLED,
-             confidence: str | None = "med", note: str = THEOREM_1.note, **values) -> Bound:
-    """Theorem 1 with ``values`` substituted. Recalled special cases keep the paper as source;
-    derived ones (the digest reconstructs them from Theorem 1) say so and inherit its form."""
-    if status is Status.DERIVED:
-        src = Source(f"derived from {PAPER}, Theorem 1", f"{where}: special case of Theorem 1",
-                     Status.DERIVED, digest=digest,
-                     note="substitution by the code; inherits Theorem 1's recalled "
-                          "(medium-confidence) form: " + THEOREM_1.note)
-    else:
-        src = Source(PAPER, f"{where}: special case of Theorem 1", Status.RECALLED,
-                     confidence=confidence, digest=digest, note=note)
-    return cooperative_bound().subs(values, name=name, source=src).simplify()
+def largest_eta(L_: float | sp.Expr = L, m_: int | sp.Expr = m, tau_: int | sp.Expr = tau,
+                zeta_: float | sp.Expr = zeta, v_: int | sp.Expr = 0,
+                beta_: float | sp.Expr = 0, condition: str = "exact") -> sp.Expr:
+    """The largest η that Theorem 1's learning-rate condition admits, exactly.
+
+    Every condition is a·η + b·η² ≤ 1 with a, b ≥ 0 (eq. 143: a = L(m+β)/(m+v),
+    b = L²[2βτ/(1−ζ²) + τ²/(1−ζ)·(2ζ²/(1+ζ) + 2ζ/(1−ζ) + (τ−1)/τ)]), whose admissible set is
+    η ≤ 2/(a + √(a² + 4b)), the positive root (= 1/a when b = 0). Exact inputs (ints,
+    ``sympy.Rational``, symbols) give an exact sympy result; pass ``condition="relaxed"`` for
+    eq. 16. ``zeta_`` also takes a :class:`~theory.mixing.MixingMatrix`."""
+    from theory.bound import _checked
+
+    vals = {L: L_, m: m_, tau: tau_, zeta: zeta_, v: v_}
+    vals = {s: sp.sympify(_checked(str(s), s, x)) for s, x in vals.items()}
+    return lr_condition(condition, beta_).subs(vals).largest(eta)
 
 
-# --- learning-rate condition ------------------------------------------------------------------
-PASGD_LR = Condition(
-    "PASGD learning-rate condition ηL + η²L²τ(τ−1) ≤ 1",
-    sp.Le(eta * L + eta**2 * L**2 * tau * (tau - 1), 1),
-    Source(ADACOMM, "PASGD analysis (learning-rate condition)", Status.RECALLED,
-           confidence="med", digest="1.9", note="companion paper; not checked against the PDF"))
+@cache
+def lemma2_bound(beta: float | sp.Expr | None = 0) -> Bound:
+    """Lemma 2, eq. 38 (JMLR) — the error decomposition before the network error is bounded
+    [quoted]:
+
+        E[(1/K) Σ_k ‖∇F(u_k)‖²] ≤ 2[F(x_1) − F_inf]/(η_eff K) + η_eff L σ²/m + L² Ξ,
+
+    Ξ = (1/K) Σ_{k=1..K} E‖X_k(I − J)‖²_F / m (symbol ``consensus_avg``), I and J = 11ᵀ/(m+v)
+    being (m+v) × (m+v). Condition: η_eff L (1 + β/m) ≤ 1 (β = 0 by default; ``beta=None``
+    keeps it a symbol). Evaluated with the *measured* consensus distance of a run, it is a
+    semi-empirical bound; Theorem 1 replaces Ξ by its worst case."""
+    b = beta_sym if beta is None else sp.sympify(beta)
+    terms = {
+        "optimization": 2 * F_gap / (ETA_EFF * K),
+        "variance": ETA_EFF * L * sigma2 / m,
+        "network (measured)": L**2 * consensus_avg,
+    }
+    cond = Condition("learning-rate condition of Lemma 2 (JMLR eq. 38): η_eff L (1 + β/m) ≤ 1",
+                     sp.Le(ETA_EFF * L * (1 + b / m), 1), _quoted("Lemma 2, eq. 38 (JMLR)"))
+    src = _quoted("Lemma 2, eq. 38 (JMLR)",
+                  note="Assumptions 1–5, all models start at the same point; Ξ is measured")
+    return Bound("Lemma 2 error decomposition A(τ, W, v)", sp.Add(*terms.values()), src,
+                 terms=terms, lhs=LHS, conditions=(cond,), definitions={eta_eff: ETA_EFF})
 
 
-_PASGD_NOTE = ("not checked against the PDF; with W = J, v = 0 the η vs η_eff question does not "
-               "arise; the learning-rate condition encoded is PASGD's (AdaComm, recalled)")
+# --- Corollary 1 and the largest τ --------------------------------------------------------------
+def corollary1_eta() -> sp.Expr:
+    """Corollary 1 (JMLR): the step size η = ((m+v)/(Lm))·√(m/K), i.e. η_eff = √(m/K)/L
+    [quoted]."""
+    return (m + v) / (L * m) * sp.sqrt(m / K)
 
-#: PASGD's condition at τ = 1: ηL ≤ 1 (the condition of synchronous SGD in this form)
-SYNC_LR = Condition(
-    "ηL ≤ 1 (the PASGD condition at τ = 1)", sp.Le(eta * L, 1),
-    Source("derived", "PASGD learning-rate condition (AdaComm, recalled) at τ = 1",
-           Status.DERIVED, digest="1.9"))
+
+#: Corollary 1's hypothesis on K (quoted): 10m[(1 + v/m)τ/(1−ζ)]² ≤ K
+COROLLARY1_K = Condition(
+    "K-condition of Corollary 1 (JMLR): 10m[(1 + v/m)τ/(1−ζ)]² ≤ K",
+    sp.Le(10 * m * ((1 + v / m) * tau / (1 - zeta))**2, K),
+    _quoted("Corollary 1 (JMLR)"))
+
+
+@cache
+def corollary1_bound() -> Bound:
+    """Corollary 1, eq. 18 (JMLR) — Theorem 1 at η = ((m+v)/(Lm))√(m/K) [quoted]:
+
+        E[(1/K) Σ_k ‖∇F(u_k)‖²] ≤ (2L[F(u_1) − F_inf] + σ²)/√(mK)
+                                  + (m/K)(1 + v/m)²((1+ζ²)/(1−ζ²)·τ − 1)σ²,
+
+    under 10m[(1 + v/m)τ/(1−ζ)]² ≤ K (which makes η meet eq. 16). No η: the corollary fixes
+    it (:func:`corollary1_eta`)."""
+    terms = {
+        "optimization": 2 * L * F_gap / sp.sqrt(m * K),
+        "variance": sigma2 / sp.sqrt(m * K),
+        "network": m / K * (1 + v / m)**2 * (_network_factor() * tau - 1) * sigma2,
+    }
+    return Bound("Cooperative SGD A(τ, W, v) at Corollary 1's η", sp.Add(*terms.values()),
+                 _quoted("Corollary 1, eq. 18 (JMLR)",
+                         note="η = ((m+v)/(Lm))√(m/K); same assumptions as Theorem 1"),
+                 terms=terms, lhs=LHS, conditions=(COROLLARY1_K,))
+
+
+def _tau_value(x: sp.Expr) -> sp.Expr | int:
+    """floor of a numeric largest τ (an int ≥ 0: 0 means no τ ≥ 1), a closed form otherwise."""
+    if x.free_symbols:
+        return x
+    return max(int(sp.floor(x)), 0)
+
+
+def largest_tau(m_: int | sp.Expr = m, zeta_: float | sp.Expr = zeta, K_: float | sp.Expr = K,
+                v_: int | sp.Expr = 0, *, iid: bool = True) -> sp.Expr | int:
+    """The largest communication period τ at Corollary 1's step size [derived, not quoted]:
+
+    * ``iid=True`` — from Corollary 1's K-condition 10m[(1 + v/m)τ/(1−ζ)]² ≤ K:
+      τ ≤ (1−ζ)√(K/(10m))/(1 + v/m);
+    * ``iid=False`` — from Theorem 2's C ≤ 1/2 (eq. 21) at η = ((m+v)/(Lm))√(m/K), where
+      η²L² = (1 + v/m)² m/K: with A = 2ζ²/(1+ζ) + 2ζ/(1−ζ), C ≤ 1/2 ⟺
+      (A + 1)τ² − τ ≤ Q := (1−ζ)K/(12m(1 + v/m)²), so τ ≤ (1 + √(1 + 4(A+1)Q))/(2(A+1));
+      Theorem 2's other condition η_eff L ≤ 1 is √(m/K) ≤ 1, i.e. K ≥ m (else no τ: 0).
+
+    Numeric inputs give the integer part (0 when even τ = 1 is outside); symbolic ones the
+    continuous closed form. These are where the corollary's *hypotheses* hold; the JMLR Table 1
+    columns (see :data:`TABLE_1`) are a different question (the largest τ keeping the rate
+    1/√(mK)), answered only up to order there."""
+    from theory.bound import _checked
+
+    m_, z, K_, v_ = (sp.sympify(_checked(n, s, x)) for n, s, x in
+                     (("m", m, m_), ("zeta", zeta, zeta_), ("K", K, K_), ("v", v, v_)))
+    if iid:
+        return _tau_value((1 - z) * sp.sqrt(K_ / (10 * m_)) / (1 + v_ / m_))
+    if K_.is_number and m_.is_number and K_ < m_:
+        return 0
+    A = 2 * z**2 / (1 + z) + 2 * z / (1 - z)
+    Q = (1 - z) * K_ / (12 * m_ * (1 + v_ / m_)**2)
+    return _tau_value((1 + sp.sqrt(1 + 4 * (A + 1) * Q)) / (2 * (A + 1)))
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One row of the JMLR paper's Table 1: the largest τ (in order) keeping the rate 1/√(mK)."""
+
+    setting: str
+    tau_order: sp.Expr
+    source: Source
+
+
+#: JMLR Table 1, "Ours" row [quoted]: largest τ keeping PSASGD's rate 1/√(mK), in order
+TABLE_1: tuple[TableRow, ...] = (
+    TableRow("IID", sp.sqrt(K) * m**sp.Rational(-3, 2),
+             _quoted("Table 1 (JMLR)", note="order only; §5.2: K ≥ m³τ² (IID)")),
+    TableRow("non-IID", K**sp.Rational(1, 4) * m**sp.Rational(-3, 4),
+             _quoted("Table 1 (JMLR)", note="order only; §5.2: K ≥ m³τ⁴ (non-IID)")),
+)
+
+
+# --- Theorem 2: non-IID data --------------------------------------------------------------------
+#: C of JMLR eq. 21
+C_NONIID = 6 * eta**2 * L**2 * _drift_factor()
+
+
+@cache
+def cooperative_noniid_bound() -> Bound:
+    """Theorem 2, eqs. 20–21 (JMLR) — A(τ, W, v) on non-IID data [quoted]:
+
+        E[(1/K) Σ_k ‖∇F(u_k)‖²] ≤ 2·[2[F(u_1) − F_inf]/(η_eff K) + η_eff Lσ²/m
+                                      + η²L²σ²((1+ζ²)/(1−ζ²)·τ − 1)] + C κ²,
+
+    C = 6η²L²τ²/(1−ζ)·(2ζ²/(1+ζ) + 2ζ/(1−ζ) + (τ−1)/τ), under η_eff L ≤ 1 and C ≤ 1/2. The
+    assumptions: E[g_i] = ∇F_i, E‖g_i − ∇F_i‖² ≤ σ², (1/m)Σ_i ‖∇F_i − ∇F‖² ≤ κ² (symbol
+    ``kappa2``), each F_i L-smooth, all models start at u_1."""
+    base = _theorem1_terms()
+    terms = {k: 2 * t for k, t in base.items()}
+    terms["heterogeneity"] = C_NONIID * kappa2
+    conds = (
+        Condition("learning-rate condition of Theorem 2 (JMLR): η_eff L ≤ 1",
+                  sp.Le(ETA_EFF * L, 1), _quoted("Theorem 2 (JMLR)")),
+        Condition("condition C ≤ 1/2 of Theorem 2 (JMLR eq. 21)",
+                  sp.Le(C_NONIID, sp.Rational(1, 2)), _quoted("Theorem 2, eq. 21 (JMLR)")),
+    )
+    src = _quoted("Theorem 2, eqs. 20–21 (JMLR)",
+                  note="non-IID: κ² bounds (1/m)Σ_i ‖∇F_i(x) − ∇F(x)‖² at every x")
+    return Bound("Cooperative SGD A(τ, W, v), non-IID", sp.Add(*terms.values()), src,
+                 terms=terms, lhs=LHS, conditions=conds, definitions={eta_eff: ETA_EFF})
 
 
 # --- special cases (substitutions into the general bound) ---------------------------------------
+def _special(name: str, source: Source, conditions: tuple[Condition, ...] | None = None,
+             **values) -> Bound:
+    """Theorem 1 (eq. 145) with ``values`` substituted; ``conditions`` replaces the substituted
+    eq. 145 by the paper's own statement of it when the paper gives one."""
+    b = cooperative_bound().subs(values, name=name, source=source).simplify()
+    return b if conditions is None else replace(b, conditions=conditions)
+
+
 @cache
 def synchronous_bound() -> Bound:
-    """Fully synchronous SGD, A(1, J, 0): ζ = 0, τ = 1, v = 0 → 2ΔF/(ηK) + ηLσ²/m."""
-    b = _special("fully synchronous SGD A(1, J, 0)", "τ = 1, W = J, v = 0", "1.4",
-                 note=_PASGD_NOTE, tau=1, zeta=0, v=0)
-    return b.with_conditions(SYNC_LR)
+    """Fully synchronous SGD, A(1, J, 0): 2ΔF/(ηK) + ηLσ²/m under ηL ≤ 1 — Corollary 2, eq. 24
+    at τ = 1 (JMLR) [quoted]: the paper notes the network error vanishes at τ = 1, ζ = 0,
+    v = 0. The condition is Corollary 2's (= eq. 145) at τ = 1."""
+    src = _quoted("Corollary 2, eq. 24 at τ = 1 (JMLR)",
+                  note="the network error is zero at τ = 1, ζ = 0, v = 0 (JMLR §4.2)")
+    return _special("fully synchronous SGD A(1, J, 0)", src, tau=1, zeta=0, v=0)
 
 
 @cache
 def pasgd_bound() -> Bound:
-    """PASGD / local SGD, A(τ, J, 0): 2ΔF/(ηK) + ηLσ²/m + η²L²σ²(τ − 1) (digest §1.7.1), with the
-    PASGD learning-rate condition ηL + η²L²τ(τ−1) ≤ 1 (AdaComm, recalled)."""
-    b = _special("PASGD A(τ, J, 0)", "PASGD corollary (W = J, v = 0)", "1.7.1",
-                 confidence="high", note=_PASGD_NOTE, zeta=0, v=0)
-    return b.with_conditions(PASGD_LR)
+    """PASGD / local SGD, A(τ, J, 0) — Corollary 2, eq. 24 (JMLR) [quoted]:
+    2ΔF/(ηK) + ηLσ²/m + η²L²σ²(τ − 1), if ηL + η²L²τ(τ−1) ≤ 1 (the corollary's own
+    condition: eq. 145 at ζ = 0, v = 0)."""
+    return _special("PASGD A(τ, J, 0)", _quoted("Corollary 2, eq. 24 (JMLR)"), (PASGD_LR,),
+                    zeta=0, v=0)
 
 
 @cache
 def dpsgd_bound() -> Bound:
-    """D-PSGD, A(1, W, 0): 2ΔF/(ηK) + ηLσ²/m + η²L²σ² · 2ζ²/(1−ζ²) (digest §1.7.2)."""
-    return _special("D-PSGD A(1, W, 0)", "D-PSGD (τ = 1, v = 0)", "1.7.2", tau=1, v=0)
+    """D-PSGD, A(1, W, 0) — Corollary 3, eq. 27 (JMLR) [quoted]:
+    2ΔF/(ηK) + ηLσ²/m + η²L²σ²·2ζ²/(1−ζ²), if ηL + η²L²·2ζ/(1−ζ)·(ζ/(1+ζ) + 1/(1−ζ)) ≤ 1
+    (eq. 145 at τ = 1, v = 0). Ring(16) with weights 1/3 (ζ ≈ 0.9493) allows ηL ≤ 0.0357."""
+    return _special("D-PSGD A(1, W, 0)", _quoted("Corollary 3, eq. 27 (JMLR)"), (DPSGD_LR,),
+                    tau=1, v=0)
 
 
 @cache
 def decentralized_periodic_bound() -> Bound:
-    """Decentralized periodic averaging, A(τ, W, 0) (digest §1.7.4, derived from Theorem 1)."""
-    return _special("decentralized periodic averaging A(τ, W, 0)", "v = 0", "1.7.4",
-                    status=Status.DERIVED, v=0)
+    """Decentralized periodic averaging, A(τ, W, 0) (JMLR §6.1) — Theorem 1 (eqs. 16–17,
+    condition eq. 145) at v = 0 [derived: the paper states no separate bound for it]."""
+    src = _derived("Theorem 1 (eqs. 16–17, condition eq. 145) at v = 0",
+                   note="substitution by this toolkit; JMLR §6.1 names the algorithm")
+    return _special("decentralized periodic averaging A(τ, W, 0)", src, v=0)
 
 
 def easgd_zeta(m_=m, alpha_=alpha) -> sp.Expr:
-    """ζ(W_α) = max(|1−α|, |1−(m+1)α|) from the spectrum {1, 1−α, 1−(m+1)α} (derived, §1.4)."""
+    """ζ(W_α) = max{|1−α|, |1−(m+1)α|} — JMLR eq. 22 [quoted] (m = 1: the spectrum is
+    {1, 1 − 2α}, so |1 − 2α})."""
     m_, a = sp.sympify(m_), sp.sympify(alpha_)
     if m_ == 1:  # no eigenvalue 1 − α when m = 1
         return sp.Abs(1 - 2 * a)
@@ -133,25 +389,57 @@ def easgd_zeta(m_=m, alpha_=alpha) -> sp.Expr:
 
 @cache
 def easgd_bound(alpha_: sp.Expr | float | None = None) -> Bound:
-    """EASGD, A(τ, W_α, 1): v = 1, ζ = ζ(W_α). ``alpha_=None`` keeps α symbolic; pass
-    ``"optimal"`` for α* = 2/(m+2), ζ* = m/(m+2) (digest §1.7.3, derived). Otherwise the bound
-    carries the condition ζ(W_α) < 1, i.e. 0 < α < 2/(m+1) (Theorem 1 needs ζ < 1, digest §1.5):
-    outside it the network term is meaningless (negative or unbounded)."""
+    """EASGD, A(τ, W_α, 1): Theorem 1 (eqs. 16–17, condition eq. 145) with v = 1, ζ = ζ(W_α)
+    of eq. 22 (JMLR) [derived by substitution; tighter than the paper's own Theorem 3,
+    :func:`easgd_paper_bound`].
+
+    ``alpha_=None`` keeps α symbolic; ``"optimal"`` takes α* = 2/(m+2), ζ* = m/(m+2) (Lemma 1).
+    Otherwise the bound carries ζ(W_α) < 1, i.e. 0 < α < 2/(m+1) (JMLR §5.1: needed for
+    Assumption 5). The learning-rate condition is eq. 145 at v = 1, ζ = ζ(W_α)."""
     if alpha_ == "optimal":
         z = easgd_optimal_alpha(m)[1]
     else:
         z = easgd_zeta(m, alpha if alpha_ is None else alpha_)
-    b = _special("EASGD A(τ, W_α, 1)", "v = 1, W = W_α", "1.7.3", status=Status.DERIVED,
-                 v=1, zeta=z)
+    src = _derived("Theorem 1 (eqs. 16–17, condition eq. 145) with v = 1, ζ = ζ(W_α) of eq. 22",
+                   note="substitution by this toolkit; the paper's own EASGD bound is Theorem 3 "
+                        "(eq. 23), looser in τ")
+    b = _special("EASGD A(τ, W_α, 1)", src, v=1, zeta=z)
     if alpha_ == "optimal":
         return b
-    cond = Condition("ζ(W_α) < 1, i.e. 0 < α < 2/(m+1)", sp.Lt(z, 1), Source(
-        "derived", "spectrum {1, 1 − α, 1 − (m+1)α} of W_α with Theorem 1's ζ < 1",
-        Status.DERIVED, digest="1.4, 1.5"))
+    cond = Condition("ζ(W_α) < 1, i.e. 0 < α < 2/(m+1) (JMLR §5.1, Lemma 1)", sp.Lt(z, 1),
+                     _quoted("§5.1 after eq. 22; Lemma 1 (JMLR)"))
     if cond.relation == sp.false:
         raise ConditionError(f"easgd_bound: alpha_ = {alpha_} gives ζ(W_α) ≥ 1 for every m "
                              "(Theorem 1 needs 0 < α < 2/(m+1))")
-    return b.with_conditions(cond)
+    return replace(b, conditions=(cond, *b.conditions))  # ζ < 1 first: eq. 145 needs it
+
+
+@cache
+def easgd_paper_bound() -> Bound:
+    """Theorem 3, eq. 23 (JMLR) — EASGD A(τ, W_α, 1) at α = 2/(m+2) [quoted]:
+
+        ≤ 2[F(u_1) − F_inf]/(η_eff K) + η_eff Lσ²/m + ½η_eff²L²σ²(m+1)[1 + C(τ−1)],
+        C = 1 + 2(1 + 1/m)², η_eff = mη/(m+1).
+
+    Appendix G proves it by substitution into Theorem 1, so Theorem 1's condition applies:
+    eq. 145 at v = 1, ζ = m/(m+2) [that reading is derived]. It is looser than
+    :func:`easgd_bound` at α* by [m² + (3m²+4m+2)(τ−1)]/[m² + (m²+2m+2)(τ−1)] in the network
+    term (equal at τ = 1; → (3m²+4m+2)/(m²+2m+2), 2.5–2.9× for m = 4–16, as τ → ∞)."""
+    ee = ETA_EFF.subs(v, 1)
+    C3 = 1 + 2 * (1 + 1 / m)**2
+    terms = {
+        "optimization": 2 * F_gap / (ee * K),
+        "variance": ee * L * sigma2 / m,
+        "network": sp.Rational(1, 2) * ee**2 * L**2 * sigma2 * (m + 1) * (1 + C3 * (tau - 1)),
+    }
+    cond = LR_EQ145.subs({v: 1, zeta: m / (m + 2)})
+    cond = replace(cond, name="learning-rate condition, JMLR eq. 145 at v = 1, ζ = m/(m+2) "
+                              "(Theorem 3 is Theorem 1 substituted, Appendix G)",
+                   source=_derived("Appendix G: Theorem 3 from Theorem 1, so eq. 145 applies",
+                                   note="the paper states no separate condition for Theorem 3"))
+    src = _quoted("Theorem 3, eq. 23 (JMLR)", note="α = 2/(m+2) (Lemma 1), IID data")
+    return Bound("EASGD A(τ, W_α*, 1), Theorem 3", sp.Add(*terms.values()), src, terms=terms,
+                 lhs=LHS, conditions=(cond,), definitions={eta_eff: ee})
 
 
 # --- derived results --------------------------------------------------------------------------
@@ -161,9 +449,10 @@ def error_floor(b: Bound) -> sp.Expr:
 
 
 def pasgd_dpsgd_crossover(zeta_: sp.Expr = zeta) -> sp.Expr:
-    """τ_eq with equal error floors of PASGD(τ) and D-PSGD(ζ), solved by sympy from the two
-    special cases: τ_eq = (1+ζ²)/(1−ζ²) (derived, digest §1.8). PASGD has the smaller floor iff
-    τ < τ_eq."""
+    """τ_eq = (1+ζ²)/(1−ζ²): PASGD(τ) and D-PSGD(ζ) have equal error floors — JMLR eq. 30
+    [quoted; the code re-derives it by solving "floor of eq. 24 = floor of eq. 27" with sympy].
+    PASGD has the smaller floor iff τ < τ_eq; the same relation as ζ_τ of
+    :func:`dpsgd_zeta_threshold`."""
     f_pasgd = error_floor(pasgd_bound())
     f_dpsgd = error_floor(dpsgd_bound())
     (sol,) = sp.solve(sp.Eq(f_pasgd, f_dpsgd), tau)
@@ -173,13 +462,20 @@ def pasgd_dpsgd_crossover(zeta_: sp.Expr = zeta) -> sp.Expr:
     return (sp.expand(num) / sp.expand(den)).subs(zeta, zeta_)
 
 
+def dpsgd_zeta_threshold(tau_: sp.Expr = tau) -> sp.Expr:
+    """ζ_τ = √(1 − 2/(τ+1)) — JMLR eq. 30 [quoted]: D-PSGD A(1, W, 0) has a lower worst-case
+    error floor than PASGD A(τ, J, 0) iff ζ ≤ ζ_τ."""
+    return sp.sqrt(1 - 2 / (sp.sympify(tau_) + 1))
+
+
 def easgd_optimal_alpha(m_: int | sp.Expr = m) -> tuple[sp.Expr, sp.Expr]:
     """(α*, ζ*) minimising ζ(α) = max(|1−α|, |1−(m+1)α|) over α > 0, found exactly.
 
-    ζ(α) is convex piecewise linear, so its minimum lies at a breakpoint: a zero of 1−α or
-    1−(m+1)α, or a crossing ±(1−α) = ±(1−(m+1)α). The code enumerates these and picks the best;
-    for m ≥ 2 the result is α* = 2/(m+2), ζ* = m/(m+2) (digest §1.7.3, derived); for m = 1 the
-    spectrum is {1, 1 − 2α} and α* = 1/2 gives ζ* = 0. A symbolic m is taken to be ≥ 2."""
+    Lemma 1 (JMLR) [quoted]: α* = 2/(m+2) gives the minimum ζ* = m/(m+2). The code derives it
+    independently: ζ(α) is convex piecewise linear, so its minimum lies at a breakpoint (a zero
+    of 1−α or 1−(m+1)α, or a crossing ±(1−α) = ±(1−(m+1)α)); it enumerates these and picks the
+    best. For m = 1 the spectrum is {1, 1 − 2α}: α* = 1/2, ζ* = 0. A symbolic m is taken to be
+    ≥ 2."""
     m_ = sp.sympify(m_)
     if m_.is_number and (not m_.is_integer or m_ < 1):
         raise ValueError(f"m must be an integer ≥ 1; got {m_}")
@@ -201,39 +497,80 @@ def easgd_optimal_alpha(m_: int | sp.Expr = m) -> tuple[sp.Expr, sp.Expr]:
 
 
 def easgd_network_factor(m_: int | sp.Expr = m) -> sp.Expr:
-    """(1+ζ*²)/(1−ζ*²) at the optimal elasticity = (m²+2m+2)/(2(m+1)) (derived, §1.7.3)."""
+    """(1+ζ*²)/(1−ζ*²) at the optimal elasticity = (m²+2m+2)/(2(m+1)) [derived from Lemma 1]."""
     _, z = easgd_optimal_alpha(m_)
     return sp.factor(sp.simplify(_network_factor(z)))
 
 
+# --- Theorem 4: generalized elastic averaging ---------------------------------------------------
+def _zeta_arg(zeta_):
+    from theory.bound import _checked
+
+    z = sp.sympify(_checked("zeta", zeta, zeta_))
+    if z.is_number and not (0 <= z <= 1):
+        raise ValueError(f"zeta must be in [0, 1] (ζ of W); got {zeta_!r}")
+    return z
+
+
+def generalized_easgd_zeta(zeta_: float | sp.Expr = zeta, m_: int | sp.Expr = m,
+                           alpha_: float | sp.Expr = alpha) -> sp.Expr:
+    """ζ′ = max{(1−α)ζ, |1 − (m+1)α|} of W′ = [[(1−α)W, α1], [α1ᵀ, 1 − mα]] — Theorem 4,
+    eq. 33 (JMLR) [quoted], for 0 ≤ α ≤ 1. ``zeta_`` is ζ(W) (a number, a symbol, or a
+    :class:`~theory.mixing.MixingMatrix`); exact inputs give an exact result."""
+    z, m_, a = _zeta_arg(zeta_), sp.sympify(m_), sp.sympify(alpha_)
+    if a.is_number and not (0 <= a <= 1):
+        raise ValueError(f"alpha must be in [0, 1] (elasticity of Theorem 4); got {alpha_!r}")
+    return sp.Max((1 - a) * z, sp.Abs(1 - (m_ + 1) * a))
+
+
+def generalized_easgd_optimal_alpha(zeta_: float | sp.Expr = zeta, m_: int | sp.Expr = m
+                                    ) -> tuple[sp.Expr, sp.Expr]:
+    """(α*, ζ′*) = ((1+ζ)/(m+1+ζ), mζ/(m+1+ζ)) — Theorem 4 (JMLR) [quoted]: the α minimising
+    ζ′ = max{(1−α)ζ, |1−(m+1)α|} (where (1−α)ζ = (m+1)α − 1). Exact for exact inputs."""
+    z, m_ = _zeta_arg(zeta_), sp.sympify(m_)
+    if m_.is_number and (not m_.is_integer or m_ < 1):
+        raise ValueError(f"m must be an integer ≥ 1; got {m_}")
+    return (1 + z) / (m_ + 1 + z), m_ * z / (m_ + 1 + z)
+
+
 # --- runtime (AdaComm companion paper) ----------------------------------------------------------
+RUNTIME_ADACOMM = Source(
+    ADACOMM, "error–runtime bound of PASGD", Status.RECALLED, confidence="med", digest="1.9",
+    note="from the companion AdaComm paper, not the JMLR Cooperative SGD paper; not checked "
+         "against the AdaComm text. Condition: Corollary 2's (JMLR, quoted)")
+
+
 @cache
 def runtime_bound() -> Bound:
     """Error at wall-clock time T_wall for PASGD with compute time Y per step and communication
-    time D per round (digest §1.9, AdaComm, recalled):
+    time D per round — AdaComm's error–runtime bound of PASGD [recalled; not in the JMLR paper]:
 
-        min_k E‖∇F(x̄_k)‖² ≤ 2ΔF/(η T_wall)·(Y + D/τ) + ηLσ²/m + η²L²σ²(τ − 1)."""
+        min_k E‖∇F(x̄_k)‖² ≤ 2ΔF/(η T_wall)·(Y + D/τ) + ηLσ²/m + η²L²σ²(τ − 1),
+
+    under Corollary 2's condition ηL + η²L²τ(τ−1) ≤ 1."""
     terms = {
         "optimization": 2 * F_gap / (eta * T_wall) * (Y + D / tau),
         "variance": eta * L * sigma2 / m,
         "network": eta**2 * L**2 * sigma2 * (tau - 1),
     }
-    src = Source(ADACOMM, "error–runtime bound of PASGD", Status.RECALLED, confidence="med",
-                 digest="1.9", note="companion paper of Cooperative SGD; not checked against the "
-                 "PDF")
-    return Bound("PASGD error vs wall-clock (AdaComm)", sp.Add(*terms.values()), src, terms=terms,
-                 lhs="min_k E‖∇F(x̄_k)‖² within wall-clock T_wall", conditions=(PASGD_LR,))
+    return Bound("PASGD error vs wall-clock (AdaComm)", sp.Add(*terms.values()), RUNTIME_ADACOMM,
+                 terms=terms, lhs="min_k E‖∇F(x̄_k)‖² within wall-clock T_wall",
+                 conditions=(PASGD_LR,))
 
 
 def optimal_tau_runtime() -> sp.Expr:
     """τ* = sqrt(2ΔF·D/(η³L²σ²T_wall)), the stationary point of :func:`runtime_bound` in τ, found
-    by ``Bound.minimize`` (derived, digest §1.9)."""
+    by ``Bound.minimize`` [derived]."""
     return runtime_bound().minimize(tau).argmin
 
 
 __all__ = [
-    "ETA_EFF", "PASGD_LR", "THEOREM_1", "cooperative_bound", "decentralized_periodic_bound",
-    "dpsgd_bound", "easgd_bound", "easgd_network_factor", "easgd_optimal_alpha", "easgd_zeta",
-    "error_floor", "optimal_tau_runtime", "pasgd_bound", "pasgd_dpsgd_crossover",
-    "runtime_bound", "synchronous_bound",
+    "C_NONIID", "COROLLARY1_K", "DPSGD_LR", "ETA_EFF", "LR_EQ143", "LR_EQ145", "LR_EQ16",
+    "PASGD_LR", "TABLE_1", "THEOREM_1", "TableRow", "cooperative_bound",
+    "cooperative_noniid_bound", "corollary1_bound", "corollary1_eta",
+    "decentralized_periodic_bound", "dpsgd_bound", "dpsgd_zeta_threshold", "easgd_bound",
+    "easgd_network_factor", "easgd_optimal_alpha", "easgd_paper_bound", "easgd_zeta",
+    "error_floor", "generalized_easgd_optimal_alpha", "generalized_easgd_zeta", "largest_eta",
+    "largest_tau", "lemma2_bound", "lr_condition", "optimal_tau_runtime", "pasgd_bound",
+    "pasgd_dpsgd_crossover", "runtime_bound", "synchronous_bound",
 ]

@@ -1,21 +1,22 @@
 """Local SGD with periodic averaging under the PL condition (Haddadpour, Kamani, Mahdavi, Cadambe,
 NeurIPS 2019, arXiv:1910.13598; "LUPA-SGD").
 
-What this module encodes, with its provenance (digest ``shared/papers.md`` §3):
+What this module encodes, with its provenance (references: ``docs/references.md``):
 
 * :data:`ASSUMPTIONS` — unbiasedness, variance ``E‖g̃_j − g_j‖² ≤ C₁‖g_j‖² + σ²/B``,
-  L-smoothness, μ-PL. **Quoted** (NeurIPS poster, digest §3.2 [V]).
+  L-smoothness, μ-PL. **Quoted** from the authors' NeurIPS 2019 poster.
 * :func:`pl_bound` — the PL bound ``E F(x̄_T) − F* ≤ a³ΔF/(T+a)³ + 4κσ²T(T+2a)/(μpB(T+a)³)
   + 256κ²σ²T(τ−1)/(μB(T+a)³)``, ``a = α_PL τ + 4``, ``κ = L/μ``. **Recalled**: structure medium
-  confidence, numeric constants (4, 256, a = ατ + 4) *low* confidence (digest §3.3 [MEM]).
+  confidence, numeric constants (4, 256, a = ατ + 4) *low* confidence; not checked against the
+  paper's text (its theorem number is not known to us either).
 * :func:`tau_choice` — the choice ``τ = O(T^{2/3}/(p^{1/3}ΔF^{1/3}))`` and ``(pT)^{1/3}`` rounds,
   **derived by sympy from the bound** (largest τ whose τ-dependent terms stay below the
-  linear-speed-up term); it agrees with the poster's statement (quoted, digest §3.3 [V]).
+  linear-speed-up term); it agrees with the poster's statement (quoted).
 * :data:`RATE_TABLE` / :func:`compare_rates` — the poster's comparison table (Yu et al., Wang &
-  Joshi, Stich, this paper) as symbolic O(·) expressions, **quoted** (digest §3.4 [V]).
+  Joshi, Stich, this paper) as symbolic O(·) expressions, **quoted** from the poster.
 
 The step-size condition on α_PL (something like ``α exp(−2/α) < κ√(192(C₁/p + 1))``) is **not
-known** (digest: [NF]); it is not encoded and :func:`pl_bound` carries no condition on α_PL.
+known**; it is not encoded and :func:`pl_bound` carries no condition on α_PL.
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ alpha_pl = _symbol_once("alpha_pl", "alpha_PL",
 G2 = _symbol_once("G2", "G^2", "bound G² on the second moment E‖g‖² of stochastic gradients",
                   Domain(lower=0), nonnegative=True)
 
-PAPER = "Haddadpour, Kamani, Mahdavi, Cadambe, Local SGD with Periodic Averaging (NeurIPS 2019)"
-POSTER = Source(PAPER, "NeurIPS 2019 poster (github.com/mmkamani7/LUPA-SGD)", Status.QUOTED,
-                digest="3.2")
+PAPER = ("Haddadpour, Kamani, Mahdavi, Cadambe, Local SGD with Periodic Averaging: Tighter "
+         "Analysis and Adaptive Synchronization, NeurIPS 2019 (arXiv:1910.13598)")
+POSTER = Source(PAPER, "NeurIPS 2019 poster, assumptions (github.com/mmkamani7/LUPA-SGD)",
+                Status.QUOTED, digest="3.2")
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,11 @@ ASSUMPTIONS: tuple[Assumption, ...] = (
 )
 
 PL_SOURCE = Source(
-    PAPER, "main PL theorem (η_t = 4/(μ(t+a)), a = ατ + 4)", Status.RECALLED, confidence="low",
-    digest="3.3",
+    PAPER, "main theorem for PL objectives (η_t = 4/(μ(t+a)), a = ατ + 4; theorem number not "
+    "verified)", Status.RECALLED, confidence="low", digest="3.3",
     note="structure recalled with medium confidence and corroborated by the poster's τ choice; "
-         "the constants 4, 256 and a = ατ + 4 are low-confidence and unverified against the PDF; "
-         "the condition on α is not known (NF) and not encoded")
+         "the constants 4, 256 and a = ατ + 4 are low-confidence and unverified against the "
+         "paper; the condition on α is not known and not encoded")
 
 
 def shift(tau_: sp.Expr = tau) -> sp.Expr:
@@ -114,7 +116,9 @@ def pl_bound() -> Bound:
     ``a³ΔF/(T+a)³ + 4κσ²T(T+2a)/(μpB(T+a)³) + 256κ²σ²T(τ−1)/(μB(T+a)³)``, ``a = α_PL τ + 4``,
     ``κ = L/μ`` (substituted; kept in ``definitions``). Terms: ``initial`` (forgetting ΔF),
     ``variance`` (the linear-speed-up term ~ 4κσ²/(μpBT)), ``local`` (cost of local steps).
-    Status recalled, constants low confidence (digest §3.3).
+
+    Source: Haddadpour et al., NeurIPS 2019, main theorem for PL objectives (η_t = 4/(μ(t+a)),
+    a = ατ + 4; theorem number not verified) — recalled, constants low confidence.
     """
     a = shift()
     kap = L / mu
@@ -135,9 +139,12 @@ def pl_bound() -> Bound:
 
 def pl_bound_intervals(periods: Sequence[int]) -> Bound:
     """The PL bound with variable periods ``τ_1..τ_E`` [derived]: ``T(τ−1)`` becomes
-    ``Σ τ_i(τ_i − 1)`` (digest §3.3 [RECON], the poster's condition (ii) for adaptive schedules)
-    and ``a`` uses ``max τ_i`` (our extension, consistent with the poster's condition (iii) on
-    (max τ_i)³). T is set to ``Σ τ_i`` (condition (i)).
+    ``Σ τ_i(τ_i − 1)`` (this toolkit's derivation, matching the poster's condition (ii) for
+    adaptive schedules) and ``a`` uses ``max τ_i`` (our extension, consistent with the poster's
+    condition (iii) on (max τ_i)³). T is set to ``Σ τ_i`` (condition (i)).
+
+    Source: main PL theorem with variable periods τ_i (derived from the recalled theorem of
+    Haddadpour et al., NeurIPS 2019).
     """
     taus = [int(t) for t in periods]
     if not taus or any(t < 1 for t in taus):
@@ -155,10 +162,11 @@ def pl_bound_intervals(periods: Sequence[int]) -> Bound:
     return Bound(
         name=f"LUPA-SGD under PL, {len(taus)} variable periods",
         expr=sp.Add(*terms.values()), terms=terms, lhs=b.lhs,
-        source=Source(PAPER, "PL theorem with variable periods", Status.DERIVED, digest="3.3",
-                      note="T(τ−1) → Σ τ_i(τ_i−1) (digest §3.3); a uses max τ_i (our "
-                           "extension, consistent with the poster's condition (iii)); built on "
-                           "the recalled (low-confidence) constants"),
+        source=Source(f"derived from {PAPER}", "main PL theorem with variable periods τ_i",
+                      Status.DERIVED, digest="3.3",
+                      note="T(τ−1) → Σ τ_i(τ_i−1) (this toolkit's derivation); a uses max τ_i "
+                           "(our extension, consistent with the poster's condition (iii)); "
+                           "built on the recalled (low-confidence) constants"),
         definitions=b.definitions,
     )
 

@@ -1,9 +1,9 @@
 """Memory-based distributed SGD, M-DSGD (Zhao, Gao, Li, arXiv:1905.12960) — identities and the
 memory-norm bound.
 
-Everything here is **derived** (digest ``shared/papers.md`` §2.3 [RECON]): the paper's notation,
-indexing and constants are not known [NF]; only its abstract (a "transformation equation" relating
-M-DSGD to DSGD, with and without momentum) is verified.
+Everything here is **derived** (this toolkit's reconstruction from the standard error-feedback
+construction): the paper's notation, indexing and constants are not known; only its abstract (a
+"transformation equation" relating M-DSGD to DSGD, with and without momentum) is verified.
 
 M-DSGD, p workers k = 1..p, memory ``m_{0,k} = 0``, step sizes η_t::
 
@@ -77,7 +77,7 @@ def transformation_equation(p: int, n: int, *, d: int = 1, momentum: bool = Fals
     so the identity is proved for every compressor (biased or not) and every gradient oracle.
     With ``momentum=True`` each worker keeps heavy-ball ``v_{t,k} = β v_{t−1,k} + g_{t,k}``
     (``v_{−1,k} = 0``) and DSGD is heavy-ball on the average gradient,
-    ``v̄_t = β v̄_{t−1} + (1/p) Σ_k g_{t,k}``, ``w̃_{t+1} = w̃_t − η_t v̄_t`` [derived, digest §2.3].
+    ``v̄_t = β v̄_{t−1} + (1/p) Σ_k g_{t,k}``, ``w̃_{t+1} = w̃_t − η_t v̄_t`` [derived].
     """
     for name, val, lo in (("p", p, 1), ("n", n, 1), ("d", d, 1)):
         if int(val) != val or val < lo:
@@ -152,14 +152,15 @@ def memory_bound(compressor: str = "contraction") -> Bound:
     bound for every t. ``compressor="unbiased"`` (variance ω, used after rescaling by 1/(1+ω)):
     the same with ``δ = 1/(1+ω)``, i.e. ``2ω(2ω+1)η²G²``.
 
-    Status **derived** (EF literature: Stich et al. 2018, Karimireddy et al. 2019); Zhao et al.'s
-    own constant is not known (digest §2.3/2.4 [NF]).
+    Source: error-feedback memory lemma, re-derived (Young with ρ = δ/(2(1−δ))) — **derived**
+    (EF literature: Stich et al. 2018, Karimireddy et al. 2019); Zhao et al.'s own constant is not
+    known.
     """
     q, r = ef_step()
     fixed = sp.factor(sp.simplify((r / (1 - q)).subs(rho, RHO_STAR)))
     src = Source(EF_LITERATURE, "error-feedback memory lemma, re-derived (Young with ρ = "
                  "δ/(2(1−δ)))", Status.DERIVED, digest="2.3",
-                 note="not a statement of Zhao et al. (their constant is NF)")
+                 note="not a statement of Zhao et al. (their constant is not known)")
     if compressor == "contraction":
         return Bound("EF memory norm (δ-contraction)", fixed, src, {"memory": fixed},
                      lhs="sup_t E‖m_t‖²")

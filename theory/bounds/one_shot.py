@@ -2,18 +2,18 @@
 NeurIPS 2021, arXiv:2106.04759) — **scaling statements only**.
 
 The main theorem's constants, admissible step sizes, κ- and c-dependence, and even which error it
-bounds are not known (digest ``shared/papers.md`` §4.4/4.5: [NF]). This module therefore encodes
-no bound with constants. It exposes:
+bounds are not known to this toolkit (the paper's theorems were not available). This module
+therefore encodes no bound with constants. It exposes:
 
-* :data:`ABSTRACT_CLAIMS` — what the abstract says (verified against it, paraphrased; digest §4.2
-  [V]): Ω(N) communications suffice for error ∝ 1/(NT), independent of T; √N or N^{3/4}
+* :data:`ABSTRACT_CLAIMS` — what the abstract says (verified against it, paraphrased):
+  Ω(N) communications suffice for error ∝ 1/(NT), independent of T; √N or N^{3/4}
   communications fail; one-shot averaging achieves the optimal rate for objectives twice
   differentiable near x* — "asymptotically" is recalled (high confidence): the readable abstract
   is cut off there.
 * :func:`extra_error` and :func:`required_rounds` — the heuristic scaling of the error caused by
   local steps, ``∝ κ²σ²/(μ²T²) · Σ_t H(t)/t``, and the number of rounds it takes to match the
-  speed-up term ``σ²/(μ²NT)``. **Derived** (digest §4.4 [RECON]) — *up to unknown constants*, and
-  the κ-power is the digest's heuristic, not the paper's.
+  speed-up term ``σ²/(μ²NT)``. **Derived** (this toolkit's heuristic) — *up to unknown
+  constants*, and the κ-power is our heuristic, not the paper's.
 * :func:`sum_H_over_t_approx` — approximations of ``Σ_t H(t)/t`` for constant and linearly
   growing intervals (derived); the exact sum of any schedule is
   :func:`theory.schedule_library.sum_H_over_t`.
@@ -29,7 +29,7 @@ from theory.bound import Source, Status
 from theory.symbols import N, R, T, kappa, mu, sigma2
 
 PAPER = ("Spiridonoff, Olshevsky, Paschalidis, Communication-efficient SGD: From Local SGD to "
-         "One-Shot Averaging (NeurIPS 2021)")
+         "One-Shot Averaging, NeurIPS 2021 (arXiv:2106.04759)")
 
 #: Σ_{t=1}^{T} H(t)/t, H(t) = length of the communication interval containing step t
 S_H = sp.Symbol("S_H", positive=True)
@@ -63,7 +63,7 @@ ABSTRACT_CLAIMS: tuple[str, ...] = (
 
 
 def extra_error(S: sp.Expr = S_H) -> Scaling:
-    """Extra error from local steps: ``∝ κ²σ²/(μ²T²) · Σ_t H(t)/t`` [derived, digest §4.4].
+    """Extra error from local steps: ``∝ κ²σ²/(μ²T²) · Σ_t H(t)/t`` [derived heuristic].
 
     Within a round of length H the drift is ~ η_t²σ²H with η_t ~ 1/(μt); the weighted average over
     t of the optimality gap collects ``Σ_t H(t)/t``.
@@ -73,17 +73,17 @@ def extra_error(S: sp.Expr = S_H) -> Scaling:
 
 
 def speedup_term() -> Scaling:
-    """The linear-speed-up (optimal) term ``∝ σ²/(μ²NT)`` [derived, digest §4.4]."""
+    """The linear-speed-up (optimal) term ``∝ σ²/(μ²NT)`` [derived heuristic]."""
     return Scaling("linear-speed-up term", "∝", sigma2 / (mu**2 * N * T), DERIVED)
 
 
 def sum_H_over_t_approx(kind: str) -> sp.Expr:
-    """Approximate ``Σ_{t=1}^{T} H(t)/t`` for R rounds [derived, digest §4.4/4.7.6, refined here]:
+    """Approximate ``Σ_{t=1}^{T} H(t)/t`` for R rounds [derived by this toolkit]:
 
     * ``"constant"`` (H = T/R): ``(T/R)(ln T + γ)`` (H times the harmonic number H_T);
     * ``"linear"`` (H_i = a·i, a = 2T/(R(R+1))): round i ≥ 2 contributes
       ``a i ln((i+1)/(i−1)) ≈ 2a``, the first round ``a·H_a ≈ a(ln a + γ)``; total
-      ``2a(R−1) + a(ln a + γ)``, whose leading term is ``4T/R`` (the digest's value). The first
+      ``2a(R−1) + a(ln a + γ)``, whose leading term is ``4T/R`` (the heuristic's value). The first
       round's ``a ln a ~ (2T/R²) ln(T/R²)`` is a log factor suppressed by 1/R² instead of 1/R.
 
     Measured against the exact :func:`theory.schedule_library.sum_H_over_t` on

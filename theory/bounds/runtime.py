@@ -1,7 +1,8 @@
 """Error at a wall-clock budget for decentralized periodic averaging, and the joint choice of
 topology (mixing weights) and communication period τ.
 
-Runtime model (the AdaComm model of digest §1.9, extended to a topology — **derived**): each local
+Runtime model (the AdaComm model of Wang & Joshi, SysML 2019, extended to a topology —
+**derived**; the JMLR Cooperative SGD paper has no runtime model): each local
 step costs ``Y`` seconds; each communication round costs ``D(W)`` seconds, so a round of τ steps
 takes ``τY + D(W)`` and a budget ``T_wall`` buys ``K = T_wall/(Y + D(W)/τ)`` iterations.
 
@@ -14,13 +15,15 @@ so a ring costs 2·latency, a hypercube of dimension d costs d·latency, and W =
 (n − 1)·latency (a naive all-to-all; pass ``delay=`` to model an all-reduce instead).
 
 :func:`decentralized_runtime_bound` substitutes that K into the general Cooperative SGD bound
-(:func:`theory.bounds.cooperative.cooperative_bound`, recalled) — the composition is **derived**:
+(:func:`theory.bounds.cooperative.cooperative_bound`, JMLR Theorem 1, quoted) — the composition is
+**derived**:
 
     2ΔF(m+v)/(mη T_wall)·(Y + D/τ) + mηLσ²/(m(m+v)) + η²L²σ²((1+ζ²)/(1−ζ²)τ − 1),
 
 which at ζ = 0, v = 0 is the AdaComm bound (:func:`theory.bounds.cooperative.runtime_bound`), and
 its minimiser τ* = sqrt(2ΔF·D(m+v)(1−ζ²)/(m η³L²σ² T_wall (1+ζ²))) reduces to AdaComm's τ*.
-No learning-rate condition is attached: the general one is not known (digest [NF]).
+Theorem 1's learning-rate condition (JMLR eq. 145) comes along with the bound: it bounds τ for a
+given η, and the search for τ respects it.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 import sympy as sp
 
 from theory.bound import Bound, ConditionError, Source, Status
-from theory.bounds.cooperative import PASGD_LR, THEOREM_1, cooperative_bound
+from theory.bounds.cooperative import cooperative_bound
 from theory.mixing import ATOL, MixingMatrix, as_mixing
 from theory.symbols import D, K, T_wall, Y, keyword, tau
 
@@ -83,22 +86,27 @@ def iterations_within(T_wall_: float, Y_: float, D_: float, tau_: int) -> float:
 
 
 RUNTIME_SOURCE = Source(
-    "derived: Cooperative SGD Theorem 1 (Wang & Joshi) with the AdaComm runtime model",
-    "K = T_wall/(Y + D(W)/τ) substituted into Theorem 1", Status.DERIVED, digest="1.6, 1.9",
-    note="our composition; inherits Theorem 1's recalled (medium-confidence) form: "
-         + THEOREM_1.note)
+    "derived from Wang & Joshi, Cooperative SGD, JMLR 22(213), 2021, with the runtime model of "
+    "Wang & Joshi, AdaComm, SysML 2019",
+    "Theorem 1 (JMLR eqs. 16–17, condition eq. 145) with K = T_wall/(Y + D(W)/τ)",
+    Status.DERIVED, digest="1.0, 1.9",
+    note="this toolkit's composition: the JMLR paper has no runtime model; the AdaComm model is "
+         "recalled, not checked against the AdaComm text")
 
 
 @cache
 def decentralized_runtime_bound() -> Bound:
-    """Error of A(τ, W, v) within wall-clock ``T_wall`` (derived; see the module docstring).
+    """Error of A(τ, W, v) within wall-clock ``T_wall``: Theorem 1 (JMLR eqs. 16–17, condition
+    eq. 145) with K = T_wall/(Y + D(W)/τ) [derived; see the module docstring].
     Symbols: eta, L, sigma2, m, v, tau, zeta, F_gap, Y, D, T_wall."""
     b = cooperative_bound()
     K_wall = T_wall / (Y + D / tau)
     terms = {k: t.subs(K, K_wall) for k, t in b.terms.items()}
     return Bound("A(τ, W, v) error vs wall-clock", sp.Add(*terms.values()), RUNTIME_SOURCE,
                  terms=terms, lhs="E[(1/K) Σ_k ‖∇F(u_k)‖²] within wall-clock T_wall",
-                 conditions=b.conditions, definitions={**b.definitions, K: K_wall})
+                 conditions=b.conditions, definitions={**b.definitions, K: K_wall},
+                 lhs_latex=r"\mathbb{E}\Big[\frac{1}{K}\sum_{k=1}^{K}\|\nabla F(u_k)\|^2\Big]"
+                           r"\ \text{within wall-clock } T_{\mathrm{wall}}")
 
 
 @cache
@@ -160,9 +168,8 @@ def best_topology_and_tau(
 
     For each W: ζ = ``W.zeta``, D = delay(W), then the best integer τ by ``Bound.minimize``
     (closed form rounded to the better of floor/ceil). Returns the best pair and the table.
-    W = J with v = 0 (PASGD) is searched under the PASGD learning-rate condition
-    ηL + η²L²τ(τ−1) ≤ 1 (AdaComm, recalled); other W carry no learning-rate condition (Theorem
-    1's general one is not known, digest §1.6 [NF]). A W with no admissible τ gets value inf.
+    Every τ is searched under Theorem 1's learning-rate condition (JMLR eq. 145; for W = J,
+    v = 0 it is Corollary 2's ηL + η²L²τ(τ−1) ≤ 1). A W with no admissible τ gets value inf.
     """
     need = {"eta", "L", "sigma2", "F_gap", "Y", "T_wall"}
     given = {keyword(k) if not isinstance(k, str) else k for k in values}
@@ -191,25 +198,23 @@ def best_topology_and_tau(
         if z >= 1 - 1e-12:
             rows.append(TopologyChoice(name, W, v_, z, Dw, None, math.inf, None))
             continue
-        # W = J, v = 0 is PASGD: its learning-rate condition (AdaComm, recalled) applies; for
-        # other W the general condition of Theorem 1 is not known [NF] and nothing is imposed
-        bb = b.with_conditions(PASGD_LR) if (W.is_average and v_ == 0) else b
+        # Theorem 1's condition eq. 145 comes with the bound (Corollary 2's for W = J, v = 0)
         try:
-            bw = bb.subs(vals, zeta=z, D=Dw, m=W.n - v_, v=v_)
+            bw = b.subs(vals, zeta=z, D=Dw, m=W.n - v_, v=v_)
             if cap == 1:
                 t_int, t_cont, val = 1, None, bw.evaluate(tau=1)
             else:
                 opt = bw.minimize("tau", bounds=(1, cap))
                 t_int, val = int(opt.argmin), float(opt.value)
                 t_cont = float(opt.closed_form) if opt.closed_form is not None else None
-        except ConditionError:  # no admissible τ (e.g. ηL > 1 for PASGD)
+        except ConditionError:  # no admissible τ (e.g. η_eff L > 1)
             rows.append(TopologyChoice(name, W, v_, z, Dw, None, math.inf, None))
             continue
         rows.append(TopologyChoice(name, W, v_, z, Dw, t_int, val, t_cont))
     rows.sort(key=lambda r: r.value)
     if not math.isfinite(rows[0].value):
         raise ValueError("no candidate has a finite bound: ζ = 1 (a disconnected W?) or no τ "
-                         "meets the learning-rate condition (PASGD: ηL + η²L²τ(τ−1) ≤ 1)")
+                         "meets the learning-rate condition (JMLR eq. 145; lower eta)")
     return JointChoice(rows[0], tuple(rows))
 
 
