@@ -268,67 +268,37 @@ def _mixing(topology: str, n: int, rule: str = "default", **kw: Any):
 # =============================================================================================
 # coopsgd bound
 # =============================================================================================
-#: CLI name -> (theory factory, its arguments, one-line description). theory is imported only
-#: when a bound is built, so `--help` stays fast.
-BOUNDS: dict[str, tuple[str, tuple, str]] = {
-    "cooperative": ("cooperative_bound", (),
-                    "Cooperative SGD A(τ, W, v), JMLR Theorem 1 under its exact condition eq. 145"),
-    "cooperative-relaxed": ("cooperative_bound", ("relaxed",),
-                            "JMLR Theorem 1 under the relaxed condition eq. 16 as stated"),
-    "cooperative-beta": ("cooperative_bound", ("exact", None),
-                         "JMLR Theorem 1 with multiplicative noise β: condition eq. 143"),
-    "cooperative-noniid": ("cooperative_noniid_bound", (),
-                           "A(τ, W, v) on non-IID data, JMLR Theorem 2 (κ² = --kappa2)"),
-    "lemma2": ("lemma2_bound", (), "JMLR Lemma 2 with the measured consensus distance Ξ "
-               "(--consensus-avg)"),
-    "corollary1": ("corollary1_bound", (), "JMLR Corollary 1: Theorem 1 at η = ((m+v)/(Lm))√(m/K)"),
-    "synchronous": ("synchronous_bound", (), "fully synchronous SGD A(1, J, 0) (ηL ≤ 1)"),
-    "pasgd": ("pasgd_bound", (), "PASGD / local SGD A(τ, J, 0), JMLR Corollary 2"),
-    "dpsgd": ("dpsgd_bound", (), "D-PSGD A(1, W, 0), JMLR Corollary 3"),
-    "decentralized-periodic": ("decentralized_periodic_bound", (),
-                               "decentralized periodic averaging A(τ, W, 0)"),
-    "easgd": ("easgd_bound", (), "EASGD A(τ, W_α, 1), elasticity α free (0 < α < 2/(m+1))"),
-    "easgd-optimal": ("easgd_bound", ("optimal",), "EASGD at the optimal α* = 2/(m+2)"),
-    "easgd-paper": ("easgd_paper_bound", (), "EASGD at α* = 2/(m+2), JMLR Theorem 3 (eq. 23)"),
-    "runtime": ("runtime_bound", (), "PASGD error within a wall-clock budget (AdaComm)"),
-    "decentralized-runtime": ("decentralized_runtime_bound", (),
-                              "A(τ, W, v) error within a wall-clock budget"),
-    "pl": ("pl_bound", (), "local SGD under the PL condition (Haddadpour et al.)"),
-    "memory": ("memory_bound", ("contraction",),
-               "error-feedback memory sup_t E‖m_t‖², δ-contraction compressor"),
-    "memory-unbiased": ("memory_bound", ("unbiased",),
-                        "error-feedback memory sup_t E‖m_t‖², unbiased ω compressor"),
-}
-_BOUND_ALIASES = {"local-sgd": "pasgd", "d-psgd": "dpsgd", "sync": "synchronous",
-                  "lupa": "pl", "lupa-sgd": "pl", "ef": "memory", "theorem1": "cooperative",
-                  "theorem2": "cooperative-noniid", "theorem3": "easgd-paper",
-                  "non-iid": "cooperative-noniid", "noniid": "cooperative-noniid"}
+#: the named bounds are theory's registry (theory.bounds.registry); theory is imported only when
+#: a bound command runs, so `coopsgd --help` stays fast.
 #: extra spellings of parameter names (lower case, '-' as '_')
 _PARAM_ALIASES = {"delta_f": "F_gap", "fgap": "F_gap", "twall": "T_wall", "sigma_2": "sigma2",
                   "sigma^2": "sigma2"}
 
 
-def _bound_name(name: str) -> str:
-    key = name.strip().lower().replace("_", "-")
-    for suffix in ("-bound",):
-        if key.endswith(suffix):
-            key = key[: -len(suffix)]
-    key = _BOUND_ALIASES.get(key, key)
-    if key not in BOUNDS:
-        import difflib
+def _registry():
+    import theory  # noqa: F401  (registers every paper's bounds)
+    from theory.bounds import registry
 
-        close = difflib.get_close_matches(key, list(BOUNDS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise click.UsageError(f"unknown bound {name!r}{hint}; valid bounds: "
-                               + ", ".join(BOUNDS))
-    return key
+    return registry
+
+
+def _bound_names() -> str:
+    return ", ".join(_registry().names())
+
+
+def _bound_name(name: str) -> str:
+    try:
+        return _registry().resolve(name)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
 
 
 def _build_bound(key: str):
-    import theory
-
-    fn, args, _ = BOUNDS[key]
-    return getattr(theory, fn)(*args)
+    entry = _registry().get(key)
+    if entry.from_run:
+        raise click.UsageError(f"bound {key!r} is built from a run's {list(entry.from_run)}: "
+                               f"use it as bound = {key!r} in an experiment spec")
+    return entry.build()
 
 
 def _bound_params(b) -> list:
@@ -498,15 +468,16 @@ def _bound_list_rows() -> list[tuple[str, str, str]]:
     from theory.symbols import keyword
 
     rows = []
-    for key, (_, _, desc) in BOUNDS.items():
-        b = _build_bound(key)
-        rows.append((key, desc, " ".join(keyword(s) for s in _bound_params(b))))
+    for e in _registry().entries():
+        params = ("(built from a run: " + ", ".join(e.from_run) + ")" if e.from_run else
+                  " ".join(keyword(s) for s in _bound_params(_build_bound(e.name))))
+        rows.append((e.name, e.description, params))
     return rows
 
 
 _BOUND_HELP = """Print a named bound, its terms and conditions, evaluated at the given values.
 
-NAME is one of: """ + ", ".join(BOUNDS) + """ (see --list for what each is and its
+NAME is one of: {names} (see --list for what each is and its
 parameters). Parameters are the bound's symbols by keyword name: --eta --L --sigma2 --m --v
 --tau --zeta --K --F-gap (= F(u_1) − F_inf) --beta --kappa2 --consensus-avg --T-wall --Y --D
 --mu --p --B --T --alpha --delta --omega --G2 ... ('-' and '_' are interchangeable; values may
@@ -523,8 +494,16 @@ reported, with the largest admissible η for a learning-rate condition, and the 
 """
 
 
+class _BoundCommand(click.Command):
+    """The bound command, whose help lists the registry's names (read when help is shown)."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self.help = _BOUND_HELP.replace("{names}", _bound_names())
+        super().format_help_text(ctx, formatter)
+
+
 @main.command(
-    "bound", help=_BOUND_HELP,
+    "bound", cls=_BoundCommand, help=_BOUND_HELP,
     short_help="Print a named bound, its terms and conditions, and its value.",
     context_settings={"ignore_unknown_options": True},
     epilog=f"""\b
@@ -566,11 +545,11 @@ def bound_cmd(name: str | None, params: tuple[str, ...], list_: bool, topology: 
             _echo_table(rows, ("name", "description", "parameters"))
         return
     if name is None:
-        raise click.UsageError("missing bound NAME; valid bounds: " + ", ".join(BOUNDS)
+        raise click.UsageError("missing bound NAME; valid bounds: " + _bound_names()
                                + " (coopsgd bound --list describes them)")
     if name.startswith("--"):  # e.g. `coopsgd bound --eta 0.01 pasgd`
         raise click.UsageError(f"give the bound NAME first (got {name!r}); valid bounds: "
-                               + ", ".join(BOUNDS))
+                               + _bound_names())
     key = _bound_name(name)
     sys.exit(_run_bound(key, params, topology, rule, zeta_of, minimize, as_json))
 

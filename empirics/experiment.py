@@ -32,10 +32,17 @@ from typing import Any
 
 import numpy as np
 
-from empirics.match import auto_bound, evaluate_bound, failed_assumptions, metric_of, truth
+from empirics.match import (
+    choose_bound,
+    evaluate,
+    hypotheses,
+    lemma2,
+    metric_of,
+    run_values,
+    truth,
+)
 from empirics.records import RunCache, atomic_write_text, json_ready
 from empirics.spec import (
-    BOUNDS,
     METRICS,
     PROBLEMS,
     ExperimentSpec,
@@ -48,7 +55,7 @@ from empirics.spec import (
 from empirics.stats import Verdict, bound_test, mean_band
 
 __all__ = [
-    "BACKENDS", "BOUNDS", "PROBLEMS", "ExperimentResult", "ExperimentSpec", "SweepResult",
+    "BACKENDS", "PROBLEMS", "ExperimentResult", "ExperimentSpec", "SweepResult",
     "Verdict", "build_config", "build_lr", "build_mixing", "build_problem", "register_problem",
     "run_experiment", "sweep", "sweep2",
 ]
@@ -60,7 +67,7 @@ __all__ = [
 # the result
 # ---------------------------------------------------------------------------------------------
 _ARRAYS = ("steps", "per_seed", "mean", "lower", "upper", "bound", "bound_conservative",
-           "bound_optimistic", "truth", "tightness")
+           "bound_optimistic", "truth", "tightness", "lemma2", "lemma2_lower", "lemma2_upper")
 
 
 @dataclass
@@ -86,6 +93,19 @@ class ExperimentResult:
     final: dict[str, Any]
     runs: list[Any] = field(default_factory=list, repr=False)
     seconds: float = math.nan
+    #: Lemma 2 (JMLR eq. 38) with the measured consensus distance: mean over seeds and band
+    lemma2: np.ndarray | None = None
+    lemma2_lower: np.ndarray | None = None
+    lemma2_upper: np.ndarray | None = None
+
+    @property
+    def slack(self) -> dict[str, float | None]:
+        """Where the bound loses its slack at the last evaluated step: ``descent`` = Lemma 2 ÷
+        measured (the descent-lemma step), ``consensus`` = bound ÷ Lemma 2 (bounding the
+        consensus distance); they multiply to ``total`` = the tightness."""
+        f = self.final
+        return {"descent": f.get("slack_descent"), "consensus": f.get("slack_consensus"),
+                "total": f.get("tightness")}
 
     @property
     def metric_label(self) -> str:
@@ -121,9 +141,13 @@ class ExperimentResult:
         f = self.final
         b = "—" if f.get("bound") is None else f"{f['bound']:.4g}"
         t = "—" if f.get("tightness") is None else f"{f['tightness']:.3g}"
+        sl = ""
+        if f.get("slack_descent") is not None and f.get("slack_consensus") is not None:
+            sl = (f" = {f['slack_descent']:.3g} (Lemma 2 ÷ measured) × "
+                  f"{f['slack_consensus']:.3g} (bound ÷ Lemma 2)")
         return (f"ExperimentResult({self.spec.get('name')}, {self.metric_label} = "
                 f"{f['measured']:.4g} [{f['lower']:.4g}, {f['upper']:.4g}] over "
-                f"{self.per_seed.shape[0]} seeds, bound {b}, tightness {t}; {self.verdict})")
+                f"{self.per_seed.shape[0]} seeds, bound {b}, tightness {t}{sl}; {self.verdict})")
 
 
 def _run_dict(r: Any) -> dict[str, Any]:
@@ -170,15 +194,15 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
     cache = cache or RunCache(None)
     built = spec.build()
     problem, cfg, lr = built
-    bname = auto_bound(spec, cfg, problem) if spec.bound == "auto" else spec.bound
+    bname, b = choose_bound(spec, cfg, problem)
     metric = spec.metric
     if metric == "auto":
-        metric = BOUNDS[bname][1] if bname != "none" else (
+        metric = b.setting.metric if (b is not None and b.setting is not None) else (
             "suboptimality" if problem.constants.mu is not None else "grad_norm2_running")
     F_star = problem.constants.F_star.value
 
     base = spec.to_dict()
-    for k in ("seeds", "bound", "bound_scale", "metric", "level", "name"):
+    for k in ("seeds", "bound", "bound_values", "bound_scale", "metric", "level", "name"):
         base.pop(k)
     runs = []
     seeds = spec.seed_list
@@ -216,6 +240,7 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
 
     bound = cons = opt = tight = None
     info = None
+    slack = _Slack()
     if diverged:
         first_seed, first = diverged[0]
         verdict = Verdict(
@@ -223,17 +248,20 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
             f"{[s for s, _ in diverged]}); seed {first_seed}: {first.message}. A bound says "
             f"nothing about a diverging run", len(runs), spec.level,
             step=int(first.steps_done))
-    elif bname == "none":
-        verdict = Verdict("no bound", f"no bound of the four papers describes "
+    elif b is None:
+        verdict = Verdict("no bound", f"no registered bound describes "
                           f"{spec.algorithm['name']!r} with this setting", len(seeds),
                           spec.level)
     else:
-        failed = failed_assumptions(bname, spec, cfg, problem, lr)
-        ev, cond_failed = evaluate_bound(bname, spec, cfg, problem, lr, steps)
+        vals = {**run_values(spec, cfg, problem, lr), **spec.bound_values}
+        failed = hypotheses(b, spec, cfg, problem, lr)
+        if b.setting is not None and b.setting.metric != metric:
+            failed.append(f"bound {bname!r} bounds {b.setting.metric}, not {metric}")
+        divides = _tau_divides(b, vals)
+        ev, cond_failed = evaluate(b, vals, steps, problem, scale=float(spec.bound_scale),
+                                   tau_divides=divides)
         failed += cond_failed
-        info = ev["info"] if "info" in ev else ev
-        if BOUNDS[bname][1] != metric:
-            failed.append(f"bound {bname!r} bounds {BOUNDS[bname][1]}, not {metric}")
+        info = {"key": bname, **(ev["info"] if "info" in ev else ev)}
         if failed:
             verdict = Verdict("not applicable", "; ".join(failed), len(seeds), spec.level,
                               failed=failed)
@@ -242,19 +270,87 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
             with np.errstate(divide="ignore", invalid="ignore"):
                 tight = np.where(mean > 0, bound / mean, np.nan)
             verdict = bound_test(per_seed, steps, cons, opt, spec.level)
+            if metric == "grad_norm2_running":
+                slack = _slack(runs, ok, steps, vals, problem, divides, mean, bound, spec)
 
     def last(a: np.ndarray | None) -> float | None:
         return None if a is None else float(a[-1])
 
+    j = _last_evaluated(bound)
     final = {"step": int(steps[-1]), "measured": float(mean[-1]), "lower": float(lower[-1]),
              "upper": float(upper[-1]), "bound": last(bound),
              "bound_conservative": last(cons), "bound_optimistic": last(opt),
-             "tightness": last(tight), "truth": last(exact)}
+             "tightness": last(tight), "truth": last(exact),
+             "lemma2": last(slack.lemma2),
+             "slack_descent": _at(slack.descent, j), "slack_consensus": _at(slack.consensus, j)}
+    if j is not None and j != len(steps) - 1:  # τ ∤ the last step: the last evaluated one
+        final.update(step=int(steps[j]), measured=float(mean[j]), lower=float(lower[j]),
+                     upper=float(upper[j]), bound=_at(bound, j),
+                     bound_conservative=_at(cons, j), bound_optimistic=_at(opt, j),
+                     tightness=_at(tight, j), truth=_at(exact, j),
+                     lemma2=_at(slack.lemma2, j))
     return ExperimentResult(
         spec=spec.to_dict(), metric=metric, steps=steps, per_seed=per_seed, mean=mean,
         lower=lower, upper=upper, bound=bound, bound_conservative=cons, bound_optimistic=opt,
         truth=exact, tightness=tight, verdict=verdict, constants=problem.constants.to_dict(),
-        bound_info=info, final=final, runs=runs, seconds=time.perf_counter() - t0)
+        bound_info=info, final=final, runs=runs, seconds=time.perf_counter() - t0,
+        lemma2=slack.lemma2, lemma2_lower=slack.lower, lemma2_upper=slack.upper)
+
+
+def _at(a: np.ndarray | None, j: int | None) -> float | None:
+    if a is None or j is None or not np.isfinite(a[j]):
+        return None
+    return float(a[j])
+
+
+def _last_evaluated(bound: np.ndarray | None) -> int | None:
+    """The last recorded step where the bound has a value (τ | K)."""
+    if bound is None:
+        return None
+    idx = np.nonzero(np.isfinite(bound))[0]
+    return int(idx[-1]) if len(idx) else None
+
+
+def _tau_divides(b: Any, vals: dict[str, float]) -> int | None:
+    """τ when the bound's theorem needs τ | K (its value is then given at those steps only)."""
+    s = b.setting
+    if s is not None and "tau_divides_K" in s.assumptions and "tau" in vals:
+        return int(vals["tau"])
+    return None
+
+
+@dataclass
+class _Slack:
+    """Lemma 2 (JMLR eq. 38) with the measured consensus distance, its band over seeds, and
+    the slack factors measured → Lemma 2 (``descent``) → the bound (``consensus``)."""
+
+    lemma2: np.ndarray | None = None
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
+    descent: np.ndarray | None = None
+    consensus: np.ndarray | None = None
+
+
+def _slack(runs: list[Any], ok: np.ndarray, steps: np.ndarray, vals: dict[str, float],
+           problem: Any, divides: int | None, mean: np.ndarray, bound: np.ndarray,
+           spec: ExperimentSpec) -> _Slack:
+    """Where the bound loses its slack (see :class:`_Slack`); empty when Lemma 2 cannot be
+    evaluated (e.g. the consensus distance was not recorded)."""
+    cr = np.full((len(runs), len(steps)), np.nan)
+    for i, r in enumerate(runs):
+        y = np.asarray(r.consensus_running, dtype=float)
+        cr[i, :len(y)] = y
+    cr = cr[ok]
+    if not np.isfinite(cr[:, steps > 0]).all():
+        return _Slack()
+    per_seed, failed = lemma2(vals, steps, cr, problem, divides)
+    if per_seed is None or failed:
+        return _Slack()
+    m_, lo, hi = mean_band(per_seed, spec.level)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        descent = np.where(mean > 0, m_ / mean, np.nan)
+        consensus = np.where(m_ > 0, bound / m_, np.nan)
+    return _Slack(m_, lo, hi, descent, consensus)
 
 
 # ---------------------------------------------------------------------------------------------

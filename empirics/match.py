@@ -1,130 +1,265 @@
-"""Bound ↔ run matching: which bound describes a run, the values of its symbols taken from the
-run and the problem, the hypotheses the setting breaks, the bound along the recorded steps, and
-the measured quantity that is the bound's left side.
+"""Bound ↔ run matching, driven by the :class:`~theory.bound.Setting` a bound carries.
 
-* non-convex bounds (Cooperative SGD, Theorem 1, JMLR eq. 17): E[(1/K) Σ_{k<K} ‖∇F(u_k)‖²]
-  with u_k the average of the m + v rows and u_0 = x₀ the paper's u_1 — the records' running
-  average ``grad_norm2_running`` (exact with ``grad_every = 1``);
-* PL bounds (Haddadpour et al. 2019): E[F(x̄_T)] − F* at T = the recorded step.
+A bound speaks about a run through its setting: the measured quantity that is its left side
+(``metric``), the symbol that is the run's length (``horizon``), the hypotheses the run must
+satisfy (``assumptions``, see :data:`theory.bound.ASSUMPTIONS`), the step size it prescribes
+and the configurations it describes. This module
 
-The bound is evaluated nominally (the constants' values), conservatively and optimistically
-(every uncertain constant moved by ± its stated uncertainty: the largest and smallest value).
+* chooses the registered bound that describes a run (:func:`choose_bound`), or takes the user's
+  own :class:`~theory.bound.Bound`;
+* gives every symbol a value from the run and the problem (:func:`run_values`: m, v, τ, ζ(W),
+  η, b, K/T, L, σ², F(x₀) − F*, μ, κ², β, …; a symbol nothing defines is named with what is
+  available, and ``values=`` supplies the rest);
+* names every hypothesis the setting breaks (:func:`hypotheses`): "holds" may only be said
+  inside all of them, and a bound's own conditions (its learning-rate condition) are checked
+  at the run's values;
+* evaluates the bound along the recorded steps (:func:`evaluate`): nominal, conservative and
+  optimistic (every uncertain constant moved by ± its stated uncertainty). Steps where the
+  theorem says nothing (τ ∤ K) get no value.
+
+Left sides: ``grad_norm2_running`` = (1/K) Σ_{k<K} ‖∇F(u_k)‖² with u_0 = x₀ (Cooperative SGD,
+JMLR Theorem 1, eq. 17); ``suboptimality`` = F(u_T) − F* (Haddadpour et al. 2019);
+``grad_norm2`` = ‖∇F(u_K)‖².
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from empirics.spec import _COOPERATIVE, BOUNDS, ExperimentSpec
+from theory.bound import ASSUMPTIONS, METRICS, Bound
+from theory.bounds import registry
 
-__all__ = ["auto_bound", "evaluate_bound", "failed_assumptions", "metric_of", "truth"]
+__all__ = ["METRICS", "Match", "choose_bound", "evaluate", "hypotheses", "lemma2",
+           "metric_of", "run_values", "truth"]
 
-
-def auto_bound(spec: ExperimentSpec, cfg: Any, problem: Any) -> str:
-    name = spec.algorithm["name"]
-    pl_lr = isinstance(spec.lr, dict) and spec.lr.get("kind") == "pl"
-    if pl_lr:
-        from theory.schedules import Periodic
-
-        return "pl" if isinstance(cfg.schedule, Periodic) else "pl_intervals"
-    if name in _COOPERATIVE:
-        return name
-    return "none"
+#: relative tolerance for "κ² = 0", "α = α*" and similar exact hypotheses
+_TOL = 1e-9
 
 
-def _values(spec: ExperimentSpec, cfg: Any, problem: Any, lr: Any) -> dict[str, float]:
-    """Every value a bound may need, by symbol keyword, from the run and the problem."""
-    c = problem.constants
-    T = spec.steps
-    periods = cfg.schedule.periods(T)
-    vals: dict[str, float] = {
-        "m": cfg.m, "v": cfg.v, "p": cfg.m, "K": T, "T": T, "B": spec.batch_size,
-        "L": c.L.value, "sigma2_sample": c.sigma2.value,
-        "F_gap": c.initial_gap,
-    }
+@dataclass
+class Match:
+    """A bound matched with a run: ``key`` (registry name, ``"user"`` or ``"none"``), the bound,
+    the values of its symbols, the failed hypotheses and conditions (each a message naming what
+    fails and its value)."""
+
+    key: str
+    bound: Bound | None
+    values: dict[str, float] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+
+
+def _lr_kind(spec: Any) -> str:
+    lr = spec.lr
+    if isinstance(lr, dict):
+        return lr.get("kind", "?")
+    return "constant"
+
+
+def _periods(cfg: Any, T: int) -> np.ndarray | None:
+    if getattr(cfg.schedule, "adaptive", False):
+        return None
+    return np.asarray(cfg.schedule.periods(T), dtype=np.int64)
+
+
+def _constant_tau(cfg: Any, T: int) -> int | None:
+    """The one period τ of the run (a last, truncated round still has period τ), or None."""
+    from theory.schedules import Periodic
+
+    if isinstance(cfg.schedule, Periodic):
+        return int(cfg.schedule.tau)
+    p = _periods(cfg, T)
+    if p is not None and len(p) and np.all(p == p[0]):
+        return int(p[0])
+    return None
+
+
+def _single_W(cfg: Any) -> Any:
+    return getattr(cfg.schedule, "W", None)
+
+
+def run_values(spec: Any, cfg: Any, problem: Any, lr: Any) -> dict[str, float]:
+    """Every value a bound may need, by symbol keyword, from the run and the problem.
+
+    σ² is given twice: ``sigma2_sample`` (one sample's gradient variance) and ``sigma2_batch``
+    (a worker's mini-batch of b samples: σ²/b); :func:`evaluate` uses the one the bound's
+    setting names."""
     from theory.stepsizes import Constant
 
+    c = problem.constants
+    T = spec.steps
+    vals: dict[str, float] = {
+        "m": cfg.m, "v": cfg.v, "p": cfg.m, "N": cfg.m, "K": T, "T": T, "B": spec.batch_size,
+        "L": c.L.value, "sigma2_sample": c.sigma2.value,
+        "sigma2_batch": c.sigma2.value / spec.batch_size, "F_gap": c.initial_gap,
+        "beta": c.beta.value if c.beta is not None else 0.0,
+    }
     if isinstance(lr, Constant):
         vals["eta"] = lr.eta
     if c.mu is not None:
         vals["mu"] = c.mu.value
-    from theory.schedules import Periodic
-
-    if isinstance(cfg.schedule, Periodic):  # a last, truncated round still has period τ
-        vals["tau"] = int(cfg.schedule.tau)
-    elif len(periods) and np.all(periods == periods[0]):
-        vals["tau"] = int(periods[0])
-    W = getattr(cfg.schedule, "W", None)
+    kappa2 = getattr(c, "kappa2", None)
+    if kappa2 is not None:
+        vals["kappa2"] = kappa2.value
+    tau = _constant_tau(cfg, T)
+    if tau is not None:
+        vals["tau"] = tau
+    W = _single_W(cfg)
     if W is not None:
         vals["zeta"] = float(W.zeta)
-    alpha = cfg.params.get("alpha") if cfg.name == "easgd" else None
-    if alpha is not None:
-        vals["alpha"] = float(alpha)
-    if isinstance(spec.lr, dict) and spec.lr.get("kind") == "pl":
+    if cfg.name == "easgd":
+        vals["alpha"] = float(cfg.params["alpha"])
+    if _lr_kind(spec) == "pl":
         vals["alpha_pl"] = float(spec.lr.get("alpha_pl", 1.0))
     return vals
 
 
-def failed_assumptions(bname: str, spec: ExperimentSpec, cfg: Any, problem: Any, lr: Any
-                 ) -> list[str]:
-    """Assumptions of the bound that the setting breaks (each a message)."""
-    from theory.stepsizes import Constant
+def choose_bound(spec: Any, cfg: Any, problem: Any) -> tuple[str, Bound | None]:
+    """(key, bound) for the spec: its ``bound`` (a registered name, or a Bound object), or with
+    ``"auto"`` the first registered bound whose setting describes the configuration and whose
+    step size is the run's (preferring one that needs no constant period when the period
+    varies); ``("none", None)`` when none does."""
+    chosen = spec.bound
+    if isinstance(chosen, Bound):
+        return "user", chosen
+    if chosen == "none":
+        return "none", None
+    if chosen != "auto":
+        key = registry.resolve(chosen)
+        return key, registry.build(key, **_from_run(registry.get(key), spec, cfg))
+    lr_kind = "pl" if _lr_kind(spec) == "pl" else "constant" if _lr_kind(spec) == "constant" \
+        else "schedule"
+    constant = _constant_tau(cfg, spec.steps) is not None
+    ranked: list[tuple[int, int, Any]] = []  # (preference, registry order, entry)
+    for i, e in enumerate(registry.entries()):
+        s = _setting_of(e)
+        if s is None or cfg.name not in s.describes:
+            continue
+        fits_lr = s.stepsize in (lr_kind, "any")
+        fits_period = constant or "constant_period" not in s.assumptions
+        ranked.append((0 if fits_lr and fits_period else 1 if fits_lr else 2, i, e))
+    if not ranked:
+        return "none", None
+    # the best fit; a bound whose step size differs still answers, with "not applicable"
+    e = min(ranked, key=lambda t: t[:2])[2]
+    return e.name, e.build(**_from_run(e, spec, cfg))
 
-    c = problem.constants
-    out = []
-    z2 = c.zeta2_x0.value if c.zeta2_x0 is not None else 0.0
-    if z2 > 1e-12:
-        out.append(f"the theorem assumes i.i.d. data (every worker's gradient unbiased for ∇F); "
-                   f"this split is heterogeneous (ζ²(x₀) = {z2:.3g})")
-    if cfg.momentum or cfg.compressor is not None:
-        out.append("the bound is for plain SGD local steps (this configuration has "
-                   f"{'momentum' if cfg.momentum else 'a compressor'})")
-    if bname in _COOPERATIVE:
-        if not isinstance(lr, Constant):
-            out.append("Theorem 1 is for a constant learning rate η (lr is a schedule)")
-        if c.beta is not None and c.beta.value > 0:
-            out.append(f"the recalled bound has no term for multiplicative noise β‖∇F‖² "
-                       f"(β = {c.beta.value:.3g} > 0; its handling is in the unknown "
-                       "learning-rate condition [NF])")
-        if bname != "cooperative" and bname != cfg.name and not (
-                bname == "pasgd" and cfg.name == "synchronous"):
-            out.append(f"bound {bname!r} describes a different configuration than {cfg.name!r}")
-        if "tau" not in _values(spec, cfg, problem, lr) and bname != "dpsgd":
-            out.append("the bound needs a constant period τ (this schedule varies it)")
-    else:  # PL family
-        if c.mu is None:
-            out.append("the PL bound needs a PL constant μ (this problem has none)")
-        if not (isinstance(spec.lr, dict) and spec.lr.get("kind") == "pl"):
-            out.append("the PL theorem's step size is η_t = 4/(μ(t + a)) (use lr = "
-                       "{kind = 'pl'})")
-        W = getattr(cfg.schedule, "W", None)
-        if W is None or W.zeta > 1e-12:
-            out.append("the PL bound is for local SGD with full averaging (W = J)")
-        if bname == "pl" and "tau" not in _values(spec, cfg, problem, lr):
-            out.append("bound 'pl' needs a constant period (use 'pl_intervals')")
+
+def _setting_of(entry: Any) -> Any:
+    """The setting of a registered bound (one built from a run: read from a small instance)."""
+    try:
+        b = entry.build(**{k: [1] for k in entry.from_run})
+    except (TypeError, ValueError):
+        return None
+    return getattr(b, "setting", None)
+
+
+def _from_run(entry: Any, spec: Any, cfg: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k in entry.from_run:
+        if k == "periods":
+            p = _periods(cfg, spec.steps)
+            if p is None:
+                raise ValueError(f"bound {entry.name!r} needs the run's periods, which an "
+                                 f"adaptive schedule does not fix in advance")
+            out[k] = [int(x) for x in p]
     return out
 
 
-def _bound_object(bname: str, spec: ExperimentSpec, cfg: Any) -> Any:
-    import theory
+def hypotheses(b: Bound, spec: Any, cfg: Any, problem: Any, lr: Any) -> list[str]:
+    """The hypotheses of ``b``'s setting the run breaks, each a message naming it and the value
+    that breaks it (empty: every hypothesis holds). Bounds without a setting fail with a
+    message saying they cannot be matched with a run."""
+    from theory.stepsizes import Constant
 
-    fn = getattr(theory, BOUNDS[bname][0])
-    if bname == "easgd":
-        return fn(cfg.params["alpha"])
-    if bname == "pl_intervals":
-        return fn([int(x) for x in cfg.schedule.periods(spec.steps)])
-    return fn()
-
-
-def _corners(problem: Any, vals: dict[str, float], b: Any) -> list[dict[str, float]]:
-    """The values with each uncertain constant at value ± uncertainty (all combinations)."""
-    from theory.symbols import keyword
-
+    s = b.setting
+    if s is None:
+        return [f"bound {b.name!r} declares no setting (metric, horizon, hypotheses), so it "
+                f"cannot be matched with a run: give it one with Bound.with_setting(...)"]
     c = problem.constants
-    need = {keyword(s) for s in b.free_symbols}
+    out: list[str] = []
+    if s.describes and cfg.name not in s.describes:
+        out.append(f"bound {b.name!r} describes {list(s.describes)}, not {cfg.name!r}")
+    if s.stepsize == "constant" and not isinstance(lr, Constant):
+        out.append("the theorem is for a constant learning rate η (lr is a schedule)")
+    if s.stepsize == "pl" and _lr_kind(spec) != "pl":
+        out.append("the PL theorem's step size is η_t = 4/(μ(t + a)) (use lr = {kind = 'pl'})")
+    T = spec.steps
+    params = {str(x) for x in b.parameters}
+    for a in s.assumptions:
+        msg = _broken(a, b, spec, cfg, problem, c, T, params)
+        if msg:
+            out.append(f"{msg} [{a}: {ASSUMPTIONS[a]}]")
+    return out
+
+
+def _broken(a: str, b: Bound, spec: Any, cfg: Any, problem: Any, c: Any, T: int,
+            params: set[str]) -> str | None:
+    """Why the run breaks hypothesis ``a`` (None if it holds)."""
+    if a == "iid":
+        k2 = getattr(c, "kappa2", None)
+        het = k2.value if k2 is not None else (c.zeta2_x0.value if c.zeta2_x0 else 0.0)
+        if het > _TOL * max(1.0, c.sigma2.value):
+            return (f"the theorem assumes i.i.d. data, every worker's gradient unbiased for ∇F; "
+                    f"this split is heterogeneous (κ² = {het:.3g})")
+    elif a == "plain_sgd":
+        what = ("momentum" if cfg.momentum else "a compressor" if cfg.compressor is not None
+                else "compressed gossip" if cfg.gossip is not None else None)
+        if what:
+            return f"the bound is for plain SGD local steps (this configuration has {what})"
+    elif a == "additive_noise":
+        if c.beta is not None and c.beta.value > 0 and "beta" not in params:
+            return (f"the bound assumes additive noise (β = 0); this problem's noise grows with "
+                    f"‖∇F‖² (β = {c.beta.value:.3g}): use the general-β form (eq. 143)")
+    elif a == "symmetric_W":
+        for W in _mixing_matrices(cfg, T):
+            z = float(W.zeta)
+            if not z < 1:
+                return (f"Assumption 5 needs ζ(W) < 1; a W of this schedule has ζ = {z:.6g} "
+                        f"(disconnected or block-diagonal mixing)")
+    elif a == "constant_period":
+        if _constant_tau(cfg, T) is None:
+            return "the bound needs one period τ for the whole run (this schedule varies it)"
+    elif a == "tau_divides_K":
+        tau = _constant_tau(cfg, T)
+        if tau is not None and tau > T:
+            return (f"τ = {tau} > K = {T}: no averaging inside the horizon, so τ | K never "
+                    f"holds")
+    elif a == "full_averaging":
+        if any(not W.is_average for W in _mixing_matrices(cfg, T)):
+            return "the bound is for local SGD with full averaging (every W = J)"
+    elif a == "pl":
+        if c.mu is None:
+            return "the bound needs a PL constant μ (this problem has none)"
+    elif a == "alpha_optimal":
+        alpha = cfg.params.get("alpha") if cfg.name == "easgd" else None
+        star = 2 / (cfg.m + 2)
+        if alpha is None or abs(alpha - star) > _TOL:
+            return f"the bound is at α* = 2/(m+2) = {star:.6g} (the run has α = {alpha})"
+    return None
+
+
+def _mixing_matrices(cfg: Any, T: int) -> list[Any]:
+    """The distinct W ≠ I a (static) schedule applies within T steps."""
+    W = _single_W(cfg)
+    if W is not None:
+        return [] if W.is_identity else [W]
+    if getattr(cfg.schedule, "adaptive", False):
+        return []
+    seen: dict[int, Any] = {}
+    for r in cfg.schedule.rounds(T):
+        if r.W is not None and not r.W.is_identity:
+            seen.setdefault(id(r.W), r.W)
+    return list(seen.values())
+
+
+def _corners(problem: Any, vals: dict[str, float], need: set[str], sigma2_key: str
+             ) -> list[dict[str, float]]:
+    """The values with each uncertain constant at value ± uncertainty (all combinations)."""
+    c = problem.constants
     ranges: dict[str, tuple[float, ...]] = {}
     for key, est in (("L", c.L), ("mu", c.mu), ("sigma2", c.sigma2)):
         if est is not None and est.uncertainty > 0 and key in need:
@@ -142,75 +277,118 @@ def _corners(problem: Any, vals: dict[str, float], b: Any) -> list[dict[str, flo
     return out or [dict(vals)]
 
 
-def evaluate_bound(bname: str, spec: ExperimentSpec, cfg: Any, problem: Any, lr: Any,
-                    steps: np.ndarray) -> tuple[dict[str, Any], list[str]]:
-    """(arrays + info, failed conditions) of bound ``bname`` along ``steps``."""
+def evaluate(b: Bound, vals: dict[str, float], steps: np.ndarray, problem: Any, *,
+             scale: float = 1.0, per_step: dict[str, np.ndarray] | None = None,
+             tau_divides: int | None = None) -> tuple[dict[str, Any], list[str]]:
+    """(arrays + info, failures) of bound ``b`` along the recorded ``steps``.
+
+    ``vals``: scalar values by keyword (:func:`run_values`, plus the user's); ``per_step``:
+    values that change with the step (e.g. ``consensus_avg``, measured), arrays over ``steps``;
+    ``tau_divides``: evaluate only where τ divides the step (the theorem says nothing
+    elsewhere). Failures: a symbol with no value (naming what is available) or a condition that
+    fails at the run's values (with its largest admissible η where it has one)."""
     import sympy as sp
 
     from theory.symbols import keyword
 
-    b = _bound_object(bname, spec, cfg)
-    vals = _values(spec, cfg, problem, lr)
-    # σ² in the bound is the variance of one worker's stochastic gradient (batch b) for the
-    # Cooperative SGD bound, and the single-sample σ² with B separately for the PL bound
-    vals["sigma2"] = vals["sigma2_sample"] / (spec.batch_size if bname in _COOPERATIVE else 1)
-    step_key = "K" if bname in _COOPERATIVE else "T"
-    need = {keyword(s): s for s in b.free_symbols}
-    missing = sorted(k for k in need if k not in vals)
-    info = {"name": b.name, "key": bname, "source": str(b.source),
-            "status": str(b.source.status), "lhs": b.lhs, "expr": str(b.expr),
-            "values": {k: vals[k] for k in sorted(need) if k in vals}}
+    s = b.setting
+    horizon = s.horizon if s is not None else None
+    sigma2_key = "sigma2_sample" if (s is not None and s.sigma2 == "sample") else "sigma2_batch"
+    vals = {**vals, "sigma2": vals[sigma2_key]} if sigma2_key in vals else dict(vals)
+    per_step = per_step or {}
+    need = {keyword(x): x for x in b.parameters}
+    info: dict[str, Any] = {
+        "name": b.name, "source": str(b.source), "status": str(b.source.status),
+        "lhs": b.lhs, "expr": str(b.expr),
+        "values": {k: vals[k] for k in sorted(need) if k in vals}}
+    missing = sorted(k for k in need if k not in vals and k not in per_step
+                     and k != horizon)
     if missing:
-        return info, [f"the bound needs {', '.join(missing)}, which this setting does not define"]
-    final_map = {need[k]: vals[k] for k in need}
-    failed = b.check(final_map)
+        avail = sorted(k for k in vals if k not in ("sigma2_sample", "sigma2_batch"))
+        return info, [f"the bound needs {', '.join(missing)}, which this run does not define "
+                      f"(it defines {', '.join(avail)}; give the rest in bound_values)"]
+    final = {need[k]: (per_step[k][-1] if k in per_step else vals[k]) for k in need
+             if k != horizon or k in vals}
+    if horizon in need:
+        final[need[horizon]] = float(steps[-1])
+    failed = b.check(final)
     if failed:
         return info, failed
-    scale = float(spec.bound_scale)
+    ok = steps > 0
+    if tau_divides:
+        ok &= steps % tau_divides == 0
+        info["steps_evaluated"] = f"the {int(ok.sum())} recorded steps K with τ = " \
+                                  f"{tau_divides} | K (the theorem's K is a multiple of τ)"
+    if not ok.any():
+        return info, [f"no recorded step K is a multiple of τ = {tau_divides} (τ | K)"]
+    args = [need[k] for k in sorted(need) if k == horizon or k in per_step]
 
     def along(v: dict[str, float]) -> np.ndarray:
-        if step_key not in need:  # the horizon is built in (pl_intervals): the last step only
-            out = np.full(len(steps), np.nan)
-            out[-1] = scale * b.evaluate({need[k]: v[k] for k in need}, check=False)
-            return out
-        sub = b.expr.subs({need[k]: v[k] for k in need if k != step_key})
-        f = sp.lambdify(need[step_key], sub, "numpy")
+        fixed = {need[k]: v[k] for k in need if k != horizon and k not in per_step}
+        expr = b.expr.subs(fixed)
         out = np.full(len(steps), np.nan)
-        pos = steps > 0
+        if not args:  # the horizon is built in: the last step only
+            out[-1] = scale * float(expr)
+            return out
+        f = sp.lambdify(args, expr, "numpy")
+        cols = [steps[ok].astype(float) if str(a) == str(need.get(horizon)) else
+                np.asarray(per_step[keyword(a)], dtype=float)[ok] for a in args]
         with np.errstate(all="ignore"):
-            out[pos] = scale * np.asarray(f(steps[pos].astype(float)), dtype=float)
+            out[ok] = scale * np.broadcast_to(np.asarray(f(*cols), dtype=float), (ok.sum(),))
         return out
 
     nominal = along(vals)
-    corner_vals = [along(v) for v in _corners(problem, vals, b)]
-    info["terms"] = {k: float(t.subs(final_map)) for k, t in b.terms.items()}
+    corner_vals = [along(v) for v in _corners(problem, vals, set(need), sigma2_key)]
+    info["terms"] = {k: float(t.subs(final)) for k, t in b.terms.items()}
     info["scale"] = scale
     info["conditions"] = [c.name for c in b.conditions]
     return {"info": info, "bound": nominal, "conservative": np.fmax.reduce(corner_vals),
             "optimistic": np.fmin.reduce(corner_vals)}, []
 
 
+def lemma2(vals: dict[str, float], steps: np.ndarray, consensus_running: np.ndarray,
+           problem: Any, tau_divides: int | None = None) -> tuple[np.ndarray | None, list[str]]:
+    """Lemma 2 (JMLR eq. 38) per seed along ``steps``: the descent-lemma bound with the
+    *measured* average consensus distance Ξ_K = (1/K)Σ_{k<K}‖X_k(I − J)‖²_F/m
+    (``consensus_running`` is seeds × steps, before the division by m). Returns (seeds × steps
+    nominal values or None, failures)."""
+    import theory
+
+    b = theory.lemma2_bound(beta=None if vals.get("beta", 0.0) > 0 else 0)
+    rows = []
+    for cr in np.atleast_2d(consensus_running):
+        ev, failed = evaluate(b, vals, steps, problem,
+                              per_step={"consensus_avg": np.asarray(cr) / vals["m"]},
+                              tau_divides=tau_divides)
+        if failed:
+            return None, failed
+        rows.append(ev["bound"])
+    return np.asarray(rows), []
+
+
 def metric_of(res: Any, metric: str, F_star: float) -> np.ndarray:
+    """The measured left side along the records of one run."""
     if metric == "grad_norm2_running":
         return np.asarray(res.grad_norm2_running, dtype=float)
     if metric == "suboptimality":
         return np.asarray(res.loss, dtype=float) - F_star
-    return np.asarray(res.grad_norm2, dtype=float)
+    if metric == "grad_norm2":
+        return np.asarray(res.grad_norm2, dtype=float)
+    raise ValueError(f"metric must be one of {sorted(METRICS)} (got {metric!r})")
 
 
-def truth(spec: ExperimentSpec, problem: Any, cfg: Any, lr: Any, metric: str
-           ) -> np.ndarray | None:
+def truth(spec: Any, problem: Any, cfg: Any, lr: Any, metric: str) -> np.ndarray | None:
+    """The exact expectation of the metric where the problem admits one (the noisy quadratic
+    under plain SGD: :mod:`empirics.recursion`), else None."""
     from empirics.problems import NoisyQuadratic
 
     if type(problem) is not NoisyQuadratic or cfg.momentum or cfg.compressor is not None \
-            or getattr(cfg.schedule, "adaptive", False):
+            or getattr(cfg.schedule, "adaptive", False) or cfg.gossip is not None:
         return None
-    try:
-        from empirics.recursion import exact_moments
-    except ImportError:  # pragma: no cover - recursion module not available
-        return None
+    from empirics.recursion import exact_moments
+
     mom = exact_moments(problem, cfg, lr, spec.steps, batch_size=spec.batch_size,
                         record_every=spec.record_every)
-    return np.asarray(getattr(mom, metric), dtype=float)
-
+    out = getattr(mom, metric, None)
+    return None if out is None else np.asarray(out, dtype=float)
 

@@ -25,7 +25,7 @@ import math
 import os
 import re
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,12 @@ import torch
 
 from empirics.configs import Config
 from empirics.records import atomic_write_text, json_ready
+from theory.bound import METRICS, Bound
+from theory.bounds import registry
 from theory.stepsizes import as_lr
 
 __all__ = [
-    "BOUNDS", "DIVERGENCE_RULE", "DTYPES", "LR_KINDS", "METRICS", "PROBLEMS", "SCHEDULES",
+    "DIVERGENCE_RULE", "DTYPES", "LR_KINDS", "METRICS", "PROBLEMS", "SCHEDULES",
     "Algorithm", "ExperimentSpec", "RunSpec", "build_config", "build_lr", "build_mixing",
     "build_problem", "check_algorithm", "check_device", "check_lr", "check_name", "check_problem",
     "register_problem",
@@ -53,28 +55,6 @@ PROBLEMS: dict[str, str] = {
     "planted_relu": "PlantedReLU",
 }
 _EXTRA_PROBLEMS: dict[str, Any] = {}
-
-#: bound name → (theory function, metric it bounds)
-BOUNDS: dict[str, tuple[str, str]] = {
-    "cooperative": ("cooperative_bound", "grad_norm2_running"),
-    "synchronous": ("synchronous_bound", "grad_norm2_running"),
-    "pasgd": ("pasgd_bound", "grad_norm2_running"),
-    "dpsgd": ("dpsgd_bound", "grad_norm2_running"),
-    "decentralized_periodic": ("decentralized_periodic_bound", "grad_norm2_running"),
-    "easgd": ("easgd_bound", "grad_norm2_running"),
-    "pl": ("pl_bound", "suboptimality"),
-    "pl_intervals": ("pl_bound_intervals", "suboptimality"),
-}
-
-METRICS = {
-    "grad_norm2_running": "(1/K) Σ_{k<K} ‖∇F(u_k)‖²",
-    "suboptimality": "F(u_k) − F*",
-    "grad_norm2": "‖∇F(u_k)‖²",
-}
-
-_COOPERATIVE = {"cooperative", "synchronous", "pasgd", "dpsgd", "decentralized_periodic",
-                "easgd"}
-
 
 def register_problem(kind: str, cls: Any) -> None:
     """Make ``cls`` (an ``empirics.problems.Problem`` subclass taking ``m``, ``device``,
@@ -296,7 +276,9 @@ class ExperimentSpec:
     α_PL defaults to 1; the paper's condition on α is [NF], and η₀ = 4/(μ(α_PL τ + 4)) ≤ 1/L
     needs α_PL ≥ (4κ − 4)/τ — pass it explicitly for ill-conditioned problems.
     steps: K (or T). batch_size: per worker, b. seeds: n (→ 0..n−1) or a list.
-    bound: ``"auto"``, ``"none"`` or a key of :data:`BOUNDS`. bound_scale: multiplies the bound
+    bound: ``"auto"``, ``"none"``, a name of ``theory.bounds.registry`` or a
+    :class:`theory.Bound` (its setting says what it bounds; not stored in files). bound_values:
+    values for bound symbols the run does not define. bound_scale: multiplies the bound
     (0.01 makes a deliberately wrong bound). metric: ``"auto"`` (the bound's left side) or a key
     of :data:`METRICS`. level: test level of the verdict and 1 − coverage of the band.
     """
@@ -312,7 +294,8 @@ class ExperimentSpec:
     dtype: str = "float64"
     record_every: int = 1
     grad_every: int = 1
-    bound: str = "auto"
+    bound: Any = "auto"
+    bound_values: dict[str, float] = field(default_factory=dict)
     bound_scale: float = 1.0
     metric: str = "auto"
     level: float = 0.05
@@ -328,12 +311,20 @@ class ExperimentSpec:
                              f"{sorted(PROBLEMS | _EXTRA_PROBLEMS)}); got {self.problem!r}")
         if not isinstance(self.algorithm, dict) or "name" not in self.algorithm:
             raise ValueError(f"algorithm must be a dict with a 'name'; got {self.algorithm!r}")
-        if self.bound not in ("auto", "none", *BOUNDS):
-            raise ValueError(f"bound must be 'auto', 'none' or one of {sorted(BOUNDS)} "
-                             f"(got {self.bound!r})")
+        if not isinstance(self.bound, Bound) and self.bound not in ("auto", "none"):
+            try:
+                registry.resolve(self.bound)
+            except ValueError as e:
+                raise ValueError(f"bound must be 'auto', 'none', a theory.Bound or a "
+                                 f"registered name: {e}") from None
         if self.metric not in ("auto", *METRICS):
             raise ValueError(f"metric must be 'auto' or one of {sorted(METRICS)} "
                              f"(got {self.metric!r})")
+        if not isinstance(self.bound_values, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in self.bound_values.values()):
+            raise ValueError(f"bound_values must map symbol names to finite numbers (got "
+                             f"{self.bound_values!r})")
         if not (0.0 < float(self.level) < 0.5):
             raise ValueError(f"level must be in (0, 0.5) (got {self.level!r})")
         if not (float(self.bound_scale) > 0 and math.isfinite(float(self.bound_scale))):
@@ -376,7 +367,12 @@ class ExperimentSpec:
 
     # -- (de)serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return json_ready(asdict(self))
+        """Plain data (a user's own Bound appears as ``"user: <its name>"``: a spec file names
+        registered bounds only)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        if isinstance(self.bound, Bound):
+            d["bound"] = f"user: {self.bound.name}"
+        return json_ready(copy.deepcopy(d))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ExperimentSpec:

@@ -150,6 +150,67 @@ def _fmt_num(x: Any) -> str:
         return sp.sstr(x)
 
 
+#: the measured quantities a bound's left side can be (a :class:`Setting`'s ``metric``)
+METRICS: dict[str, str] = {
+    "grad_norm2_running": "(1/K) Σ_{k<K} ‖∇F(u_k)‖²",
+    "suboptimality": "F(u_k) − F*",
+    "grad_norm2": "‖∇F(u_k)‖²",
+}
+
+#: the hypotheses a :class:`Setting` can name, as a run must satisfy them (checked by
+#: ``empirics.match`` against the run's configuration, problem and step size)
+ASSUMPTIONS: dict[str, str] = {
+    "iid": "every worker's stochastic gradient is unbiased for ∇F (i.i.d. data across workers: "
+           "heterogeneity κ² = 0)",
+    "plain_sgd": "plain SGD local steps (no momentum, no compression)",
+    "additive_noise": "additive gradient noise, E‖g − ∇F‖² ≤ σ² (β = 0) unless the bound has β",
+    "symmetric_W": "Assumption 5: every W symmetric with W1 = 1 and ζ = max(|λ₂|, |λ_n|) < 1",
+    "constant_period": "one communication period τ for the whole run",
+    "tau_divides_K": "K divisible by τ",
+    "full_averaging": "every mixing step is exact averaging, W = J",
+    "pl": "F satisfies the PL condition (μ > 0)",
+    "alpha_optimal": "EASGD's elasticity is α* = 2/(m+2) (JMLR Lemma 1)",
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The run a bound speaks about, in terms a measurement can be matched with.
+
+    Args:
+        metric: the measured quantity that is the bound's left side: ``"grad_norm2_running"``
+            ((1/K) Σ_{k<K} ‖∇F(u_k)‖²), ``"suboptimality"`` (F(u_T) − F*), ``"grad_norm2"``
+            (‖∇F(u_K)‖²) or ``"consensus_running"``.
+        horizon: keyword of the symbol that is the run's length (``"K"`` or ``"T"``), so the
+            bound is evaluated at every recorded step; None when the horizon is built in.
+        assumptions: hypotheses of :data:`ASSUMPTIONS` the run must satisfy.
+        stepsize: ``"constant"`` (η constant), ``"pl"`` (the PL theorem's η_t) or ``"any"``.
+        describes: configuration names the bound is about (``"pasgd"``, ...); empty: any
+            Cooperative SGD configuration.
+        sigma2: ``"batch"`` (σ² of one worker's mini-batch gradient) or ``"sample"`` (the
+            single-sample σ², the batch size B a separate symbol).
+    """
+
+    metric: str
+    horizon: str | None = "K"
+    assumptions: tuple[str, ...] = ()
+    stepsize: str = "constant"
+    describes: tuple[str, ...] = ()
+    sigma2: str = "batch"
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {sorted(METRICS)} (got {self.metric!r})")
+        bad = [a for a in self.assumptions if a not in ASSUMPTIONS]
+        if bad:
+            raise ValueError(f"unknown assumption(s) {bad}; known: {sorted(ASSUMPTIONS)}")
+        if self.stepsize not in ("constant", "pl", "any"):
+            raise ValueError(f"stepsize must be 'constant', 'pl' or 'any' (got "
+                             f"{self.stepsize!r})")
+        if self.sigma2 not in ("batch", "sample"):
+            raise ValueError(f"sigma2 must be 'batch' or 'sample' (got {self.sigma2!r})")
+
+
 @dataclass(frozen=True)
 class Optimum:
     """Result of :meth:`Bound.minimize`.
@@ -294,6 +355,8 @@ class Bound:
     #: check that the terms sum to expr (skipped for bounds derived by subs/simplify)
     validate: bool = field(default=True, repr=False, compare=False)
     lhs_latex: str | None = field(default=None, repr=False)
+    #: the run the bound speaks about (metric, horizon, hypotheses), for matching with runs
+    setting: Setting | None = field(default=None, repr=False)
     #: lambdified functions, keyed by what they compute (private; filled on first use)
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -399,7 +462,17 @@ class Bound:
         for a special case only)."""
         return Bound(self.name, self.expr, self.source, terms=self.terms, lhs=self.lhs,
                      conditions=self.conditions + tuple(conditions),
-                     definitions=self.definitions, lhs_latex=self.lhs_latex)
+                     definitions=self.definitions, lhs_latex=self.lhs_latex,
+                     setting=self.setting)
+
+    def with_setting(self, setting: Setting | None = None, /, **kw: Any) -> Bound:
+        """The same bound speaking about ``setting`` (or the current one with fields changed:
+        ``b.with_setting(assumptions=(...))``)."""
+        if setting is None:
+            if self.setting is None:
+                raise ValueError(f"{self.name}: no setting to change; pass a Setting")
+            setting = replace(self.setting, **kw)
+        return replace(self, setting=setting, validate=False)
 
     def _warn_unused(self, mapping: Mapping[sp.Symbol, Any], stacklevel: int = 3) -> None:
         unused = set(mapping) - self.parameters
@@ -445,6 +518,7 @@ class Bound:
             definitions=self.definitions,
             validate=False,
             lhs_latex=self.lhs_latex,
+            setting=self.setting,
         )
 
     def simplify(self) -> Bound:
@@ -801,6 +875,6 @@ def _stationary_point(f: sp.Expr, x: sp.Symbol) -> sp.Expr | None:
 
 
 __all__ = [
-    "LHS_LATEX", "Bound", "Condition", "ConditionError", "Optimum", "Source", "Status",
-    "UnusedParameterWarning", "lhs_to_latex",
+    "ASSUMPTIONS", "LHS_LATEX", "METRICS", "Bound", "Condition", "ConditionError", "Optimum",
+    "Setting", "Source", "Status", "UnusedParameterWarning", "lhs_to_latex",
 ]

@@ -374,8 +374,9 @@ def test_bad_arguments_are_named():
         run_distributed(spec, M, mixing="gossip")
     with pytest.raises(ValueError, match="aux must be one of"):
         run_distributed(spec, M, aux="centre")
-    bad = ExperimentSpec.from_dict({"name": "bad", "problem": {"kind": "Nope"},
-                                    "algorithm": {"name": "pasgd", "m": 2, "tau": 1},
-                                    "lr": 0.1, "steps": 1})
     with pytest.raises(ValueError, match="problem kind must be one of"):
-        run_distributed(bad)
+        run_distributed(ExperimentSpec.from_dict({
+            "name": "bad", "problem": {"kind": "Nope"},
+            "algorithm": {"name": "pasgd", "m": 2, "tau": 1}, "lr": 0.1, "steps": 1}))
+    with pytest.raises(ValueError, match="spec must be a RunSpec, an ExperimentSpec"):
+        run_distributed(42, 2)

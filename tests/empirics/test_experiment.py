@@ -121,8 +121,14 @@ def test_not_applicable_names_the_broken_assumption_or_condition():
     sched = run_experiment(_spec(lr={"kind": "inverse_time", "a": 1.0, "beta": 10.0}, seeds=2,
                                  steps=40))
     assert "constant learning rate" in sched.verdict.message
-    none = run_experiment(_spec(algorithm={"name": "local_sgd", "m": 4,
-                                           "schedule": {"kind": "one_shot"}}, seeds=2, steps=40))
+    # one-shot averaging at a constant η: only the PL theorem describes local SGD on a schedule,
+    # and its step size is prescribed
+    one = run_experiment(_spec(algorithm={"name": "local_sgd", "m": 4,
+                                          "schedule": {"kind": "one_shot"}}, seeds=2, steps=40))
+    assert one.verdict.status == "not applicable" and one.bound is None
+    assert "the PL theorem's step size is η_t = 4/(μ(t + a))" in one.verdict.message
+    none = run_experiment(_spec(algorithm={"name": "mdsgd", "m": 4, "compressor": "topk:k=2"},
+                                seeds=2, steps=40))
     assert none.verdict.status == "no bound" and none.bound is None
 
 

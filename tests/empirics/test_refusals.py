@@ -106,7 +106,7 @@ def test_replace_refuses_a_misspelled_nested_key():
                                          r"'tau'\]\)"):
         s.replace("algorithm.tua", 4)
     with pytest.raises(ValueError, match=r"'algoritm' is not a section of the spec "
-                                         r"\(sections: \['algorithm', 'problem'\]\)"):
+                                         r"\(sections: \['algorithm', 'bound_values', 'problem'\]\)"):
         s.replace("algoritm.tau", 4)
     assert s.replace("algorithm.tau", 4).algorithm["tau"] == 4
 

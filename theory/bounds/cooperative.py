@@ -25,7 +25,8 @@ from functools import cache
 
 import sympy as sp
 
-from theory.bound import Bound, Condition, ConditionError, Source, Status
+from theory.bound import Bound, Condition, ConditionError, Setting, Source, Status
+from theory.bounds.registry import register
 from theory.symbols import (
     D,
     F_gap,
@@ -142,6 +143,20 @@ DPSGD_LR = Condition(
     _quoted("Corollary 3 (JMLR)"))
 
 
+#: what a run must satisfy for Theorem 1 to speak about it (matched by ``empirics.match``):
+#: assumptions 1–5 with IID data and additive noise, plain SGD local steps, one period τ and one
+#: W for the whole run, K a multiple of τ
+_THEOREM1_RUN = ("iid", "plain_sgd", "additive_noise", "symmetric_W", "constant_period",
+                 "tau_divides_K")
+
+
+def _run_setting(*, drop: tuple[str, ...] = (), add: tuple[str, ...] = (),
+                 describes: tuple[str, ...] = ()) -> Setting:
+    return Setting("grad_norm2_running", "K",
+                   tuple(a for a in _THEOREM1_RUN if a not in drop) + add, "constant",
+                   describes)
+
+
 def _theorem1_terms() -> dict[str, sp.Expr]:
     terms = {
         "optimization": 2 * F_gap / (eta_eff * K),
@@ -170,7 +185,8 @@ def cooperative_bound(condition: str = "exact", beta: float | sp.Expr | None = 0
     terms = _theorem1_terms()
     return Bound("Cooperative SGD A(τ, W, v)", sp.Add(*terms.values()), THEOREM_1, terms=terms,
                  lhs=LHS, conditions=(lr_condition(condition, beta),),
-                 definitions={eta_eff: ETA_EFF})
+                 definitions={eta_eff: ETA_EFF},
+                 setting=_run_setting(drop=("additive_noise",) if beta is None else ()))
 
 
 def largest_eta(L_: float | sp.Expr = L, m_: int | sp.Expr = m, tau_: int | sp.Expr = tau,
@@ -212,7 +228,9 @@ def lemma2_bound(beta: float | sp.Expr | None = 0) -> Bound:
     src = _quoted("Lemma 2, eq. 38 (JMLR)",
                   note="Assumptions 1–5, all models start at the same point; Ξ is measured")
     return Bound("Lemma 2 error decomposition A(τ, W, v)", sp.Add(*terms.values()), src,
-                 terms=terms, lhs=LHS, conditions=(cond,), definitions={eta_eff: ETA_EFF})
+                 terms=terms, lhs=LHS, conditions=(cond,), definitions={eta_eff: ETA_EFF},
+                 setting=_run_setting(drop=("constant_period", "tau_divides_K")
+                                      + (("additive_noise",) if beta is None else ())))
 
 
 # --- Corollary 1 and the largest τ --------------------------------------------------------------
@@ -329,7 +347,8 @@ def cooperative_noniid_bound() -> Bound:
     src = _quoted("Theorem 2, eqs. 20–21 (JMLR)",
                   note="non-IID: κ² bounds (1/m)Σ_i ‖∇F_i(x) − ∇F(x)‖² at every x")
     return Bound("Cooperative SGD A(τ, W, v), non-IID", sp.Add(*terms.values()), src,
-                 terms=terms, lhs=LHS, conditions=conds, definitions={eta_eff: ETA_EFF})
+                 terms=terms, lhs=LHS, conditions=conds, definitions={eta_eff: ETA_EFF},
+                 setting=_run_setting(drop=("iid",)))
 
 
 # --- special cases (substitutions into the general bound) ---------------------------------------
@@ -348,7 +367,8 @@ def synchronous_bound() -> Bound:
     v = 0. The condition is Corollary 2's (= eq. 145) at τ = 1."""
     src = _quoted("Corollary 2, eq. 24 at τ = 1 (JMLR)",
                   note="the network error is zero at τ = 1, ζ = 0, v = 0 (JMLR §4.2)")
-    return _special("fully synchronous SGD A(1, J, 0)", src, tau=1, zeta=0, v=0)
+    return _special("fully synchronous SGD A(1, J, 0)", src, tau=1, zeta=0, v=0).with_setting(
+        describes=("synchronous",))
 
 
 @cache
@@ -357,7 +377,7 @@ def pasgd_bound() -> Bound:
     2ΔF/(ηK) + ηLσ²/m + η²L²σ²(τ − 1), if ηL + η²L²τ(τ−1) ≤ 1 (the corollary's own
     condition: eq. 145 at ζ = 0, v = 0)."""
     return _special("PASGD A(τ, J, 0)", _quoted("Corollary 2, eq. 24 (JMLR)"), (PASGD_LR,),
-                    zeta=0, v=0)
+                    zeta=0, v=0).with_setting(describes=("pasgd", "synchronous"))
 
 
 @cache
@@ -366,7 +386,7 @@ def dpsgd_bound() -> Bound:
     2ΔF/(ηK) + ηLσ²/m + η²L²σ²·2ζ²/(1−ζ²), if ηL + η²L²·2ζ/(1−ζ)·(ζ/(1+ζ) + 1/(1−ζ)) ≤ 1
     (eq. 145 at τ = 1, v = 0). Ring(16) with weights 1/3 (ζ ≈ 0.9493) allows ηL ≤ 0.0357."""
     return _special("D-PSGD A(1, W, 0)", _quoted("Corollary 3, eq. 27 (JMLR)"), (DPSGD_LR,),
-                    tau=1, v=0)
+                    tau=1, v=0).with_setting(describes=("dpsgd",))
 
 
 @cache
@@ -375,7 +395,8 @@ def decentralized_periodic_bound() -> Bound:
     condition eq. 145) at v = 0 [derived: the paper states no separate bound for it]."""
     src = _derived("Theorem 1 (eqs. 16–17, condition eq. 145) at v = 0",
                    note="substitution by this toolkit; JMLR §6.1 names the algorithm")
-    return _special("decentralized periodic averaging A(τ, W, 0)", src, v=0)
+    return _special("decentralized periodic averaging A(τ, W, 0)", src, v=0).with_setting(
+        describes=("decentralized_periodic", "dpsgd", "pasgd", "synchronous"))
 
 
 def easgd_zeta(m_=m, alpha_=alpha) -> sp.Expr:
@@ -403,7 +424,7 @@ def easgd_bound(alpha_: sp.Expr | float | None = None) -> Bound:
     src = _derived("Theorem 1 (eqs. 16–17, condition eq. 145) with v = 1, ζ = ζ(W_α) of eq. 22",
                    note="substitution by this toolkit; the paper's own EASGD bound is Theorem 3 "
                         "(eq. 23), looser in τ")
-    b = _special("EASGD A(τ, W_α, 1)", src, v=1, zeta=z)
+    b = _special("EASGD A(τ, W_α, 1)", src, v=1, zeta=z).with_setting(describes=("easgd",))
     if alpha_ == "optimal":
         return b
     cond = Condition("ζ(W_α) < 1, i.e. 0 < α < 2/(m+1) (JMLR §5.1, Lemma 1)", sp.Lt(z, 1),
@@ -439,7 +460,8 @@ def easgd_paper_bound() -> Bound:
                                    note="the paper states no separate condition for Theorem 3"))
     src = _quoted("Theorem 3, eq. 23 (JMLR)", note="α = 2/(m+2) (Lemma 1), IID data")
     return Bound("EASGD A(τ, W_α*, 1), Theorem 3", sp.Add(*terms.values()), src, terms=terms,
-                 lhs=LHS, conditions=(cond,), definitions={eta_eff: ee})
+                 lhs=LHS, conditions=(cond,), definitions={eta_eff: ee},
+                 setting=_run_setting(add=("alpha_optimal",), describes=("easgd",)))
 
 
 # --- derived results --------------------------------------------------------------------------
@@ -574,3 +596,36 @@ __all__ = [
     "largest_tau", "lemma2_bound", "lr_condition", "optimal_tau_runtime", "pasgd_bound",
     "pasgd_dpsgd_crossover", "runtime_bound", "synchronous_bound",
 ]
+
+
+# --- the registry (coopsgd bound NAME, bound = NAME in experiment specs) ------------------------
+register("cooperative", cooperative_bound,
+         description="Cooperative SGD A(τ, W, v), JMLR Theorem 1 under its exact condition eq. 145",
+         aliases=("theorem1",))
+register("cooperative-relaxed", cooperative_bound, "relaxed",
+         description="JMLR Theorem 1 under the relaxed condition eq. 16 as stated")
+register("cooperative-beta", cooperative_bound, "exact", None,
+         description="JMLR Theorem 1 with multiplicative noise β: condition eq. 143")
+register("cooperative-noniid", cooperative_noniid_bound,
+         description="A(τ, W, v) on non-IID data, JMLR Theorem 2 (κ² = --kappa2)",
+         aliases=("theorem2", "non-iid", "noniid"))
+register("lemma2", lemma2_bound,
+         description="JMLR Lemma 2 with the measured consensus distance Ξ (--consensus-avg)")
+register("corollary1", corollary1_bound,
+         description="JMLR Corollary 1: Theorem 1 at η = ((m+v)/(Lm))√(m/K)")
+register("synchronous", synchronous_bound,
+         description="fully synchronous SGD A(1, J, 0) (ηL ≤ 1)", aliases=("sync",))
+register("pasgd", pasgd_bound, description="PASGD / local SGD A(τ, J, 0), JMLR Corollary 2",
+         aliases=("local-sgd",))
+register("dpsgd", dpsgd_bound, description="D-PSGD A(1, W, 0), JMLR Corollary 3",
+         aliases=("d-psgd",))
+register("decentralized-periodic", decentralized_periodic_bound,
+         description="decentralized periodic averaging A(τ, W, 0)")
+register("easgd", easgd_bound,
+         description="EASGD A(τ, W_α, 1), elasticity α free (0 < α < 2/(m+1))")
+register("easgd-optimal", easgd_bound, "optimal",
+         description="EASGD at the optimal α* = 2/(m+2)")
+register("easgd-paper", easgd_paper_bound,
+         description="EASGD at α* = 2/(m+2), JMLR Theorem 3 (eq. 23)", aliases=("theorem3",))
+register("runtime", runtime_bound,
+         description="PASGD error within a wall-clock budget (AdaComm)")

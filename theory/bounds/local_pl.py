@@ -22,12 +22,13 @@ known**; it is not encoded and :func:`pl_bound` carries no condition on α_PL.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import sympy as sp
 
-from theory.bound import Bound, Source, Status
+from theory.bound import Bound, Setting, Source, Status
+from theory.bounds.registry import register
 from theory.symbols import (
     C1,
     SYMBOLS,
@@ -109,6 +110,13 @@ def shift(tau_: sp.Expr = tau) -> sp.Expr:
     return alpha_pl * tau_ + 4
 
 
+#: the run the PL theorem speaks about: local SGD with full averaging on IID data, plain SGD
+#: steps with the theorem's η_t = 4/(μ(t + a)), F(x̄_T) − F* at T (σ² per sample, B separate)
+PL_RUN = Setting("suboptimality", "T", ("iid", "plain_sgd", "full_averaging", "constant_period",
+                                        "pl"), "pl", ("pasgd", "synchronous", "local_sgd"),
+                 "sample")
+
+
 @cache
 def pl_bound() -> Bound:
     """The PL bound on ``E[F(x̄^(T))] − F*`` after T local steps per worker, p workers, period τ:
@@ -134,6 +142,7 @@ def pl_bound() -> Bound:
         terms=terms,
         lhs="E[F(x̄_T)] − F*",
         definitions={kappa: kap, sp.Symbol("a"): a},
+        setting=PL_RUN,
     )
 
 
@@ -168,6 +177,8 @@ def pl_bound_intervals(periods: Sequence[int]) -> Bound:
                            "(our extension, consistent with the poster's condition (iii)); "
                            "built on the recalled (low-confidence) constants"),
         definitions=b.definitions,
+        setting=replace(PL_RUN, horizon=None, assumptions=tuple(
+            x for x in PL_RUN.assumptions if x != "constant_period")),
     )
 
 
@@ -308,3 +319,9 @@ __all__ = [
     "ASSUMPTIONS", "G2", "PL_SOURCE", "RATE_TABLE", "Assumption", "RateRow", "TauChoice",
     "alpha_pl", "compare_rates", "pl_bound", "pl_bound_intervals", "shift", "tau_choice",
 ]
+
+
+register("pl", pl_bound, description="local SGD under the PL condition (Haddadpour et al.)",
+         aliases=("lupa", "lupa-sgd"))
+register("pl-intervals", pl_bound_intervals, from_run=("periods",),
+         description="the PL bound with variable periods τ_1..τ_E (derived)")

@@ -30,6 +30,7 @@ import sympy as sp
 
 from theory.bound import Bound, Source, Status
 from theory.bounds.local_pl import G2
+from theory.bounds.registry import register
 from theory.symbols import delta, eta, omega
 
 ZHAO = "Zhao, Gao, Li, On the Convergence of Memory-Based Distributed SGD (arXiv:1905.12960)"
@@ -175,3 +176,9 @@ __all__ = [
     "EF_LITERATURE", "RHO_STAR", "ZHAO", "TransformationEquation", "delta_from_omega", "ef_step",
     "memory_bound", "rho", "transformation_equation",
 ]
+
+
+register("memory", memory_bound, "contraction", aliases=("ef",),
+         description="error-feedback memory sup_t E‖m_t‖², δ-contraction compressor")
+register("memory-unbiased", memory_bound, "unbiased",
+         description="error-feedback memory sup_t E‖m_t‖², unbiased ω compressor")

@@ -39,6 +39,7 @@ import sympy as sp
 
 from theory.bound import Bound, ConditionError, Source, Status
 from theory.bounds.cooperative import cooperative_bound
+from theory.bounds.registry import register
 from theory.mixing import ATOL, MixingMatrix, as_mixing
 from theory.symbols import D, K, T_wall, Y, keyword, tau
 
@@ -223,3 +224,7 @@ __all__ = [
     "decentralized_runtime_bound", "iterations_within", "optimal_tau_decentralized",
     "topology_delay",
 ]
+
+
+register("decentralized-runtime", decentralized_runtime_bound,
+         description="A(τ, W, v) error within a wall-clock budget")
