@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from theory import checks
+
 
 @dataclass(frozen=True)
 class Domain:
@@ -29,18 +31,11 @@ class Domain:
     integer: bool = False
 
     def describe(self) -> str:
-        parts = []
-        if self.integer:
-            parts.append("an integer")
-        else:
-            parts.append("a real number")
-        if self.lower is not None:
-            parts.append(f"{'>' if self.lower_strict else '≥'} {self.lower:g}")
-        if self.upper is not None:
-            if self.lower is not None:
-                parts.append("and")
-            parts.append(f"{'<' if self.upper_strict else '≤'} {self.upper:g}")
-        return " ".join(parts)
+        """The rule in the words of :mod:`theory.checks`: ``"an integer >= 1"``, ``"a real
+        number in [0, 1)"``."""
+        rng = checks.describe_range(self.lower, self.upper, lo_strict=self.lower_strict,
+                                    hi_strict=self.upper_strict)
+        return f"{'an integer' if self.integer else 'a real number'} {rng}".rstrip()
 
     def contains(self, x: float) -> bool:
         if x != x:  # NaN
@@ -153,8 +148,8 @@ def check_value(s: sp.Symbol, x: float) -> None:
     dom = DOMAINS.get(s)
     if dom is not None and not dom.contains(float(x)):
         hint = HINTS.get(s, "")
-        raise ValueError(f"{keyword(s)} must be {dom.describe()} ({MEANINGS[s]}); got {x!r}"
-                         + (f": {hint}" if hint else ""))
+        raise checks.refuse(keyword(s), dom.describe(), x,
+                            why=MEANINGS[s] + (f"; {hint}" if hint else ""))
 
 
 __all__ = [

@@ -173,7 +173,7 @@ def test_errors_name_the_rule():
         theory.uniform(theory.star_graph(4))
     with pytest.raises(ValueError, match=r"not an edge of the graph"):
         theory.MixingMatrix(np.full((3, 3), 1 / 3), graph=theory.path_graph(3))
-    with pytest.raises(ValueError, match="alpha must be > 0"):
+    with pytest.raises(ValueError, match="alpha must be a finite number > 0"):
         theory.easgd_matrix(4, 0)
     with pytest.raises(ValueError, match="rule must be one of"):
         theory.mixing_matrix(theory.ring_graph(5), "nope")
@@ -221,3 +221,4 @@ def test_weight_rules_give_symmetric_doubly_stochastic_zeta_below_one(G, rule):
     # ζ = ‖W − J‖₂ (independent computation: singular values)
     J = np.full_like(A, 1 / len(A))
     assert z == pytest.approx(np.linalg.svd(A - J, compute_uv=False)[0], abs=1e-10)
+

@@ -17,6 +17,7 @@ from functools import cache
 
 import sympy as sp
 
+from theory import checks
 from theory.bound import Bound, Condition, ConditionError, Source, Status
 from theory.symbols import D, F_gap, K, L, T_wall, Y, alpha, eta, eta_eff, m, sigma2, tau, v, zeta
 
@@ -181,8 +182,8 @@ def easgd_optimal_alpha(m_: int | sp.Expr = m) -> tuple[sp.Expr, sp.Expr]:
     for m ≥ 2 the result is α* = 2/(m+2), ζ* = m/(m+2) (digest §1.7.3, derived); for m = 1 the
     spectrum is {1, 1 − 2α} and α* = 1/2 gives ζ* = 0. A symbolic m is taken to be ≥ 2."""
     m_ = sp.sympify(m_)
-    if m_.is_number and (not m_.is_integer or m_ < 1):
-        raise ValueError(f"m must be an integer ≥ 1; got {m_}")
+    if m_.is_number:
+        m_ = sp.Integer(checks.integer("m", m_, lo=1))
     a = sp.Symbol("a", positive=True)
     f1, f2 = (1 - a if m_ != 1 else 1 - 2 * a), 1 - (m_ + 1) * a
     cands = set()

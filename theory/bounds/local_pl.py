@@ -26,6 +26,7 @@ from functools import cache
 
 import sympy as sp
 
+from theory import checks
 from theory.bound import Bound, Source, Status
 from theory.symbols import (
     C1,
@@ -139,9 +140,9 @@ def pl_bound_intervals(periods: Sequence[int]) -> Bound:
     and ``a`` uses ``max τ_i`` (our extension, consistent with the poster's condition (iii) on
     (max τ_i)³). T is set to ``Σ τ_i`` (condition (i)).
     """
-    taus = [int(t) for t in periods]
-    if not taus or any(t < 1 for t in taus):
-        raise ValueError(f"periods must be a non-empty list of integers ≥ 1; got {periods!r}")
+    taus = [checks.integer(f"periods[{i}]", t, lo=1) for i, t in enumerate(periods)]
+    if not taus:
+        raise checks.refuse("periods", "a non-empty list of integers >= 1", periods)
     b = pl_bound()
     S = sum(t * (t - 1) for t in taus)
     a = shift(max(taus))
@@ -283,10 +284,8 @@ RATE_TABLE: tuple[RateRow, ...] = (
 def compare_rates(p_: int, T_: float, G2_: float = 1.0) -> list[dict]:
     """The comparison table at given p, T: one dict per strategy with ``rate`` and ``rounds``
     (O(·) expressions evaluated with constants 1), sorted by rounds."""
-    if int(p_) != p_ or p_ < 1:
-        raise ValueError(f"p must be an integer ≥ 1 (number of workers); got {p_!r}")
-    if T_ < 1:
-        raise ValueError(f"T must be ≥ 1 (local steps per worker); got {T_!r}")
+    p_ = checks.integer("p", p_, lo=1)
+    T_ = checks.real("T", T_, 1)
     rows = []
     for r in RATE_TABLE:
         rate, rounds = r.evaluate(p_, T_, G2_)
