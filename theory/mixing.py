@@ -210,17 +210,29 @@ class MixingMatrix:
 
     @cached_property
     def eigenvalues(self) -> np.ndarray:
-        """Eigenvalues in decreasing order (symmetric eigensolver)."""
-        return np.linalg.eigvalsh(self.matrix)[::-1]
+        """Eigenvalues in decreasing order: one symmetric eigensolve (``numpy.linalg.eigvalsh``),
+        cached; ζ and the spectral gap are read from it."""
+        lam = np.linalg.eigvalsh(self.matrix)[::-1].copy()
+        lam.setflags(write=False)
+        return lam
 
     @cached_property
     def zeta(self) -> float:
-        from theory.spectral import zeta
+        """ζ(W) = ‖W − J‖₂ = max(|λ₂|, |λ_n|), from :attr:`eigenvalues`.
 
-        return zeta(self)
+        W and J = 11ᵀ/n commute (W1 = 1, W symmetric), so the spectrum of W − J is W's with the
+        consensus eigenvalue 1 replaced by 0: ζ is the largest |λ| once the eigenvalue nearest 1
+        is set aside. An eigenvalue ±1 besides it (disconnected or periodic W) gives exactly 1."""
+        lam = self.eigenvalues
+        if len(lam) == 1:
+            return 0.0
+        rest = np.delete(lam, int(np.argmin(np.abs(lam - 1.0))))
+        z = float(np.max(np.abs(rest)))
+        return 1.0 if abs(z - 1.0) <= 1e-10 else z
 
     @property
     def spectral_gap(self) -> float:
+        """1 − ζ(W)."""
         return 1.0 - self.zeta
 
     def __repr__(self) -> str:

@@ -15,36 +15,28 @@ import numpy as np
 import sympy as sp
 
 from theory import checks
-from theory.mixing import ATOL, MixingMatrix, as_matrix
+from theory.mixing import ATOL, as_mixing
 
 
 def eigenvalues(W: Any) -> np.ndarray:
-    """Eigenvalues of symmetric W in decreasing order (``numpy.linalg.eigvalsh``)."""
-    if isinstance(W, MixingMatrix):
-        return W.eigenvalues
-    return np.linalg.eigvalsh(as_matrix(W))[::-1]
+    """Eigenvalues of symmetric W in decreasing order (``numpy.linalg.eigvalsh``; a
+    :class:`~theory.mixing.MixingMatrix` computes them once and keeps them)."""
+    return as_mixing(W).eigenvalues
 
 
 def zeta(W: Any) -> float:
     """ζ(W) = ‖W − 11ᵀ/n‖₂ = max(|λ₂|, |λ_n|) for a symmetric doubly-stochastic W.
 
     Args:
-        W: :class:`~theory.mixing.MixingMatrix` or an n × n array (validated: symmetric, rows
-            summing to 1).
+        W: :class:`~theory.mixing.MixingMatrix` (ζ read from its cached spectrum) or an n × n
+            array (validated: symmetric, rows summing to 1).
     """
-    A = as_matrix(W)
-    n = A.shape[0]
-    if n == 1:
-        return 0.0
-    lam = np.linalg.eigvalsh(A - 1.0 / n)
-    z = float(max(abs(lam[0]), abs(lam[-1])))
-    # eigenvalue ±1 besides the consensus one (disconnected or periodic W): report exactly 1
-    return 1.0 if abs(z - 1.0) <= 1e-10 else z
+    return as_mixing(W).zeta
 
 
 def spectral_gap(W: Any) -> float:
     """1 − ζ(W)."""
-    return 1.0 - zeta(W)
+    return as_mixing(W).spectral_gap
 
 
 def is_connected_spectrally(W: Any, tol: float = 1e-10) -> bool:
