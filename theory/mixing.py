@@ -13,6 +13,7 @@ Graph builders return ``networkx.Graph`` with nodes ``0..n-1``. Weight rules ret
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -62,14 +63,21 @@ def validate_graph(G: nx.Graph, *, name: str = "G") -> nx.Graph:
                          "W supported on a disconnected graph: consensus is never reached)")
     if list(H.nodes) != list(range(n)):
         # node i of the result carries its original label (read back by MixingMatrix.labels)
-        H = nx.convert_node_labels_to_integers(H, ordering="sorted" if _sortable(H) else
+        H = nx.convert_node_labels_to_integers(H, ordering="sorted" if _sorts(H.nodes) else
                                                "default", label_attribute=LABEL_ATTR)
     return H
 
 
-def _sortable(G: nx.Graph) -> bool:
+def node_order(nodes: Iterable[Hashable]) -> list:
+    """The node labels sorted when they sort (``1 < "a"`` does not), else in the given order: the
+    row order of every W built from a graph (:func:`validate_graph`, :mod:`theory.design`)."""
+    nodes = list(nodes)
+    return sorted(nodes) if _sorts(nodes) else nodes
+
+
+def _sorts(nodes: Iterable[Hashable]) -> bool:
     try:
-        sorted(G.nodes)
+        sorted(nodes)
         return True
     except TypeError:
         return False
@@ -209,25 +217,34 @@ class MixingMatrix:
         return out
 
     @cached_property
+    def spectrum(self) -> np.ndarray:
+        """Eigenvalues of W − J, increasing: the one symmetric eigensolve (``eigvalsh``) behind
+        :attr:`eigenvalues`, :attr:`zeta` and :attr:`spectral_gap`, computed once and cached.
+
+        W and J = 11ᵀ/n commute (W1 = 1, W symmetric), so this is W's spectrum with the
+        consensus eigenvalue 1 replaced by 0."""
+        lam = np.linalg.eigvalsh(self.matrix - 1.0 / self.n)
+        lam.setflags(write=False)
+        return lam
+
+    @cached_property
     def eigenvalues(self) -> np.ndarray:
-        """Eigenvalues in decreasing order: one symmetric eigensolve (``numpy.linalg.eigvalsh``),
-        cached; ζ and the spectral gap are read from it."""
-        lam = np.linalg.eigvalsh(self.matrix)[::-1].copy()
+        """Eigenvalues of W in decreasing order (from :attr:`spectrum`: its eigenvalue nearest 0,
+        the consensus one, put back to 1)."""
+        lam = np.array(self.spectrum)
+        lam[int(np.argmin(np.abs(lam)))] = 1.0
+        lam = np.sort(lam)[::-1].copy()
         lam.setflags(write=False)
         return lam
 
     @cached_property
     def zeta(self) -> float:
-        """ζ(W) = ‖W − J‖₂ = max(|λ₂|, |λ_n|), from :attr:`eigenvalues`.
-
-        W and J = 11ᵀ/n commute (W1 = 1, W symmetric), so the spectrum of W − J is W's with the
-        consensus eigenvalue 1 replaced by 0: ζ is the largest |λ| once the eigenvalue nearest 1
-        is set aside. An eigenvalue ±1 besides it (disconnected or periodic W) gives exactly 1."""
-        lam = self.eigenvalues
-        if len(lam) == 1:
+        """ζ(W) = ‖W − J‖₂ = max(|λ₂|, |λ_n|), from :attr:`spectrum`; an eigenvalue ±1 besides
+        the consensus one (disconnected or periodic W) gives exactly 1."""
+        if self.n == 1:
             return 0.0
-        rest = np.delete(lam, int(np.argmin(np.abs(lam - 1.0))))
-        z = float(np.max(np.abs(rest)))
+        lam = self.spectrum
+        z = float(max(abs(lam[0]), abs(lam[-1])))
         return 1.0 if abs(z - 1.0) <= 1e-10 else z
 
     @property
@@ -565,7 +582,8 @@ __all__ = [
     "ATOL", "RULES", "MixingMatrix", "as_matrix", "as_mixing", "average", "best_constant",
     "complete", "complete_graph", "contiguous_groups", "easgd_matrix", "erdos_renyi_graph",
     "exponential", "exponential_graph", "grid", "grid_graph", "group_average", "hypercube",
-    "hypercube_graph", "identity", "max_degree", "metropolis_hastings", "mixing_matrix", "path",
+    "hypercube_graph", "identity", "max_degree", "metropolis_hastings", "mixing_matrix",
+    "node_order", "path",
     "path_graph", "random_geometric_graph", "ring", "ring_graph", "star", "star_graph", "torus",
     "torus_graph", "uniform", "validate_graph", "validate_mixing",
 ]
