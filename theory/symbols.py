@@ -65,6 +65,14 @@ def _sym(key: str, latex: str, meaning: str, domain: Domain, **assumptions: bool
     return s
 
 
+def define(key: str, latex: str, meaning: str, domain: Domain, **assumptions: bool
+           ) -> sp.Symbol:
+    """The symbol registered under ``key``, registering it first (sympy ``latex`` name, one-line
+    ``meaning``, ``domain``, sympy assumptions) if it is missing: how a bounds module adds its own
+    symbols, once however often it is imported."""
+    return SYMBOLS[key] if key in SYMBOLS else _sym(key, latex, meaning, domain, **assumptions)
+
+
 _pos = Domain(lower=0, lower_strict=True)
 _nonneg = Domain(lower=0)
 _int1 = Domain(lower=1, integer=True)
@@ -154,6 +162,6 @@ def check_value(s: sp.Symbol, x: float) -> None:
 
 __all__ = [
     "DOMAINS", "MEANINGS", "SYMBOLS", "B", "C1", "D", "E", "F_gap", "K", "L", "N", "R", "T",
-    "T_wall", "Y", "Domain", "alpha", "beta", "check_value", "delta", "eta", "eta_eff", "kappa",
-    "keyword", "m", "mu", "omega", "p", "sigma2", "symbol", "tau", "tau0", "v", "zeta",
+    "T_wall", "Y", "Domain", "alpha", "beta", "check_value", "define", "delta", "eta", "eta_eff",
+    "kappa", "keyword", "m", "mu", "omega", "p", "sigma2", "symbol", "tau", "tau0", "v", "zeta",
 ]

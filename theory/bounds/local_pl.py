@@ -30,13 +30,12 @@ from theory import checks
 from theory.bound import Bound, Source, Status
 from theory.symbols import (
     C1,
-    SYMBOLS,
     B,
     Domain,
     F_gap,
     L,
     T,
-    _sym,
+    define,
     kappa,
     keyword,
     mu,
@@ -45,19 +44,13 @@ from theory.symbols import (
     tau,
 )
 
-
-def _symbol_once(key: str, latex: str, meaning: str, domain: Domain, **assumptions: bool):
-    """The registered symbol ``key``, creating it (with ``theory.symbols._sym``) if missing."""
-    return SYMBOLS[key] if key in SYMBOLS else _sym(key, latex, meaning, domain, **assumptions)
-
-
 #: α in the step size η_t = 4/(μ(t + a)), a = α τ + 4 (Haddadpour et al.; recalled, low conf.)
-alpha_pl = _symbol_once("alpha_pl", "alpha_PL",
-                        "constant α of the PL step size η_t = 4/(μ(t+a)), a = ατ + 4 "
-                        "(Haddadpour et al.)", Domain(lower=0, lower_strict=True), positive=True)
+alpha_pl = define("alpha_pl", "alpha_PL",
+                  "constant α of the PL step size η_t = 4/(μ(t+a)), a = ατ + 4 "
+                  "(Haddadpour et al.)", Domain(lower=0, lower_strict=True), positive=True)
 #: G² in the bounded-gradient assumption E‖g‖² ≤ G² (Yu et al., Stich; error feedback)
-G2 = _symbol_once("G2", "G^2", "bound G² on the second moment E‖g‖² of stochastic gradients",
-                  Domain(lower=0), nonnegative=True)
+G2 = define("G2", "G^2", "bound G² on the second moment E‖g‖² of stochastic gradients",
+            Domain(lower=0), nonnegative=True)
 
 PAPER = "Haddadpour, Kamani, Mahdavi, Cadambe, Local SGD with Periodic Averaging (NeurIPS 2019)"
 POSTER = Source(PAPER, "NeurIPS 2019 poster (github.com/mmkamani7/LUPA-SGD)", Status.QUOTED,
