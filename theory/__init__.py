@@ -83,8 +83,8 @@ _LAZY = {
     "compare_weights": "theory.design", "certify": "theory.design",
     "design_schedule": "theory.design", "DesignResult": "theory.design",
     "WeightTable": "theory.design", "WeightRow": "theory.design", "edge_orbits": "theory.design",
-    "ScheduleDesign": "theory.design", "spectral_bundle": "theory.design_firstorder",
-    "extreme_eigs": "theory.design_firstorder",
+    "ScheduleDesign": "theory.design", "spectral_bundle": "theory.design",
+    "extreme_eigs": "theory.design",
 }
 
 
@@ -95,10 +95,10 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
-    if name in ("design", "design_firstorder"):
+    if name == "design":
         import importlib
 
-        return importlib.import_module(f"theory.{name}")
+        return importlib.import_module("theory.design")
     raise AttributeError(f"module 'theory' has no attribute {name!r}")
 
 
