@@ -9,7 +9,7 @@ Never imports torch. Everything a REPL user needs is re-exported here::
     b.evaluate(eta=0.01, L=1, sigma2=1, m=16, v=0, tau=4, zeta=theory.zeta(W), K=10_000, F_gap=10)
 """
 
-from theory import symbols
+from theory import checks, symbols, topologies
 from theory.bound import Bound, Condition, ConditionError, Optimum, Source, Status
 from theory.bounds import *  # noqa: F403
 from theory.bounds import __all__ as _bounds_all
@@ -76,6 +76,7 @@ from theory.spectral import (
     zeta_exact,
 )
 from theory.symbols import SYMBOLS, symbol
+from theory.topologies import TOPOLOGIES, build_graph, build_mixing
 
 #: topology design (cvxpy, scipy) is loaded on first use to keep ``import theory`` fast
 _LAZY = {
@@ -111,7 +112,8 @@ def hierarchical(m: int, n_groups: int, tau1: int, tau2: int) -> Hierarchical:
 
 
 __all__ = [
-    "SYMBOLS", "Bound", "Condition", "ConditionError", "FromCallable", "Hierarchical",
+    "SYMBOLS", "TOPOLOGIES", "Bound", "Condition", "ConditionError", "FromCallable",
+    "Hierarchical", "build_graph", "build_mixing", "checks", "topologies",
     "Intervals", "MixingMatrix", "Optimum", "Periodic", "Round", "Schedule", "Source", "Status",
     "as_matrix", "as_mixing", "average", "best_constant", "complete", "complete_graph",
     "consensus_rounds", "contiguous_groups", "easgd_matrix", "eigenvalues", "erdos_renyi_graph",
