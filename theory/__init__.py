@@ -9,7 +9,7 @@ Never imports torch. Everything a REPL user needs is re-exported here::
     b.evaluate(eta=0.01, L=1, sigma2=1, m=16, v=0, tau=4, zeta=theory.zeta(W), K=10_000, F_gap=10)
 """
 
-from theory import checks, symbols, topologies
+from theory import checks, stepsizes, symbols, topologies
 from theory.bound import Bound, Condition, ConditionError, Optimum, Source, Status
 from theory.bounds import *  # noqa: F403
 from theory.bounds import __all__ as _bounds_all
@@ -75,6 +75,16 @@ from theory.spectral import (
     zeta,
     zeta_exact,
 )
+from theory.stepsizes import (
+    Constant,
+    InverseTime,
+    LRFunction,
+    PLStepsize,
+    Stagewise,
+    as_lr,
+    pl_stepsize,
+    stepsize_from_dict,
+)
 from theory.symbols import SYMBOLS, symbol
 from theory.topologies import TOPOLOGIES, build_graph, build_mixing
 
@@ -113,7 +123,9 @@ def hierarchical(m: int, n_groups: int, tau1: int, tau2: int) -> Hierarchical:
 
 __all__ = [
     "SYMBOLS", "TOPOLOGIES", "Bound", "Condition", "ConditionError", "FromCallable",
-    "Hierarchical", "build_graph", "build_mixing", "checks", "topologies",
+    "Hierarchical", "build_graph", "build_mixing", "checks", "topologies", "stepsizes",
+    "Constant", "InverseTime", "LRFunction", "PLStepsize", "Stagewise", "as_lr", "pl_stepsize",
+    "stepsize_from_dict",
     "Intervals", "MixingMatrix", "Optimum", "Periodic", "Round", "Schedule", "Source", "Status",
     "as_matrix", "as_mixing", "average", "best_constant", "complete", "complete_graph",
     "consensus_rounds", "contiguous_groups", "easgd_matrix", "eigenvalues", "erdos_renyi_graph",

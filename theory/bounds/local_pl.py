@@ -28,6 +28,7 @@ import sympy as sp
 
 from theory import checks
 from theory.bound import Bound, Source, Status
+from theory.stepsizes import pl_shift
 from theory.symbols import (
     C1,
     B,
@@ -97,8 +98,9 @@ PL_SOURCE = Source(
 
 
 def shift(tau_: sp.Expr = tau) -> sp.Expr:
-    """``a = α_PL τ + 4``, the shift of the step size η_t = 4/(μ(t + a)) [recalled, low]."""
-    return alpha_pl * tau_ + 4
+    """``a = α_PL τ + 4``, the shift of the step size η_t = 4/(μ(t + a)) [recalled, low]: the
+    rule of :func:`theory.stepsizes.pl_shift` (which the runs use numerically), symbolically."""
+    return pl_shift(tau_, alpha_pl)
 
 
 @cache
