@@ -15,8 +15,8 @@ Exit codes (every command): 0 ok; 1 a check failed (``proofs``, ``verify``); 2 u
 from __future__ import annotations
 
 import json
-import math
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -170,99 +170,104 @@ def tour() -> None:
               epilog="\b\nExamples:\n  coopsgd spectra --m 16\n  coopsgd spectra --m 64")
 @click.option("--m", "m", default=16, show_default=True, help="number of workers")
 def spectra(m: int) -> None:
-    """ζ and spectral gap of the built-in topologies for m workers."""
+    """ζ and spectral gap of the built-in topologies for m workers (each with its own weights;
+    topologies whose shape rule excludes m, e.g. a hypercube on 12 nodes, are left out)."""
     import theory
+    from theory.topologies import TOPOLOGIES, build_mixing
 
     rows = []
-    builders = {
-        "ring (1/3)": lambda: theory.ring(m),
-        "path (MH)": lambda: theory.path(m),
-        "star (MH)": lambda: theory.star(m),
-        "exponential (MH)": lambda: theory.exponential(m),
-        "complete (J)": lambda: theory.complete(m),
-    }
-    d = int(round(math.log2(m)))
-    if 2**d == m:
-        builders["hypercube (uniform)"] = lambda: theory.hypercube(d)
-    r = int(round(math.sqrt(m)))
-    if r * r == m and r >= 3:
-        builders["torus (1/5)"] = lambda: theory.torus(r, r)
-    for name, fn in builders.items():
-        W = fn()
-        rows.append((name, f"{W.zeta:.6f}", f"{W.spectral_gap:.3g}",
+    for name in theory.topologies.deterministic():
+        try:
+            W = build_mixing(name, m)
+        except ValueError:
+            continue
+        w = TOPOLOGIES[name].weights
+        label = "J" if w == "average" else "MH" if w == "metropolis_hastings" else w
+        rows.append((f"{name} ({label})", f"{W.zeta:.6f}", f"{W.spectral_gap:.3g}",
                      theory.consensus_rounds(W, 1e-6)))
     _echo_table(rows, ("topology", "ζ", "gap", "rounds to 1e-6"))
 
 
 # =============================================================================================
-# topologies (shared by `bound --topology` and `design`)
+# topologies (shared by `bound --topology` and `design`): theory.topologies is the table
 # =============================================================================================
-_GRAPHS = ("ring", "path", "torus", "grid", "hypercube", "star", "complete", "exponential",
-           "erdos-renyi", "geometric")
+class _FromTheory(Sequence):
+    """Names read from ``theory.topologies`` on first use, so ``coopsgd --help`` does not import
+    theory (sympy)."""
+
+    def __init__(self, names: Any) -> None:
+        self._names, self._cache = names, None
+
+    def _get(self) -> tuple[str, ...]:
+        if self._cache is None:
+            from theory import topologies
+
+            self._cache = tuple(self._names(topologies))
+        return self._cache
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._get()[i]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
+class _LazyChoice(click.Choice):
+    """``click.Choice`` over a :class:`_FromTheory` (the choices are read when first needed)."""
+
+    def __init__(self, names: _FromTheory) -> None:  # click.Choice.__init__ would read them
+        self._lazy, self.case_sensitive = names, True
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self._lazy)
+
+
+#: topology names as the CLI spells them (``erdos-renyi``; theory reads ``-`` as ``_``)
+_GRAPHS = _FromTheory(lambda t: [n.replace("_", "-") for n in t.TOPOLOGIES])
 #: topologies whose graph is fixed by the number of nodes (usable by `bound --topology`)
-_DETERMINISTIC = _GRAPHS[:8]
-#: theory's default weight rule per topology (theory.ring, theory.torus, ...)
-_DEFAULT_RULE = {"ring": "uniform", "torus": "uniform", "hypercube": "uniform",
-                 "complete": "uniform"}
-_RULES = ("default", "uniform", "metropolis_hastings", "max_degree", "best_constant")
+_DETERMINISTIC = _FromTheory(lambda t: [n.replace("_", "-") for n in t.deterministic()])
+#: weight rules of `--rule` ("default": the topology's own weights)
+_RULES = _FromTheory(lambda t: ("default", *(w for w in t.WEIGHTS if w not in t.DESIGNED)))
 
 
-def _shape(topology: str, n: int, rows: int | None, cols: int | None) -> tuple[int, int]:
-    """rows × cols of a torus/grid on n nodes (n must be a square unless rows/cols are given)."""
-    if rows is not None and cols is not None:
-        return rows, cols
-    if rows is not None or cols is not None:
-        k = rows or cols
-        if n % k:
-            raise click.UsageError(f"{topology}: {n} nodes do not split into rows of {k}")
-        return (k, n // k) if rows is not None else (n // k, k)
-    r = math.isqrt(n)
-    if r * r != n:
-        raise click.UsageError(f"{topology} on {n} nodes: {n} is not a square; give a square "
-                               f"number of nodes or rows × cols ({topology}:4x8 in --zeta-of, "
-                               "--rows/--cols in design)")
-    return r, r
+def _default_rule(topology: str) -> str:
+    """The weight rule a topology gets by default (theory.ring, theory.torus, ...)."""
+    from theory.topologies import topology as row
+
+    w = row(topology).weights
+    return "uniform" if w == "average" else w  # W = J is the uniform rule on a complete graph
+
+
+def _stderr_is_terminal() -> bool:
+    """Whether progress lines would reach a person (stderr is a terminal)."""
+    return sys.stderr.isatty()
 
 
 def _graph(topology: str, n: int, *, rows: int | None = None, cols: int | None = None,
            p: float = 0.1, avg_degree: float = 5.0, seed: int = 0):
     """The networkx graph of a named topology on n nodes (hypercube: n = 2^dim)."""
-    import theory
-
-    if topology == "hypercube":
-        d = int(round(math.log2(n))) if n >= 2 else 0
-        if n < 2 or 2**d != n:
-            raise click.UsageError(f"hypercube needs a power of 2 nodes (≥ 2); got {n}")
-        return theory.hypercube_graph(d)
-    if topology in ("torus", "grid"):
-        r, c = _shape(topology, n, rows, cols)
-        return (theory.torus_graph if topology == "torus" else theory.grid_graph)(r, c)
-    fn = {
-        "ring": lambda: theory.ring_graph(n),
-        "path": lambda: theory.path_graph(n),
-        "star": lambda: theory.star_graph(n),
-        "complete": lambda: theory.complete_graph(n),
-        "exponential": lambda: theory.exponential_graph(n),
-        "erdos-renyi": lambda: theory.erdos_renyi_graph(n, p, seed),
-        "geometric": lambda: theory.random_geometric_graph(n, avg_degree=avg_degree, seed=seed,
-                                                          connected="join"),
-    }.get(topology)
-    if fn is None:
-        raise click.UsageError(f"unknown topology {topology!r}; choose from: "
-                               + ", ".join(_GRAPHS))
-    return fn()
+    return _from_table("build_graph", topology, n, rows=rows, cols=cols, p=p,
+                       avg_degree=avg_degree, seed=seed)
 
 
 def _mixing(topology: str, n: int, rule: str = "default", **kw: Any):
-    """W = rule(graph of the topology); ``rule="default"`` is theory's default for it."""
-    import theory
+    """W = rule(graph of the topology); ``rule="default"`` is the topology's own weights."""
+    return _from_table("build_mixing", topology, n, None if rule == "default" else rule, **kw)
 
-    G = _graph(topology, n, **kw)
-    r = _DEFAULT_RULE.get(topology, "metropolis_hastings") if rule == "default" else rule
+
+def _from_table(fn: str, topology: str, n: int, *args: Any, **given: Any):
+    """theory.topologies.<fn>(topology, n, *args, **the given options the topology takes); its
+    ValueErrors become usage errors (exit code 2)."""
+    from theory import topologies
+
     try:
-        return theory.mixing_matrix(G, r)
+        t = topologies.topology(topology)
+        params = {k: v for k, v in given.items() if k in t.params}
+        return getattr(topologies, fn)(t.name, n, *args, **params)
     except ValueError as e:
-        raise click.UsageError(f"{topology}({n}) with weight rule {r}: {e}") from e
+        rule = f" with weight rule {args[0]}" if args and args[0] else ""
+        raise click.UsageError(f"{topology} on {n} nodes{rule}: {e}") from None
 
 
 # =============================================================================================
@@ -415,7 +420,7 @@ def _zeta_from_spec(spec: str, m: Any, rule: str) -> tuple[float, str]:
     except ValueError:
         raise click.UsageError(f"--zeta-of {spec}: {n_raw!r} is not a number of nodes") from None
     W = _mixing(topo, n, r, rows=rows, cols=cols)
-    rule_used = _DEFAULT_RULE.get(topo, "metropolis_hastings") if r == "default" else r
+    rule_used = _default_rule(topo) if r == "default" else r
     shape = f"{rows}x{cols}" if rows else str(n)
     return theory.zeta(W), f"{topo}({shape}), {rule_used} weights"
 
@@ -523,9 +528,9 @@ Examples:
 @click.argument("name", required=False)
 @click.argument("params", nargs=-1, type=click.UNPROCESSED, metavar="[--PARAM VALUE]...")
 @click.option("--list", "list_", is_flag=True, help="List the named bounds and their parameters.")
-@click.option("--topology", type=click.Choice(_DETERMINISTIC), default=None,
+@click.option("--topology", type=_LazyChoice(_DETERMINISTIC), default=None,
               help="Compute ζ from this topology's W on --m workers.")
-@click.option("--rule", type=click.Choice(_RULES), default="default", show_default=True,
+@click.option("--rule", type=_LazyChoice(_RULES), default="default", show_default=True,
               help="Weight rule for --topology/--zeta-of (default: uniform on ring, torus, "
                    "hypercube, complete; Metropolis–Hastings otherwise).")
 @click.option("--zeta-of", "zeta_of", metavar="TOPOLOGY:N[:RULE] | W.npy", default=None,
@@ -745,8 +750,8 @@ Examples:
   coopsgd bound dpsgd --zeta-of W.npy ...   # use the saved W's ζ in a bound
 
 {_EXIT_CODES_HELP}""")
-@click.argument("topology", required=False, type=click.Choice(_GRAPHS), metavar="[TOPOLOGY]")
-@click.option("--graph", type=click.Choice(_GRAPHS), default=None,
+@click.argument("topology", required=False, type=_LazyChoice(_GRAPHS), metavar="[TOPOLOGY]")
+@click.option("--graph", type=_LazyChoice(_GRAPHS), default=None,
               help="Same as the TOPOLOGY argument (older form).")
 @click.option("--n", "--m", "n", type=int, default=64, show_default=True,
               help="number of nodes (workers); hypercube: a power of 2")
@@ -766,9 +771,11 @@ Examples:
               show_default=True, help="Which optimum --save writes: FDLA (smallest ζ, weights "
               "may be negative) or FMMC (non-negative weights).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one JSON object).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line on stderr (it is shown only "
+              "when stderr is a terminal).")
 def design(topology: str | None, graph: str | None, n: int, dim: int | None, rows: int | None,
            cols: int | None, avg_degree: float, p: float, seed: int, eps: float, method: str,
-           save: str | None, save_kind: str, as_json: bool) -> None:
+           save: str | None, save_kind: str, as_json: bool, quiet: bool) -> None:
     """Compare weight rules with the optimal (FMMC, FDLA) weights on a graph, with certificates.
 
     TOPOLOGY is one of ring, path, torus, grid, hypercube, star, complete, exponential,
@@ -797,13 +804,14 @@ def design(topology: str | None, graph: str | None, n: int, dim: int | None, row
         G = _graph(topo, n, rows=rows, cols=cols, p=p, avg_degree=avg_degree, seed=seed)
     except ValueError as e:
         raise click.UsageError(f"{topo} with {n} nodes: {e}") from None
-    table = theory.compare_weights(G, eps, method=method)
+    progress = not quiet and _stderr_is_terminal()
+    table = theory.compare_weights(G, eps, method=method, progress=progress)
     saved = None
     if save is not None:
         import numpy as np
 
         fn = theory.fastest_averaging if save_kind == "fdla" else theory.fastest_mixing
-        r = fn(G, method=method)
+        r = fn(G, method=method, progress=progress)
         with open(save, "wb") as f:  # np.save would append .npy to other names
             np.save(f, np.asarray(r.W, dtype=float))
         saved = {"path": save, "kind": save_kind, "zeta": r.zeta}

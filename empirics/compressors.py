@@ -38,6 +38,8 @@ from typing import Any, ClassVar, TypeAlias
 import torch
 from torch import Tensor
 
+from theory import checks
+
 __all__ = [
     "QSGD",
     "Compose",
@@ -68,18 +70,7 @@ def index_bits(d: int) -> int:
 
 
 def _check_d(d: Any) -> int:
-    if isinstance(d, bool) or not isinstance(d, int):
-        raise TypeError(f"d must be an int (the vector length), got {type(d).__name__}")
-    if d < 1:
-        raise ValueError(f"d must be ≥ 1 (the vector length), got {d}")
-    return d
-
-
-def _check_pos_int(name: str, v: Any, owner: str) -> None:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise TypeError(f"{owner}: {name} must be an int, got {type(v).__name__} ({v!r})")
-    if v < 1:
-        raise ValueError(f"{owner}: {name} must be ≥ 1, got {v}")
+    return checks.integer("d", d, lo=1, why="the vector length")
 
 
 def _check_input(x: Any, generator: Any) -> Tensor:
@@ -148,9 +139,7 @@ def _randint(
 
 
 def _value_bits(value_bits: Any) -> int:
-    if isinstance(value_bits, bool) or not isinstance(value_bits, int) or value_bits < 1:
-        raise ValueError(f"value_bits must be a positive int (32 or 64), got {value_bits!r}")
-    return value_bits
+    return checks.integer("value_bits", value_bits, lo=1, why="bits per value, 32 or 64")
 
 
 def _row_abs_max(x: Tensor) -> Tensor:
@@ -487,7 +476,7 @@ class TopK(_Sparsifier):
     name: ClassVar[str] = "topk"
 
     def __post_init__(self) -> None:
-        _check_pos_int("k", self.k, "TopK")
+        checks.integer("TopK: k", self.k, lo=1)
 
     def delta(self, d: int) -> float:
         self._check_dim(_check_d(d))
@@ -576,9 +565,8 @@ class RandomK(_Sparsifier):
     randomized: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        _check_pos_int("k", self.k, "RandomK")
-        if not isinstance(self.unbiased, bool):
-            raise TypeError(f"RandomK: unbiased must be a bool, got {self.unbiased!r}")
+        checks.integer("RandomK: k", self.k, lo=1)
+        checks.boolean("RandomK: unbiased", self.unbiased)
 
     def omega(self, d: int) -> float | None:
         self._check_dim(_check_d(d))
@@ -633,7 +621,7 @@ class QSGD(Compressor):
     randomized: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        _check_pos_int("s", self.s, "QSGD")
+        checks.integer("QSGD: s", self.s, lo=1)
 
     @property
     def level_bits(self) -> int:

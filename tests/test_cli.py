@@ -8,6 +8,7 @@ import sympy as sp
 from click.testing import CliRunner
 
 import theory
+from empirics import cli
 from empirics.cli import main
 from theory.bounds import registry
 
@@ -340,6 +341,29 @@ def test_design_hypercube_sizes():
         r = invoke("design", *args)
         assert r.exit_code == 0, r.output
         assert "hypercube: 4 nodes, 4 edges" in r.output
+
+
+def test_design_progress_only_on_a_terminal(monkeypatch):
+    seen = []
+    real = theory.compare_weights
+
+    def spy(*a, **k):
+        seen.append(k.get("progress"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(theory, "compare_weights", spy)
+    assert invoke("design", "ring", "--n", "6").exit_code == 0  # stderr is not a terminal here
+    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
+    assert invoke("design", "ring", "--n", "6", "--quiet").exit_code == 0
+    r = invoke("design", "ring", "--n", "6")
+    assert r.exit_code == 0 and "certificate" in r.stderr  # the status line
+    assert seen == [False, False, True]
+
+
+def test_design_random_topologies_from_the_table():
+    out = invoke_json("design", "erdos-renyi", "--n", "12", "--p", "0.4", "--seed", "3")
+    G = theory.erdos_renyi_graph(12, 0.4, seed=3)
+    assert out["edges"] == G.number_of_edges() and out["topology"] == "erdos-renyi"
 
 
 @pytest.mark.parametrize(("args", "needle"), [

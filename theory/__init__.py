@@ -10,7 +10,7 @@ Never imports torch. Everything a REPL user needs is re-exported here::
     b.evaluate(eta=0.005, L=1, sigma2=1, m=16, v=0, tau=4, zeta=W, K=10_000, F_gap=10)
 """
 
-from theory import symbols
+from theory import checks, stepsizes, symbols, topologies
 from theory.bound import (
     Bound,
     Condition,
@@ -85,7 +85,18 @@ from theory.spectral import (
     zeta,
     zeta_exact,
 )
+from theory.stepsizes import (
+    Constant,
+    InverseTime,
+    LRFunction,
+    PLStepsize,
+    Stagewise,
+    as_lr,
+    pl_stepsize,
+    stepsize_from_dict,
+)
 from theory.symbols import SYMBOLS, symbol
+from theory.topologies import TOPOLOGIES, build_graph, build_mixing
 
 #: topology design (cvxpy, scipy) is loaded on first use to keep ``import theory`` fast
 _LAZY = {
@@ -93,8 +104,8 @@ _LAZY = {
     "compare_weights": "theory.design", "certify": "theory.design",
     "design_schedule": "theory.design", "DesignResult": "theory.design",
     "WeightTable": "theory.design", "WeightRow": "theory.design", "edge_orbits": "theory.design",
-    "ScheduleDesign": "theory.design", "spectral_bundle": "theory.design_firstorder",
-    "extreme_eigs": "theory.design_firstorder",
+    "ScheduleDesign": "theory.design", "spectral_bundle": "theory.design",
+    "extreme_eigs": "theory.design",
 }
 
 
@@ -105,10 +116,10 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
-    if name in ("design", "design_firstorder"):
+    if name == "design":
         import importlib
 
-        return importlib.import_module(f"theory.{name}")
+        return importlib.import_module("theory.design")
     raise AttributeError(f"module 'theory' has no attribute {name!r}")
 
 
@@ -124,8 +135,11 @@ def hierarchical(m: int, n_groups: int, tau1: int, tau2: int) -> Hierarchical:
 
 
 __all__ = [
-    "SYMBOLS", "Bound", "Condition", "ConditionError", "FromCallable", "Hierarchical",
-    "UnusedParameterWarning",
+    "SYMBOLS", "TOPOLOGIES", "Bound", "Condition", "ConditionError", "FromCallable",
+    "Hierarchical", "UnusedParameterWarning", "build_graph", "build_mixing", "checks",
+    "topologies", "stepsizes",
+    "Constant", "InverseTime", "LRFunction", "PLStepsize", "Stagewise", "as_lr", "pl_stepsize",
+    "stepsize_from_dict",
     "Intervals", "MixingMatrix", "Optimum", "Periodic", "Round", "Schedule", "Source", "Status",
     "as_matrix", "as_mixing", "average", "best_constant", "complete", "complete_graph",
     "consensus_rounds", "contiguous_groups", "easgd_matrix", "eigenvalues", "erdos_renyi_graph",

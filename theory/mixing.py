@@ -13,12 +13,14 @@ Graph builders return ``networkx.Graph`` with nodes ``0..n-1``. Weight rules ret
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
+from theory import checks
 from theory._lazy import lazy_import
 
 nx = lazy_import("networkx")  # imported on first use: keeps ``import theory`` fast
@@ -61,14 +63,21 @@ def validate_graph(G: nx.Graph, *, name: str = "G") -> nx.Graph:
                          "W supported on a disconnected graph: consensus is never reached)")
     if list(H.nodes) != list(range(n)):
         # node i of the result carries its original label (read back by MixingMatrix.labels)
-        H = nx.convert_node_labels_to_integers(H, ordering="sorted" if _sortable(H) else
+        H = nx.convert_node_labels_to_integers(H, ordering="sorted" if _sorts(H.nodes) else
                                                "default", label_attribute=LABEL_ATTR)
     return H
 
 
-def _sortable(G: nx.Graph) -> bool:
+def node_order(nodes: Iterable[Hashable]) -> list:
+    """The node labels sorted when they sort (``1 < "a"`` does not), else in the given order: the
+    row order of every W built from a graph (:func:`validate_graph`, :mod:`theory.design`)."""
+    nodes = list(nodes)
+    return sorted(nodes) if _sorts(nodes) else nodes
+
+
+def _sorts(nodes: Iterable[Hashable]) -> bool:
     try:
-        sorted(G.nodes)
+        sorted(nodes)
         return True
     except TypeError:
         return False
@@ -208,18 +217,39 @@ class MixingMatrix:
         return out
 
     @cached_property
+    def spectrum(self) -> np.ndarray:
+        """Eigenvalues of W − J, increasing: the one symmetric eigensolve (``eigvalsh``) behind
+        :attr:`eigenvalues`, :attr:`zeta` and :attr:`spectral_gap`, computed once and cached.
+
+        W and J = 11ᵀ/n commute (W1 = 1, W symmetric), so this is W's spectrum with the
+        consensus eigenvalue 1 replaced by 0."""
+        lam = np.linalg.eigvalsh(self.matrix - 1.0 / self.n)
+        lam.setflags(write=False)
+        return lam
+
+    @cached_property
     def eigenvalues(self) -> np.ndarray:
-        """Eigenvalues in decreasing order (symmetric eigensolver)."""
-        return np.linalg.eigvalsh(self.matrix)[::-1]
+        """Eigenvalues of W in decreasing order (from :attr:`spectrum`: its eigenvalue nearest 0,
+        the consensus one, put back to 1)."""
+        lam = np.array(self.spectrum)
+        lam[int(np.argmin(np.abs(lam)))] = 1.0
+        lam = np.sort(lam)[::-1].copy()
+        lam.setflags(write=False)
+        return lam
 
     @cached_property
     def zeta(self) -> float:
-        from theory.spectral import zeta
-
-        return zeta(self)
+        """ζ(W) = ‖W − J‖₂ = max(|λ₂|, |λ_n|), from :attr:`spectrum`; an eigenvalue ±1 besides
+        the consensus one (disconnected or periodic W) gives exactly 1."""
+        if self.n == 1:
+            return 0.0
+        lam = self.spectrum
+        z = float(max(abs(lam[0]), abs(lam[-1])))
+        return 1.0 if abs(z - 1.0) <= 1e-10 else z
 
     @property
     def spectral_gap(self) -> float:
+        """1 − ζ(W)."""
         return 1.0 - self.zeta
 
     def __repr__(self) -> str:
@@ -255,33 +285,27 @@ def as_mixing(W: Any, *, name: str = "W") -> MixingMatrix:
 # ---------------------------------------------------------------------------------------------
 # graphs
 # ---------------------------------------------------------------------------------------------
-def _check_int(name: str, x: Any, lo: int) -> int:
-    if isinstance(x, bool) or int(x) != x or x < lo:
-        raise ValueError(f"{name} must be an integer ≥ {lo}; got {x!r}")
-    return int(x)
-
-
 def ring_graph(n: int) -> nx.Graph:
     """Cycle C_n (n ≥ 3; n = 2 gives a single edge)."""
-    n = _check_int("n", n, 2)
+    n = checks.integer("n", n, lo=2)
     return nx.cycle_graph(n) if n >= 3 else nx.path_graph(2)
 
 
 def path_graph(n: int) -> nx.Graph:
     """Path P_n."""
-    return nx.path_graph(_check_int("n", n, 2))
+    return nx.path_graph(checks.integer("n", n, lo=2))
 
 
 def torus_graph(rows: int, cols: int) -> nx.Graph:
     """2-D torus (periodic grid) rows × cols, nodes numbered row-major."""
-    r, c = _check_int("rows", rows, 2), _check_int("cols", cols, 2)
+    r, c = checks.integer("rows", rows, lo=2), checks.integer("cols", cols, lo=2)
     G = nx.grid_2d_graph(r, c, periodic=True)
     return nx.convert_node_labels_to_integers(G, ordering="sorted")
 
 
 def grid_graph(rows: int, cols: int) -> nx.Graph:
     """2-D grid rows × cols (no wrap-around), nodes numbered row-major."""
-    r, c = _check_int("rows", rows, 1), _check_int("cols", cols, 1)
+    r, c = checks.integer("rows", rows, lo=1), checks.integer("cols", cols, lo=1)
     if r * c < 2:
         raise ValueError("grid must have at least 2 nodes")
     G = nx.grid_2d_graph(r, c)
@@ -290,7 +314,7 @@ def grid_graph(rows: int, cols: int) -> nx.Graph:
 
 def hypercube_graph(dim: int) -> nx.Graph:
     """Hypercube Q_dim on 2^dim nodes; node i ~ j iff their binary labels differ in one bit."""
-    d = _check_int("dim", dim, 1)
+    d = checks.integer("dim", dim, lo=1)
     H = nx.Graph()
     H.add_nodes_from(range(2**d))
     H.add_edges_from((i, i ^ (1 << b)) for i in range(2**d) for b in range(d) if i < i ^ (1 << b))
@@ -299,21 +323,21 @@ def hypercube_graph(dim: int) -> nx.Graph:
 
 def star_graph(n: int) -> nx.Graph:
     """Star on n nodes: node 0 is the hub."""
-    n = _check_int("n", n, 2)
+    n = checks.integer("n", n, lo=2)
     return nx.star_graph(n - 1)
 
 
 def complete_graph(n: int) -> nx.Graph:
-    return nx.complete_graph(_check_int("n", n, 2))
+    return nx.complete_graph(checks.integer("n", n, lo=2))
 
 
 def erdos_renyi_graph(n: int, p: float, seed: int, *, connected: bool = True,
                       max_tries: int = 1000) -> nx.Graph:
     """G(n, p) with a seed. With ``connected=True`` redraws with seeds seed, seed+1, … until the
     graph is connected (deterministic for a given seed); raises after ``max_tries``."""
-    n = _check_int("n", n, 2)
-    if not 0 < p <= 1:
-        raise ValueError(f"p must be in (0, 1]; got {p}")
+    n = checks.integer("n", n, lo=2)
+    p = checks.in_range("p", p, 0, 1, lo_strict=True)
+    seed = checks.integer("seed", seed)
     for t in range(max_tries):
         G = nx.gnp_random_graph(n, p, seed=seed + t)
         if not connected or nx.is_connected(G):
@@ -333,15 +357,15 @@ def random_geometric_graph(n: int, radius: float | None = None, seed: int = 0, *
     sqrt(ln n / n)); ``"join"`` draws once and joins the components, largest first, each time by
     the shortest edge between the largest component and the rest (deterministic; adds
     components − 1 edges, so the average degree barely moves); ``False`` returns the draw."""
-    n = _check_int("n", n, 2)
+    n = checks.integer("n", n, lo=2)
     if (radius is None) == (avg_degree is None):
         raise ValueError("give exactly one of radius or avg_degree")
+    seed = checks.integer("seed", seed)
     if radius is None:
-        radius = math.sqrt(avg_degree / (math.pi * n))
-    if radius <= 0:
-        raise ValueError(f"radius must be > 0; got {radius}")
+        radius = math.sqrt(checks.positive("avg_degree", avg_degree) / (math.pi * n))
+    radius = checks.positive("radius", radius)
     if connected not in (True, False, "join"):
-        raise ValueError(f"connected must be True, False or 'join'; got {connected!r}")
+        raise checks.refuse("connected", "True, False or 'join'", connected)
     if connected == "join":
         return _join_components(nx.random_geometric_graph(n, radius, seed=seed))
     for t in range(max_tries):
@@ -370,7 +394,7 @@ def _join_components(G: nx.Graph) -> nx.Graph:
 
 def exponential_graph(n: int) -> nx.Graph:
     """Undirected exponential graph: i ~ i ± 2^k (mod n) for 2^k < n."""
-    n = _check_int("n", n, 2)
+    n = checks.integer("n", n, lo=2)
     G = nx.Graph()
     G.add_nodes_from(range(n))
     k = 1
@@ -443,14 +467,14 @@ def best_constant(G: nx.Graph) -> MixingMatrix:
 
 def average(n: int) -> MixingMatrix:
     """W = J = 11ᵀ/n: exact averaging (PASGD / all-reduce)."""
-    n = _check_int("n", n, 1)
+    n = checks.integer("n", n, lo=1)
     return MixingMatrix(np.full((n, n), 1.0 / n), graph=nx.complete_graph(n) if n > 1 else None,
                         rule="average", name=f"J ({n} workers)")
 
 
 def identity(n: int) -> MixingMatrix:
     """W = I (no communication)."""
-    n = _check_int("n", n, 1)
+    n = checks.integer("n", n, lo=1)
     return MixingMatrix(np.eye(n), rule="identity", name=f"I ({n})")
 
 
@@ -466,11 +490,7 @@ RULES = {
 
 def mixing_matrix(G: nx.Graph, rule: str = "metropolis_hastings") -> MixingMatrix:
     """W from any networkx graph by a named weight rule (see :data:`RULES`)."""
-    try:
-        fn = RULES[rule]
-    except KeyError:
-        raise ValueError(f"rule must be one of {sorted(RULES)}; got {rule!r}") from None
-    return fn(G)
+    return RULES[checks.one_of("rule", rule, sorted(RULES))](G)
 
 
 # shortcuts --------------------------------------------------------------------------------------
@@ -479,7 +499,7 @@ def ring(m: int, rule: str = "uniform") -> MixingMatrix:
 
     Spectrum: λ_k = 1/3 + (2/3) cos(2πk/m), k = 0..m−1 (circulant). For m = 2 the ring is a
     single edge and uniform weights are 1/2, i.e. W = J."""
-    m = _check_int("m", m, 2)
+    m = checks.integer("m", m, lo=2)
     return mixing_matrix(ring_graph(m), rule)
 
 
@@ -524,10 +544,8 @@ def easgd_matrix(m: int, alpha: float) -> MixingMatrix:
     Workers x_i ← (1−α)x_i + α z, centre z ← (1−mα) z + α Σ_i x_i. Spectrum {1, 1−α (×(m−1)),
     1−(m+1)α}, so ζ = max{|1−α|, |1−(m+1)α|} (JMLR eq. 22). Symmetric and doubly stochastic;
     not non-negative when α > 1/m (Assumption 5 does not require non-negativity)."""
-    m = _check_int("m", m, 1)
-    a = float(alpha)
-    if not (a > 0 and math.isfinite(a)):
-        raise ValueError(f"alpha must be > 0 (elasticity); got {alpha!r}")
+    m = checks.integer("m", m, lo=1)
+    a = checks.positive("alpha", alpha, why="the elasticity")
     A = np.zeros((m + 1, m + 1))
     A[:m, :m] = (1 - a) * np.eye(m)
     A[:m, m] = A[m, :m] = a
@@ -585,7 +603,7 @@ def group_average(groups: list[list[int]]) -> MixingMatrix:
 
 def contiguous_groups(m: int, n_groups: int) -> list[list[int]]:
     """Split 0..m−1 into ``n_groups`` contiguous groups of equal size."""
-    m, g = _check_int("m", m, 1), _check_int("n_groups", n_groups, 1)
+    m, g = checks.integer("m", m, lo=1), checks.integer("n_groups", n_groups, lo=1)
     if m % g:
         raise ValueError(f"m = {m} is not divisible by n_groups = {g}")
     s = m // g
@@ -597,7 +615,8 @@ __all__ = [
     "complete", "complete_graph", "contiguous_groups", "easgd_matrix", "erdos_renyi_graph",
     "generalized_easgd_matrix",
     "exponential", "exponential_graph", "grid", "grid_graph", "group_average", "hypercube",
-    "hypercube_graph", "identity", "max_degree", "metropolis_hastings", "mixing_matrix", "path",
+    "hypercube_graph", "identity", "max_degree", "metropolis_hastings", "mixing_matrix",
+    "node_order", "path",
     "path_graph", "random_geometric_graph", "ring", "ring_graph", "star", "star_graph", "torus",
     "torus_graph", "uniform", "validate_graph", "validate_mixing",
 ]

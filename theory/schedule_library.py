@@ -22,14 +22,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from theory import checks
 from theory.mixing import MixingMatrix, as_mixing
 from theory.schedules import Intervals, Periodic, Schedule
-
-
-def _int(name: str, x: Any, lo: int) -> int:
-    if isinstance(x, bool) or int(x) != x or x < lo:
-        raise ValueError(f"{name} must be an integer ≥ {lo}; got {x!r}")
-    return int(x)
 
 
 def synchronous(W: Any) -> Periodic:
@@ -68,7 +63,8 @@ def one_shot(W: Any) -> OneShot:
 def linear_growth_alpha(T: int, E: int, tau0: int) -> Fraction:
     """α = 2T/(E(E+1)τ₀) of the linear-growth schedule (quoted: LUPA-SGD ``main.py``),
     exact. ``linear_growth_alpha(5469, 10, 91) ≈ 1.0927``."""
-    T, E, tau0 = _int("T", T, 1), _int("E", E, 1), _int("tau0", tau0, 1)
+    T, E = checks.integer("T", T, lo=1), checks.integer("E", E, lo=1)
+    tau0 = checks.integer("tau0", tau0, lo=1)
     return Fraction(2 * T, E * (E + 1) * tau0)
 
 
@@ -99,7 +95,7 @@ def spiridonoff_comm_times(T: int, R: int) -> list[int]:
     """Communication times τ_r = ⌊a r(r+1)/2⌋, r = 0..R, a = 2T/(R(R+1)) (exact integer
     arithmetic: ⌊T r(r+1)/(R(R+1))⌋), so τ_0 = 0 and τ_R = T [quoted: authors' notebook
     ``Local-SGD-re``]. T = 1000, R = 20 gives 0, 4, 14, 28, 47, 71, 100, …, 904, 1000."""
-    T, R = _int("T", T, 1), _int("R", R, 1)
+    T, R = checks.integer("T", T, lo=1), checks.integer("R", R, lo=1)
     times = [T * r * (r + 1) // (R * (R + 1)) for r in range(R + 1)]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     if min(gaps) < 1:
@@ -114,7 +110,7 @@ def spiridonoff(W: Any, T: int, R: int | None = None) -> Intervals:
     with a number of rounds independent of T. Built for horizon T (rounds(T') with T' > T runs
     the remaining steps locally)."""
     Wm = as_mixing(W)
-    R = Wm.n if R is None else _int("R", R, 1)
+    R = Wm.n if R is None else checks.integer("R", R, lo=1)
     times = spiridonoff_comm_times(T, R)
     per = [b - a for a, b in itertools.pairwise(times)]
     return Intervals(Wm, per, name=f"growing H_i = a·i, R={R}, a={2 * T / (R * (R + 1)):.4g}")
@@ -141,7 +137,7 @@ def spiridonoff_comparison(T: int, N: int, W: Any = None) -> dict[str, Schedule]
     """
     from theory.mixing import average
 
-    T, N = _int("T", T, 1), _int("N", N, 1)
+    T, N = checks.integer("T", T, lo=1), checks.integer("N", N, lo=1)
     Wm = average(N) if W is None else as_mixing(W)
     if Wm.n != N:
         raise ValueError(f"W must be {N}×{N} (N workers); got {Wm.n}×{Wm.n}")
@@ -180,7 +176,7 @@ class AdaptiveLUPA(Schedule):
 
     def __init__(self, W: Any, tau0: int):
         self.W = as_mixing(W)
-        self.tau0 = _int("tau0", tau0, 1)
+        self.tau0 = checks.integer("tau0", tau0, lo=1)
         self.name = f"adaptive LUPA τ₀={self.tau0}"
 
     @property
@@ -216,8 +212,8 @@ class AdaComm(Schedule):
 
     def __init__(self, W: Any, tau0: int, every: int):
         self.W = as_mixing(W)
-        self.tau0 = _int("tau0", tau0, 1)
-        self.every = _int("every", every, 1)
+        self.tau0 = checks.integer("tau0", tau0, lo=1)
+        self.every = checks.integer("every", every, lo=1)
         self.name = f"AdaComm τ₀={self.tau0}, every {self.every} steps"
 
     @property
@@ -252,7 +248,7 @@ def sum_H_over_t(schedule: Schedule | Sequence[int], T: int | None = None) -> Fr
             raise ValueError("T is required with a Schedule")
         periods = [int(x) for x in schedule.periods(T)]
     else:
-        periods = [_int(f"periods[{i}]", x, 1) for i, x in enumerate(schedule)]
+        periods = [checks.integer(f"periods[{i}]", x, lo=1) for i, x in enumerate(schedule)]
         if T is not None and sum(periods) != T:
             raise ValueError(f"periods must sum to T = {T}; they sum to {sum(periods)}")
     total = Fraction(0)
@@ -298,11 +294,11 @@ def haddadpour_conditions(schedule: Schedule | Sequence[int], T: int, p: int | N
     """Check Haddadpour et al.'s conditions for a static schedule (its periods truncated at T, so
     (i) holds by construction) or for a raw list of periods (which may not sum to T, e.g. the
     untruncated linear-growth list)."""
-    T = _int("T", T, 1)
+    T = checks.integer("T", T, lo=1)
     if isinstance(schedule, Schedule):
         per = [int(x) for x in schedule.periods(T)]
     else:
-        per = [_int(f"periods[{i}]", x, 1) for i, x in enumerate(schedule)]
+        per = [checks.integer(f"periods[{i}]", x, lo=1) for i, x in enumerate(schedule)]
         if not per:
             raise ValueError("periods must be non-empty")
     S = sum(t * (t - 1) for t in per)
@@ -311,7 +307,8 @@ def haddadpour_conditions(schedule: Schedule | Sequence[int], T: int, p: int | N
     if p is not None or B is not None:
         if p is None or B is None:
             raise ValueError("give both p (workers) and B (batch size) for condition (iii)")
-        r3 = Fraction(mx**3 * _int("p", p, 1) * _int("B", B, 1), T * T)
+        p, B = checks.integer("p", p, lo=1), checks.integer("B", B, lo=1)
+        r3 = Fraction(mx**3 * p * B, T * T)
     return ConditionsReport(T=T, E=len(per), sum_tau=sum(per), sum_tau_equals_T=sum(per) == T,
                             sum_tau_tau_minus_1=S, max_tau=mx, max_tau_cubed=mx**3,
                             ratio_ii=Fraction(S, T * T), ratio_iii=r3)

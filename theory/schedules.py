@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from theory import checks
 from theory.mixing import MixingMatrix, as_mixing
 
 
@@ -35,18 +36,6 @@ class Round:
     def end(self) -> int:
         """Step count after the round (the communication time t_i)."""
         return self.start + self.length
-
-
-def _check_T(T: Any) -> int:
-    if isinstance(T, bool) or int(T) != T or T < 1:
-        raise ValueError(f"T must be an integer ≥ 1 (number of steps); got {T!r}")
-    return int(T)
-
-
-def _check_tau(name: str, t: Any) -> int:
-    if isinstance(t, bool) or int(t) != t or t < 1:
-        raise ValueError(f"{name} must be an integer ≥ 1 (local steps per round); got {t!r}")
-    return int(t)
 
 
 class Schedule(ABC):
@@ -70,12 +59,12 @@ class Schedule(ABC):
 
     def rounds(self, T: int, loss: Callable[[], float] | None = None) -> Iterator[Round]:
         """Consecutive rounds covering steps 0..T−1 exactly (last one truncated to end at T)."""
-        T = _check_T(T)
+        T = checks.integer("T", T, lo=1)
         if self.adaptive and loss is None:
             raise ValueError(f"{self.name} is adaptive: rounds() needs a loss callback")
         start = 0
         for length, W in self._rounds(loss):
-            length = _check_tau("round length", length)
+            length = checks.integer("round length", length, lo=1)
             if start + length >= T:
                 yield Round(start, T - start, W)
                 return
@@ -111,8 +100,8 @@ class Schedule(ABC):
 
     def W_at(self, k: int, T: int) -> MixingMatrix | None:
         """W_k used after step k (None = identity)."""
-        if not 0 <= k < T:
-            raise ValueError(f"k must be in [0, T) = [0, {T}); got {k}")
+        T = checks.integer("T", T, lo=1)
+        k = checks.integer("k", k, lo=0, hi=T, hi_strict=True)
         for r in self._static(T):
             if r.start <= k < r.end:
                 return r.W if k == r.end - 1 else None
@@ -131,7 +120,7 @@ class Periodic(Schedule):
 
     def __init__(self, W: Any, tau: int):
         self.W = _mix(W)
-        self.tau = _check_tau("tau", tau)
+        self.tau = checks.integer("tau", tau, lo=1)
         self.name = f"periodic τ={self.tau}, {self.W.name}"
 
     @property
@@ -150,7 +139,8 @@ class Intervals(Schedule):
     def __init__(self, W: Any, periods: Sequence[int], *, repeat_last: bool = False,
                  name: str | None = None):
         self.W = _mix(W)
-        self.periods_ = [_check_tau(f"periods[{i}]", t) for i, t in enumerate(periods)]
+        self.periods_ = [checks.integer(f"periods[{i}]", t, lo=1)
+                         for i, t in enumerate(periods)]
         if not self.periods_:
             raise ValueError("periods must be non-empty")
         self.repeat_last = repeat_last
@@ -177,8 +167,8 @@ class Hierarchical(Schedule):
         if self.W_group.n != self.W_global.n:
             raise ValueError(f"W_group ({self.W_group.n}) and W_global ({self.W_global.n}) must "
                              "have the same size")
-        self.tau1 = _check_tau("tau1", tau1)
-        self.tau2 = _check_tau("tau2", tau2)
+        self.tau1 = checks.integer("tau1", tau1, lo=1)
+        self.tau2 = checks.integer("tau2", tau2, lo=1)
         if self.tau2 % self.tau1:
             raise ValueError(f"tau2 must be a multiple of tau1 (got tau1={tau1}, tau2={tau2})")
         self.name = f"hierarchical τ₁={self.tau1}, τ₂={self.tau2}"
@@ -200,7 +190,7 @@ class FromCallable(Schedule):
 
     def __init__(self, fn: Callable[[int], Any], n: int, name: str = "callable"):
         self.fn = fn
-        self._n = int(n)
+        self._n = checks.integer("n", n, lo=1)
         self.name = name
         self._cache: dict[int, MixingMatrix] = {}
 
@@ -212,7 +202,7 @@ class FromCallable(Schedule):
         raise AssertionError("FromCallable overrides rounds()")
 
     def rounds(self, T: int, loss: Callable[[], float] | None = None) -> Iterator[Round]:
-        T = _check_T(T)
+        T = checks.integer("T", T, lo=1)
         start = 0
         for k in range(T):
             W = self.fn(k)

@@ -14,36 +14,29 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from theory.mixing import ATOL, MixingMatrix, as_matrix
+from theory import checks
+from theory.mixing import ATOL, as_mixing
 
 
 def eigenvalues(W: Any) -> np.ndarray:
-    """Eigenvalues of symmetric W in decreasing order (``numpy.linalg.eigvalsh``)."""
-    if isinstance(W, MixingMatrix):
-        return W.eigenvalues
-    return np.linalg.eigvalsh(as_matrix(W))[::-1]
+    """Eigenvalues of symmetric W in decreasing order (``numpy.linalg.eigvalsh``; a
+    :class:`~theory.mixing.MixingMatrix` computes them once and keeps them)."""
+    return as_mixing(W).eigenvalues
 
 
 def zeta(W: Any) -> float:
     """ζ(W) = ‖W − 11ᵀ/n‖₂ = max(|λ₂|, |λ_n|) for a symmetric doubly-stochastic W.
 
     Args:
-        W: :class:`~theory.mixing.MixingMatrix` or an n × n array (validated: symmetric, rows
-            summing to 1).
+        W: :class:`~theory.mixing.MixingMatrix` (ζ read from its cached spectrum) or an n × n
+            array (validated: symmetric, rows summing to 1).
     """
-    A = as_matrix(W)
-    n = A.shape[0]
-    if n == 1:
-        return 0.0
-    lam = np.linalg.eigvalsh(A - 1.0 / n)
-    z = float(max(abs(lam[0]), abs(lam[-1])))
-    # eigenvalue ±1 besides the consensus one (disconnected or periodic W): report exactly 1
-    return 1.0 if abs(z - 1.0) <= 1e-10 else z
+    return as_mixing(W).zeta
 
 
 def spectral_gap(W: Any) -> float:
     """1 − ζ(W)."""
-    return 1.0 - zeta(W)
+    return as_mixing(W).spectral_gap
 
 
 def is_connected_spectrally(W: Any, tol: float = 1e-10) -> bool:
@@ -56,8 +49,7 @@ def consensus_rounds(W: Any, eps: float) -> int | float:
     ``inf`` if ζ ≥ 1).
 
     ‖X_r (I − J)‖ ≤ ζ^r ‖X_0 (I − J)‖ for repeated mixing with symmetric doubly-stochastic W."""
-    if not 0 < eps < 1:
-        raise ValueError(f"eps must be in (0, 1); got {eps}")
+    checks.in_range("eps", eps, 0, 1, lo_strict=True, hi_strict=True)
     z = zeta(W)
     if z <= ATOL:
         return 1
@@ -69,12 +61,6 @@ def consensus_rounds(W: Any, eps: float) -> int | float:
 # ---------------------------------------------------------------------------------------------
 # closed forms
 # ---------------------------------------------------------------------------------------------
-def _pos_int(name: str, x: Any, lo: int) -> int:
-    if isinstance(x, bool) or int(x) != x or x < lo:
-        raise ValueError(f"{name} must be an integer ≥ {lo}; got {x!r}")
-    return int(x)
-
-
 def spectrum_exact(topology: str, *args: Any, alpha: Any = None) -> list[tuple[sp.Expr, int]]:
     """Exact spectrum as ``[(eigenvalue, multiplicity), ...]`` (sympy), for the default weights:
 
@@ -88,26 +74,26 @@ def spectrum_exact(topology: str, *args: Any, alpha: Any = None) -> list[tuple[s
     t = topology.lower()
     if t == "ring":
         (m,) = args
-        m = _pos_int("m", m, 3)
+        m = checks.integer("m", m, lo=3)
         lam = [sp.Rational(1, 3) + sp.Rational(2, 3) * sp.cos(2 * sp.pi * k / m) for k in range(m)]
         return _count(lam)
     if t == "path":
         (n,) = args
-        n = _pos_int("n", n, 3)
+        n = checks.integer("n", n, lo=3)
         lam = [sp.Rational(1, 3) + sp.Rational(2, 3) * sp.cos(sp.pi * k / n) for k in range(n)]
         return _count(lam)
     if t == "torus":
-        r, c = (_pos_int("rows", args[0], 3), _pos_int("cols", args[1], 3))
+        r, c = (checks.integer("rows", args[0], lo=3), checks.integer("cols", args[1], lo=3))
         lam = [(1 + 2 * sp.cos(2 * sp.pi * a / r) + 2 * sp.cos(2 * sp.pi * b / c)) / 5
                for a in range(r) for b in range(c)]
         return _count(lam)
     if t == "hypercube":
         (d,) = args
-        d = _pos_int("dim", d, 1)
+        d = checks.integer("dim", d, lo=1)
         return [(1 - sp.Rational(2 * k, d + 1), math.comb(d, k)) for k in range(d + 1)]
     if t == "complete":
         (n,) = args
-        n = _pos_int("n", n, 1)
+        n = checks.integer("n", n, lo=1)
         return [(sp.Integer(1), 1)] + ([(sp.Integer(0), n - 1)] if n > 1 else [])
     if t == "easgd":
         (m,) = args
@@ -140,15 +126,15 @@ def zeta_exact(topology: str, *args: Any, alpha: Any = None) -> sp.Expr:
     t = topology.lower()
     if t == "ring":
         (m,) = args
-        m = _pos_int("m", m, 3)
+        m = checks.integer("m", m, lo=3)
         return sp.Rational(1, 3) + sp.Rational(2, 3) * sp.cos(2 * sp.pi / m)
     if t == "path":
         (n,) = args
-        n = _pos_int("n", n, 3)
+        n = checks.integer("n", n, lo=3)
         return sp.Rational(1, 3) + sp.Rational(2, 3) * sp.cos(sp.pi / n)
     if t == "hypercube":
         (d,) = args
-        d = _pos_int("dim", d, 1)
+        d = checks.integer("dim", d, lo=1)
         return sp.Rational(d - 1, d + 1)
     if t == "complete":
         return sp.Integer(0)

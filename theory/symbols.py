@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from theory import checks
+
 
 @dataclass(frozen=True)
 class Domain:
@@ -30,18 +32,11 @@ class Domain:
     integer: bool = False
 
     def describe(self) -> str:
-        parts = []
-        if self.integer:
-            parts.append("an integer")
-        else:
-            parts.append("a real number")
-        if self.lower is not None:
-            parts.append(f"{'>' if self.lower_strict else '≥'} {self.lower:g}")
-        if self.upper is not None:
-            if self.lower is not None:
-                parts.append("and")
-            parts.append(f"{'<' if self.upper_strict else '≤'} {self.upper:g}")
-        return " ".join(parts)
+        """The rule in the words of :mod:`theory.checks`: ``"an integer >= 1"``, ``"a real
+        number in [0, 1)"``."""
+        rng = checks.describe_range(self.lower, self.upper, lo_strict=self.lower_strict,
+                                    hi_strict=self.upper_strict)
+        return f"{'an integer' if self.integer else 'a real number'} {rng}".rstrip()
 
     def contains(self, x: float) -> bool:
         if x != x:  # NaN
@@ -69,6 +64,14 @@ def _sym(key: str, latex: str, meaning: str, domain: Domain, **assumptions: bool
     DOMAINS[s] = domain
     MEANINGS[s] = meaning
     return s
+
+
+def define(key: str, latex: str, meaning: str, domain: Domain, **assumptions: bool
+           ) -> sp.Symbol:
+    """The symbol registered under ``key``, registering it first (sympy ``latex`` name, one-line
+    ``meaning``, ``domain``, sympy assumptions) if it is missing: how a bounds module adds its own
+    symbols, once however often it is imported."""
+    return SYMBOLS[key] if key in SYMBOLS else _sym(key, latex, meaning, domain, **assumptions)
 
 
 _pos = Domain(lower=0, lower_strict=True)
@@ -164,13 +167,13 @@ def check_value(s: sp.Symbol, x: float) -> None:
     dom = DOMAINS.get(s)
     if dom is not None and not dom.contains(float(x)):
         hint = HINTS.get(s, "")
-        raise ValueError(f"{keyword(s)} must be {dom.describe()} ({MEANINGS[s]}); got {x!r}"
-                         + (f": {hint}" if hint else ""))
+        raise checks.refuse(keyword(s), dom.describe(), x,
+                            why=MEANINGS[s] + (f"; {hint}" if hint else ""))
 
 
 __all__ = [
     "DOMAINS", "MEANINGS", "SYMBOLS", "B", "C1", "D", "E", "F_gap", "K", "L", "N", "R", "T",
-    "T_wall", "Y", "Domain", "alpha", "beta", "check_value", "consensus_avg", "delta", "eta",
-    "eta_eff", "kappa", "kappa2", "keyword", "m", "mu", "omega", "p", "sigma2", "symbol", "tau",
-    "tau0", "v", "zeta",
+    "T_wall", "Y", "Domain", "alpha", "beta", "check_value", "consensus_avg", "define", "delta",
+    "eta", "eta_eff", "kappa", "kappa2", "keyword", "m", "mu", "omega", "p", "sigma2", "symbol",
+    "tau", "tau0", "v", "zeta",
 ]

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.func import grad, vmap
 
+from theory import checks
+
 Params = dict[str, torch.Tensor]
 Batch = tuple[torch.Tensor, ...]
 
@@ -29,11 +31,9 @@ def seed_for(seed: int, worker: int) -> int:
     seed < 9.2·10¹² (2⁶³ / 1 000 003), with no hashing, so the simulator and the distributed
     backend agree by construction.
     """
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer (got {seed!r})")
-    if not isinstance(worker, (int, np.integer)) or not 0 <= worker < _SEED_PRIME:
-        raise ValueError(f"worker must be an integer in [0, {_SEED_PRIME}) (got {worker!r})")
-    return (int(seed) * _SEED_PRIME + int(worker)) % 2**63
+    seed = checks.integer("seed", seed, lo=0)
+    worker = checks.integer("worker", worker, lo=0, hi=_SEED_PRIME, hi_strict=True)
+    return (seed * _SEED_PRIME + worker) % 2**63
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,12 +69,10 @@ class Estimate:
     detail: dict[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "value", float(self.value))
-        object.__setattr__(self, "uncertainty", float(self.uncertainty))
-        if not math.isfinite(self.value):
-            raise ValueError(f"Estimate value must be finite (got {self.value}; {self.method})")
-        if not self.uncertainty >= 0:
-            raise ValueError(f"Estimate uncertainty must be >= 0 (got {self.uncertainty})")
+        object.__setattr__(self, "value", checks.finite("Estimate value", self.value,
+                                                        why=self.method))
+        object.__setattr__(self, "uncertainty", checks.real("Estimate uncertainty",
+                                                              self.uncertainty, 0, allow_inf=True))
 
     @property
     def exact(self) -> bool:
@@ -149,21 +147,6 @@ class Constants:
 # ---------------------------------------------------------------------------------------------
 # validation helpers
 # ---------------------------------------------------------------------------------------------
-def _int_at_least(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low} (got {value!r})")
-    return int(value)
-
-
-def _real_at_least(name: str, value: Any, low: float, strict: bool = False) -> float:
-    v = float(value)
-    ok = v > low if strict else v >= low
-    if not (ok and math.isfinite(v)):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low} "
-                         f"(got {value!r})")
-    return v
-
-
 def _dtype(dtype: torch.dtype) -> torch.dtype:
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64 (got {dtype})")
@@ -190,7 +173,7 @@ class Problem(ABC):
     param_shapes: dict[str, tuple[int, ...]]
 
     def __init__(self, m: int, device: torch.device | str | None, dtype: torch.dtype) -> None:
-        self.m = _int_at_least("m", m, 1)
+        self.m = checks.integer("m", m, lo=1)
         self.device = torch.device(device) if device is not None else _CPU
         self.dtype = _dtype(dtype)
         self._constants: Constants | None = None
@@ -268,7 +251,7 @@ class Problem(ABC):
                   generator: torch.Generator) -> Estimate:
         """Monte-Carlo estimate of E‖g − ∇F_i(x)‖² from ``n_draws`` batches drawn by ``sample``,
         with the standard error of the mean."""
-        _int_at_least("n_draws", n_draws, 2)
+        checks.integer("n_draws", n_draws, lo=2)
         self._check_sample_args(worker, batch_size)
         gi = _flat(self.worker_grad(params, worker))
         batches = [self.sample(worker, batch_size, generator) for _ in range(n_draws)]
@@ -293,10 +276,8 @@ class Problem(ABC):
         return self._constants
 
     def _check_sample_args(self, worker: int, batch_size: int) -> None:
-        if isinstance(worker, bool) or not isinstance(worker, (int, np.integer)) \
-                or not 0 <= worker < self.m:
-            raise ValueError(f"worker must be an integer in [0, {self.m}) (got {worker!r})")
-        _int_at_least("batch_size", batch_size, 1)
+        checks.integer("worker", worker, lo=0, hi=self.m, hi_strict=True)
+        checks.integer("batch_size", batch_size, lo=1)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._repr_args().items())

@@ -5,7 +5,6 @@ one-dimensional function (authors' notebooks, github.com/spiridonoff/Local-SGD-r
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,10 +17,9 @@ from empirics.problems.base import (
     Estimate,
     Params,
     Problem,
-    _int_at_least,
     _randn,
-    _real_at_least,
 )
+from theory import checks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,14 +44,14 @@ class NoisyQuadratic(Problem):
                  device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__(m, device, dtype)
-        self.d = _int_at_least("d", d, 1)
+        self.d = checks.integer("d", d, lo=1)
         a_np = np.arange(1, self.d + 1, dtype=np.float64) if a is None \
             else np.asarray(a, dtype=np.float64).reshape(-1)
         if a_np.shape != (self.d,) or not (np.all(np.isfinite(a_np)) and np.all(a_np > 0)):
             raise ValueError(f"a must be {self.d} finite positive numbers (got {a!r})")
         self.a = a_np
-        self.c = _real_at_least("c", c, 0.0)
-        self.sigma = _real_at_least("sigma", sigma, 0.0)
+        self.c = checks.real("c", c, 0.0)
+        self.sigma = checks.real("sigma", sigma, 0.0)
         x0_np = np.broadcast_to(np.asarray(x0, dtype=np.float64), (self.d,)).copy() \
             if np.ndim(x0) == 0 else np.asarray(x0, dtype=np.float64)
         if x0_np.shape != (self.d,) or not np.all(np.isfinite(x0_np)):
@@ -93,7 +91,7 @@ class NoisyQuadratic(Problem):
 
     def sigma2_at(self, params: Params, batch_size: int = 1, worker: int | None = None) -> float:
         """(c²‖Ax‖² + dσ²)/b, the same for every worker."""
-        _int_at_least("batch_size", batch_size, 1)
+        checks.integer("batch_size", batch_size, lo=1)
         ax = self.a * params["x"].detach().cpu().double().numpy()
         return float(self.c**2 * ax @ ax + self.d * self.sigma**2) / batch_size
 
@@ -133,11 +131,9 @@ class PiecewiseQuadratic1D(Problem):
                  device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__(m, device, dtype)
-        self.mu = _real_at_least("mu", mu, 0.0, strict=True)
-        self.sigma = _real_at_least("sigma", sigma, 0.0)
-        self.x0 = float(x0)
-        if not math.isfinite(self.x0):
-            raise ValueError(f"x0 must be finite (got {x0!r})")
+        self.mu = checks.real("mu", mu, 0.0, lo_strict=True)
+        self.sigma = checks.real("sigma", sigma, 0.0)
+        self.x0 = checks.finite("x0", x0)
         self.param_shapes = {"x": (1,)}
 
     @property
@@ -165,7 +161,7 @@ class PiecewiseQuadratic1D(Problem):
 
     def sigma2_at(self, params: Params, batch_size: int = 1, worker: int | None = None) -> float:
         """σ²/b at every x."""
-        _int_at_least("batch_size", batch_size, 1)
+        checks.integer("batch_size", batch_size, lo=1)
         return self.sigma**2 / batch_size
 
     def _compute_constants(self, progress: bool = False) -> Constants:

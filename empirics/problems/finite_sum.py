@@ -31,11 +31,10 @@ from empirics.problems.base import (
     Params,
     Problem,
     _dtype,
-    _int_at_least,
     _is_transform_wrapped,
-    _real_at_least,
     _unflatten,
 )
+from theory import checks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,7 +60,7 @@ class FiniteSumProblem(Problem):
 
     def _set_sampling(self, sampling: str) -> None:
         if sampling not in ("shards", "shared"):
-            raise ValueError(f"sampling must be 'shards' or 'shared' (got {sampling!r})")
+            raise checks.refuse("sampling", "'shards' or 'shared'", sampling)
         if sampling == "shared" and self.heterogeneity > 0:
             raise ValueError("sampling='shared' draws every worker's batch from all rows, so "
                              f"heterogeneity must be 0 (got {self.heterogeneity})")
@@ -89,12 +88,10 @@ class FiniteSumProblem(Problem):
 
     @staticmethod
     def _validate_common(n_samples: int, m: int, seed: int, heterogeneity: float) -> int:
-        n = _int_at_least("n_samples", n_samples, 1)
-        m = _int_at_least("m", m, 1)
-        _int_at_least("seed", seed, 0)
-        h = float(heterogeneity)
-        if not 0.0 <= h <= 1.0:
-            raise ValueError(f"heterogeneity must be in [0, 1] (got {heterogeneity!r})")
+        n = checks.integer("n_samples", n_samples, lo=1)
+        m = checks.integer("m", m, lo=1)
+        checks.integer("seed", seed, lo=0)
+        checks.probability("heterogeneity", heterogeneity)
         if n < m:
             raise ValueError(f"n_samples must be >= m: each worker needs a sample "
                              f"(got n_samples={n}, m={m})")
@@ -145,7 +142,7 @@ class FiniteSumProblem(Problem):
         if len(generators) != self.m:
             raise ValueError(f"generators must hold one generator per worker "
                              f"(got {len(generators)}, m = {self.m})")
-        _int_at_least("batch_size", batch_size, 1)
+        checks.integer("batch_size", batch_size, lo=1)
         pool = self.n if self.shared else self.n_per
         j = torch.cat([torch.randint(pool, (batch_size,), generator=g, device=g.device)
                        .to(self.device) for g in generators])
@@ -222,7 +219,7 @@ class FiniteSumProblem(Problem):
 
     def sigma2_at(self, params: Params, batch_size: int = 1, worker: int | None = None) -> float:
         """Exact σ_i²(x)/b for worker i, or (1/m) Σ_i σ_i²(x)/b if ``worker`` is None."""
-        _int_at_least("batch_size", batch_size, 1)
+        checks.integer("batch_size", batch_size, lo=1)
         params = {k: v.detach() for k, v in params.items()}
         s2 = self._sigma2_workers(params)
         if worker is None:
@@ -339,10 +336,10 @@ class LeastSquares(ConvexFiniteSum):
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__(m, device, dtype)
         n = self._validate_common(n_samples, m, seed, heterogeneity)
-        self.d = _int_at_least("d", d, 1)
-        self.condition_number = _real_at_least("condition_number", condition_number, 1.0)
-        self.noise = _real_at_least("noise", noise, 0.0)
-        self.l2 = _real_at_least("l2", l2, 0.0)
+        self.d = checks.integer("d", d, lo=1)
+        self.condition_number = checks.real("condition_number", condition_number, 1.0)
+        self.noise = checks.real("noise", noise, 0.0)
+        self.l2 = checks.real("l2", l2, 0.0)
         self.seed = int(seed)
         rng = rng_for(seed, STREAM_DATA)
         x = features_with_spectrum(n, geometric_spectrum(self.d, self.condition_number), rng)
@@ -420,10 +417,10 @@ class LogisticRegression(ConvexFiniteSum):
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__(m, device, dtype)
         n = self._validate_common(n_samples, m, seed, heterogeneity)
-        self.d = _int_at_least("d", d, 1)
-        self.condition_number = _real_at_least("condition_number", condition_number, 1.0)
-        self.l2 = _real_at_least("l2", l2, 0.0)
-        self.signal = _real_at_least("signal", signal, 0.0)
+        self.d = checks.integer("d", d, lo=1)
+        self.condition_number = checks.real("condition_number", condition_number, 1.0)
+        self.l2 = checks.real("l2", l2, 0.0)
+        self.signal = checks.real("signal", signal, 0.0)
         self.seed = int(seed)
         rng = rng_for(seed, STREAM_DATA)
         x = features_with_spectrum(n, geometric_spectrum(self.d, self.condition_number), rng)

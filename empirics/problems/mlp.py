@@ -26,13 +26,12 @@ from empirics.problems.base import (
     Estimate,
     Params,
     _flat,
-    _int_at_least,
-    _real_at_least,
     _sqnorm,
     _unflatten,
     seed_for,
 )
 from empirics.problems.finite_sum import FiniteSumProblem
+from theory import checks
 
 
 def _power_iteration(f: Any, theta: torch.Tensor, generator: torch.Generator,
@@ -83,17 +82,16 @@ class MLPClassifier(FiniteSumProblem):
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__(m, device, dtype)
         n = self._validate_common(n_samples, m, seed, heterogeneity)
-        if dataset != "synthetic":
-            raise ValueError(f"dataset must be 'synthetic' (got {dataset!r})")
-        self.d_in = _int_at_least("d_in", d_in, 1)
+        checks.one_of("dataset", dataset, ["synthetic"])
+        self.d_in = checks.integer("d_in", d_in, lo=1)
         hid = [hidden] if isinstance(hidden, (int, np.integer)) else list(hidden)
-        self.hidden = tuple(_int_at_least("hidden", h, 1) for h in hid)
-        self.n_classes = _int_at_least("n_classes", n_classes, 2)
-        self.separation = _real_at_least("separation", separation, 0.0)
-        self.l2 = _real_at_least("l2", l2, 0.0)
-        self.fstar_iters = _int_at_least("fstar_iters", fstar_iters, 1)
-        self.n_random_points = _int_at_least("n_random_points", n_random_points, 0)
-        self.power_iters = _int_at_least("power_iters", power_iters, 1)
+        self.hidden = tuple(checks.integer("hidden", h, lo=1) for h in hid)
+        self.n_classes = checks.integer("n_classes", n_classes, lo=2)
+        self.separation = checks.real("separation", separation, 0.0)
+        self.l2 = checks.real("l2", l2, 0.0)
+        self.fstar_iters = checks.integer("fstar_iters", fstar_iters, lo=1)
+        self.n_random_points = checks.integer("n_random_points", n_random_points, lo=0)
+        self.power_iters = checks.integer("power_iters", power_iters, lo=1)
         self.seed = int(seed)
         self.dataset = dataset
         widths = [self.d_in, *self.hidden, self.n_classes]

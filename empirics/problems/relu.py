@@ -24,10 +24,9 @@ from empirics.problems.base import (
     Constants,
     Estimate,
     Params,
-    _int_at_least,
-    _real_at_least,
 )
 from empirics.problems.finite_sum import FiniteSumProblem
+from theory import checks
 
 __all__ = ["PlantedReLU"]
 
@@ -68,17 +67,15 @@ class PlantedReLU(FiniteSumProblem):
                  w_star_norm: float = 1.0, device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__(m, device, dtype)
-        self.d = _int_at_least("d", d, 1)
-        self.samples_per_dim = _real_at_least("samples_per_dim", samples_per_dim, 0.0,
-                                              strict=True)
+        self.d = checks.integer("d", d, lo=1)
+        self.samples_per_dim = checks.real("samples_per_dim", samples_per_dim, 0.0, lo_strict=True)
         n_req = (math.ceil(self.samples_per_dim * self.d - 1e-9) if n_samples is None
-                 else _int_at_least("n_samples", n_samples, 1))
+                 else checks.integer("n_samples", n_samples, lo=1))
         n = self._validate_common(n_req, m, seed, 0.0)
-        if init not in _INITS:
-            raise ValueError(f"init must be one of {_INITS} (got {init!r})")
+        checks.one_of("init", init, _INITS)
         self.init = init
-        self.init_radius = _real_at_least("init_radius", init_radius, 0.0)
-        self.w_star_norm = _real_at_least("w_star_norm", w_star_norm, 0.0, strict=True)
+        self.init_radius = checks.real("init_radius", init_radius, 0.0)
+        self.w_star_norm = checks.real("w_star_norm", w_star_norm, 0.0, lo_strict=True)
         self.seed = int(seed)
         rng = rng_for(seed, STREAM_DATA)
         u = rng.standard_normal(self.d)

@@ -468,7 +468,7 @@ def test_result_json_round_trip(logreg, tmp_path):
                    progress=True)
     d = json.loads(res.to_json())
     assert d["spec"]["config"]["name"] == "easgd" and d["spec"]["v"] == 1
-    assert d["spec"]["lr"] == {"type": "constant", "eta": 0.3}
+    assert d["spec"]["lr"] == {"kind": "constant", "eta": 0.3}
     assert d["spec"]["engine"]["grad_path"] == "linear_bmm+fused-sgd"
     assert d["spec"]["engine"]["mixing"] == ["dense"]  # W_α of EASGD, n = 5: dense is cheaper
     path = res.save(tmp_path / "sub" / "res.json")

@@ -105,8 +105,8 @@ def test_replace_refuses_a_misspelled_nested_key():
                                          r"\(valid: \['compressor', 'momentum', 'nesterov', "
                                          r"'tau'\]\)"):
         s.replace("algorithm.tua", 4)
-    with pytest.raises(ValueError, match=r"'algoritm' is not a section of the spec "
-                                         r"\(sections: \['algorithm', 'bound_values', 'problem'\]\)"):
+    with pytest.raises(ValueError, match=r"'algoritm' is not a section of the spec \(sections: "
+                                         r"\['algorithm', 'bound_values', 'problem'\]\)"):
         s.replace("algoritm.tau", 4)
     assert s.replace("algorithm.tau", 4).algorithm["tau"] == 4
 

@@ -46,7 +46,7 @@ def test_evaluate_errors_name_argument_and_condition():
         b.evaluate(eta=0.1, L=1, sigma2=2, K=10)
     with pytest.raises(ValueError, match=r"eta must be a real number > 0"):
         b.evaluate(eta=-0.1, L=1, sigma2=2, K=10, F_gap=1)
-    with pytest.raises(ValueError, match=r"tau must be an integer ≥ 1"):
+    with pytest.raises(ValueError, match=r"tau must be an integer >= 1"):
         theory.pasgd_bound().evaluate(eta=0.01, L=1, sigma2=1, m=4, K=10, F_gap=1, tau=0)
     with pytest.raises(ConditionError, match=r"eta L <= 1 violated.*left side 2"):
         b.evaluate(eta=2, L=1, sigma2=2, K=10, F_gap=1)

@@ -1,4 +1,4 @@
-"""Tests for theory.design (FMMC / FDLA design with certificates) and theory.design_firstorder."""
+"""Tests for theory.design (FMMC / FDLA design with certificates, SDP and first-order)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 
 from theory.design import (
     DesignResult,
-    _certify,
-    _make_spec,
     certify,
     compare_weights,
     design_schedule,
@@ -21,6 +19,9 @@ from theory.design import (
     fastest_averaging,
     fastest_mixing,
 )
+from theory.design.certificate import lower_bound, support_upper
+from theory.design.first_order import spectral_bundle
+from theory.design.problem import design_problem
 from theory.mixing import (
     MixingMatrix,
     complete_graph,
@@ -141,7 +142,7 @@ def test_certificate_from_any_Y_is_below_the_optimum(seed, kind):
     that; so every bound must be ≤ cos(π/8) (FMMC) and ≤ the FDLA optimum (computed)."""
     n = 8
     G = path_graph(n)
-    spec = _make_spec(G, kind)
+    spec = design_problem(G, kind)
     rng = np.random.default_rng(seed)
     k = int(rng.integers(1, n))
     V = np.linalg.qr(rng.standard_normal((n, k)))[0]
@@ -150,7 +151,7 @@ def test_certificate_from_any_Y_is_below_the_optimum(seed, kind):
     V2 = np.linalg.qr(rng.standard_normal((n, 2)))[0]
     S2 = np.diag(rng.random(2))
     rho = float(zeta(metropolis_hastings(G)))
-    lb = _certify(spec, [(V, S, 1.0), (V2, S2, -1.0)], rho)
+    lb = lower_bound(spec, [(V, S, 1.0), (V2, S2, -1.0)], rho)
     bound = math.cos(math.pi / n) if kind == "fmmc" else _FDLA_P8
     assert lb <= bound + 1e-12
 
@@ -189,15 +190,13 @@ def test_support_bound_is_scale_invariant_for_tiny_costs():
     rescaled before the solve: the rigorous bound for 1e−8·d must be 1e−8 × the bound for d."""
     from scipy.optimize import linprog
 
-    from theory.design import _support_upper
-
     G = random_geometric_graph(40, avg_degree=5, seed=4)
-    spec = _make_spec(G, "fmmc")
+    spec = design_problem(G, "fmmc")
     d = np.random.default_rng(0).random(spec.m)
     exact = -linprog(-d, A_ub=spec.inc, b_ub=np.ones(spec.n), bounds=(0, None),
                      method="highs").fun  # plain fractional b-matching (rho = 1: no extra rows)
     for s in (1.0, 1e-8):
-        ub = _support_upper(spec, s * d, 1.0)
+        ub = support_upper(spec, s * d, 1.0)
         assert ub >= s * exact * (1 - 1e-9)
         assert ub == pytest.approx(s * exact, rel=1e-6)
 
@@ -206,11 +205,9 @@ def test_support_bound_is_scale_invariant_for_tiny_costs():
 def test_top_only_bundle_certificate_is_rigorous_and_tight(seed):
     """The λ₂-only model (used on large graphs when λ_min(W) is far from −ζ): its certificate
     (Y = V₊S₊V₊ᵀ ⪰ 0 only, eq. (4)) must stay below the exact SDP optimum and close to it."""
-    from theory.design_firstorder import spectral_bundle
-
     G = random_geometric_graph(30, avg_degree=5, seed=seed)
     a = fastest_mixing(G, method="sdp")
-    spec = _make_spec(G, "fmmc")
+    spec = design_problem(G, "fmmc")
     w, lb, info = spectral_bundle(spec, tol=1e-4, top_only=True, max_iter=200)
     W = spec.W(w)
     lam = np.linalg.eigvalsh(W - 1.0 / spec.n)
@@ -328,6 +325,37 @@ def test_bad_inputs():
         fastest_mixing(G, method="sdp", solver="MOSEK")
     with pytest.raises(ValueError, match="GBs of memory"):
         fastest_mixing(ring_graph(200), method="sdp", solver="CLARABEL")
+
+
+@pytest.mark.parametrize("fn", [fastest_mixing, fastest_averaging, compare_weights])
+@pytest.mark.parametrize(("cls", "fix"), [(nx.MultiGraph, r"nx\.Graph\(G\)"),
+                                          (nx.DiGraph, r"G\.to_undirected\(\)"),
+                                          (nx.MultiDiGraph, r"G\.to_undirected\(\)")])
+def test_multigraphs_and_directed_graphs_are_refused_by_name(fn, cls, fix):
+    G = cls([(0, 1), (1, 2), (2, 0)])
+    if G.is_multigraph():
+        G.add_edge(0, 1)  # a parallel edge
+    with pytest.raises(ValueError, match=rf"G must be a simple undirected networkx\.Graph, not a "
+                                         rf"{cls.__name__}: .*{fix}"):
+        fn(G)
+
+
+def test_progress_callback_sees_every_phase(capsys):
+    fastest_mixing(path_graph(5), method="sdp", progress=True)
+    assert "certificate" in capsys.readouterr().err  # the default status line, on stderr
+    events = []
+    fastest_mixing(path_graph(6), method="sdp", progress=events.append)
+    assert [e.phase for e in events][:1] == ["setup"]
+    assert {"sdp", "certificate"} <= {e.phase for e in events}
+    events.clear()
+    r = fastest_mixing(random_geometric_graph(20, avg_degree=5, seed=2), method="first_order",
+                       tol=1e-3, progress=events.append)
+    its = [e for e in events if e.phase == "first_order"]
+    assert [e.iteration for e in its] == list(range(1, r.iterations + 1))
+    assert its[-1].relative_gap <= 1e-3 and its[-1].lower_bound <= its[-1].zeta
+    assert all(a.elapsed <= b.elapsed for a, b in zip(its, its[1:], strict=False))
+    with pytest.raises(ValueError, match="progress must be True, False, None or a callable"):
+        fastest_mixing(path_graph(4), progress="yes")
 
 
 # --------------------------------------------------------------------------------------------

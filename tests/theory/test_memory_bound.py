@@ -23,9 +23,9 @@ def test_transformation_holds_symbolically(momentum):
 
 
 def test_transformation_rejects_bad_sizes():
-    with pytest.raises(ValueError, match="p must be an integer ≥ 1"):
+    with pytest.raises(ValueError, match="p must be an integer >= 1"):
         mem.transformation_equation(0, 3)
-    with pytest.raises(ValueError, match="n must be an integer ≥ 1"):
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
         mem.transformation_equation(2, 1.5)
 
 

@@ -173,7 +173,7 @@ def test_errors_name_the_rule():
         theory.uniform(theory.star_graph(4))
     with pytest.raises(ValueError, match=r"not an edge of the graph"):
         theory.MixingMatrix(np.full((3, 3), 1 / 3), graph=theory.path_graph(3))
-    with pytest.raises(ValueError, match="alpha must be > 0"):
+    with pytest.raises(ValueError, match="alpha must be a finite number > 0"):
         theory.easgd_matrix(4, 0)
     with pytest.raises(ValueError, match="rule must be one of"):
         theory.mixing_matrix(theory.ring_graph(5), "nope")
@@ -221,3 +221,37 @@ def test_weight_rules_give_symmetric_doubly_stochastic_zeta_below_one(G, rule):
     # ζ = ‖W − J‖₂ (independent computation: singular values)
     J = np.full_like(A, 1 / len(A))
     assert z == pytest.approx(np.linalg.svd(A - J, compute_uv=False)[0], abs=1e-10)
+
+
+# --- ζ from the cached spectrum -----------------------------------------------------------------
+def test_zeta_gap_and_eigenvalues_share_one_eigendecomposition(monkeypatch):
+    calls = []
+    eigvalsh, eigh = np.linalg.eigvalsh, np.linalg.eigh
+
+    def counted(fn):
+        def wrapper(*a, **k):
+            calls.append(fn.__name__)
+            return fn(*a, **k)
+        return wrapper
+
+    monkeypatch.setattr(np.linalg, "eigvalsh", counted(eigvalsh))
+    monkeypatch.setattr(np.linalg, "eigh", counted(eigh))
+    W = theory.metropolis_hastings(theory.random_geometric_graph(30, avg_degree=5, seed=1))
+    assert calls == []  # nothing computed until asked
+    z = W.zeta
+    assert (W.spectral_gap, theory.zeta(W), theory.spectral_gap(W)) == (1 - z, z, 1 - z)
+    assert np.array_equal(theory.eigenvalues(W), W.eigenvalues)
+    theory.consensus_rounds(W, 1e-6)
+    repr(W)
+    assert len(calls) == 1
+    # ... and the value is ‖W − J‖₂ (independent: singular values)
+    A = W.matrix
+    assert z == pytest.approx(np.linalg.svd(A - 1 / W.n, compute_uv=False)[0], abs=1e-12)
+
+
+def test_zeta_when_an_eigenvalue_exceeds_one():
+    # rows sum to 1 but W has eigenvalues 1 and 3: ζ = ‖W − J‖₂ = 3 (W is not a contraction)
+    W = np.array([[2.0, -1.0], [-1.0, 2.0]])
+    assert theory.zeta(W) == pytest.approx(3.0)
+    assert theory.zeta(np.eye(1)) == 0.0
+    assert theory.zeta(np.kron(np.eye(3), np.full((2, 2), 0.5))) == 1.0  # disconnected

@@ -130,7 +130,7 @@ def test_argument_errors():
         rt.best_topology_and_tau({"r": ring(8)}, dict(VALS, m=8))
     with pytest.raises(ValueError, match="at least one"):
         rt.best_topology_and_tau({}, VALS)
-    with pytest.raises(ValueError, match="v must be in"):
+    with pytest.raises(ValueError, match=r"v must be an integer in \[0, 8\)"):
         rt.best_topology_and_tau({"r": (ring(8), 8)}, VALS)
 
 

@@ -127,9 +127,9 @@ def test_haddadpour_conditions_report():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="E must be an integer ≥ 1"):
+    with pytest.raises(ValueError, match="E must be an integer >= 1"):
         lib.linear_growth_alpha(100, 0, 5)
-    with pytest.raises(ValueError, match="tau0 must be an integer ≥ 1"):
+    with pytest.raises(ValueError, match="tau0 must be an integer >= 1"):
         lib.adaptive_lupa(W4, 0)
 
 

@@ -25,6 +25,7 @@ from functools import cache
 
 import sympy as sp
 
+from theory import checks
 from theory.bound import Bound, Condition, ConditionError, Setting, Source, Status
 from theory.bounds.registry import register
 from theory.symbols import (
@@ -499,8 +500,8 @@ def easgd_optimal_alpha(m_: int | sp.Expr = m) -> tuple[sp.Expr, sp.Expr]:
     best. For m = 1 the spectrum is {1, 1 − 2α}: α* = 1/2, ζ* = 0. A symbolic m is taken to be
     ≥ 2."""
     m_ = sp.sympify(m_)
-    if m_.is_number and (not m_.is_integer or m_ < 1):
-        raise ValueError(f"m must be an integer ≥ 1; got {m_}")
+    if m_.is_number:
+        m_ = sp.Integer(checks.integer("m", m_, lo=1))
     a = sp.Symbol("a", positive=True)
     f1, f2 = (1 - a if m_ != 1 else 1 - 2 * a), 1 - (m_ + 1) * a
     cands = set()

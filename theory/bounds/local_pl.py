@@ -27,17 +27,18 @@ from functools import cache
 
 import sympy as sp
 
+from theory import checks
 from theory.bound import Bound, Setting, Source, Status
 from theory.bounds.registry import register
+from theory.stepsizes import pl_shift
 from theory.symbols import (
     C1,
-    SYMBOLS,
     B,
     Domain,
     F_gap,
     L,
     T,
-    _sym,
+    define,
     kappa,
     keyword,
     mu,
@@ -46,19 +47,13 @@ from theory.symbols import (
     tau,
 )
 
-
-def _symbol_once(key: str, latex: str, meaning: str, domain: Domain, **assumptions: bool):
-    """The registered symbol ``key``, creating it (with ``theory.symbols._sym``) if missing."""
-    return SYMBOLS[key] if key in SYMBOLS else _sym(key, latex, meaning, domain, **assumptions)
-
-
 #: α in the step size η_t = 4/(μ(t + a)), a = α τ + 4 (Haddadpour et al.; recalled, low conf.)
-alpha_pl = _symbol_once("alpha_pl", "alpha_PL",
-                        "constant α of the PL step size η_t = 4/(μ(t+a)), a = ατ + 4 "
-                        "(Haddadpour et al.)", Domain(lower=0, lower_strict=True), positive=True)
+alpha_pl = define("alpha_pl", "alpha_PL",
+                  "constant α of the PL step size η_t = 4/(μ(t+a)), a = ατ + 4 "
+                  "(Haddadpour et al.)", Domain(lower=0, lower_strict=True), positive=True)
 #: G² in the bounded-gradient assumption E‖g‖² ≤ G² (Yu et al., Stich; error feedback)
-G2 = _symbol_once("G2", "G^2", "bound G² on the second moment E‖g‖² of stochastic gradients",
-                  Domain(lower=0), nonnegative=True)
+G2 = define("G2", "G^2", "bound G² on the second moment E‖g‖² of stochastic gradients",
+            Domain(lower=0), nonnegative=True)
 
 PAPER = ("Haddadpour, Kamani, Mahdavi, Cadambe, Local SGD with Periodic Averaging: Tighter "
          "Analysis and Adaptive Synchronization, NeurIPS 2019 (arXiv:1910.13598)")
@@ -106,8 +101,9 @@ PL_SOURCE = Source(
 
 
 def shift(tau_: sp.Expr = tau) -> sp.Expr:
-    """``a = α_PL τ + 4``, the shift of the step size η_t = 4/(μ(t + a)) [recalled, low]."""
-    return alpha_pl * tau_ + 4
+    """``a = α_PL τ + 4``, the shift of the step size η_t = 4/(μ(t + a)) [recalled, low]: the
+    rule of :func:`theory.stepsizes.pl_shift` (which the runs use numerically), symbolically."""
+    return pl_shift(tau_, alpha_pl)
 
 
 #: the run the PL theorem speaks about: local SGD with full averaging on IID data, plain SGD
@@ -155,9 +151,9 @@ def pl_bound_intervals(periods: Sequence[int]) -> Bound:
     Source: main PL theorem with variable periods τ_i (derived from the recalled theorem of
     Haddadpour et al., NeurIPS 2019).
     """
-    taus = [int(t) for t in periods]
-    if not taus or any(t < 1 for t in taus):
-        raise ValueError(f"periods must be a non-empty list of integers ≥ 1; got {periods!r}")
+    taus = [checks.integer(f"periods[{i}]", t, lo=1) for i, t in enumerate(periods)]
+    if not taus:
+        raise checks.refuse("periods", "a non-empty list of integers >= 1", periods)
     b = pl_bound()
     S = sum(t * (t - 1) for t in taus)
     a = shift(max(taus))
@@ -302,10 +298,8 @@ RATE_TABLE: tuple[RateRow, ...] = (
 def compare_rates(p_: int, T_: float, G2_: float = 1.0) -> list[dict]:
     """The comparison table at given p, T: one dict per strategy with ``rate`` and ``rounds``
     (O(·) expressions evaluated with constants 1), sorted by rounds."""
-    if int(p_) != p_ or p_ < 1:
-        raise ValueError(f"p must be an integer ≥ 1 (number of workers); got {p_!r}")
-    if T_ < 1:
-        raise ValueError(f"T must be ≥ 1 (local steps per worker); got {T_!r}")
+    p_ = checks.integer("p", p_, lo=1)
+    T_ = checks.real("T", T_, 1)
     rows = []
     for r in RATE_TABLE:
         rate, rounds = r.evaluate(p_, T_, G2_)

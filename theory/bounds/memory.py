@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from theory import checks
 from theory.bound import Bound, Source, Status
 from theory.bounds.local_pl import G2
 from theory.bounds.registry import register
@@ -80,9 +81,7 @@ def transformation_equation(p: int, n: int, *, d: int = 1, momentum: bool = Fals
     (``v_{−1,k} = 0``) and DSGD is heavy-ball on the average gradient,
     ``v̄_t = β v̄_{t−1} + (1/p) Σ_k g_{t,k}``, ``w̃_{t+1} = w̃_t − η_t v̄_t`` [derived].
     """
-    for name, val, lo in (("p", p, 1), ("n", n, 1), ("d", d, 1)):
-        if int(val) != val or val < lo:
-            raise ValueError(f"{name} must be an integer ≥ {lo}; got {val!r}")
+    p, n, d = (checks.integer(name, val, lo=1) for name, val in (("p", p), ("n", n), ("d", d)))
     beta_m = sp.Symbol("beta_m")
     w0 = sp.Matrix(sp.symbols(f"w0_0:{d}"))
     g = [[sp.Matrix(sp.symbols(f"g_{t}_{k}_0:{d}")) for k in range(p)] for t in range(n)]

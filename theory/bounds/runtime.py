@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from theory import checks
 from theory.bound import Bound, ConditionError, Source, Status
 from theory.bounds.cooperative import cooperative_bound
 from theory.bounds.registry import register
@@ -51,10 +52,7 @@ def topology_delay(W: Any, *, latency: float = 1.0, edge_costs: Any = None,
     entries on edges of W are used); otherwise every message costs ``latency``. W = I costs
     ``base``."""
     Wm = as_mixing(W)
-    if not (math.isfinite(latency) and latency >= 0):
-        raise ValueError(f"latency must be a finite number ≥ 0; got {latency!r}")
-    if not (math.isfinite(base) and base >= 0):
-        raise ValueError(f"base must be a finite number ≥ 0; got {base!r}")
+    latency, base = checks.nonneg("latency", latency), checks.nonneg("base", base)
     A = np.asarray(Wm.matrix)
     edges = np.abs(A) > ATOL
     np.fill_diagonal(edges, False)
@@ -76,13 +74,8 @@ def topology_delay(W: Any, *, latency: float = 1.0, edge_costs: Any = None,
 
 def iterations_within(T_wall_: float, Y_: float, D_: float, tau_: int) -> float:
     """``K = T_wall/(Y + D/τ)``: iterations that fit in the budget (rounds of τY + D seconds)."""
-    for name, x in (("T_wall", T_wall_), ("Y", Y_)):
-        if not (math.isfinite(x) and x > 0):
-            raise ValueError(f"{name} must be a finite number > 0; got {x!r}")
-    if not (math.isfinite(D_) and D_ >= 0):
-        raise ValueError(f"D must be a finite number ≥ 0; got {D_!r}")
-    if int(tau_) != tau_ or tau_ < 1:
-        raise ValueError(f"tau must be an integer ≥ 1; got {tau_!r}")
+    T_wall_, Y_ = checks.positive("T_wall", T_wall_), checks.positive("Y", Y_)
+    D_, tau_ = checks.nonneg("D", D_), checks.integer("tau", tau_, lo=1)
     return T_wall_ / (Y_ + D_ / tau_)
 
 
@@ -182,18 +175,15 @@ def best_topology_and_tau(
     if not candidates:
         raise ValueError("candidates must contain at least one mixing matrix")
     vals = {k if isinstance(k, str) else keyword(k): float(x) for k, x in values.items()}
-    cap = tau_max if tau_max is not None else max(1, math.floor(vals["T_wall"] / vals["Y"]))
-    if int(cap) != cap or cap < 1:
-        raise ValueError(f"tau_max must be an integer ≥ 1; got {tau_max!r}")
+    cap = (checks.integer("tau_max", tau_max, lo=1) if tau_max is not None
+           else max(1, math.floor(vals["T_wall"] / vals["Y"])))
     b = decentralized_runtime_bound()
     rows = []
     for name, cand in candidates.items():
         W, v_ = (cand if isinstance(cand, tuple) else (cand, 0))
         W = getattr(W, "mixing", W)  # a theory.design.DesignResult carries its MixingMatrix
         W = as_mixing(W, name=f"candidates[{name!r}]")
-        v_ = int(v_)
-        if not 0 <= v_ < W.n:
-            raise ValueError(f"candidates[{name!r}]: v must be in [0, n) = [0, {W.n}); got {v_}")
+        v_ = checks.integer(f"candidates[{name!r}]: v", v_, lo=0, hi=W.n, hi_strict=True)
         z = float(W.zeta)
         Dw = float(delay(W)) if delay is not None else topology_delay(W, latency=latency)
         if z >= 1 - 1e-12:

@@ -21,8 +21,9 @@ actual decrease is ≥ 10% of the model's prediction); the bundle keeps the eige
 carry the subproblem's dual weight (aggregation) plus the newest eigenvectors.
 
 Certificate: the subproblem's PSD duals S₊, S₋ (tr S₊ + tr S₋ = 1) define Y = V₊S₊V₊ᵀ − V₋S₋V₋ᵀ,
-and eq. (4) of :mod:`theory.design` turns *any* such Y into a rigorous lower bound on ζ*; the
-method stops when (ζ − lower bound)/(1 − ζ) ≤ tol.
+and eq. (4) (:func:`theory.design.certificate.lower_bound`) turns *any* such Y into a rigorous
+lower bound on ζ*; the method stops when (ζ − lower bound)/(1 − ζ) ≤ tol.
+:func:`eigenvector_bound` does the same for any given W (the certificate of SDP answers).
 """
 
 from __future__ import annotations
@@ -30,14 +31,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sps
 import scipy.sparse.linalg as spla
 
-if TYPE_CHECKING:
-    from theory.design import _Spec
+from theory.design.certificate import lower_bound
+from theory.design.problem import DesignProblem, Progress, ProgressFn, relative_gap
 
 #: dense LAPACK eigensolver up to this size, sparse shift-invert Lanczos above
 DENSE_MAX_N = 250
@@ -61,14 +61,14 @@ def _deflate(V: np.ndarray) -> np.ndarray:
     return Q
 
 
-def extreme_eigs(spec: _Spec, w: np.ndarray, kp: int, km: int | None = None, *,
+def extreme_eigs(prob: DesignProblem, w: np.ndarray, kp: int, km: int | None = None, *,
                  dense: bool = False) -> Extremes:
     """The kp largest and km smallest eigenpairs of W(w) on 1⊥ (and ζ = max |λ| there)."""
     km = kp if km is None else km
-    n = spec.n
+    n = prob.n
     kp, km = min(kp, n - 1), min(km, n - 1)
     if dense or n <= DENSE_MAX_N or kp + km + 2 >= n // 2:
-        A = spec.W(w) - 1.0 / n
+        A = prob.W(w) - 1.0 / n
         lam, U = np.linalg.eigh((A + A.T) / 2)
         c = int(np.argmax(np.abs(U.sum(axis=0))))  # the constant eigenvector (eigenvalue 0)
         keep = np.r_[0:c, c + 1 : n]
@@ -79,13 +79,13 @@ def extreme_eigs(spec: _Spec, w: np.ndarray, kp: int, km: int | None = None, *,
         return Extremes(lam[::-1][:kp2], _deflate(U[:, ::-1][:, :kp2]), lam[:km2],
                         _deflate(U[:, :km2]), z)
     try:
-        return _extreme_eigs_sparse(spec, w, kp, km)
+        return _extreme_eigs_sparse(prob, w, kp, km)
     except spla.ArpackNoConvergence:  # rare (e.g. nearly disconnected weights): dense LAPACK
-        return extreme_eigs(spec, w, kp, km, dense=True)
+        return extreme_eigs(prob, w, kp, km, dense=True)
 
 
-def _extreme_eigs_sparse(spec: _Spec, w: np.ndarray, kp: int, km: int) -> Extremes:
-    L = spec.laplacian(w).tocsc()
+def _extreme_eigs_sparse(prob: DesignProblem, w: np.ndarray, kp: int, km: int) -> Extremes:
+    L = prob.laplacian(w).tocsc()
     # top of W = bottom of L (plus the constant vector at 0): shift-invert just below 0
     gersh = float(np.max(np.abs(L).sum(axis=1)))
     sig = -1e-3 * max(gersh, 1e-12)
@@ -137,13 +137,11 @@ class SubResult:
     ipm_iterations: int = 0
 
 
-def _linear_block(spec: _Spec, rho: float | None):
+def _linear_block(prob: DesignProblem, rho: float | None):
     """(A, b) with A x ≤ b for x = (w, t) including finite variable bounds as rows."""
-    from theory.design import _lp_rows
-
-    A, b, lo, hi, nx_ = _lp_rows(spec, rho)
-    if spec.kind == "fmmc":  # the implied caps are redundant rows for the conic solver
-        hi = spec.hi.copy()
+    A, b, lo, hi, nx_ = prob.lp_rows(rho)
+    if prob.kind == "fmmc":  # the implied caps are redundant rows for the conic solver
+        hi = prob.hi.copy()
     rows, rhs = [A], [b]
     fh, fl = np.flatnonzero(np.isfinite(hi)), np.flatnonzero(np.isfinite(lo))
     if len(fh):
@@ -157,7 +155,7 @@ def _linear_block(spec: _Spec, rho: float | None):
     return sps.vstack(rows, format="csc"), np.concatenate(rhs), nx_
 
 
-def subspace_solve(spec: _Spec, Vp: np.ndarray, Vm: np.ndarray, *, rho: float,
+def subspace_solve(prob: DesignProblem, Vp: np.ndarray, Vm: np.ndarray, *, rho: float,
                    center: np.ndarray | None = None, prox: float = 0.0,
                    time_limit: float | None = None, verbose_fail: bool = False
                    ) -> SubResult | None:
@@ -167,12 +165,12 @@ def subspace_solve(spec: _Spec, Vp: np.ndarray, Vm: np.ndarray, *, rho: float,
     Returns the solution with the PSD duals S₊, S₋, or None if Clarabel fails."""
     import clarabel
 
-    m, n = spec.m, spec.n
-    Al, bl, nx_ = _linear_block(spec, rho)
+    m, n = prob.m, prob.n
+    Al, bl, nx_ = _linear_block(prob, rho)
     N = nx_ + 1  # variables (w, t, s)
     Al = sps.hstack([Al, sps.csc_matrix((Al.shape[0], 1))], format="csc")
-    W0J = spec.W0()
-    i, j = spec.edges[:, 0], spec.edges[:, 1]
+    W0J = prob.W0()
+    i, j = prob.edges[:, 0], prob.edges[:, 1]
     blocks, rhs, cones, dims = [Al], [bl], [clarabel.NonnegativeConeT(Al.shape[0])], []
     for V, sign in ((Vp, 1.0), (Vm, -1.0)):
         k = V.shape[1]
@@ -235,12 +233,12 @@ def subspace_solve(spec: _Spec, Vp: np.ndarray, Vm: np.ndarray, *, rho: float,
                      ipm_iterations=int(sol.iterations))
 
 
-def project(spec: _Spec, v: np.ndarray) -> np.ndarray:
+def project(prob: DesignProblem, v: np.ndarray) -> np.ndarray:
     """Euclidean projection of v onto C (a QP, Clarabel)."""
     import clarabel
 
-    Al, bl, nx_ = _linear_block(spec, None)
-    m = spec.m
+    Al, bl, nx_ = _linear_block(prob, None)
+    m = prob.m
     P = sps.diags(np.r_[np.ones(m), np.full(nx_ - m, 1e-9)], format="csc")
     q = np.r_[-np.asarray(v, float), np.zeros(nx_ - m)]
     st = clarabel.DefaultSettings()
@@ -266,13 +264,13 @@ def _orth(*blocks: np.ndarray, kmax: int) -> np.ndarray:
     return _deflate(Q[:, :kmax])
 
 
-def _start(spec: _Spec) -> np.ndarray:
+def _start(prob: DesignProblem) -> np.ndarray:
     """Metropolis–Hastings-like weights on the free edges, projected onto C."""
-    deg = np.asarray(spec.inc.sum(axis=1)).ravel() + np.bincount(
-        spec.fixed_edges.ravel(), minlength=spec.n)
-    i, j = spec.edges[:, 0], spec.edges[:, 1]
+    deg = np.asarray(prob.inc.sum(axis=1)).ravel() + np.bincount(
+        prob.fixed_edges.ravel(), minlength=prob.n)
+    i, j = prob.edges[:, 0], prob.edges[:, 1]
     v = 1.0 / (1.0 + np.maximum(deg[i], deg[j]))
-    return project(spec, v)
+    return project(prob, v)
 
 
 def _top_binding(ev: Extremes, margin: float = 0.5) -> bool:
@@ -281,31 +279,31 @@ def _top_binding(ev: Extremes, margin: float = 0.5) -> bool:
     return -lamn < lam2 - margin * (1.0 - lam2)
 
 
-def spectral_bundle(spec: _Spec, *, tol: float = 1e-3, time_limit: float | None = None,
+def spectral_bundle(prob: DesignProblem, *, tol: float = 1e-3, time_limit: float | None = None,
                     max_iter: int = 500, kp_new: int | None = None, km_new: int | None = None,
                     kp_max: int | None = None, km_max: int | None = None,
                     w0: np.ndarray | None = None, top_only: bool | None = None,
-                    verbose: bool = False) -> tuple[np.ndarray, float, dict]:
+                    verbose: bool = False, progress: ProgressFn | None = None
+                    ) -> tuple[np.ndarray, float, dict]:
     """Proximal spectral bundle method (module doc). Returns (w, certified lower bound, info).
 
     Stops when the certified relative gap (ζ − lb)/(1 − ζ) ≤ tol, after ``time_limit`` seconds
-    or ``max_iter`` iterations; ``info['status']`` says which."""
-    from theory.design import _certify
-
+    or ``max_iter`` iterations; ``info['status']`` says which. ``progress`` (a callable) gets a
+    :class:`~theory.design.problem.Progress` event after every iteration."""
     t0 = time.perf_counter()
-    n = spec.n
+    n = prob.n
     big = n > DENSE_MAX_N
     # bundle sizes: the subproblem's interior-point cost grows with m·k²; on 1000-node graphs
     # a (6, 3) bundle gave a 5× smaller certified gap in 60 s than (12, 6), and on 64/100-node
     # FMMC graphs (8, 4) reached a 1% gap 3–5× faster than (16, 8); the FDLA (λ_min binding)
     # needs the larger bundle there: (8, 4) stalled at a 14% gap on a 60-node graph (measured)
-    small = spec.kind == "fmmc" or big
+    small = prob.kind == "fmmc" or big
     kp_new = kp_new or (4 if small else 8)
     km_new = km_new or (2 if small else 4)
     kp_max = kp_max or (6 if big else 8 if small else 16)
     km_max = km_max or (3 if big else 4 if small else 8)
-    center = project(spec, w0) if w0 is not None else _start(spec)
-    ev = extreme_eigs(spec, center, kp_new, km_new)
+    center = project(prob, w0) if w0 is not None else _start(prob)
+    ev = extreme_eigs(prob, center, kp_new, km_new)
     fc = ev.zeta
     Vp, Vm = ev.Vp, ev.Vm
     if top_only is None:
@@ -326,7 +324,7 @@ def spectral_bundle(spec: _Spec, *, tol: float = 1e-3, time_limit: float | None 
             break
         ta = time.perf_counter()
         left = None if time_limit is None else max(time_limit - (ta - t0), 0.1)
-        sub = subspace_solve(spec, Vp, Vm, rho=fc, center=center, prox=prox,
+        sub = subspace_solve(prob, Vp, Vm, rho=fc, center=center, prox=prox,
                              time_limit=left, verbose_fail=verbose)
         t_sub = time.perf_counter() - ta
         if sub is None:
@@ -336,21 +334,26 @@ def spectral_bundle(spec: _Spec, *, tol: float = 1e-3, time_limit: float | None 
                 status = "subproblem_failed"
                 break
             prox *= 2
-            evc = extreme_eigs(spec, center, kp_new, km_new)
+            evc = extreme_eigs(prob, center, kp_new, km_new)
             Vp, Vm = evc.Vp, empty if top_only else evc.Vm
             continue
         fails = 0
-        lb = _certify(spec, [(Vp, sub.Sp, 1.0), (Vm, sub.Sm, -1.0)], fc)
+        lb = lower_bound(prob, [(Vp, sub.Sp, 1.0), (Vm, sub.Sm, -1.0)], fc)
         best_lb = max(best_lb, lb)
-        gap = (fc - best_lb) / (1 - fc) if fc < 1 else math.inf
+        gap = relative_gap(fc, best_lb)
         if gap > tol and (it % 4 == 0 or gap < 4 * tol):
             # the cutting-plane model's own minimum (no prox term): usually a much better dual
-            sub0 = subspace_solve(spec, Vp, Vm, rho=fc)
+            sub0 = subspace_solve(prob, Vp, Vm, rho=fc)
             if sub0 is not None:
-                lb0 = _certify(spec, [(Vp, sub0.Sp, 1.0), (Vm, sub0.Sm, -1.0)], fc)
+                lb0 = lower_bound(prob, [(Vp, sub0.Sp, 1.0), (Vm, sub0.Sm, -1.0)], fc)
                 best_lb = max(best_lb, lb0)
-                gap = (fc - best_lb) / (1 - fc) if fc < 1 else math.inf
+                gap = relative_gap(fc, best_lb)
         hist.append((time.perf_counter() - t0, fc, best_lb))
+        if progress is not None:
+            progress(Progress("first_order", f"iteration {it}: ζ = {fc:.8f}, certified gap "
+                              f"{gap:.2%} (target {tol:.2%})", iteration=it, zeta=fc,
+                              lower_bound=best_lb, relative_gap=gap,
+                              elapsed=time.perf_counter() - t0))
         if verbose:
             print(f"it {it:4d}  ζ={fc:.10f}  lb={best_lb:.10f}  rel.gap={gap:.3e}  "
                   f"prox={prox:.2e}  k=({Vp.shape[1]},{Vm.shape[1]})  "
@@ -360,7 +363,7 @@ def spectral_bundle(spec: _Spec, *, tol: float = 1e-3, time_limit: float | None 
             status = "optimal"
             break
         pred = fc - sub.s
-        evn = extreme_eigs(spec, sub.w, kp_new, km_new)
+        evn = extreme_eigs(prob, sub.w, kp_new, km_new)
         fn = evn.zeta
         if top_only and not _top_binding(evn):
             top_only = False  # λ_min(W) became binding: model both ends from now on
@@ -388,6 +391,22 @@ def spectral_bundle(spec: _Spec, *, tol: float = 1e-3, time_limit: float | None 
     return center, best_lb, info
 
 
-__all__ = ["DENSE_MAX_N", "Extremes", "extreme_eigs", "project", "spectral_bundle",
-           "subspace_solve"]
+# =============================================================================================
+# certificate from extreme eigenvectors (any W)
+# =============================================================================================
+def eigenvector_bound(prob: DesignProblem, w: np.ndarray, rho: float | None = None, *,
+                      k: int = 12) -> float:
+    """Lower bound (4) on ζ* with Y built on the k extreme eigenvectors of W(w) at each end:
+    the small SDP over Y = V₊S₊V₊ᵀ − V₋S₋V₋ᵀ is solved by :func:`subspace_solve` (−inf if it
+    fails). ``rho``: ζ of a feasible W (default ζ(W(w)))."""
+    ev = extreme_eigs(prob, w, k)
+    rho = ev.zeta if rho is None else rho
+    sub = subspace_solve(prob, ev.Vp, ev.Vm, rho=rho)
+    if sub is None:
+        return -math.inf
+    return lower_bound(prob, [(ev.Vp, sub.Sp, 1.0), (ev.Vm, sub.Sm, -1.0)], rho)
+
+
+__all__ = ["DENSE_MAX_N", "Extremes", "SubResult", "eigenvector_bound", "extreme_eigs",
+           "project", "spectral_bundle", "subspace_solve"]
 
