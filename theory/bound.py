@@ -249,7 +249,7 @@ def _mixing_zeta(name: str, s: sp.Symbol, x: Any) -> Any:
     return float(W.zeta)
 
 
-def _checked(name: str, s: sp.Symbol, x: Any) -> Any:
+def checked_value(name: str, s: sp.Symbol, x: Any) -> Any:
     """``x`` for symbol ``s`` with a MixingMatrix replaced by its ζ and non-finite numbers
     refused (ValueError naming the argument)."""
     x = _mixing_zeta(name, s, x)
@@ -268,7 +268,7 @@ def _as_mapping(values: Mapping[Any, Any] | None, kw: Mapping[str, Any]) -> dict
     out: dict[sp.Symbol, Any] = {}
     for k, x in {**(values or {}), **kw}.items():
         s = symbol(k)
-        out[s] = _checked(keyword(s), s, x)
+        out[s] = checked_value(keyword(s), s, x)
     return out
 
 
@@ -876,5 +876,5 @@ def _stationary_point(f: sp.Expr, x: sp.Symbol) -> sp.Expr | None:
 
 __all__ = [
     "ASSUMPTIONS", "LHS_LATEX", "METRICS", "Bound", "Condition", "ConditionError", "Optimum",
-    "Setting", "Source", "Status", "UnusedParameterWarning", "lhs_to_latex",
+    "Setting", "Source", "Status", "UnusedParameterWarning", "checked_value", "lhs_to_latex",
 ]

@@ -200,10 +200,10 @@ def largest_eta(L_: float | sp.Expr = L, m_: int | sp.Expr = m, tau_: int | sp.E
     η ≤ 2/(a + √(a² + 4b)), the positive root (= 1/a when b = 0). Exact inputs (ints,
     ``sympy.Rational``, symbols) give an exact sympy result; pass ``condition="relaxed"`` for
     eq. 16. ``zeta_`` also takes a :class:`~theory.mixing.MixingMatrix`."""
-    from theory.bound import _checked
+    from theory.bound import checked_value
 
     vals = {L: L_, m: m_, tau: tau_, zeta: zeta_, v: v_}
-    vals = {s: sp.sympify(_checked(str(s), s, x)) for s, x in vals.items()}
+    vals = {s: sp.sympify(checked_value(str(s), s, x)) for s, x in vals.items()}
     return lr_condition(condition, beta_).subs(vals).largest(eta)
 
 
@@ -290,9 +290,9 @@ def largest_tau(m_: int | sp.Expr = m, zeta_: float | sp.Expr = zeta, K_: float 
     continuous closed form. These are where the corollary's *hypotheses* hold; the JMLR Table 1
     columns (see :data:`TABLE_1`) are a different question (the largest τ keeping the rate
     1/√(mK)), answered only up to order there."""
-    from theory.bound import _checked
+    from theory.bound import checked_value
 
-    m_, z, K_, v_ = (sp.sympify(_checked(n, s, x)) for n, s, x in
+    m_, z, K_, v_ = (sp.sympify(checked_value(n, s, x)) for n, s, x in
                      (("m", m, m_), ("zeta", zeta, zeta_), ("K", K, K_), ("v", v, v_)))
     if iid:
         return _tau_value((1 - z) * sp.sqrt(K_ / (10 * m_)) / (1 + v_ / m_))
@@ -527,9 +527,9 @@ def easgd_network_factor(m_: int | sp.Expr = m) -> sp.Expr:
 
 # --- Theorem 4: generalized elastic averaging ---------------------------------------------------
 def _zeta_arg(zeta_):
-    from theory.bound import _checked
+    from theory.bound import checked_value
 
-    z = sp.sympify(_checked("zeta", zeta, zeta_))
+    z = sp.sympify(checked_value("zeta", zeta, zeta_))
     if z.is_number and not (0 <= z <= 1):
         raise ValueError(f"zeta must be in [0, 1] (ζ of W); got {zeta_!r}")
     return z
