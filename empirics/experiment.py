@@ -200,6 +200,9 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
         metric = b.setting.metric if (b is not None and b.setting is not None) else (
             "suboptimality" if problem.constants.mu is not None else "grad_norm2_running")
     F_star = problem.constants.F_star.value
+    if metric == "grad_norm2_running" and spec.grad_every == 0:
+        raise ValueError(f"grad_every = 0 turns off the running average of ‖∇F(u_k)‖², the "
+                         f"metric of bound {bname!r}: use grad_every >= 1")
 
     base = spec.to_dict()
     for k in ("seeds", "bound", "bound_values", "bound_scale", "metric", "level", "name"):

@@ -36,7 +36,7 @@ from empirics.configs import Config
 from empirics.records import atomic_write_text, json_ready
 from theory.bound import METRICS, Bound
 from theory.bounds import registry
-from theory.stepsizes import as_lr
+from theory.stepsizes import KIND_KEYS, as_lr
 
 __all__ = [
     "DIVERGENCE_RULE", "DTYPES", "LR_KINDS", "METRICS", "PROBLEMS", "SCHEDULES",
@@ -337,8 +337,9 @@ class ExperimentSpec:
         check_problem(self.problem)
         check_algorithm(self.algorithm)
         check_lr(self.lr)
-        if self.grad_every == 0 and self.metric in ("auto", "grad_norm2_running") \
-                and self.bound != "none":
+        pl = isinstance(self.lr, dict) and self.lr.get("kind") == "pl"  # PL: F(u_T) − F*
+        if self.grad_every == 0 and (self.metric == "grad_norm2_running" or (
+                self.metric == "auto" and not pl and self.bound != "none")):
             raise ValueError("grad_every = 0 turns off the running average of ‖∇F(u_k)‖², the "
                              "left side of the Cooperative SGD bounds: use grad_every >= 1, or "
                              "metric = 'suboptimality'/'grad_norm2', or bound = 'none'")
@@ -524,43 +525,21 @@ def _m(alg: dict[str, Any]) -> int:
     return int(m)
 
 
-def build_mixing(m: int, topology: str, weights: str | None = None) -> Any:
-    """W for ``topology`` on m nodes: ring, path, star, exponential, complete, torus (m a square),
-    hypercube (m a power of 2); ``weights`` a rule of :func:`theory.mixing_matrix`, or
-    ``"fmmc"``/``"fdla"`` (optimal, cvxpy); default the topology's built-in weights."""
-    import theory
+def build_mixing(m: int, topology: str | dict[str, Any], weights: str | None = None) -> Any:
+    """W for ``topology`` on m nodes from the one topology table (:mod:`theory.topologies`):
+    a name (ring, path, torus, grid, hypercube, star, complete, exponential, erdos_renyi,
+    geometric, ...) or a table ``{name = ..., **params}`` (``rows``/``cols``, ``seed``, ...);
+    ``weights`` a rule of :func:`theory.mixing_matrix`, or ``"fmmc"``/``"fdla"`` (optimal,
+    cvxpy); default the topology's own weights."""
+    from theory.topologies import build_mixing as _build
 
-    graphs = {
-        "ring": theory.ring_graph, "path": theory.path_graph, "star": theory.star_graph,
-        "exponential": theory.exponential_graph, "complete": theory.complete_graph,
-    }
-    if topology == "torus":
-        r = int(round(math.sqrt(m)))
-        if r * r != m or r < 3:
-            raise ValueError(f"topology 'torus' needs m = r² with r >= 3 (got m = {m})")
-        G = theory.torus_graph(r, r)
-        default = lambda: theory.torus(r, r)  # noqa: E731
-    elif topology == "hypercube":
-        k = int(round(math.log2(m))) if m >= 2 else 0
-        if 2**k != m or k < 1:
-            raise ValueError(f"topology 'hypercube' needs m a power of 2 >= 2 (got m = {m})")
-        G = theory.hypercube_graph(k)
-        default = lambda: theory.hypercube(k)  # noqa: E731
-    elif topology in graphs:
-        G = graphs[topology](m)
-        default = {"ring": lambda: theory.ring(m), "path": lambda: theory.path(m),
-                   "star": lambda: theory.star(m), "exponential": lambda: theory.exponential(m),
-                   "complete": lambda: theory.complete(m)}[topology]
-    else:
-        raise ValueError(f"topology must be one of ['complete', 'exponential', 'hypercube', "
-                         f"'path', 'ring', 'star', 'torus'] (got {topology!r})")
-    if weights is None:
-        return default()
-    if weights == "fmmc":
-        return theory.fastest_mixing(G).mixing
-    if weights == "fdla":
-        return theory.fastest_averaging(G).mixing
-    return theory.mixing_matrix(G, weights)
+    if isinstance(topology, dict):
+        params = dict(topology)
+        name = params.pop("name", None)
+        if name is None:
+            raise ValueError(f"algorithm.topology as a table needs a 'name' (got {topology!r})")
+        return _build(name, m, weights, **params)
+    return _build(topology, m, weights)
 
 
 def _compressor(c: Any) -> Any:
@@ -688,11 +667,10 @@ SCHEDULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "periodic": (("tau",), ()), "intervals": (("periods",), ()), "spiridonoff": ((), ("R",)),
     "linear_growth": (("E", "tau0"), ()), "one_shot": ((), ()), "adaptive_lupa": (("tau0",), ()),
 }
-#: the step sizes of ``lr = {kind = ...}``: kind → (required keys, optional keys)
-LR_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "constant": (("eta",), ()), "inverse_time": (("a",), ("beta", "max_lr")),
-    "stagewise": (("etas", "boundaries"), ()), "pl": ((), ("alpha_pl",)),
-}
+#: the step sizes of ``lr = {kind = ...}``: kind → (required keys, optional keys); the PL
+#: kind's μ and τ_max come from the problem and the schedule
+LR_KINDS = {k: (req, tuple(o for o in opt if o not in ("mu", "tau_max")))
+            for k, (req, opt) in KIND_KEYS.items()}
 
 
 def _keys(where: str, given: dict[str, Any], required: tuple[str, ...],
@@ -764,27 +742,17 @@ def _max_period(cfg: Any, T: int) -> int:
 
 
 def build_lr(spec: ExperimentSpec, problem: Any, cfg: Any) -> Any:
-    """The engine's learning-rate schedule for ``spec.lr`` (see :class:`ExperimentSpec`)."""
-    from theory.stepsizes import Constant, InverseTime, Stagewise
+    """The step-size schedule of ``spec.lr`` (:func:`theory.stepsizes.stepsize_from_dict`; the
+    PL kind takes μ from the problem and τ_max from the communication schedule)."""
+    from theory.stepsizes import stepsize_from_dict
 
-    lr = spec.lr
-    check_lr(lr)
-    if not isinstance(lr, dict):
-        return Constant(float(lr))
-    kw = dict(lr)
-    kind = kw.pop("kind")
-    if kind == "constant":
-        return Constant(float(kw["eta"]))
-    if kind == "inverse_time":
-        return InverseTime(**kw)
-    if kind == "stagewise":
-        return Stagewise(tuple(kw["etas"]), tuple(kw["boundaries"]))
-    mu = problem.constants.mu
-    if mu is None:
-        raise ValueError("lr kind 'pl' needs a problem with a PL/strong-convexity constant μ")
-    alpha_pl = float(kw.pop("alpha_pl", 1.0))
-    a = alpha_pl * _max_period(cfg, spec.steps) + 4
-    return InverseTime(a=4.0 / mu.value, beta=a)
+    check_lr(spec.lr)
+    if isinstance(spec.lr, dict) and spec.lr["kind"] == "pl":
+        mu = problem.constants.mu
+        if mu is None:
+            raise ValueError("lr kind 'pl' needs a problem with a PL/strong-convexity constant μ")
+        return stepsize_from_dict(spec.lr, mu=mu.value, tau_max=_max_period(cfg, spec.steps))
+    return stepsize_from_dict(spec.lr)
 
 
 def check_lr(lr: Any) -> None:

@@ -158,8 +158,14 @@ class LRFunction:
 
 #: the step-size classes (what :func:`as_lr` returns unchanged)
 STEPSIZES = (Constant, Stagewise, InverseTime, PLStepsize, LRFunction)
-#: the ``kind`` values :func:`stepsize_from_dict` reads
-KINDS = ("constant", "inverse_time", "stagewise", "pl")
+#: the ``kind`` values :func:`stepsize_from_dict` reads, with their (required, optional) keys
+KIND_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "constant": (("eta",), ()),
+    "inverse_time": (("a",), ("beta", "max_lr")),
+    "stagewise": (("etas", "boundaries"), ()),
+    "pl": ((), ("alpha_pl", "mu", "tau_max")),
+}
+KINDS = tuple(KIND_KEYS)
 
 
 def as_lr(lr: Any) -> Any:
@@ -195,8 +201,7 @@ def stepsize_from_dict(d: Any, *, mu: float | None = None, tau_max: int | None =
         raise ValueError("lr kind 'callable' cannot be rebuilt from data (it holds a Python "
                          "function): pass the function itself")
     kind = checks.one_of("lr kind", kind, KINDS)
-    allowed = {"constant": {"eta"}, "inverse_time": {"a", "beta", "max_lr"},
-               "stagewise": {"etas", "boundaries"}, "pl": {"alpha_pl", "mu", "tau_max"}}[kind]
+    allowed = set(KIND_KEYS[kind][0]) | set(KIND_KEYS[kind][1])
     extra = sorted(set(kw) - allowed)
     if extra:
         raise ValueError(f"lr kind {kind!r} does not take {', '.join(extra)} (it takes "
@@ -224,6 +229,6 @@ def stepsize_from_dict(d: Any, *, mu: float | None = None, tau_max: int | None =
 
 
 __all__ = [
-    "KINDS", "STEPSIZES", "Constant", "InverseTime", "LRFunction", "PLStepsize", "Stagewise",
-    "as_lr", "pl_shift", "pl_stepsize", "stepsize_from_dict",
+    "KINDS", "KIND_KEYS", "STEPSIZES", "Constant", "InverseTime", "LRFunction", "PLStepsize",
+    "Stagewise", "as_lr", "pl_shift", "pl_stepsize", "stepsize_from_dict",
 ]
