@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["band", "new_figure", "save_figure"]
+__all__ = ["axes", "band", "new_figure", "save_figure"]
 
 
 def new_figure(ncols: int = 1, *, width: float = 5.2, height: float = 3.8) -> tuple[Any, Any]:
@@ -22,6 +22,27 @@ def new_figure(ncols: int = 1, *, width: float = 5.2, height: float = 3.8) -> tu
 
     fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
     return fig, axes[0] if ncols > 1 else axes[0][0]
+
+
+def axes(ax: Any, xlabel: str | None = None, ylabel: str | None = None, *, log: str = "",
+         grid: bool = True, legend: bool = False, title: str | None = None) -> Any:
+    """Label an axes: ``log`` holds the axes on a log scale (``"x"``, ``"y"``, ``"xy"``), a light
+    grid, an optional small legend and title. Returns ``ax``."""
+    if "x" in log:
+        ax.set_xscale("log")
+    if "y" in log:
+        ax.set_yscale("log")
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+    if grid:
+        ax.grid(True, which="both", alpha=0.3)
+    if legend:
+        ax.legend(fontsize=7)
+    return ax
 
 
 def band(ax: Any, x: Any, mean: Any, lower: Any | None = None, upper: Any | None = None, *,

@@ -87,6 +87,32 @@ class FiniteSumProblem(Problem):
         self._data: dict[tuple[torch.device, torch.dtype], Batch] = {}
 
     @staticmethod
+    def _segment_sigma2(ts: list[float], maxes: list[float], means: list[float], x: str,
+                        segment: str, note: str) -> Estimate:
+        """σ² as the maximum over workers and the points t of the segment (from
+        :meth:`_sigma2_on_segment`) of the exact single-sample variance σ_i²."""
+        return Estimate(
+            max(maxes),
+            f"max over workers i and {x} on the segment {segment} (t = 0, ¼, ½, ¾, 1) of the "
+            f"exact single-sample variance σ_i²({x}) {note}; divide by b",
+            detail={"t": ts, "max_over_workers": maxes, "mean_over_workers": means,
+                    "at_x0": maxes[0], "at_x_star": maxes[-1]})
+
+    def _linear_features(self, n_samples: int, m: int, seed: int, heterogeneity: float, d: int,
+                         condition_number: float, l2: float
+                         ) -> tuple[int, np.random.Generator, np.ndarray]:
+        """Validate and store d, condition_number, l2, seed; return (n, the data stream, the
+        n × d features with the geometric spectrum of ``condition_number``)."""
+        n = self._validate_common(n_samples, m, seed, heterogeneity)
+        self.d = checks.integer("d", d, lo=1)
+        self.condition_number = checks.real("condition_number", condition_number, 1.0)
+        self.l2 = checks.real("l2", l2, 0.0)
+        self.seed = int(seed)
+        rng = rng_for(seed, STREAM_DATA)
+        return n, rng, features_with_spectrum(
+            n, geometric_spectrum(self.d, self.condition_number), rng)
+
+    @staticmethod
     def _validate_common(n_samples: int, m: int, seed: int, heterogeneity: float) -> int:
         n = checks.integer("n_samples", n_samples, lo=1)
         m = checks.integer("m", m, lo=1)
@@ -283,12 +309,8 @@ class ConvexFiniteSum(FiniteSumProblem):
         gs = self.grad_norm2(xs)
         return Constants(
             L=L, mu=mu, L_local=L_local,
-            sigma2=Estimate(
-                max(maxes),
-                "max over workers i and x on the segment x₀→x* (t = 0, ¼, ½, ¾, 1) of the exact "
-                "single-sample variance σ_i²(x) = mean_j‖∇f_j(x) − ∇F_i(x)‖²; divide by b",
-                detail={"t": ts, "max_over_workers": maxes, "mean_over_workers": means,
-                        "at_x0": maxes[0], "at_x_star": maxes[-1]}),
+            sigma2=self._segment_sigma2(ts, maxes, means, "x", "x₀→x*",
+                                        "= mean_j‖∇f_j(x) − ∇F_i(x)‖²"),
             F_star=Estimate(self.full_loss(xs), f"F(x*), x* by {self._solve_method} in float64 "
                             f"(‖∇F(x*)‖² = {gs:.2e})", detail={"grad_norm2": gs}),
             F0=Estimate(self.full_loss(x0), "F(x₀), x₀ = 0, exact"),
@@ -335,14 +357,9 @@ class LeastSquares(ConvexFiniteSum):
                  device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__(m, device, dtype)
-        n = self._validate_common(n_samples, m, seed, heterogeneity)
-        self.d = checks.integer("d", d, lo=1)
-        self.condition_number = checks.real("condition_number", condition_number, 1.0)
         self.noise = checks.real("noise", noise, 0.0)
-        self.l2 = checks.real("l2", l2, 0.0)
-        self.seed = int(seed)
-        rng = rng_for(seed, STREAM_DATA)
-        x = features_with_spectrum(n, geometric_spectrum(self.d, self.condition_number), rng)
+        n, rng, x = self._linear_features(n_samples, m, seed, heterogeneity, d,
+                                          condition_number, l2)
         y = x @ rng.standard_normal(self.d) + self.noise * rng.standard_normal(n)
         self.param_shapes = {"w": (self.d,)}
         self._setup(x, y, y, 0.0, seed)
@@ -416,14 +433,9 @@ class LogisticRegression(ConvexFiniteSum):
                  device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__(m, device, dtype)
-        n = self._validate_common(n_samples, m, seed, heterogeneity)
-        self.d = checks.integer("d", d, lo=1)
-        self.condition_number = checks.real("condition_number", condition_number, 1.0)
-        self.l2 = checks.real("l2", l2, 0.0)
         self.signal = checks.real("signal", signal, 0.0)
-        self.seed = int(seed)
-        rng = rng_for(seed, STREAM_DATA)
-        x = features_with_spectrum(n, geometric_spectrum(self.d, self.condition_number), rng)
+        n, rng, x = self._linear_features(n_samples, m, seed, heterogeneity, d,
+                                          condition_number, l2)
         w = rng.standard_normal(self.d)
         scale = self.signal / max(np.sqrt(np.mean((x @ w) ** 2)), 1e-300)
         u = rng.random(n)

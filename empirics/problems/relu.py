@@ -154,12 +154,8 @@ class PlantedReLU(FiniteSumProblem):
             L=Estimate(lam[-1], "λ_max(H*), " + where, detail={"radius": r0}),
             mu=Estimate(lam[0], "λ_min(H*), " + where, detail={"radius": r0}),
             L_local=Estimate(max(per), "max_i λ_max(H_i*), H_i* over worker i's rows; " + where),
-            sigma2=Estimate(
-                max(maxes),
-                "max over workers i and w on the segment w₀→w* (t = 0, ¼, ½, ¾, 1) of the exact "
-                "single-sample variance σ_i²(w); 0 at w* (every ∇f_j(w*) = 0); divide by b",
-                detail={"t": ts, "max_over_workers": maxes, "mean_over_workers": means,
-                        "at_x0": maxes[0], "at_x_star": maxes[-1]}),
+            sigma2=self._segment_sigma2(ts, maxes, means, "w", "w₀→w*",
+                                        "(0 at w*: every ∇f_j(w*) = 0)"),
             F_star=Estimate(0.0, "F(w*) = 0: the labels are the planted model's outputs "
                             "(realisable, noiseless), exact"),
             F0=Estimate(self.full_loss(x0), f"F(w₀), w₀ by init = {self.init!r}, exact"),

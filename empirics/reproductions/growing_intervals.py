@@ -91,15 +91,20 @@ LABELS = {"synchronous": "synchronous", "stich": "[Sti19] H = 7", "haddadpour": 
 # ---------------------------------------------------------------------------------------------
 # problems with one generator per run (same distributions as the per-worker-generator originals)
 # ---------------------------------------------------------------------------------------------
-class StackedNoisyQuadratic(NoisyQuadratic):
-    """:class:`NoisyQuadratic` whose m workers' batches are drawn together from one generator
-    (seeded ``seed_for(seed, 0)``): z₁ = c·N(0, I), z₂ = σ·N(0, I) of shape (m, b, d), i.i.d.
-    across workers as in the original — same law, different random stream."""
+class _OneStream:
+    """A problem whose m workers draw their batches together from one generator, seeded
+    ``seed_for(seed, 0)`` (for :meth:`sample_all`)."""
 
     def generators(self, seed: int, device: torch.device | str | None = None
                    ) -> list[torch.Generator]:
         dev = torch.device(device) if device is not None else self.device
         return [torch.Generator(device=dev).manual_seed(seed_for(seed, 0))]
+
+
+class StackedNoisyQuadratic(_OneStream, NoisyQuadratic):
+    """:class:`NoisyQuadratic` whose m workers' batches are drawn together from one generator
+    (seeded ``seed_for(seed, 0)``): z₁ = c·N(0, I), z₂ = σ·N(0, I) of shape (m, b, d), i.i.d.
+    across workers as in the original — same law, different random stream."""
 
     def sample_all(self, batch_size: int, generators: Sequence[torch.Generator]) -> Batch:
         g = generators[0]
@@ -109,14 +114,9 @@ class StackedNoisyQuadratic(NoisyQuadratic):
         return z1.mul_(self.c), z2.mul_(self.sigma)
 
 
-class StackedPiecewiseQuadratic1D(PiecewiseQuadratic1D):
+class StackedPiecewiseQuadratic1D(_OneStream, PiecewiseQuadratic1D):
     """:class:`PiecewiseQuadratic1D` with all workers' noise z ~ N(0, σ²), shape (m, b, 1), from
     one generator (``seed_for(seed, 0)``) — same law as the original."""
-
-    def generators(self, seed: int, device: torch.device | str | None = None
-                   ) -> list[torch.Generator]:
-        dev = torch.device(device) if device is not None else self.device
-        return [torch.Generator(device=dev).manual_seed(seed_for(seed, 0))]
 
     def sample_all(self, batch_size: int, generators: Sequence[torch.Generator]) -> Batch:
         g = generators[0]

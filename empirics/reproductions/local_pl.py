@@ -339,7 +339,7 @@ def reproduce(ctx: Context) -> Reproduction:
 
 # --- figures ------------------------------------------------------------------------------------
 def _curves(ax_it: Any, ax_rd: Any, results: dict[str, Any], with_bound: bool) -> None:
-    from empirics.plots import band
+    from empirics.plots import axes, band
 
     for label, res in results.items():
         k = np.asarray(res.steps, dtype=float)
@@ -356,48 +356,46 @@ def _curves(ax_it: Any, ax_rd: Any, results: dict[str, Any], with_bound: bool) -
                 ax_it.plot(k[fin], b[fin], "--", color=color, linewidth=1)
             elif fin.any():
                 ax_it.plot(k[fin], b[fin], "v", color=color)
-    for ax, xl in ((ax_it, "iterations t (local steps per worker)"),
-                   (ax_rd, "communication rounds")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(xl)
-        ax.set_ylabel("F(x̄_t) − F*")
-        ax.grid(True, alpha=0.3)
+    axes(ax_it, "iterations t (local steps per worker)", "F(x̄_t) − F*", log="xy")
+    axes(ax_rd, "communication rounds", "F(x̄_t) − F*", log="xy")
+
+
+def _figure_pair(ctx: Context, results: dict[str, Any], name: str, titles: tuple[str, str],
+                 caption: str, with_bound: bool) -> Figure:
+    """Error against iterations (left) and against rounds (right) for each run in ``results``."""
+    from empirics.plots import new_figure
+
+    fig, (ax1, ax2) = new_figure(2)
+    _curves(ax1, ax2, results, with_bound=with_bound)
+    ax1.set_title(titles[0], fontsize=9)
+    ax2.set_title(titles[1], fontsize=9)
+    ax2.legend(fontsize=7)
+    return ctx.save_figure(fig, name, caption)
 
 
 def _figure_strategies(ctx: Context, strat: dict[str, Any], p: int, T: int) -> Figure:
-    from empirics.plots import new_figure
-
-    fig, (ax1, ax2) = new_figure(2)
-    _curves(ax1, ax2, strat, with_bound=True)
-    ax1.set_title(f"PL step size per strategy, p = {p} (dashed/▼: PL bound)", fontsize=9)
-    ax2.set_title("same runs against rounds", fontsize=9)
-    ax2.legend(fontsize=7)
-    return ctx.save_figure(fig, "local_pl_strategies",
-            f"Logistic regression, p = {p}, T = {T}: F(x̄_t) − F* (mean and 95% band "
-            "over seeds) against iterations and rounds, each strategy with the PL "
-            "theorem's η_t = 4/(μ(t + α_PL τ_max + 4)); dashed: the recalled PL "
-            "bound (low-confidence constants), ▼: the variable-period bound at T.")
+    return _figure_pair(
+        ctx, strat, "local_pl_strategies",
+        (f"PL step size per strategy, p = {p} (dashed/▼: PL bound)", "same runs against rounds"),
+        f"Logistic regression, p = {p}, T = {T}: F(x̄_t) − F* (mean and 95% band over seeds) "
+        "against iterations and rounds, each strategy with the PL theorem's "
+        "η_t = 4/(μ(t + α_PL τ_max + 4)); dashed: the recalled PL bound (low-confidence "
+        "constants), ▼: the variable-period bound at T.", with_bound=True)
 
 
 def _figure_adaptive(ctx: Context, adaptive: dict[str, Any], p: int, T: int) -> Figure:
-    from empirics.plots import new_figure
-
-    fig, (ax1, ax2) = new_figure(2)
-    _curves(ax1, ax2, adaptive, with_bound=False)
-    ax1.set_title(f"common step size, p = {p}", fontsize=9)
-    ax2.set_title("against communication rounds", fontsize=9)
-    ax2.legend(fontsize=7)
-    return ctx.save_figure(fig, "local_pl_adaptive",
-            f"Constant τ₀ against the linearly growing and the loss-driven schedules "
-            f"(p = {p}, T = {T}, one common η_t): error against iterations and "
-            "against rounds (mean, 95% band over seeds).")
+    return _figure_pair(
+        ctx, adaptive, "local_pl_adaptive",
+        (f"common step size, p = {p}", "against communication rounds"),
+        f"Constant τ₀ against the linearly growing and the loss-driven schedules (p = {p}, "
+        f"T = {T}, one common η_t): error against iterations and against rounds (mean, 95% "
+        "band over seeds).", with_bound=False)
 
 
 def _figure_speedup(ctx: Context, ps: list[int], speed: dict[str, dict[int, Any]],
                     finals: dict[str, list[np.ndarray]],
                     slopes: dict[str, tuple[float, float, float]], T: int) -> Figure:
-    from empirics.plots import new_figure
+    from empirics.plots import axes, new_figure
 
     fig, ax = new_figure(1)
     x = np.asarray(ps, dtype=float)
@@ -414,12 +412,7 @@ def _figure_speedup(ctx: Context, ps: list[int], speed: dict[str, dict[int, Any]
             ax.plot(x, b, "--", color=line[0].get_color(), label="PL bound (poster τ)")
     ref = np.mean(finals["poster τ"][0]) * ps[0] / x
     ax.plot(x, ref, ":", color="gray", label="slope −1 reference")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("workers p")
-    ax.set_ylabel(f"F(x̄_T) − F* at T = {T}")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    axes(ax, "workers p", f"F(x̄_T) − F* at T = {T}", log="xy", legend=True)
     return ctx.save_figure(fig, "local_pl_speedup",
             f"Error at T = {T} against the number of workers (log-log; mean and 95% "
             "interval over seeds), τ = T^{2/3}/p^{1/3} and synchronous SGD, with the "

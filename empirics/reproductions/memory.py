@@ -278,7 +278,7 @@ def _style(label: str) -> str:
 
 
 def _figure_bits(ctx: Context, res: dict[str, Any], s: dict[str, Any]) -> Figure:
-    from empirics.plots import band, new_figure
+    from empirics.plots import axes, band, new_figure
 
     fig, (ax1, ax2) = new_figure(2)
     colors = {"SGD": "C0", "top-k": "C1", "random-k": "C2"}
@@ -291,14 +291,8 @@ def _figure_bits(ctx: Context, res: dict[str, Any], s: dict[str, Any]) -> Figure
              style=_style(label))
         band(ax2, k[ok], r.mean[ok], r.lower[ok], r.upper[ok], label=label, color=color,
              style=_style(label))
-    ax1.set_xlabel("bits sent by all workers")
-    ax2.set_xlabel("steps")
-    for ax in (ax1, ax2):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_ylabel("F(u) − F*")
-        ax.grid(True, alpha=0.3)
-    ax2.legend(fontsize=7)
+    axes(ax1, "bits sent by all workers", "F(u) − F*", log="xy")
+    axes(ax2, "steps", "F(u) − F*", log="xy", legend=True)
     return ctx.save_figure(fig, "memory_bits",
             f"Logistic regression, m = {M}, d = {D}, k = {D // K_FRACTION}, "
             f"T = {s['T']}: F(u) − F* against bits sent and against steps (mean and "
@@ -307,7 +301,7 @@ def _figure_bits(ctx: Context, res: dict[str, Any], s: dict[str, Any]) -> Figure
 
 def _figure_memory(ctx: Context, res: dict[str, Any], meths: dict[str, Any],
                    claims: list[Claim], s: dict[str, Any]) -> Figure:
-    from empirics.plots import band, new_figure
+    from empirics.plots import axes, band, new_figure
 
     fig, ax = new_figure(1)
     bounds = {c.claim.split(":")[0]: float(c.bound) for c in claims if "memory" in c.claim}
@@ -325,12 +319,7 @@ def _figure_memory(ctx: Context, res: dict[str, Any], meths: dict[str, Any],
         band(ax, k[ok], mean[ok], np.maximum(mean - half, 1e-12)[ok], (mean + half)[ok],
              label=label, color=color, style=_style(label))
         ax.axhline(bounds[label], color=color, linestyle=":", linewidth=1)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("steps")
-    ax.set_ylabel("(1/m) Σ_k ‖m_k‖²")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    axes(ax, "steps", "(1/m) Σ_k ‖m_k‖²", log="xy", legend=True)
     return ctx.save_figure(fig, "memory_norm",
             f"Error-feedback memory (1/m)Σ‖m_k‖² (mean, 95% band over {s['seeds']} "
             "seeds) against steps; dotted: the derived EF bound "

@@ -327,7 +327,7 @@ def _figure_errors(ctx: Context, runs: dict[str, Any], dims: list[int], names: l
 
 def _figure_samples(ctx: Context, runs: dict[str, Any], dims: list[int],
                     seeds: list[int]) -> Figure:
-    from empirics.plots import new_figure
+    from empirics.plots import axes, new_figure
 
     fig, ax = new_figure(1)
     for d in dims:
@@ -336,10 +336,7 @@ def _figure_samples(ctx: Context, runs: dict[str, Any], dims: list[int],
             x = np.arange(len(r["dist"])) * M * BATCH / d
             lab = f"d={d}, n = " + (f"{C_SAMPLES:g}d" if kind == "sgd" else "d")
             ax.plot(x, r["dist"], style, label=lab)
-    ax.set_yscale("log")
-    ax.set_xlabel("samples drawn / d")
-    ax.set_ylabel("‖w_k − w*‖ (SGD)")
-    ax.legend(fontsize=7)
+    axes(ax, "samples drawn / d", "‖w_k − w*‖ (SGD)", log="y", grid=False, legend=True)
     return ctx.save_figure(fig, "relu_qsgd_samples",
             f"SGD against samples drawn per dimension (steps × mB/d): with "
             f"n = {C_SAMPLES:g}d the rate per sample does not degrade as d grows "

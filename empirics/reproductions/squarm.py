@@ -230,7 +230,7 @@ def reproduce(ctx: Context) -> Reproduction:
 
 
 def _figure(ctx: Context, curves: dict[str, dict[str, Any]], target: float, T: int) -> Figure:
-    from empirics.plots import band, new_figure
+    from empirics.plots import axes, band, new_figure
 
     fig, (ax_b, ax_t) = new_figure(2)
     colors = ["tab:gray", "tab:blue", "tab:red"]
@@ -241,15 +241,9 @@ def _figure(ctx: Context, curves: dict[str, dict[str, Any]], target: float, T: i
         band(ax_t, c["step"], c["mean"], c["lower"], c["upper"], label=n, color=col)
     for ax in (ax_b, ax_t):
         ax.axhline(target, color="k", lw=0.8, ls=":", label=f"target ε* = {target:.2g}")
-        ax.set_yscale("log")
-        ax.set_ylabel("F(x̄_t) − F*")
-        ax.grid(True, which="both", alpha=0.3)
-    ax_b.set_xscale("log")
-    ax_b.set_xlabel("bits sent (all nodes, cumulative)")
-    ax_b.set_title("error against bits sent")
-    ax_t.set_xlabel("step t")
-    ax_t.set_title("error against steps")
-    ax_b.legend(fontsize=7)
+    axes(ax_b, "bits sent (all nodes, cumulative)", "F(x̄_t) − F*", log="xy", legend=True,
+         title="error against bits sent")
+    axes(ax_t, "step t", "F(x̄_t) − F*", log="y", title="error against steps")
     return ctx.save_figure(fig, "squarm_error_vs_bits",
             f"Logistic regression on a ring of {M} nodes (heterogeneous split), "
             f"T = {T}: error of the nodes' average against cumulative bits sent "
