@@ -324,11 +324,12 @@ def run(spec: RunSpec, *, trace: bool = False, progress: bool = False,
 
 def simulate(problem: Any, config: Any, *, lr: Any, T: int, batch_size: int = 1,
              seed: int = 0, record_every: int = 1, grad_every: int = 1,
-             device: str | None = None, dtype: str | None = None, **kw: Any
-             ) -> Result | tuple[Result, Trace]:
+             device: str | None = None, dtype: str | None = None, divergence: float = 1e6,
+             **kw: Any) -> Result | tuple[Result, Trace]:
     """Shorthand for ``run(RunSpec(problem, config, lr, T, ...), **kw)``."""
     spec = RunSpec(problem, config, lr, T, batch_size=batch_size, seed=seed, device=device,
-                   dtype=dtype, record_every=record_every, grad_every=grad_every)
+                   dtype=dtype, record_every=record_every, grad_every=grad_every,
+                   divergence=divergence)
     return run(spec, **kw)
 
 

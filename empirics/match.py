@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from theory.bound import ASSUMPTIONS, METRICS, Bound
+from theory.bound import METRICS, Bound
 from theory.bounds import registry
 
 __all__ = ["METRICS", "Match", "choose_bound", "evaluate", "hypotheses", "lemma2",
@@ -192,7 +192,7 @@ def hypotheses(b: Bound, spec: Any, cfg: Any, problem: Any, lr: Any) -> list[str
     for a in s.assumptions:
         msg = _broken(a, b, spec, cfg, problem, c, T, params)
         if msg:
-            out.append(f"{msg} [{a}: {ASSUMPTIONS[a]}]")
+            out.append(f"{msg} [hypothesis {a}]")
     return out
 
 

@@ -275,7 +275,8 @@ class ExperimentSpec:
     theorem's η_t = 4/(μ(t + a)), a = α_PL·τ_max + 4, digest §3.3 [recalled, low]).
     α_PL defaults to 1; the paper's condition on α is [NF], and η₀ = 4/(μ(α_PL τ + 4)) ≤ 1/L
     needs α_PL ≥ (4κ − 4)/τ — pass it explicitly for ill-conditioned problems.
-    steps: K (or T). batch_size: per worker, b. seeds: n (→ 0..n−1) or a list.
+    steps: K (or T). batch_size: per worker, b. seeds: n (→ 0..n−1) or a list. divergence: the
+    blow-up factor of the divergence rule (:data:`DIVERGENCE_RULE`; ``inf``: only NaN/inf).
     bound: ``"auto"``, ``"none"``, a name of ``theory.bounds.registry`` or a
     :class:`theory.Bound` (its setting says what it bounds; not stored in files). bound_values:
     values for bound symbols the run does not define. bound_scale: multiplies the bound
@@ -294,6 +295,7 @@ class ExperimentSpec:
     dtype: str = "float64"
     record_every: int = 1
     grad_every: int = 1
+    divergence: float = 1e6
     bound: Any = "auto"
     bound_values: dict[str, float] = field(default_factory=dict)
     bound_scale: float = 1.0
@@ -331,6 +333,12 @@ class ExperimentSpec:
             raise ValueError(f"bound_scale must be a finite number > 0 (got {self.bound_scale!r})")
         _ = self.seed_list  # validates seeds
         check_name(self.name)
+        if self.divergence in ("inf", "Infinity"):  # the JSON form of inf (json_ready)
+            self.divergence = math.inf
+        d = self.divergence
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 1 < float(d):
+            raise ValueError(f"divergence must be a number > 1, the blow-up factor of the "
+                             f"divergence rule (inf: only NaN/inf count) (got {d!r})")
         check_device(self.device)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64' (got {self.dtype!r})")
@@ -486,7 +494,7 @@ class ExperimentSpec:
         return RunSpec(problem, cfg, lr, self.steps, batch_size=self.batch_size,
                        seed=self.seed_list[0] if seed is None else seed, device=self.device,
                        dtype=self.dtype, record_every=self.record_every,
-                       grad_every=self.grad_every)
+                       grad_every=self.grad_every, divergence=self.divergence)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -85,14 +85,14 @@ def test_hypotheses_are_named_with_their_values():
                        progress=False)
     assert h.verdict.status == "not applicable"  # the group averages do not connect the graph
     assert "a W of this schedule has ζ = 1" in h.verdict.message
-    assert "[symmetric_W: Assumption 5" in h.verdict.message
+    assert "[hypothesis symmetric_W]" in h.verdict.message
     grow = run_experiment(_spec(algorithm={"name": "local_sgd", "m": 4, "schedule": {
         "kind": "intervals", "periods": [2, 4, 8, 16, 50]}}, bound="pasgd"), progress=False)
     assert "the bound needs one period τ for the whole run" in grow.verdict.message
     mom = run_experiment(_spec(algorithm={"name": "pasgd", "m": 4, "tau": 4,
                                           "momentum": 0.9}), progress=False)
-    assert "plain SGD local steps (this configuration has momentum) [plain_sgd:" in \
-        mom.verdict.message
+    assert "plain SGD local steps (this configuration has momentum) [hypothesis plain_sgd]" \
+        in mom.verdict.message
     e = run_experiment(_spec(algorithm={"name": "easgd", "m": 4, "tau": 4, "alpha": 0.1},
                              bound="easgd-paper"), progress=False)
     assert "α* = 2/(m+2) = 0.333333 (the run has α = 0.1)" in e.verdict.message
