@@ -36,9 +36,11 @@ message, ``culprit`` = the silent rank, ``culprit_step`` = its last reported ste
 failure hooks (rank 0 saves its partial records, see :func:`empirics.distributed.run_rank`),
 writes torchrun's error file (``TORCHELASTIC_ERROR_FILE``, shown in torchrun's summary), prints
 the message on stderr and exits with code 1: its main thread is blocked in a collective that
-nothing can interrupt (gloo's ``abort`` does not wake a waiting collective). A rank other than 0
-first waits :attr:`Liveness.exit_delay` (2·interval + 1 s, at most 5 s) so that rank 0, which
-sees the same silence, can save its records before torchrun stops every rank. Detection comes
+nothing can interrupt (gloo's ``abort`` does not wake a waiting collective). Rank 0 sees the
+same silence at about the same time; so that it can save its records before torchrun stops every
+rank, another observer first waits until rank 0's heartbeat says it has reported (or rank 0 is
+gone, or :attr:`Liveness.exit_delay` = min(L, 10 s) has passed), and rank 0 stays one more
+interval after its report has been published. Detection comes
 within L + 2·interval (≈ 1.2 L) of the freeze (rules 1 and 3) or of the moment the observer
 started waiting (rule 2); the process-group timeout (``pg_timeout``) stays as the last resort
 and should be longer than L.
@@ -135,6 +137,7 @@ class _Peer:
     cpu: float = float("nan")
     cpu_at_events: float = float("nan")
     seen: bool = False
+    reported: bool = False
 
 
 @dataclass
@@ -190,6 +193,8 @@ class Liveness:
         self._hooks: list[Callable[[str], Any]] = []
         self._beat = 0
         self._exited = False
+        self._reported = False   # this rank has reported a verdict (hooks done)
+        self._sent_reported = threading.Event()  # ... and a beat saying so went out
         self._threads: list[threading.Thread] = []
         t0 = time.monotonic()
         self._last_ok = t0
@@ -253,7 +258,7 @@ class Liveness:
         st = self.state
         self._beat += 1
         return json.dumps([self._beat, st.step, st.depth > 0, st.events, st.started,
-                           self._exited, round(self._cpu(), 3), os.getpid()])
+                           self._exited, round(self._cpu(), 3), os.getpid(), self._reported])
 
     def _io_loop(self) -> None:
         store = None
@@ -262,7 +267,10 @@ class Liveness:
             try:
                 if store is None:
                     store = self._connect()
+                reported = self._reported
                 store.set(self._key(self.rank), self._payload())
+                if reported:
+                    self._sent_reported.set()
                 if stopping:
                     return
                 self._read(store)
@@ -282,7 +290,7 @@ class Liveness:
         now = time.monotonic()
         with self._lock:
             for p, raw in zip(ids, vals, strict=True):
-                beat, step, comm, events, started, exited, cpu, _pid = json.loads(
+                beat, step, comm, events, started, exited, cpu, _pid, reported = json.loads(
                     bytes(raw).decode())
                 q = self.peers[p]
                 q.seen = True
@@ -291,6 +299,7 @@ class Liveness:
                 if events != q.events:
                     q.events, q.events_at, q.cpu_at_events = events, now, cpu
                 q.step, q.comm, q.started, q.exited, q.cpu = step, comm, started, exited, cpu
+                q.reported = reported
             self._last_ok = now
 
     # -- watchdog --------------------------------------------------------------------------
@@ -340,8 +349,10 @@ class Liveness:
         since = st.comm_since
         if st.depth > 0 and since is not None and now - since > L:
             waited = now - since
+            # a peer whose heartbeat is silent too is left to rule 1 (it names the cause)
             stuck = {p: last_ok - q.events_at for p, q in live.items()
-                     if q.started and not q.comm and last_ok - q.events_at > L}
+                     if q.started and not q.comm and last_ok - q.events_at > L
+                     and last_ok - q.beat_at <= 3 * self.interval}
             if stuck:
                 p = max(stuck, key=stuck.__getitem__)
                 q = live[p]
@@ -378,17 +389,36 @@ class Liveness:
         with contextlib.suppress(Exception):
             sys.stderr.write(f"[rank {self.rank}] {ERROR_TYPE}: {v.message}\n")
             sys.stderr.flush()
-        if self.rank != 0 and v.culprit != 0:
-            # rank 0 sees the same silence within about one interval and saves the partial
-            # records before exiting: give it that time (torchrun stops every rank as soon as
-            # one exits)
-            time.sleep(self.exit_delay)
+        self._reported = True
+        if self.rank == 0:
+            # let the peers read that rank 0 has reported (they wait for it before exiting)
+            if self._sent_reported.wait(2 * self.interval + 1.0):
+                time.sleep(self.interval + 0.1)
+        elif v.culprit != 0:
+            self._await_rank0()
         self._exit(1)
 
     @property
     def exit_delay(self) -> float:
-        """Seconds a rank other than 0 waits between reporting and exiting."""
-        return min(5.0, 2 * self.interval + 1.0)
+        """At most this many seconds a rank other than 0 waits, between its report and its
+        exit, for rank 0 to report (torchrun stops every rank as soon as one exits)."""
+        return min(self.timeout, 10.0)
+
+    def _await_rank0(self) -> None:
+        """Wait until rank 0 has reported or is gone (exited, or the store it may host fails),
+        at most :attr:`exit_delay` seconds."""
+        t_end = time.monotonic() + self.exit_delay
+        with self._lock:
+            last_ok = self._last_ok
+        while time.monotonic() < t_end:
+            with self._lock:
+                q = self.peers.get(0)
+                gone = q is None or q.reported or q.exited
+                failing = (self._last_ok == last_ok
+                           and time.monotonic() - last_ok > 3 * self.interval)
+            if gone or failing:
+                return
+            time.sleep(min(0.05, self.interval))
 
 
 def write_torchelastic_error(type_name: str, message: str, tb: str = "") -> None:

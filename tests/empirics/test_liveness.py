@@ -147,6 +147,22 @@ def test_no_progress_while_a_peer_waits_names_the_stuck_rank(clock):
     assert ranks[2].live.judge(clock.t) is None  # rank 2 itself is not waiting
 
 
+def test_a_frozen_peer_is_named_by_its_silent_heartbeat_not_its_missing_progress(clock):
+    """A stopped process neither beats nor progresses: rule 1 names it (no heartbeat), also when
+    the observer has waited for it longer than L."""
+    store = FakeStore()
+    ranks = [Rank(r, 2, store) for r in range(2)]
+    for rk in ranks:
+        rk.state.progress(2)
+    _round(ranks, clock, 1.0)
+    ranks[0].state.enter()
+    for _ in range(int(L) + 1):
+        _round(ranks, clock, 1.0, silent=(1,))
+        v = ranks[0].live.judge(clock.t)
+        assert v is None or v.reason == "heartbeat"
+    assert v is not None and v.culprit == 1 and v.reason == "heartbeat"
+
+
 def test_a_rank_waiting_in_communication_is_not_stuck(clock):
     store = FakeStore()
     ranks = [Rank(r, 2, store) for r in range(2)]
@@ -182,8 +198,10 @@ def test_a_silent_store_names_its_host(clock):
 def test_failure_report_error_file_hook_and_exit(clock, tmp_path, monkeypatch):
     ef = tmp_path / "torchelastic.json"
     monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(ef))
+    monkeypatch.setattr(lv.time, "sleep", lambda s: None)
     store = FakeStore()
     ranks = [Rank(r, 2, store, tmp_path) for r in range(2)]
+    ranks[0].live._sent_reported.set()  # (no heartbeat thread here)
     ranks[0].state.progress(12)
     saved = []
     with ranks[0].live.hook(saved.append):
@@ -199,6 +217,22 @@ def test_failure_report_error_file_hook_and_exit(clock, tmp_path, monkeypatch):
     # outside the block the hook is gone
     ranks[0].live._fail(v)
     assert saved == [v.message]
+
+
+def test_other_observers_wait_for_rank_0_to_report(clock, tmp_path):
+    """Rank 1 found rank 2 silent: it exits only once rank 0's heartbeat says rank 0 has
+    reported (saved its records), so that torchrun does not stop rank 0 first."""
+    store = FakeStore()
+    ranks = [Rank(r, 3, store, tmp_path) for r in range(3)]
+    _round(ranks, clock, 1.0)
+    assert not ranks[1].live.peers[0].reported
+    ranks[0].live._reported = True
+    _round(ranks, clock, 1.0)
+    assert ranks[1].live.peers[0].reported
+    ranks[1].live._await_rank0()  # returns at once (the fake clock does not move)
+    ranks[1].live._fail(lv.Verdict(2, 5, "heartbeat", "rank 2 stopped responding"))
+    assert ranks[1].exits == [1]
+    assert ranks[1].live.exit_delay == L  # the most it would wait: min(L, 10 s)
 
 
 def test_rank_context_tracks_nested_communication(tmp_path):
