@@ -41,7 +41,8 @@ that stops responding (stopped, frozen, deadlocked, lost) is named, with its ste
 liveness timeout L (default 30 s; ``liveness_timeout=`` / ``--liveness-timeout``) plus two
 heartbeat intervals — under :func:`run_distributed` and under plain ``torchrun``; rank 0 saves
 its partial records first. The process-group timeout (``pg_timeout`` / ``--pg-timeout``) is what
-``init_process_group`` and every ``new_group`` get.
+``init_process_group`` and every ``new_group`` get. An output folder that holds an earlier job's
+``result.json``/``timing.json`` is refused unless ``overwrite=True`` / ``--overwrite``.
 
 Entry points: :func:`run_distributed` (spawns local ranks, see :mod:`empirics.launch`) and
 ``python -m empirics.distributed --spec SPEC --out DIR`` (what ``torchrun`` starts; see
@@ -617,12 +618,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "no progress while its peers wait) is named and the job fails; 0: off "
                          f"(default {DEFAULT_LIVENESS_TIMEOUT:g})")
     ap.add_argument("--save-every", type=float, default=5.0)
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace the results of an earlier job in --out (otherwise refused)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = None
     try:
         ctx = init_rank(a.backend, a.device, a.pg_timeout, out, a.liveness_timeout)
+        # rank 0 (the one that writes results) decides, every rank fails the same way
+        verdict = [_refuse_reuse(out, a.overwrite, "--overwrite") if ctx.rank == 0 else None]
+        with ctx.communicating():
+            dist.broadcast_object_list(verdict, src=0)
+        if verdict[0] is not None:
+            raise ValueError(verdict[0])
+        with contextlib.suppress(OSError):
+            (out / "errors" / f"rank{ctx.rank}.json").unlink()  # an earlier job's
+        if ctx.rank == 0:
+            for f in _RESULT_FILES:
+                with contextlib.suppress(OSError):
+                    (out / f).unlink()
         dev = str(ctx.device) if ctx.device.type == "cuda" else None
         spec = load_spec(a.spec, device=dev, seed=a.seed)
         run_rank(ctx, spec, mixing=a.mixing, aux=a.aux, save_every=a.save_every)
@@ -642,13 +657,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             ctx.close()
 
 
+_RESULT_FILES = ("result.json", "timing.json")
+
+
+def _refuse_reuse(out: Path, overwrite: bool, how: str) -> str | None:
+    """Why ``out`` must not be used (it holds an earlier job's results), or None."""
+    if overwrite:
+        return None
+    held = [f for f in _RESULT_FILES if (out / f).exists()]
+    if not held:
+        return None
+    return (f"output folder {out} already holds the results of an earlier job "
+            f"({', '.join(held)}): choose a fresh folder, or pass {how} to replace them")
+
+
 def run_distributed(spec: RunSpec | ExperimentSpec | str | os.PathLike | Callable[..., RunSpec],
                     nprocs: int | None = None, *, seed: int | None = None,
                     backend: str = "gloo", device: str = "cpu", timeout: float = 600.0,
                     pg_timeout: float | None = None, mixing: str = "auto",
                     aux: str = "replicated", out_dir: str | os.PathLike | None = None,
                     save_every: float = 5.0, fault: tuple[int, int, str] | None = None,
-                    liveness_timeout: float = DEFAULT_LIVENESS_TIMEOUT) -> DistributedResult:
+                    liveness_timeout: float = DEFAULT_LIVENESS_TIMEOUT,
+                    overwrite: bool = False) -> DistributedResult:
     """Run ``spec`` on ``nprocs`` local processes (one per worker, loopback rendezvous) through
     the ``python -m empirics.distributed`` entry point and return the gathered result.
 
@@ -663,8 +693,9 @@ def run_distributed(spec: RunSpec | ExperimentSpec | str | os.PathLike | Callabl
     or no progress while a peer waits for it: :mod:`empirics.liveness`) ends the job with a
     :class:`DistributedError` naming it and its step (default 30; 0: off). mixing:
     ``"auto"``, ``"neighbor"`` or ``"dense"``; aux: ``"replicated"`` or ``"owner"`` (see module
-    docstring). out_dir: job directory (default: a temporary one, removed after success).
-    fault: (rank, step, kind), kind one of
+    docstring). out_dir: job directory (default: a temporary one, removed after success); one
+    that already holds a ``result.json`` or ``timing.json`` is refused (ValueError) unless
+    ``overwrite=True``. fault: (rank, step, kind), kind one of
     :data:`empirics.launch.FAULT_KINDS`, for testing the failure paths."""
     liveness_timeout = check_liveness_timeout(liveness_timeout)
     if mixing not in MIXING_MODES:
@@ -690,8 +721,10 @@ def run_distributed(spec: RunSpec | ExperimentSpec | str | os.PathLike | Callabl
                          f"the backend runs one process per worker")
     tmp = out_dir is None
     out = Path(tempfile.mkdtemp(prefix="coopsgd-dist-")) if tmp else Path(out_dir).resolve()
+    if (why := _refuse_reuse(out, overwrite, "overwrite=True")) is not None:
+        raise ValueError(f"out_dir: {why}")
     out.mkdir(parents=True, exist_ok=True)
-    for f in ("result.json", "timing.json"):
+    for f in _RESULT_FILES:
         if (out / f).exists():
             (out / f).unlink()
     if isinstance(spec, ExperimentSpec):
@@ -705,7 +738,7 @@ def run_distributed(spec: RunSpec | ExperimentSpec | str | os.PathLike | Callabl
     spawn(["-m", "empirics.distributed", "--spec", str(sp), *seed_args, "--out", str(out),
            "--backend", backend, "--device", device, "--mixing", mixing, "--aux", aux,
            "--pg-timeout", str(pgt), "--save-every", str(save_every),
-           "--liveness-timeout", str(liveness_timeout)],
+           "--liveness-timeout", str(liveness_timeout), "--overwrite"],
           nprocs, out_dir=out, timeout=timeout, fault=fault)
     res = DistributedResult(load_result(out / "result.json"),
                             RoundTiming.load(out / "timing.json"),

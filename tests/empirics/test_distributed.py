@@ -469,10 +469,13 @@ def test_frozen_rank_0_is_named_through_its_silent_store(tmp_path):
 def test_killed_rank_is_reported_in_seconds_with_step_and_records(tmp_path):
     """Rank 2 of 3 is killed (SIGKILL) at step 60, with the default liveness timeout (30 s):
     the launcher sees the death at once and reports it within a few seconds, as before the
-    liveness watch; rank 0 keeps its records."""
+    liveness watch; rank 0 keeps its records. The folder held an earlier job's results, which
+    overwrite=True replaces."""
+    (tmp_path / "result.json").write_text("{}")
+    (tmp_path / "timing.json").write_text("{}")
     with pytest.raises(DistributedError, match=r"rank 2 died \(exit code -9\) at step 60") as ei:
         run_distributed(_small_spec(m=3), 3, timeout=240, pg_timeout=120, out_dir=tmp_path,
-                        fault=(2, 60, "kill"), save_every=0.0)
+                        fault=(2, 60, "kill"), save_every=0.0, overwrite=True)
     t_end = time.time()
     dt = t_end - _fault_time(tmp_path, 2)
     print(f"SIGKILL of rank 2 of 3: reported after {dt:.1f} s")
@@ -481,6 +484,47 @@ def test_killed_rank_is_reported_in_seconds_with_step_and_records(tmp_path):
     assert e.rank == 2 and e.step == 60
     assert e.partial is not None and e.partial.status == "error"
     assert list(e.partial.step) == [0, 50]
+    assert not (tmp_path / "timing.json").exists()
+
+
+def test_output_folder_is_not_reused_without_overwrite(tmp_path):
+    (tmp_path / "result.json").write_text('{"earlier": true}')
+    with pytest.raises(ValueError, match=r"out_dir: output folder .* already holds the results "
+                                         r"of an earlier job \(result.json\).*overwrite=True"):
+        run_distributed(_small_spec(), 2, out_dir=tmp_path)
+    assert (tmp_path / "result.json").read_text() == '{"earlier": true}'
+
+
+def test_entry_point_refuses_an_used_output_folder(tmp_path):
+    """``python -m empirics.distributed`` (what torchrun starts) on a folder holding an earlier
+    job's timing.json: exit code 1, the reason in errors/rank0.json, nothing deleted."""
+    import os
+    import subprocess
+    import sys
+
+    from empirics.launch import free_port
+
+    desc = {"name": "reuse", "problem": {"kind": "least_squares", "n_samples": 50, "d": 3,
+                                         "seed": 0},
+            "algorithm": {"name": "pasgd", "m": 1, "tau": 1}, "lr": 0.05, "steps": 2,
+            "seeds": [1]}
+    ExperimentSpec.from_dict(desc).to_toml(tmp_path / "spec.toml")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "timing.json").write_text("{}")
+    repo = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(free_port()),
+               PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "empirics.distributed", "--spec",
+                           str(tmp_path / "spec.toml"), "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 1
+    err = json.loads((out / "errors" / "rank0.json").read_text())
+    assert err["type"] == "ValueError"
+    assert "already holds the results of an earlier job (timing.json)" in err["message"]
+    assert "--overwrite" in err["message"]
+    assert (out / "timing.json").read_text() == "{}"
 
 
 @pytest.mark.slow
