@@ -36,6 +36,14 @@ bits accounting) to ``out_dir/result.json``, atomically and incrementally (so re
 failure); ``timing.json`` holds per-round compute and communication seconds of every rank and
 the bytes each rank handed to the network. :func:`fit_runtime` fits round time = τ·Y + D.
 
+Failures: every rank runs the heartbeat and watchdog of :mod:`empirics.liveness`, so a rank
+that stops responding (stopped, frozen, deadlocked, lost) is named, with its step, within the
+liveness timeout L (default 30 s; ``liveness_timeout=`` / ``--liveness-timeout``) plus two
+heartbeat intervals — under :func:`run_distributed` and under plain ``torchrun``; rank 0 saves
+its partial records first. The process-group timeout (``pg_timeout`` / ``--pg-timeout``) is what
+``init_process_group`` and every ``new_group`` get. An output folder that holds an earlier job's
+``result.json``/``timing.json`` is refused unless ``overwrite=True`` / ``--overwrite``.
+
 Entry points: :func:`run_distributed` (spawns local ranks, see :mod:`empirics.launch`) and
 ``python -m empirics.distributed --spec SPEC --out DIR`` (what ``torchrun`` starts; see
 docs/running_on_a_cluster.md).
@@ -55,6 +63,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +81,15 @@ from empirics.collectives import (
 )
 from empirics.compressors import Payload
 from empirics.driver import Driver, Layout
-from empirics.launch import DistributedError, RankContext, init_rank, report_error, spawn
+from empirics.launch import (
+    DEFAULT_LIVENESS_TIMEOUT,
+    DistributedError,
+    RankContext,
+    init_rank,
+    report_error,
+    spawn,
+)
+from empirics.liveness import check_liveness_timeout
 from empirics.mixers import Mixer
 from empirics.records import Result, atomic_write_text, load_result
 from empirics.spec import DTYPES, ExperimentSpec, RunSpec
@@ -177,11 +194,16 @@ class ProcessGroupCommunicator:
                 return _Strategy("allreduce", group_size=self.m)
             st = _Strategy("groups")
             gid = mx.gid_np.tolist()
-            for g in range(mx.n_groups):  # every rank creates every group, same order
-                ranks = [i for i in range(self.m) if gid[i] == g]
-                pg = dist.new_group(ranks) if len(ranks) > 1 else None
-                if self.r in ranks:
-                    st.group, st.group_size = pg, len(ranks)
+            # new_group waits for every rank (a store barrier); without a timeout torch would
+            # give the group its own default (30 min) instead of the job's pg_timeout
+            pgt = self.ctx.pg_timeout
+            kw = {"timeout": timedelta(seconds=pgt)} if pgt is not None else {}
+            with self.ctx.communicating():
+                for g in range(mx.n_groups):  # every rank creates every group, same order
+                    ranks = [i for i in range(self.m) if gid[i] == g]
+                    pg = dist.new_group(ranks, **kw) if len(ranks) > 1 else None
+                    if self.r in ranks:
+                        st.group, st.group_size = pg, len(ranks)
             return st
         return _Strategy("neighbor", plan=NeighborPlan(mx.A, self.m, self.r, self.m,
                                                         self.aux == "owner"))
@@ -405,7 +427,9 @@ def run_rank(ctx: RankContext, spec: RunSpec, *, mixing: str = "auto", aux: str 
              save_every: float = 5.0) -> DistributedResult | None:
     """Run ``spec`` as rank ``ctx.rank`` of an initialised process group (one rank per worker).
     Rank 0 returns the :class:`DistributedResult` (and writes ``result.json``/``timing.json`` to
-    ``ctx.out_dir``); other ranks return None. On failure rank 0 saves the partial records."""
+    ``ctx.out_dir``); other ranks return None. On failure rank 0 saves the partial records —
+    also when its liveness watchdog finds a peer not responding (saved from the watchdog thread
+    just before the process exits, status ``"error"``, the message naming the silent rank)."""
     dtype, device = DTYPES[spec.dtype], torch.device(spec.device)
     x0 = spec.problem.init_params(device=device, dtype=dtype)
     layout = Layout(x0)
@@ -416,7 +440,13 @@ def run_rank(ctx: RankContext, spec: RunSpec, *, mixing: str = "auto", aux: str 
     out = ctx.out_dir
     save = str(out / "result.json") if (out is not None and comm.is_root) else None
     driver = Driver(spec, comm, local, save=save, save_every=save_every)
-    res = driver.run()
+
+    def save_partial(message: str) -> None:
+        if save is not None:
+            driver.result("error", message).save(save)
+
+    with ctx.on_peer_failure(save_partial):
+        res = driver.run()
     timings: list[Any] = [None] * ctx.world_size
     with ctx.communicating():
         dist.all_gather_object(timings, {"timing": driver.timing,
@@ -580,18 +610,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--mixing", default="auto", choices=MIXING_MODES)
     ap.add_argument("--aux", default="replicated", choices=AUX_MODES)
     ap.add_argument("--pg-timeout", type=float, default=300.0,
-                    help="seconds a collective may wait for a peer before failing")
+                    help="seconds a collective may wait for a peer before failing (the "
+                         "process-group timeout; a last resort, keep it above the liveness "
+                         "timeout)")
+    ap.add_argument("--liveness-timeout", type=float, default=DEFAULT_LIVENESS_TIMEOUT,
+                    help="seconds after which a rank that stopped responding (no heartbeat, or "
+                         "no progress while its peers wait) is named and the job fails; 0: off "
+                         f"(default {DEFAULT_LIVENESS_TIMEOUT:g})")
     ap.add_argument("--save-every", type=float, default=5.0)
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace the results of an earlier job in --out (otherwise refused)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = None
     try:
-        ctx = init_rank(a.backend, a.device, a.pg_timeout, out)
+        ctx = init_rank(a.backend, a.device, a.pg_timeout, out, a.liveness_timeout)
+        # rank 0 (the one that writes results) decides, every rank fails the same way
+        verdict = [_refuse_reuse(out, a.overwrite, "--overwrite") if ctx.rank == 0 else None]
+        with ctx.communicating():
+            dist.broadcast_object_list(verdict, src=0)
+        if verdict[0] is not None:
+            raise ValueError(verdict[0])
+        with contextlib.suppress(OSError):
+            (out / "errors" / f"rank{ctx.rank}.json").unlink()  # an earlier job's
+        if ctx.rank == 0:
+            for f in _RESULT_FILES:
+                with contextlib.suppress(OSError):
+                    (out / f).unlink()
         dev = str(ctx.device) if ctx.device.type == "cuda" else None
         spec = load_spec(a.spec, device=dev, seed=a.seed)
         run_rank(ctx, spec, mixing=a.mixing, aux=a.aux, save_every=a.save_every)
-        dist.barrier()
+        with ctx.communicating():
+            dist.barrier()
+        ctx.close()
         dist.destroy_process_group()
         return 0
     except BaseException as e:
@@ -600,6 +652,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         traceback.print_exc()
         return 1
+    finally:
+        if ctx is not None:
+            ctx.close()
+
+
+_RESULT_FILES = ("result.json", "timing.json")
+
+
+def _refuse_reuse(out: Path, overwrite: bool, how: str) -> str | None:
+    """Why ``out`` must not be used (it holds an earlier job's results), or None."""
+    if overwrite:
+        return None
+    held = [f for f in _RESULT_FILES if (out / f).exists()]
+    if not held:
+        return None
+    return (f"output folder {out} already holds the results of an earlier job "
+            f"({', '.join(held)}): choose a fresh folder, or pass {how} to replace them")
 
 
 def run_distributed(spec: RunSpec | ExperimentSpec | str | os.PathLike | Callable[..., RunSpec],
@@ -607,8 +676,9 @@ def run_distributed(spec: RunSpec | ExperimentSpec | str | os.PathLike | Callabl
                     backend: str = "gloo", device: str = "cpu", timeout: float = 600.0,
                     pg_timeout: float | None = None, mixing: str = "auto",
                     aux: str = "replicated", out_dir: str | os.PathLike | None = None,
-                    save_every: float = 5.0, fault: tuple[int, int, str] | None = None
-                    ) -> DistributedResult:
+                    save_every: float = 5.0, fault: tuple[int, int, str] | None = None,
+                    liveness_timeout: float = DEFAULT_LIVENESS_TIMEOUT,
+                    overwrite: bool = False) -> DistributedResult:
     """Run ``spec`` on ``nprocs`` local processes (one per worker, loopback rendezvous) through
     the ``python -m empirics.distributed`` entry point and return the gathered result.
 
@@ -618,10 +688,16 @@ def run_distributed(spec: RunSpec | ExperimentSpec | str | os.PathLike | Callabl
     factory ``device -> RunSpec``. nprocs: default (and only allowed value) the number of
     workers m. timeout: seconds for the whole job — past it every rank is stopped and
     :class:`DistributedError` names the ranks and their steps. pg_timeout: seconds a collective
-    waits for a peer (default min(timeout, 300)). mixing: ``"auto"``, ``"neighbor"`` or
-    ``"dense"``; aux: ``"replicated"`` or ``"owner"`` (see module docstring). out_dir: job
-    directory (default: a temporary one, removed after success). fault: (rank, step,
-    "raise"|"hang"|"exit") for testing the failure paths."""
+    waits for a peer (default min(timeout, 300)), the process-group timeout every rank passes to
+    torch. liveness_timeout: seconds after which a rank that stopped responding (no heartbeat,
+    or no progress while a peer waits for it: :mod:`empirics.liveness`) ends the job with a
+    :class:`DistributedError` naming it and its step (default 30; 0: off). mixing:
+    ``"auto"``, ``"neighbor"`` or ``"dense"``; aux: ``"replicated"`` or ``"owner"`` (see module
+    docstring). out_dir: job directory (default: a temporary one, removed after success); one
+    that already holds a ``result.json`` or ``timing.json`` is refused (ValueError) unless
+    ``overwrite=True``. fault: (rank, step, kind), kind one of
+    :data:`empirics.launch.FAULT_KINDS`, for testing the failure paths."""
+    liveness_timeout = check_liveness_timeout(liveness_timeout)
     if mixing not in MIXING_MODES:
         raise ValueError(f"mixing must be one of {MIXING_MODES} (got {mixing!r})")
     if aux not in AUX_MODES:
@@ -645,8 +721,10 @@ def run_distributed(spec: RunSpec | ExperimentSpec | str | os.PathLike | Callabl
                          f"the backend runs one process per worker")
     tmp = out_dir is None
     out = Path(tempfile.mkdtemp(prefix="coopsgd-dist-")) if tmp else Path(out_dir).resolve()
+    if (why := _refuse_reuse(out, overwrite, "overwrite=True")) is not None:
+        raise ValueError(f"out_dir: {why}")
     out.mkdir(parents=True, exist_ok=True)
-    for f in ("result.json", "timing.json"):
+    for f in _RESULT_FILES:
         if (out / f).exists():
             (out / f).unlink()
     if isinstance(spec, ExperimentSpec):
@@ -659,7 +737,8 @@ def run_distributed(spec: RunSpec | ExperimentSpec | str | os.PathLike | Callabl
         else []
     spawn(["-m", "empirics.distributed", "--spec", str(sp), *seed_args, "--out", str(out),
            "--backend", backend, "--device", device, "--mixing", mixing, "--aux", aux,
-           "--pg-timeout", str(pgt), "--save-every", str(save_every)],
+           "--pg-timeout", str(pgt), "--save-every", str(save_every),
+           "--liveness-timeout", str(liveness_timeout), "--overwrite"],
           nprocs, out_dir=out, timeout=timeout, fault=fault)
     res = DistributedResult(load_result(out / "result.json"),
                             RoundTiming.load(out / "timing.json"),

@@ -8,8 +8,17 @@ is the one a ``torchrun`` job runs. The parent monitors the children:
 * a child that exits non-zero → the others get ``grace`` seconds to exit by themselves (their
   collectives fail once the peer is gone, and rank 0 then writes its partial records), then are
   terminated, and :class:`DistributedError` names the rank, the step it was at and its error;
+* a child reports that a peer stopped responding (the liveness rule of
+  :mod:`empirics.liveness`: heartbeats through the rendezvous store, checked by every rank, so
+  that the same rule holds under plain ``torchrun``) → that child exits with code 1 and an error
+  file naming the silent rank; the parent handles it like any failure, and names the silent
+  rank and the step it was at;
 * the deadline ``timeout`` passes → every child is terminated and the error names the ranks still
   running and the last step each reported (a hung rank is the one whose step lags).
+
+A child that is stopped (SIGSTOP: ``/proc/<pid>/stat`` state ``T``) is reported as such and
+killed with SIGKILL (a SIGTERM would wait for a SIGCONT); the others' grace period ends early
+when every child still running is stopped or named as not responding.
 
 Children report through files in the job directory: ``progress/rank{r}.step`` (last step
 started), ``errors/rank{r}.json`` (exception, step, traceback), ``logs/rank{r}.log``
@@ -43,7 +52,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from empirics.liveness import (
+    DEFAULT_LIVENESS_TIMEOUT,
+    ERROR_TYPE,
+    Liveness,
+    RankState,
+    check_liveness_timeout,
+    write_torchelastic_error,
+)
+
 __all__ = [
+    "DEFAULT_LIVENESS_TIMEOUT",
     "DistributedError",
     "RankContext",
     "free_port",
@@ -52,7 +71,12 @@ __all__ = [
 ]
 
 _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
-FAULT_ENV = "COOPSGD_FAULT"  #: "rank:step:kind" (kind raise | hang | exit), for tests
+FAULT_ENV = "COOPSGD_FAULT"  #: "rank:step:kind", kind in FAULT_KINDS; for tests
+#: raise: RuntimeError; hang: sleep forever; exit: ``os._exit(3)``; kill: SIGKILL to itself;
+#: stop: SIGSTOP to itself (the whole process freezes, heartbeat included); deadlock: the main
+#: thread waits forever on a lock (the heartbeat thread keeps beating: only the progress rule
+#: sees it)
+FAULT_KINDS = ("raise", "hang", "exit", "kill", "stop", "deadlock")
 
 
 class DistributedError(RuntimeError):
@@ -92,8 +116,10 @@ def _atomic_write(path: Path, data: bytes) -> None:
 @dataclass
 class RankContext:
     """What a rank knows about the job: ``rank``, ``world_size``, ``local_rank``, ``device``
-    (``torch.device``), ``backend``, ``out_dir`` (job directory, may be None), and the current
-    ``step`` (set by the code running on the rank; reported in progress and error files)."""
+    (``torch.device``), ``backend``, ``out_dir`` (job directory, may be None), ``pg_timeout``
+    (seconds a collective waits; pass it to every ``new_group``), and the current ``step`` (set
+    by the code running on the rank; reported in progress and error files, and to the liveness
+    heartbeat). Copies (``dataclasses.replace``) share the progress state and the heartbeat."""
 
     rank: int
     world_size: int
@@ -102,8 +128,11 @@ class RankContext:
     backend: str
     out_dir: Path | None
     step: int | None = None
+    pg_timeout: float | None = None
     _fault: tuple[int, int, str] | None = field(default=None, repr=False)
     _progress: Any = field(default=None, repr=False)
+    _state: RankState = field(default_factory=RankState, repr=False)
+    _liveness: Liveness | None = field(default=None, repr=False)
 
     def _mm(self) -> Any:
         if self._progress is None and self.out_dir is not None:
@@ -119,6 +148,7 @@ class RankContext:
         ``progress/rank{r}.step``: a memory write, no system call) and trigger an injected
         fault (``COOPSGD_FAULT``) planned for this step."""
         self.step = step
+        self._state.progress(step)
         mm = self._mm()
         if mm is not None:
             mm[0] = step
@@ -132,17 +162,35 @@ class RankContext:
     def communicating(self) -> Iterator[None]:
         """Mark the enclosed code as waiting on peers (collectives, point-to-point), so that a
         rank blocked there is told apart from a rank that stopped on its own."""
+        st = self._state
+        st.enter()
         mm = self._mm()
         if mm is not None:
             mm[1] = 1
         try:
             yield
         finally:
+            st.leave()
             if mm is not None:
-                mm[1] = 0
+                mm[1] = 1 if st.depth else 0
+
+    def on_peer_failure(self, fn: Callable[[str], Any]) -> contextlib.AbstractContextManager:
+        """While the block runs, call ``fn(message)`` if this rank finds a peer not responding
+        (just before the process exits; e.g. rank 0 saves its partial records)."""
+        if self._liveness is None:
+            return contextlib.nullcontext()
+        return self._liveness.hook(fn)
+
+    def close(self) -> None:
+        """Stop the liveness heartbeat (marking this rank as exited for its peers)."""
+        if self._liveness is not None:
+            self._liveness.stop()
 
 
 def _inject(kind: str, rank: int, step: int) -> None:
+    with contextlib.suppress(Exception):  # the tests time detection from this line
+        sys.stderr.write(f"[{FAULT_ENV}] rank {rank} step {step}: {kind} at {time.time():.3f}\n")
+        sys.stderr.flush()
     if kind == "raise":
         raise RuntimeError(f"injected fault: rank {rank} raises at step {step}")
     if kind == "hang":
@@ -150,7 +198,18 @@ def _inject(kind: str, rank: int, step: int) -> None:
             time.sleep(3600)
     if kind == "exit":
         os._exit(3)
-    raise ValueError(f"{FAULT_ENV}: kind must be raise, hang or exit (got {kind!r})")
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
+    if kind == "deadlock":
+        import threading
+
+        lock = threading.Lock()
+        lock.acquire()
+        lock.acquire()  # waits forever (releases the GIL: other threads run)
+    raise ValueError(f"{FAULT_ENV}: kind must be one of {FAULT_KINDS} (got {kind!r})")
 
 
 def _parse_fault(s: str | None) -> tuple[int, int, str] | None:
@@ -164,11 +223,18 @@ def _parse_fault(s: str | None) -> tuple[int, int, str] | None:
 
 
 def init_rank(backend: str = "auto", device: str = "cpu", timeout: float = 60.0,
-              out_dir: str | os.PathLike | None = None) -> RankContext:
+              out_dir: str | os.PathLike | None = None,
+              liveness_timeout: float = DEFAULT_LIVENESS_TIMEOUT) -> RankContext:
     """Join the process group from the torchrun environment (``RANK``, ``WORLD_SIZE``,
     ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); ``timeout`` (seconds) bounds every
-    collective. ``device="cuda"`` → ``cuda:{LOCAL_RANK}`` and backend nccl (when ``"auto"``);
-    ``"cpu"`` → gloo. Sets one intra-op thread on CPU."""
+    collective (the process-group timeout torch gets). ``device="cuda"`` → ``cuda:{LOCAL_RANK}``
+    and backend nccl (when ``"auto"``); ``"cpu"`` → gloo. Sets one intra-op thread on CPU.
+    With two or more ranks and ``liveness_timeout`` > 0, starts the heartbeat and watchdog of
+    :mod:`empirics.liveness` (stop them with :meth:`RankContext.close`)."""
+    liveness_timeout = check_liveness_timeout(liveness_timeout)
+    if not (float(timeout) > 0):
+        raise ValueError(f"timeout (the process-group timeout) must be > 0 seconds "
+                         f"(got {timeout!r})")
     import torch
     import torch.distributed as dist
 
@@ -195,9 +261,12 @@ def init_rank(backend: str = "auto", device: str = "cpu", timeout: float = 60.0,
     if not dist.is_initialized():
         dist.init_process_group(backend, rank=rank, world_size=world,
                                 timeout=timedelta(seconds=float(timeout)))
-    ctx = RankContext(rank, world, local_rank, dev, backend,
-                      Path(out_dir) if out_dir is not None else None,
+    out = Path(out_dir) if out_dir is not None else None
+    ctx = RankContext(rank, world, local_rank, dev, backend, out, pg_timeout=float(timeout),
                       _fault=_parse_fault(os.environ.get(FAULT_ENV)))
+    if world > 1 and liveness_timeout > 0:
+        ctx._liveness = Liveness.from_env(rank, world, liveness_timeout, ctx._state,
+                                          out).start()
     return ctx
 
 
@@ -206,9 +275,11 @@ def report_error(ctx: RankContext | None, exc: BaseException, out_dir: Path | No
     if out_dir is None:
         return
     rank = ctx.rank if ctx is not None else int(os.environ.get("RANK", -1))
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    write_torchelastic_error(type(exc).__name__, str(exc), tb)
     info = {"rank": rank, "step": None if ctx is None else ctx.step,
             "type": type(exc).__name__, "message": str(exc), "time": time.time(),
-            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}
+            "traceback": tb}
     with contextlib.suppress(OSError):
         _atomic_write(out_dir / "errors" / f"rank{rank}.json", json.dumps(info).encode())
 
@@ -241,11 +312,12 @@ def _child_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--pg-timeout", type=float, default=60.0)
+    ap.add_argument("--liveness-timeout", type=float, default=DEFAULT_LIVENESS_TIMEOUT)
     a = ap.parse_args(argv)
     out = Path(a.out)
     ctx = None
     try:
-        ctx = init_rank(a.backend, a.device, a.pg_timeout, out)
+        ctx = init_rank(a.backend, a.device, a.pg_timeout, out, a.liveness_timeout)
         fn = _resolve(a.target)
         with open(a.args, "rb") as fh:
             args = pickle.load(fh)
@@ -253,13 +325,18 @@ def _child_main(argv: Sequence[str] | None = None) -> int:
         _atomic_write(out / "returns" / f"rank{ctx.rank}.pkl", pickle.dumps(ret))
         import torch.distributed as dist
 
-        dist.barrier()
+        with ctx.communicating():
+            dist.barrier()
+        ctx.close()
         dist.destroy_process_group()
         return 0
     except BaseException as e:
         report_error(ctx, e, out)
         traceback.print_exc()
         return 1
+    finally:
+        if ctx is not None:
+            ctx.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,11 +357,26 @@ def _log_tail(out: Path, rank: int, n: int = 15) -> str:
     return "\n".join(lines[-n:])
 
 
+def _proc_state(pid: int) -> str | None:
+    """The one-letter state of ``/proc/<pid>/stat`` (``T``: stopped, e.g. by SIGSTOP; ``t``:
+    stopped by a tracer), or None where it cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw.rpartition(")")[2].split()[0] if ")" in raw else None
+
+
+def _stopped(p: subprocess.Popen) -> bool:
+    return p.poll() is None and _proc_state(p.pid) in ("T", "t")
+
+
 def _terminate(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         if p.poll() is None:
             with contextlib.suppress(OSError):
-                p.send_signal(signal.SIGTERM)
+                # a stopped process would keep a SIGTERM pending until a SIGCONT
+                p.send_signal(signal.SIGKILL if _stopped(p) else signal.SIGTERM)
     t_end = time.monotonic() + 3.0
     for p in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -303,9 +395,23 @@ def _is_comm_error(info: dict[str, Any]) -> bool:
                                   "timeout", "gloo", "broken pipe", "peer", "nccl"))
 
 
-def _diagnose(out: Path, nprocs: int, codes: list[int | None], why: str, timeout: float
-              ) -> DistributedError:
+def _silent_named(out: Path, nprocs: int) -> set[int]:
+    """Ranks named as not responding in the error files of their peers."""
+    named = set()
+    for r in range(nprocs):
+        e = _read_json(out / "errors" / f"rank{r}.json")
+        if e and e.get("type") == ERROR_TYPE and e.get("culprit") is not None:
+            named.add(int(e["culprit"]))
+    return named
+
+
+def _diagnose(out: Path, nprocs: int, codes: list[int | None], why: str, timeout: float,
+              states: dict[int, str | None] | None = None) -> DistributedError:
+    states = states or {}
     errors = {r: e for r in range(nprocs) if (e := _read_json(out / "errors" / f"rank{r}.json"))}
+    # reports of a peer not responding (empirics.liveness): the named rank is the cause
+    live = {r: e for r, e in errors.items()
+            if e.get("type") == ERROR_TYPE and e.get("culprit") is not None}
     prog = {}
     for r in range(nprocs):
         with contextlib.suppress(OSError, ValueError, IndexError):
@@ -316,13 +422,27 @@ def _diagnose(out: Path, nprocs: int, codes: list[int | None], why: str, timeout
     def step_of(r: int) -> int | None:
         if r in errors and errors[r].get("step") is not None:
             return int(errors[r]["step"])
-        return int(prog[r]["step"]) if r in prog else None
+        if r in prog:
+            return int(prog[r]["step"])
+        told = [int(e["culprit_step"]) for e in live.values()
+                if e["culprit"] == r and e.get("culprit_step") is not None]
+        return told[0] if told else None
 
     lines = []
     culprit: int | None = None
-    causes = [r for r in errors if not _is_comm_error(errors[r])]
+    report: dict[str, Any] | None = None  # the liveness report that names the culprit
+    causes = [r for r in errors if r not in live and errors[r].get("type") != ERROR_TYPE
+              and not _is_comm_error(errors[r])]
+    crashed_early = [r for r in range(nprocs) if r not in errors and codes[r] not in (None, 0)]
     if causes:
         culprit = min(causes, key=lambda r: errors[r].get("time", 0.0))
+    elif live and not crashed_early:
+        # the rank most reports name, then the earliest report
+        votes: dict[int, list[dict[str, Any]]] = {}
+        for e in sorted(live.values(), key=lambda e: e.get("time", 0.0)):
+            votes.setdefault(int(e["culprit"]), []).append(e)
+        culprit = max(votes, key=lambda c: (len(votes[c]), -votes[c][0].get("time", 0.0)))
+        report = votes[culprit][0]
     else:
         silent = [r for r in range(nprocs) if r not in errors and codes[r] in (None, 0)]
         crashed = [r for r in range(nprocs) if r not in errors and codes[r] not in (None, 0)]
@@ -346,6 +466,8 @@ def _diagnose(out: Path, nprocs: int, codes: list[int | None], why: str, timeout
             where = ("waiting on its peers (collective or point-to-point)"
                      if prog.get(r, {}).get("comm") else "not communicating: hung in its own "
                      "computation")
+            if states.get(r) in ("T", "t"):
+                where = "the process was stopped (state T: SIGSTOP or a debugger)"
             lines.append(f"  rank {r}: still running {at} when stopped, {where}")
         elif codes[r] != 0:
             tail = _log_tail(out, r)
@@ -359,10 +481,14 @@ def _diagnose(out: Path, nprocs: int, codes: list[int | None], why: str, timeout
     else:
         head = "distributed job failed"
     if culprit is not None:
-        kind = ("raised " + errors[culprit]["type"] if culprit in errors
+        kind = ("stopped responding" if report is not None
+                else "raised " + errors[culprit]["type"] if culprit in errors
                 else "stopped responding" if codes[culprit] in (None, 0)
                 else f"died (exit code {codes[culprit]})")
         head += f": rank {culprit} {kind}" + (f" at step {cs}" if cs is not None else "")
+        if report is not None:
+            detail = report["message"].partition(": ")[2] or report["message"]
+            head += f" ({detail})"
     partial = None
     if (out / "result.json").exists():
         with contextlib.suppress(Exception):
@@ -382,8 +508,9 @@ def spawn(module_args: Sequence[str], nprocs: int, *, out_dir: str | os.PathLike
 
     Each child gets the torchrun environment (loopback rendezvous on a free port) and logs to
     ``out_dir/logs/rank{r}.log``. Raises :class:`DistributedError` when a child exits non-zero
-    (after ``grace`` seconds for the others to exit) or when ``timeout`` seconds pass. ``fault``
-    = (rank, step, "raise" | "hang" | "exit") injects a failure (for tests). Returns out_dir.
+    (after ``grace`` seconds for the others to exit; a child reporting a peer not responding
+    exits with code 1 too) or when ``timeout`` seconds pass. ``fault`` = (rank, step, kind),
+    kind one of :data:`FAULT_KINDS`, injects a failure (for tests). Returns out_dir.
     """
     if isinstance(nprocs, bool) or not isinstance(nprocs, int) or nprocs < 1:
         raise ValueError(f"nprocs must be an integer >= 1 (got {nprocs!r})")
@@ -405,8 +532,8 @@ def spawn(module_args: Sequence[str], nprocs: int, *, out_dir: str | os.PathLike
     base.pop(FAULT_ENV, None)
     if fault is not None:
         r, k, kind = fault
-        if kind not in ("raise", "hang", "exit"):
-            raise ValueError(f"fault kind must be raise, hang or exit (got {kind!r})")
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {FAULT_KINDS} (got {kind!r})")
         base[FAULT_ENV] = f"{int(r)}:{int(k)}:{kind}"
     if env:
         base.update(env)
@@ -427,14 +554,21 @@ def spawn(module_args: Sequence[str], nprocs: int, *, out_dir: str | os.PathLike
             if any(c not in (None, 0) for c in codes):
                 t_end = min(deadline, time.monotonic() + grace)
                 while time.monotonic() < t_end and any(p.poll() is None for p in procs):
-                    time.sleep(0.05)
+                    # the stopped and the ranks named as not responding will not exit
+                    named = _silent_named(out, nprocs)
+                    if all(_stopped(p) or r in named
+                           for r, p in enumerate(procs) if p.poll() is None):
+                        break
+                    time.sleep(0.1)
                 codes = [p.poll() for p in procs]
+                states = {r: _proc_state(p.pid) for r, p in enumerate(procs) if codes[r] is None}
                 _terminate(procs)
-                raise _diagnose(out, nprocs, codes, "failure", timeout)
+                raise _diagnose(out, nprocs, codes, "failure", timeout, states)
             if time.monotonic() > deadline:
                 codes = [p.poll() for p in procs]
+                states = {r: _proc_state(p.pid) for r, p in enumerate(procs) if codes[r] is None}
                 _terminate(procs)
-                raise _diagnose(out, nprocs, codes, "timeout", timeout)
+                raise _diagnose(out, nprocs, codes, "timeout", timeout, states)
             time.sleep(0.05)
     finally:
         _terminate(procs)
@@ -444,12 +578,13 @@ def spawn(module_args: Sequence[str], nprocs: int, *, out_dir: str | os.PathLike
 
 def launch(target: str, nprocs: int, args: tuple = (), *, backend: str = "auto",
            device: str = "cpu", timeout: float = 120.0, pg_timeout: float | None = None,
-           out_dir: str | os.PathLike | None = None, fault: tuple[int, int, str] | None = None
-           ) -> list[Any]:
+           out_dir: str | os.PathLike | None = None, fault: tuple[int, int, str] | None = None,
+           liveness_timeout: float = DEFAULT_LIVENESS_TIMEOUT) -> list[Any]:
     """Run ``target(ctx, *args)`` on ``nprocs`` local ranks; return the list of return values
     (index = rank). ``target`` is ``"module:function"`` or ``"/path/file.py:function"``; ``ctx``
     is a :class:`RankContext`; args and return values must pickle. ``pg_timeout`` bounds each
-    collective (default: ``timeout``)."""
+    collective (default: ``timeout``); ``liveness_timeout``: see :mod:`empirics.liveness`."""
+    liveness_timeout = check_liveness_timeout(liveness_timeout)
     tmp = out_dir is None
     out = Path(tempfile.mkdtemp(prefix="coopsgd-launch-")) if tmp else Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -457,7 +592,8 @@ def launch(target: str, nprocs: int, args: tuple = (), *, backend: str = "auto",
         pickle.dump(tuple(args), fh)
     spawn(["-m", "empirics.launch", "--target", target, "--args", str(out / "args.pkl"),
            "--out", str(out), "--backend", backend, "--device", device,
-           "--pg-timeout", str(pg_timeout if pg_timeout is not None else timeout)],
+           "--pg-timeout", str(pg_timeout if pg_timeout is not None else timeout),
+           "--liveness-timeout", str(liveness_timeout)],
           nprocs, out_dir=out, timeout=timeout, fault=fault)
     rets = []
     for r in range(nprocs):

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, int]] = [
     ("spec", 3),
     ("mixers", 4), ("algorithm", 4),
     ("driver", 5),
-    ("engine", 6), ("collectives", 6), ("launch", 6), ("distributed", 6),
+    ("engine", 6), ("collectives", 6), ("liveness", 6), ("launch", 6), ("distributed", 6),
     ("recursion", 7), ("predict", 7),
     ("match", 8),
     ("experiment", 9), ("falsify", 9),

@@ -4,14 +4,19 @@ against the simulator (float64, 1e-10), byte accounting of compressed messages, 
 Process start-up dominates the cost (each rank imports torch, 5–15 s on a loaded 2-core
 machine), so the checks share jobs: one 4-rank job runs every primitive check and every
 configuration (``_rank_job``); one job (slow) goes through the ``python -m
-empirics.distributed`` entry point from an experiment spec; the failure tests use 2 ranks (the
-hang test is slow: it waits for the collective timeout).
+empirics.distributed`` entry point from an experiment spec; the failure tests use 2 or 3 ranks
+(the hang test is slow: it waits for the collective timeout). The liveness tests (a rank frozen
+by SIGSTOP, a deadlocked main thread, a killed rank) time detection from the fault's log line
+(``[COOPSGD_FAULT] … at <unix time>``) to the error file of the rank that saw it, and assert the
+documented bound L + 2·interval plus generous slack (the test machine is loaded).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +41,7 @@ from empirics.distributed import (
 )
 from empirics.engine import RunSpec, run
 from empirics.launch import DistributedError, launch
+from empirics.liveness import interval_for
 from empirics.problems import LeastSquares, MLPClassifier
 from empirics.records import COLUMNS
 from empirics.spec import ExperimentSpec
@@ -123,6 +129,19 @@ def _rank_job(ctx, cases: dict[str, tuple[RunSpec, dict]]) -> dict:
     out["payload_nbytes"] = pl.nbytes
     out["payload_decoded"] = [comp.decode(dataclasses.replace(pl, data=t)).numpy()[0]
                               for t in parts]
+    # the process-group timeout torch got: the world group's, and a hierarchical sub-group's
+    from empirics.distributed import ProcessGroupCommunicator
+    from empirics.driver import Layout
+
+    cpu = torch.device("cpu")
+    out["pg_timeout"] = dist.group.WORLD._get_backend(cpu).options._timeout.total_seconds()
+    hspec, _ = cases["hierarchical"]
+    x0 = hspec.problem.init_params(device=cpu, dtype=torch.float64)
+    lay = Layout(x0)
+    hc = ProcessGroupCommunicator(ctx, hspec, lay, lay.flat(x0))
+    groups = [rd.W for rd in hspec.config.schedule.rounds(hspec.T) if rd.W is not None]
+    st = next(s for s in (hc._entry(W)[1] for W in groups) if s.kind == "groups")
+    out["group_timeout"] = st.group._get_backend(cpu).options._timeout.total_seconds()
     dist.barrier()
     # whole runs
     quiet = dataclasses.replace(ctx, out_dir=None)
@@ -132,11 +151,14 @@ def _rank_job(ctx, cases: dict[str, tuple[RunSpec, dict]]) -> dict:
     return out
 
 
+JOB_TIMEOUT = 400  # seconds; also the process-group timeout of the shared job
+
+
 @pytest.fixture(scope="module")
 def job() -> tuple[list[dict], dict]:
     cases = _cases()
     t = time.monotonic()
-    rets = launch(f"{__file__}:_rank_job", M, (cases,), backend="gloo", timeout=400)
+    rets = launch(f"{__file__}:_rank_job", M, (cases,), backend="gloo", timeout=JOB_TIMEOUT)
     print(f"4-rank job: {time.monotonic() - t:.1f} s")
     return rets, cases
 
@@ -191,6 +213,15 @@ def test_payload_exchange_decodes_every_rank_topk(job):
         for i, dec in enumerate(r["payload_decoded"]):
             xi = torch.as_tensor(rets[i]["x"]).float()[None, :]
             np.testing.assert_array_equal(dec, comp(xi).numpy()[0])
+
+
+def test_pg_timeout_is_what_torch_gets(job):
+    """The process-group timeout given to the launcher bounds the world group and the sub-groups
+    of hierarchical averaging (torch would give a new_group 30 minutes by default)."""
+    rets, _ = job
+    for r in rets:
+        assert r["pg_timeout"] == JOB_TIMEOUT
+        assert r["group_timeout"] == JOB_TIMEOUT
 
 
 # ------------------------------------------------------------------------ trajectories
@@ -292,9 +323,9 @@ def test_entry_point_run_distributed_pasgd(tmp_path):
 
 
 # ----------------------------------------------------------------------------- failures
-def _small_spec(T: int = 400) -> RunSpec:
-    p = LeastSquares(n_samples=100, d=5, m=2, seed=0)
-    return RunSpec(p, dpsgd(path(2)), 0.01, T, batch_size=2, record_every=50, grad_every=0)
+def _small_spec(T: int = 400, m: int = 2) -> RunSpec:
+    p = LeastSquares(n_samples=100, d=5, m=m, seed=0)
+    return RunSpec(p, dpsgd(path(m)), 0.01, T, batch_size=2, record_every=50, grad_every=0)
 
 
 def test_rank_that_raises_ends_job_with_rank_and_step(tmp_path):
@@ -341,6 +372,203 @@ def test_rank_that_dies_is_named(tmp_path):
     with pytest.raises(DistributedError, match=r"rank 0 died \(exit code 3\) at step 120"):
         run_distributed(_small_spec(), 2, timeout=120, pg_timeout=15, out_dir=tmp_path,
                         fault=(0, 120, "exit"))
+
+
+# ----------------------------------------------------------------------------- liveness
+LIVE = 5.0  # liveness timeout of the tests (seconds)
+BOUND = LIVE + 2 * interval_for(LIVE)  # documented detection bound after a freeze
+SLACK = 10.0  # the test machine is shared and loaded
+
+
+def _fault_time(out: Path, rank: int) -> float:
+    """Unix time the injected fault fired (the line ``_inject`` writes to the rank's log)."""
+    for line in (out / "logs" / f"rank{rank}.log").read_text(errors="replace").splitlines():
+        if line.startswith("[COOPSGD_FAULT]"):
+            return float(line.rsplit(" at ", 1)[1])
+    raise AssertionError(f"no fault line in rank {rank}'s log")
+
+
+def _reports(out: Path) -> dict[int, dict]:
+    """The liveness reports: rank → its error file, for the ranks that saw a peer go silent."""
+    errs = {int(f.stem.removeprefix("rank")): json.loads(f.read_text())
+            for f in (out / "errors").glob("rank*.json")}
+    return {r: e for r, e in errs.items() if e["type"] == "PeerNotResponding"}
+
+
+def test_frozen_rank_is_named_within_the_liveness_timeout(tmp_path):
+    """Rank 1 of 3 stops itself (SIGSTOP: heartbeat and all) at step 60. Its peers see no
+    heartbeat for L = 5 s and end the job: the error names rank 1 and step 60, rank 0 saved its
+    records, and the job ends within the documented bound after the freeze."""
+    with pytest.raises(DistributedError, match=r"rank 1 stopped responding at step 60 \(no "
+                                               r"heartbeat for") as ei:
+        run_distributed(_small_spec(m=3), 3, timeout=240, pg_timeout=120, out_dir=tmp_path,
+                        fault=(1, 60, "stop"), save_every=0.0, liveness_timeout=LIVE)
+    t_end = time.time()
+    e = ei.value
+    assert e.rank == 1 and e.step == 60
+    assert "rank 1: still running at step 60 when stopped, the process was stopped (state T" \
+        in str(e)
+    t_fault = _fault_time(tmp_path, 1)
+    reps = _reports(tmp_path)
+    assert reps and all(r["culprit"] == 1 and r["reason"] == "heartbeat" for r in reps.values())
+    detect = min(r["time"] for r in reps.values()) - t_fault
+    print(f"SIGSTOP of rank 1 of 3: detected after {detect:.1f} s, job ended after "
+          f"{t_end - t_fault:.1f} s (L = {LIVE:g} s)")
+    assert LIVE - interval_for(LIVE) - 0.5 <= detect <= BOUND + SLACK
+    assert t_end - t_fault <= BOUND + 5.0 + SLACK  # + rank 1's peers' exit delay
+    # rank 0 saw it too and saved its records, with the reason
+    assert e.partial is not None and e.partial.status == "error"
+    assert list(e.partial.step) == [0, 50]
+    assert "rank 1 stopped responding" in e.partial.message
+
+
+def test_deadlocked_rank_0_is_named_by_its_peer(tmp_path):
+    """Rank 0's main thread waits forever on a lock at step 60 (its heartbeat thread keeps
+    beating): rank 1, waiting for it in a collective, names it by the progress rule. Rank 0
+    cannot save anything more: the records up to its last save are kept."""
+    with pytest.raises(DistributedError, match=r"rank 0 stopped responding at step 60 \(no "
+                                               r"progress for") as ei:
+        run_distributed(_small_spec(), 2, timeout=240, pg_timeout=120, out_dir=tmp_path,
+                        fault=(0, 60, "deadlock"), save_every=0.0, liveness_timeout=LIVE)
+    t_end = time.time()
+    e = ei.value
+    assert e.rank == 0 and e.step == 60
+    assert "idle: deadlocked or blocked" in str(e)
+    t_fault = _fault_time(tmp_path, 0)
+    reps = _reports(tmp_path)
+    assert set(reps) == {1} and reps[1]["culprit"] == 0 and reps[1]["reason"] == "progress"
+    detect = reps[1]["time"] - t_fault
+    print(f"deadlock of rank 0 of 2: detected after {detect:.1f} s, job ended after "
+          f"{t_end - t_fault:.1f} s (L = {LIVE:g} s)")
+    assert LIVE - 0.5 <= detect <= BOUND + SLACK
+    assert t_end - t_fault <= BOUND + 5.0 + SLACK
+    # the last checkpoint (save_every=0: at every record) is what is left
+    assert e.partial is not None and e.partial.status == "running"
+    assert list(e.partial.step) == [0, 50]
+
+
+@pytest.mark.slow
+def test_frozen_rank_0_is_named_through_its_silent_store(tmp_path):
+    """Rank 0 hosts the rendezvous store under the spawn helper: when it is stopped the store
+    goes silent with it, and rank 1 names rank 0 by the store rule. Rank 0 cannot save more:
+    its last checkpoint is kept."""
+    with pytest.raises(DistributedError, match=r"rank 0 stopped responding at step 60 \(the "
+                                               r"rendezvous store it hosts") as ei:
+        run_distributed(_small_spec(), 2, timeout=240, pg_timeout=120, out_dir=tmp_path,
+                        fault=(0, 60, "stop"), save_every=0.0, liveness_timeout=LIVE)
+    e = ei.value
+    assert e.rank == 0 and e.step == 60
+    reps = _reports(tmp_path)
+    assert set(reps) == {1} and reps[1]["culprit"] == 0 and reps[1]["reason"] == "store"
+    detect = reps[1]["time"] - _fault_time(tmp_path, 0)
+    print(f"SIGSTOP of rank 0 of 2: detected after {detect:.1f} s (L = {LIVE:g} s)")
+    assert detect <= BOUND + SLACK
+    assert e.partial is not None and e.partial.status == "running"
+
+
+def test_killed_rank_is_reported_in_seconds_with_step_and_records(tmp_path):
+    """Rank 2 of 3 is killed (SIGKILL) at step 60, with the default liveness timeout (30 s):
+    the launcher sees the death at once and reports it within a few seconds, as before the
+    liveness watch; rank 0 keeps its records. The folder held an earlier job's results, which
+    overwrite=True replaces."""
+    (tmp_path / "result.json").write_text("{}")
+    (tmp_path / "timing.json").write_text("{}")
+    with pytest.raises(DistributedError, match=r"rank 2 died \(exit code -9\) at step 60") as ei:
+        run_distributed(_small_spec(m=3), 3, timeout=240, pg_timeout=120, out_dir=tmp_path,
+                        fault=(2, 60, "kill"), save_every=0.0, overwrite=True)
+    t_end = time.time()
+    dt = t_end - _fault_time(tmp_path, 2)
+    print(f"SIGKILL of rank 2 of 3: reported after {dt:.1f} s")
+    assert dt <= 5.0 + SLACK  # grace of 5 s for the others to save and exit
+    e = ei.value
+    assert e.rank == 2 and e.step == 60
+    assert e.partial is not None and e.partial.status == "error"
+    assert list(e.partial.step) == [0, 50]
+    assert not (tmp_path / "timing.json").exists()
+
+
+def test_output_folder_is_not_reused_without_overwrite(tmp_path):
+    (tmp_path / "result.json").write_text('{"earlier": true}')
+    with pytest.raises(ValueError, match=r"out_dir: output folder .* already holds the results "
+                                         r"of an earlier job \(result.json\).*overwrite=True"):
+        run_distributed(_small_spec(), 2, out_dir=tmp_path)
+    assert (tmp_path / "result.json").read_text() == '{"earlier": true}'
+
+
+def test_entry_point_refuses_an_used_output_folder(tmp_path):
+    """``python -m empirics.distributed`` (what torchrun starts) on a folder holding an earlier
+    job's timing.json: exit code 1, the reason in errors/rank0.json, nothing deleted."""
+    import os
+    import subprocess
+    import sys
+
+    from empirics.launch import free_port
+
+    desc = {"name": "reuse", "problem": {"kind": "least_squares", "n_samples": 50, "d": 3,
+                                         "seed": 0},
+            "algorithm": {"name": "pasgd", "m": 1, "tau": 1}, "lr": 0.05, "steps": 2,
+            "seeds": [1]}
+    ExperimentSpec.from_dict(desc).to_toml(tmp_path / "spec.toml")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "timing.json").write_text("{}")
+    repo = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(free_port()),
+               PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "empirics.distributed", "--spec",
+                           str(tmp_path / "spec.toml"), "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 1
+    err = json.loads((out / "errors" / "rank0.json").read_text())
+    assert err["type"] == "ValueError"
+    assert "already holds the results of an earlier job (timing.json)" in err["message"]
+    assert "--overwrite" in err["message"]
+    assert (out / "timing.json").read_text() == "{}"
+
+
+@pytest.mark.slow
+def test_torchrun_frozen_rank_is_named_well_before_the_pg_timeout(tmp_path):
+    """The documented torchrun command with rank 1 of 3 frozen (SIGSTOP) and the default
+    process-group timeout (300 s): the ranks themselves name rank 1 after L = 5 s (no launcher
+    of ours watches), torchrun's output shows it, rank 0 saved its records, and the job ends
+    well before 300 s (torchrun SIGKILLs the stopped rank after its 30 s shutdown timeout)."""
+    import os
+    import subprocess
+    import sys
+
+    desc = {"name": "torchrun-freeze", "problem": {"kind": "least_squares", "n_samples": 100,
+                                                   "d": 5, "seed": 0},
+            "algorithm": {"name": "dpsgd", "m": 3, "topology": "path"},
+            "lr": 0.01, "steps": 100000, "batch_size": 2, "seeds": [1], "record_every": 50,
+            "grad_every": 0}
+    ExperimentSpec.from_dict(desc).to_toml(tmp_path / "spec.toml")
+    repo = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ, COOPSGD_FAULT="1:60:stop",
+               PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc-per-node", "3", "-m", "empirics.distributed", "--spec",
+                           "spec.toml", "--out", "results/", "--save-every", "0",
+                           "--liveness-timeout", str(LIVE)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280)
+    elapsed = time.time() - t0
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "PeerNotResponding: rank 1 stopped responding" in out  # the ranks' stderr
+    t_fault = float(next(ln for ln in out.splitlines() if ln.startswith("[COOPSGD_FAULT]"))
+                    .rsplit(" at ", 1)[1])
+    reps = _reports(tmp_path / "results")
+    assert reps and all(r["culprit"] == 1 for r in reps.values())
+    detect = min(r["time"] for r in reps.values()) - t_fault
+    print(f"torchrun, SIGSTOP of rank 1 of 3: detected after {detect:.1f} s, torchrun ended "
+          f"after {elapsed:.1f} s")
+    assert detect <= BOUND + SLACK
+    assert elapsed < 200  # pg timeout 300 s
+    from empirics.records import load_result
+
+    res = load_result(tmp_path / "results" / "result.json")
+    assert res.status == "error" and "rank 1 stopped responding" in res.message
 
 
 # ---------------------------------------------------------------------------- fit, errors
