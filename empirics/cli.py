@@ -15,6 +15,7 @@ Exit codes (every command): 0 ok; 1 a check failed (``proofs``, ``verify``); 2 u
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -168,7 +169,8 @@ def tour() -> None:
 
 @main.command(short_help="ζ and spectral gap of the built-in topologies.",
               epilog="\b\nExamples:\n  coopsgd spectra --m 16\n  coopsgd spectra --m 64")
-@click.option("--m", "m", default=16, show_default=True, help="number of workers")
+@click.option("--m", "m", default=16, show_default=True, type=click.IntRange(min=2),
+              help="number of workers (>= 2)")
 def spectra(m: int) -> None:
     """ζ and spectral gap of the built-in topologies for m workers (each with its own weights;
     topologies whose shape rule excludes m, e.g. a hypercube on 12 nodes, are left out)."""
@@ -368,6 +370,8 @@ def _parse_value(sym, raw: str):
     try:
         if "/" in s:
             a, b = s.split("/", 1)
+            if int(b) == 0:
+                raise click.UsageError(f"--{keyword(sym)}: {raw!r} divides by zero")
             x: Any = sp.Rational(int(a), int(b))
         else:
             try:
@@ -376,6 +380,8 @@ def _parse_value(sym, raw: str):
                 x = float(s)
     except (ValueError, ZeroDivisionError):
         raise click.UsageError(f"--{keyword(sym)}: {raw!r} is not a number") from None
+    if isinstance(x, float) and not math.isfinite(x):
+        raise click.UsageError(f"--{keyword(sym)}: {raw!r} is not a finite number")
     dom = DOMAINS.get(sym)
     if isinstance(x, float) and dom is not None and dom.integer and x.is_integer():
         x = int(x)
@@ -804,6 +810,12 @@ def design(topology: str | None, graph: str | None, n: int, dim: int | None, row
         G = _graph(topo, n, rows=rows, cols=cols, p=p, avg_degree=avg_degree, seed=seed)
     except ValueError as e:
         raise click.UsageError(f"{topo} with {n} nodes: {e}") from None
+    if save is not None:  # the folder exists before any work starts (created if missing)
+        from pathlib import Path
+
+        from empirics.records import writable_folder
+
+        writable_folder(Path(save).resolve().parent)
     progress = not quiet and _stderr_is_terminal()
     table = theory.compare_weights(G, eps, method=method, progress=progress)
     saved = None

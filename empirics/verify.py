@@ -19,11 +19,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from empirics.devices import check_device
 from empirics.records import writable_folder
 from empirics.report import write_suite_report
 from empirics.reproductions import REPRODUCTIONS, SCALES, module
 from empirics.reproductions.base import Context, Reproduction, RunCache, atomic_write_text
-from empirics.spec import check_device
 
 __all__ = ["VerifyResult", "verify"]
 

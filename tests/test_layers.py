@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: empirics module (dotted, without the "empirics." prefix) → layer; prefixes end with "."
 LAYERS: list[tuple[str, int]] = [
-    ("records", 0), ("stats", 0), ("plots", 0), ("data", 0),
+    ("records", 0), ("stats", 0), ("plots", 0), ("data", 0), ("devices", 0),
     ("problems.", 1), ("problems", 1), ("compressors", 1), ("fastgrads", 1), ("testing", 1),
     ("configs", 2),
     ("spec", 3),

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.func import grad, vmap
 
+from empirics.devices import check_device
 from theory import checks
 
 Params = dict[str, torch.Tensor]
@@ -174,7 +175,7 @@ class Problem(ABC):
 
     def __init__(self, m: int, device: torch.device | str | None, dtype: torch.dtype) -> None:
         self.m = checks.integer("m", m, lo=1)
-        self.device = torch.device(device) if device is not None else _CPU
+        self.device = check_device(device) if device is not None else _CPU
         self.dtype = _dtype(dtype)
         self._constants: Constants | None = None
 

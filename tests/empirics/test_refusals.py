@@ -210,3 +210,36 @@ def test_cli_other_usage_errors(tmp_path, args, needle):
     p = _cli(*args, cwd=tmp_path)
     assert p.returncode == 2, p.stdout + p.stderr
     assert "Traceback" not in p.stderr and needle in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["bound", "pasgd", "--eta", "1/0", "--L", "1"], "--eta: '1/0' divides by zero"),
+    (["bound", "pasgd", "--eta", "inf", "--L", "1"], "--eta: 'inf' is not a finite number"),
+    (["bound", "pasgd", "--eta", "nan"], "--eta: 'nan' is not a finite number"),
+    (["bound", "dpsgd", "--topology", "ring", "--m", "1"], "m must be an integer >= 2"),
+    (["spectra", "--m", "0"], "0 is not in the range x>=2"),
+    (["design", "ring", "--n", "8", "--save", "f.txt/W.npy"],
+     "cannot write to the output folder"),
+])
+def test_cli_bad_values_exit_2_without_traceback(tmp_path, args, needle):
+    (tmp_path / "f.txt").write_text("a file in the way")
+    p = _cli(*args, cwd=tmp_path)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr and needle in p.stderr, p.stderr
+
+
+def test_design_save_creates_a_missing_folder(tmp_path):
+    p = _cli("design", "ring", "--n", "6", "--save", "new/dir/W.npy", "--quiet", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    import numpy as np
+
+    W = np.load(tmp_path / "new" / "dir" / "W.npy")
+    np.testing.assert_allclose(W.sum(1), 1, atol=1e-9)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+def test_problem_on_cuda_without_cuda_names_the_device():
+    import empirics
+
+    with pytest.raises(ValueError, match=r"device 'cuda': CUDA is not available"):
+        empirics.LogisticRegression(n_samples=20, d=2, device="cuda")
