@@ -264,6 +264,8 @@ class Liveness:
         store = None
         while True:
             stopping = self._stop.is_set()
+            if stopping and store is None:
+                return  # no client to say goodbye with: connecting may wait L s for a gone store
             try:
                 if store is None:
                     store = self._connect()
