@@ -85,8 +85,7 @@ from empirics.launch import (
     DEFAULT_LIVENESS_TIMEOUT,
     DistributedError,
     RankContext,
-    init_rank,
-    report_error,
+    rank_main,
     spawn,
 )
 from empirics.liveness import check_liveness_timeout
@@ -623,9 +622,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = None
-    try:
-        ctx = init_rank(a.backend, a.device, a.pg_timeout, out, a.liveness_timeout)
+
+    def work(ctx: RankContext) -> None:
         # rank 0 (the one that writes results) decides, every rank fails the same way
         verdict = [_refuse_reuse(out, a.overwrite, "--overwrite") if ctx.rank == 0 else None]
         with ctx.communicating():
@@ -641,20 +639,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         dev = str(ctx.device) if ctx.device.type == "cuda" else None
         spec = load_spec(a.spec, device=dev, seed=a.seed)
         run_rank(ctx, spec, mixing=a.mixing, aux=a.aux, save_every=a.save_every)
-        with ctx.communicating():
-            dist.barrier()
-        ctx.close()
-        dist.destroy_process_group()
-        return 0
-    except BaseException as e:
-        report_error(ctx, e, out)
-        import traceback
 
-        traceback.print_exc()
-        return 1
-    finally:
-        if ctx is not None:
-            ctx.close()
+    return rank_main(work, out, a.backend, a.device, a.pg_timeout, a.liveness_timeout)
 
 
 _RESULT_FILES = ("result.json", "timing.json")

@@ -315,14 +315,26 @@ def _child_main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--liveness-timeout", type=float, default=DEFAULT_LIVENESS_TIMEOUT)
     a = ap.parse_args(argv)
     out = Path(a.out)
-    ctx = None
-    try:
-        ctx = init_rank(a.backend, a.device, a.pg_timeout, out, a.liveness_timeout)
+
+    def work(ctx: RankContext) -> None:
         fn = _resolve(a.target)
         with open(a.args, "rb") as fh:
             args = pickle.load(fh)
         ret = fn(ctx, *args)
         _atomic_write(out / "returns" / f"rank{ctx.rank}.pkl", pickle.dumps(ret))
+
+    return rank_main(work, out, a.backend, a.device, a.pg_timeout, a.liveness_timeout)
+
+
+def rank_main(work: Callable[[RankContext], None], out: Path, backend: str, device: str,
+              pg_timeout: float, liveness_timeout: float) -> int:
+    """A rank's whole life: join the group (:func:`init_rank`), ``work(ctx)``, leave together
+    (barrier, then the group is destroyed); 0 on success. On any failure the rank writes
+    ``errors/rank{r}.json`` for the parent, prints the traceback to its log and returns 1."""
+    ctx = None
+    try:
+        ctx = init_rank(backend, device, pg_timeout, out, liveness_timeout)
+        work(ctx)
         import torch.distributed as dist
 
         with ctx.communicating():

@@ -541,7 +541,7 @@ def test_torchrun_frozen_rank_is_named_well_before_the_pg_timeout(tmp_path):
                                                    "d": 5, "seed": 0},
             "algorithm": {"name": "dpsgd", "m": 3, "topology": "path"},
             "lr": 0.01, "steps": 100000, "batch_size": 2, "seeds": [1], "record_every": 50,
-            "grad_every": 0}
+            "grad_every": 0, "bound": "none"}
     ExperimentSpec.from_dict(desc).to_toml(tmp_path / "spec.toml")
     repo = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, COOPSGD_FAULT="1:60:stop",
