@@ -388,7 +388,8 @@ class ExperimentSpec:
             raise ValueError(f"unknown experiment field(s) {unknown}"
                              + (f"; did you mean {near[0]!r}?" if near else "")
                              + f"; valid: {sorted(names)}")
-        return cls(**copy.deepcopy(d))
+        bound = d.get("bound", "auto")  # a theory.Bound object is kept as is
+        return cls(**copy.deepcopy({k: v for k, v in d.items() if k != "bound"}), bound=bound)
 
     def to_toml(self, path: str | os.PathLike | None = None) -> str:
         import tomli_w
@@ -448,6 +449,8 @@ class ExperimentSpec:
     def replace(self, path: str, value: Any) -> ExperimentSpec:
         """A copy with the dotted ``path`` set, e.g. ``spec.replace("algorithm.tau", 8)``."""
         d = self.to_dict()
+        if isinstance(self.bound, Bound):
+            d["bound"] = self.bound
         keys = path.split(".")
         node = d
         for k in keys[:-1]:
