@@ -177,3 +177,27 @@ def test_sigterm_writes_the_report_and_the_next_call_resumes(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "resumed from finished work: squarm" in again.stdout
+
+
+def test_report_has_the_slack_columns_and_old_results_still_load():
+    """Two columns, descent and consensus, beside the tightness; '—' where a claim has no
+    slack; a stored reproduction without the slack fields (written before them) loads."""
+    from empirics.report import suite_markdown
+
+    with_slack = Claim("bound claim", "P (quoted)", "m", "holds", bound="6.0", tightness=6.0,
+                       slack_descent=2.0, slack_consensus=3.0)
+    without = Claim("shape claim", "P (quoted)", "m", "agrees")
+    rep = Reproduction("r", "T", "P", "smoke", [with_slack, without])
+    text = suite_markdown([rep], {"x": "Boom"}, {"scale": "smoke"})
+    header = next(line for line in text.splitlines() if line.startswith("| reproduction"))
+    assert header.endswith("| tightness | descent | consensus |")
+    assert "| **holds** | 6 | 2 | 3 |" in text
+    assert "| **agrees** | — | — | — |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| r |")
+            or line.startswith("| x |")]
+    assert all(line.count(" | ") == header.count(" | ") for line in rows)
+    old = rep.to_dict()
+    for c in old["claims"]:
+        del c["slack_descent"], c["slack_consensus"]
+    back = Reproduction.from_dict(old)
+    assert back.claims[0].slack_descent is None and back.claims[0].tightness == 6.0
