@@ -181,9 +181,10 @@ def write_suite_report(reps: list[Reproduction], failures: dict[str, str], out: 
 
 
 def write_gallery(reps: list[Reproduction], report_dir: Path, docs_dir: str | os.PathLike,
-                  meta: dict[str, Any]) -> Path:
+                  meta: dict[str, Any], failures: dict[str, str] | None = None) -> Path:
     """Copy every reproduction figure to ``docs_dir/gallery/`` and write ``docs_dir/gallery.md``
-    (the claims table and the figures, with how they were produced)."""
+    (the claims table and the figures, with how they were produced). A reproduction that
+    failed (``failures``: name → error) is listed as failed, not left out silently."""
     import shutil
 
     docs = Path(docs_dir)
@@ -201,7 +202,7 @@ def write_gallery(reps: list[Reproduction], report_dir: Path, docs_dir: str | os
             figs.append(type(fig)(f"gallery/{dst.name}", fig.caption))
         moved.append(Reproduction(r.name, r.title, r.paper, r.scale, r.claims, figs, r.data,
                                   r.seconds))
-    body = suite_markdown(moved, {}, meta).replace(
+    body = suite_markdown(moved, dict(failures or {}), meta).replace(
         "# coopsgd verification report",
         "# Gallery: every reproduction of `coopsgd verify`\n\nProduced by "
         f"`coopsgd verify --scale {meta.get('scale')} --gallery docs` (this page and "

@@ -136,6 +136,16 @@ def test_gallery_copies_figures_and_lists_claims(fake_suite, tmp_path):
     assert (docs / "gallery" / "a_fig.png").read_bytes() == b"\x89PNG fake"
 
 
+def test_gallery_lists_a_failed_reproduction(fake_suite, tmp_path):
+    out, docs = tmp_path / "rep", tmp_path / "docs"
+    r = CliRunner().invoke(main, ["verify", "--out", str(out), "--quiet", "--only", "a",
+                                  "--only", "c", "--gallery", str(docs)])
+    assert r.exit_code == 1, r.output  # c raised
+    text = (docs / "gallery.md").read_text()
+    assert "| a | a claim |" in text
+    assert "| c | (reproduction failed) |" in text and "boom" in text
+
+
 def test_run_command_reports_divergence_with_exit_1(tmp_path):
     spec = tmp_path / "d.toml"
     spec.write_text('name = "div"\nlr = 80.0\nsteps = 300\nseeds = 2\nbound = "none"\n'
