@@ -895,7 +895,8 @@ def verify_cmd(out: str, scale: str, device: str, only: tuple[str, ...], fresh: 
         from empirics.report import write_gallery
         from empirics.verify import _meta
 
-        g = write_gallery(res.reproductions, res.report.parent, gallery, _meta(scale, device))
+        g = write_gallery(res.reproductions, res.report.parent, gallery, _meta(scale, device),
+                          res.failures)
         click.echo(f"gallery: {g}")
     if res.resumed:
         click.echo(f"resumed from finished work: {', '.join(res.resumed)}")

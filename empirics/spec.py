@@ -522,7 +522,12 @@ def build_mixing(m: int, topology: str | dict[str, Any], weights: str | None = N
     a name (ring, path, torus, grid, hypercube, star, complete, exponential, erdos_renyi,
     geometric, ...) or a table ``{name = ..., **params}`` (``rows``/``cols``, ``seed``, ...);
     ``weights`` a rule of :func:`theory.mixing_matrix`, or ``"fmmc"``/``"fdla"`` (optimal,
-    cvxpy); default the topology's own weights."""
+    cvxpy); default the topology's own weights.
+
+    A table may also give ``lazy = s`` (0 ≤ s < 1): W = s·I + (1 − s)·W₀ with W₀ the topology's
+    W, whose eigenvalues are s + (1 − s)λ(W₀) — still symmetric, doubly stochastic and on the
+    same graph. On the complete graph (W₀ = J) every eigenvalue but the consensus one equals s,
+    so ``{name = "complete", lazy = 0.75}`` has ζ = 0.75 exactly."""
     from theory.topologies import build_mixing as _build
 
     if isinstance(topology, dict):
@@ -530,8 +535,23 @@ def build_mixing(m: int, topology: str | dict[str, Any], weights: str | None = N
         name = params.pop("name", None)
         if name is None:
             raise ValueError(f"algorithm.topology as a table needs a 'name' (got {topology!r})")
-        return _build(name, m, weights, **params)
+        lazy = params.pop("lazy", None)
+        W = _build(name, m, weights, **params)
+        return W if lazy is None else _lazy(W, lazy)
     return _build(topology, m, weights)
+
+
+def _lazy(W: Any, s: Any) -> Any:
+    """s·I + (1 − s)·W (see :func:`build_mixing`)."""
+    from theory.mixing import MixingMatrix
+
+    if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= float(s) < 1:
+        raise ValueError(f"algorithm.topology.lazy must be a number in [0, 1) (the self-weight s "
+                         f"of W = s·I + (1 − s)·W₀; s = 1 would never mix); got {s!r}")
+    s = float(s)
+    A = s * np.eye(W.n) + (1 - s) * np.asarray(W.matrix)
+    return MixingMatrix(A, graph=W.graph, rule=f"lazy {W.rule}",
+                        name=f"lazy {W.name} (s = {s:g})")
 
 
 def _compressor(c: Any) -> Any:

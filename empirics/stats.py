@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
+    "ORDER_RULE",
     "Verdict",
     "bound_test",
     "excess_p",
@@ -20,7 +21,10 @@ __all__ = [
     "loglog_slope",
     "mean_band",
     "mean_ci",
+    "OrderTest",
+    "order_test",
     "paired_p",
+    "spearman_exact",
     "weighted_loglog_slope",
 ]
 
@@ -60,6 +64,109 @@ def paired_p(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
         return md, float(md <= 0), float(md >= 0)
     t = md / (sd / math.sqrt(n))
     return md, float(stats.t.sf(t, n - 1)), float(stats.t.cdf(t, n - 1))
+
+
+def spearman_exact(values: Sequence[float], key: Sequence[float]) -> tuple[float, float]:
+    """(ρ, p): Spearman's rank correlation of ``values`` with ``key`` (average ranks for ties)
+    and its exact one-sided permutation p-value P(ρ_π ≥ ρ) over all n! orderings of
+    ``values`` (n ≤ 8; the null hypothesis: the values are in random order with respect to the
+    key). n = 5 distinct keys: p = 1/120 at ρ = 1, 5/120 at ρ = 0.9 (one adjacent swap)."""
+    import itertools
+
+    from scipy import stats
+
+    v, k = np.asarray(values, float), np.asarray(key, float)
+    n = len(v)
+    if n != len(k) or not 2 <= n <= 8:
+        raise ValueError(f"spearman_exact needs 2 to 8 values and as many keys (got {len(v)} "
+                         f"values, {len(k)} keys)")
+    rv, rk = stats.rankdata(v), stats.rankdata(k)
+
+    def rho(r: np.ndarray) -> float:
+        a, b = r - r.mean(), rk - rk.mean()
+        den = math.sqrt(float((a * a).sum() * (b * b).sum()))
+        return float((a * b).sum() / den) if den > 0 else 0.0
+
+    r0 = rho(rv)
+    perms = [rho(np.asarray(p)) for p in itertools.permutations(rv)]
+    p = sum(1 for r in perms if r >= r0 - 1e-12) / len(perms)
+    return r0, float(p)
+
+
+@dataclass
+class OrderTest:
+    """What :func:`order_test` found: the ``verdict`` ("agrees", "disagrees", "inconclusive"),
+    the ``rule`` in words, Spearman's ``rho`` of the means with the key and its exact ``p_rho``
+    (None for fewer than 4 settings), the pairs ``confirmed`` (significantly ordered as
+    predicted) and ``reversed`` (significantly the other way), as (lower-key index,
+    higher-key index), every pair's tests in ``pairs`` (i, j, mean x_j − x_i, p up, p down),
+    the ``extreme`` pair and the per-pair level ``alpha``."""
+
+    verdict: str
+    rule: str
+    means: list[float]
+    rho: float | None
+    p_rho: float | None
+    confirmed: list[tuple[int, int]]
+    reversed: list[tuple[int, int]]
+    pairs: list[tuple[int, int, float, float, float]]
+    extreme: tuple[int, int]
+    alpha: float
+
+
+ORDER_RULE = ("every pair of settings with different predicted keys gets a one-sided paired "
+              "t-test over seeds (Bonferroni over the pairs); disagrees if a pair is "
+              "significantly reversed; agrees if none is, the settings with the smallest and "
+              "largest key differ significantly in the predicted direction and (with ≥ 4 "
+              "settings) Spearman's ρ of the means with the key has exact permutation p < "
+              "level; inconclusive otherwise")
+
+
+def order_test(x: np.ndarray, key: Sequence[float], level: float = 0.05) -> OrderTest:
+    """Do the settings order as ``key`` predicts (a larger key ⇒ a larger expected value)?
+
+    ``x``: seeds × settings, seeds paired across settings (the same seed's batches); ``key``:
+    the predicted ordering value of each setting. The rule (:data:`ORDER_RULE`): every pair
+    (i, j) with key_i < key_j gets :func:`paired_p` at level/P (Bonferroni over the P pairs);
+
+    * **disagrees** if some pair is significantly reversed (x_j < x_i);
+    * **agrees** if no pair is reversed, the pair (smallest key, largest key) is significantly
+      ordered as predicted, and — with n ≥ 4 settings — Spearman's ρ of the seed means with the
+      key has exact one-sided permutation p < level (:func:`spearman_exact`; n = 5 needs
+      ρ ≥ 0.9, i.e. the means in the predicted order up to one adjacent swap of pairs the tests
+      could not separate);
+    * **inconclusive** otherwise."""
+    x = np.asarray(x, float)
+    k = np.asarray(key, float)
+    if x.ndim != 2 or x.shape[1] != len(k) or len(k) < 2:
+        raise ValueError(f"x must be seeds × settings with one key per setting (x has shape "
+                         f"{x.shape}, {len(k)} keys)")
+    n = len(k)
+    pairs = [(i, j) for i in range(n) for j in range(n) if k[i] < k[j]]
+    if not pairs:
+        raise ValueError("order_test needs at least two different keys")
+    alpha = level / len(pairs)
+    rows, confirmed, rev = [], [], []
+    for i, j in pairs:
+        md, p_up, p_down = paired_p(x[:, j], x[:, i])
+        rows.append((i, j, md, p_up, p_down))
+        if p_up < alpha:
+            confirmed.append((i, j))
+        if p_down < alpha:
+            rev.append((i, j))
+    means = x.mean(0)
+    rho = p_rho = None
+    if n >= 4:
+        rho, p_rho = spearman_exact(means, k)
+    ext = (int(np.argmin(k)), int(np.argmax(k)))
+    if rev:
+        verdict = "disagrees"
+    elif ext in confirmed and (p_rho is None or p_rho < level):
+        verdict = "agrees"
+    else:
+        verdict = "inconclusive"
+    return OrderTest(verdict, ORDER_RULE, means.tolist(), rho, p_rho, confirmed, rev, rows,
+                     ext, alpha)
 
 
 def loglog_slope(xs: Sequence[float], samples: Sequence[np.ndarray], seed: int = 0,

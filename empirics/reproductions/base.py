@@ -41,7 +41,12 @@ class Claim:
     section/theorem/equation and provenance status: quoted / recalled / derived / not known),
     ``measured`` (what was measured, with numbers), ``bound`` (value(s) or "—"), ``verdict``
     (one of :data:`VERDICTS`), ``tightness`` (bound ÷ measured, or None), ``detail`` (numbers
-    behind the verdict: p-value, seeds, slopes, …)."""
+    behind the verdict: p-value, seeds, slopes, …).
+
+    For a bound of Cooperative SGD's family, ``slack_descent`` (Lemma 2 of the JMLR paper with
+    the measured consensus distance ÷ measured: what the descent-lemma step loses) and
+    ``slack_consensus`` (bound ÷ Lemma 2: what bounding the consensus distance by its worst
+    case loses) locate the slack; they multiply to ``tightness``. None where not evaluated."""
 
     claim: str
     paper: str
@@ -50,6 +55,8 @@ class Claim:
     bound: str = "—"
     tightness: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    slack_descent: float | None = None
+    slack_consensus: float | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:

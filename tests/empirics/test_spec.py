@@ -87,3 +87,31 @@ def test_run_spec_is_the_engine_input(tmp_path):
     assert again.to_dict() == spec.to_dict()
     spec.to_toml(tmp_path / "x.toml")
     assert ExperimentSpec.load(tmp_path / "x.toml").to_dict() == spec.to_dict()
+
+
+def test_lazy_topology_table():
+    """topology = {name = ..., lazy = s}: W = s·I + (1 − s)·W₀, on the complete graph ζ = s
+    exactly; the spectrum of a lazy ring is s + (1 − s)λ(ring); s outside [0, 1) is refused."""
+    from empirics.spec import build_mixing
+
+    for s in (0.0, 0.33, 0.75, 0.99):
+        W = build_mixing(16, {"name": "complete", "lazy": s})
+        assert W.zeta == pytest.approx(s, abs=1e-12)
+        np.testing.assert_allclose(W.matrix.sum(1), 1.0)
+    ring = build_mixing(16, "ring")
+    lazy = build_mixing(16, {"name": "ring", "lazy": 0.5})
+    np.testing.assert_allclose(lazy.eigenvalues, 0.5 + 0.5 * ring.eigenvalues, atol=1e-12)
+    for bad in (1, 1.5, -0.1, "0.5", True):
+        with pytest.raises(ValueError, match="lazy must be a number in"):
+            build_mixing(16, {"name": "complete", "lazy": bad})
+    spec = ExperimentSpec.from_toml(SPEC.replace('topology = "ring"',
+                                                 'topology = {name = "ring", lazy = 0.5}'))
+    _, cfg, _ = spec.build()
+    assert cfg.schedule.W.zeta == pytest.approx(lazy_zeta(3, 0.5))
+
+
+def lazy_zeta(m: int, s: float) -> float:
+    """ζ of s·I + (1 − s)·ring(m) (uniform weights 1/3), from the ring's eigenvalues
+    1/3 + (2/3)cos(2πk/m)."""
+    lam = [1 / 3 + 2 / 3 * np.cos(2 * np.pi * k / m) for k in range(1, m)]
+    return max(abs(s + (1 - s) * x) for x in lam)

@@ -136,6 +136,16 @@ def test_gallery_copies_figures_and_lists_claims(fake_suite, tmp_path):
     assert (docs / "gallery" / "a_fig.png").read_bytes() == b"\x89PNG fake"
 
 
+def test_gallery_lists_a_failed_reproduction(fake_suite, tmp_path):
+    out, docs = tmp_path / "rep", tmp_path / "docs"
+    r = CliRunner().invoke(main, ["verify", "--out", str(out), "--quiet", "--only", "a",
+                                  "--only", "c", "--gallery", str(docs)])
+    assert r.exit_code == 1, r.output  # c raised
+    text = (docs / "gallery.md").read_text()
+    assert "| a | a claim |" in text
+    assert "| c | (reproduction failed) |" in text and "boom" in text
+
+
 def test_run_command_reports_divergence_with_exit_1(tmp_path):
     spec = tmp_path / "d.toml"
     spec.write_text('name = "div"\nlr = 80.0\nsteps = 300\nseeds = 2\nbound = "none"\n'
@@ -177,3 +187,27 @@ def test_sigterm_writes_the_report_and_the_next_call_resumes(tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "resumed from finished work: squarm" in again.stdout
+
+
+def test_report_has_the_slack_columns_and_old_results_still_load():
+    """Two columns, descent and consensus, beside the tightness; '—' where a claim has no
+    slack; a stored reproduction without the slack fields (written before them) loads."""
+    from empirics.report import suite_markdown
+
+    with_slack = Claim("bound claim", "P (quoted)", "m", "holds", bound="6.0", tightness=6.0,
+                       slack_descent=2.0, slack_consensus=3.0)
+    without = Claim("shape claim", "P (quoted)", "m", "agrees")
+    rep = Reproduction("r", "T", "P", "smoke", [with_slack, without])
+    text = suite_markdown([rep], {"x": "Boom"}, {"scale": "smoke"})
+    header = next(line for line in text.splitlines() if line.startswith("| reproduction"))
+    assert header.endswith("| tightness | descent | consensus |")
+    assert "| **holds** | 6 | 2 | 3 |" in text
+    assert "| **agrees** | — | — | — |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| r |")
+            or line.startswith("| x |")]
+    assert all(line.count(" | ") == header.count(" | ") for line in rows)
+    old = rep.to_dict()
+    for c in old["claims"]:
+        del c["slack_descent"], c["slack_consensus"]
+    back = Reproduction.from_dict(old)
+    assert back.claims[0].slack_descent is None and back.claims[0].tightness == 6.0
