@@ -25,11 +25,13 @@ def new_figure(ncols: int = 1, *, width: float = 5.2, height: float = 3.8) -> tu
 
 
 def axes(ax: Any, xlabel: str | None = None, ylabel: str | None = None, *, log: str = "",
-         grid: bool = True, legend: bool = False, title: str | None = None) -> Any:
-    """Label an axes: ``log`` holds the axes on a log scale (``"x"``, ``"y"``, ``"xy"``), a light
-    grid, an optional small legend and title. Returns ``ax``."""
+         grid: bool = True, legend: bool | int = False, title: str | None = None,
+         xbase: int = 10) -> Any:
+    """Label an axes: ``log`` holds the axes on a log scale (``"x"``, ``"y"``, ``"xy"``; the x
+    axis in base ``xbase``), a light grid, an optional small legend (``legend`` may be a font
+    size) and title. Returns ``ax``."""
     if "x" in log:
-        ax.set_xscale("log")
+        ax.set_xscale("log", base=xbase)
     if "y" in log:
         ax.set_yscale("log")
     if xlabel is not None:
@@ -41,7 +43,7 @@ def axes(ax: Any, xlabel: str | None = None, ylabel: str | None = None, *, log: 
     if grid:
         ax.grid(True, which="both", alpha=0.3)
     if legend:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7 if legend is True else legend)
     return ax
 
 

@@ -1047,7 +1047,7 @@ def _extra_line(ax: Any, x: Any, res: list, label: str, **kw: Any) -> None:
 
 def _fig_tau(ctx: Context, s: Setting, pas: dict, pas_x: dict, het: dict, het_x: dict,
              eta: float, eta_a: float) -> Figure:
-    from empirics.plots import band, new_figure
+    from empirics.plots import axes, band, new_figure
 
     fig, (a1, a2) = new_figure(2)
     x = np.asarray(s.taus, float)
@@ -1059,12 +1059,8 @@ def _fig_tau(ctx: Context, s: Setting, pas: dict, pas_x: dict, het: dict, het_x:
             label="PASGD bound (Cor. 2) at η_A")
     _extra_line(a1, x, [pas_x[t] for t in s.taus], f"measured at shared η = {eta:g} (no "
                 "verdict)")
-    a1.set_xscale("log", base=2)
-    a1.set_yscale("log")
-    a1.set_xlabel("communication period τ")
-    a1.set_ylabel("(1/K) Σ ‖∇F(u_k)‖²")
-    a1.set_title(f"PASGD, i.i.d., m = {M}, K = {s.steps}")
-    a1.legend(fontsize=7)
+    axes(a1, "communication period τ", "(1/K) Σ ‖∇F(u_k)‖²", log="xy", xbase=2, grid=False,
+         legend=True, title=f"PASGD, i.i.d., m = {M}, K = {s.steps}")
     xh = np.asarray(s.taus_noniid, float)
     fh = [het[t].final for t in s.taus_noniid]
     band(a2, xh, [f["measured"] for f in fh], [f["lower"] for f in fh],
@@ -1074,12 +1070,8 @@ def _fig_tau(ctx: Context, s: Setting, pas: dict, pas_x: dict, het: dict, het_x:
             label="Theorem 2 bound (non-IID) at η_A")
     _extra_line(a2, np.asarray(s.taus_het, float), [het_x[t] for t in s.taus_het],
                 f"measured at shared η = {eta:g} (no verdict)")
-    a2.set_xscale("log", base=2)
-    a2.set_yscale("log")
-    a2.set_xlabel("communication period τ")
-    a2.set_ylabel("(1/K) Σ ‖∇F(u_k)‖²")
-    a2.set_title("PASGD on a heterogeneous split")
-    a2.legend(fontsize=7)
+    axes(a2, "communication period τ", "(1/K) Σ ‖∇F(u_k)‖²", log="xy", xbase=2, grid=False,
+         legend=True, title="PASGD on a heterogeneous split")
     return ctx.save_figure(fig, "cooperative_floor_vs_tau",
             "PASGD: measured running average of ‖∇F(u_k)‖² (mean, 95% band over seeds) against "
             "the bound at the same η, m, τ, K — left i.i.d. (JMLR Corollary 2), right a "
@@ -1090,7 +1082,7 @@ def _fig_tau(ctx: Context, s: Setting, pas: dict, pas_x: dict, het: dict, het_x:
 
 def _fig_zeta(ctx: Context, s: Setting, dps: dict, dps_x: dict, zetas: dict, pas: dict,
               cross: dict, eta: float, eta_a: float) -> Figure:
-    from empirics.plots import band, new_figure
+    from empirics.plots import axes, band, new_figure
 
     fig, (a0, a1, a2) = new_figure(3, width=4.6)
     order = sorted(dps, key=lambda t: zetas[t])
@@ -1133,11 +1125,8 @@ def _fig_zeta(ctx: Context, s: Setting, dps: dict, dps_x: dict, zetas: dict, pas
         if cross["estimate"] is not None:
             a2.axvline(cross["estimate"], color="C3", ls="-.",
                        label=f"measured crossing {cross['estimate']:.2f}")
-        a2.set_xscale("log", base=2)
-        a2.set_xlabel("PASGD period τ")
-        a2.set_ylabel("(1/K) Σ ‖∇F(u_k)‖²")
-        a2.set_title("crossover PASGD vs D-PSGD (ring), η_A")
-        a2.legend(fontsize=7)
+        axes(a2, "PASGD period τ", "(1/K) Σ ‖∇F(u_k)‖²", log="x", xbase=2, grid=False,
+             legend=True, title="crossover PASGD vs D-PSGD (ring), η_A")
     return ctx.save_figure(fig, "cooperative_floor_vs_zeta",
             "Left: D-PSGD measured error (95% band) and the bound (JMLR Corollary 3) against ζ "
             "at η_A, inside the condition on every graph; middle: the measured errors alone, "
@@ -1183,7 +1172,7 @@ def _fig_alpha(ctx: Context, eas: dict, eas_x: dict, a_star: float, a_top: float
 
 
 def _fig_curve(ctx: Context, res: Any) -> Figure:
-    from empirics.plots import band, new_figure
+    from empirics.plots import axes, band, new_figure
 
     fig, ax = new_figure(1)
     k = np.asarray(res.steps, float)
@@ -1198,12 +1187,8 @@ def _fig_curve(ctx: Context, res: Any) -> Figure:
         ok = pos & np.isfinite(res.lemma2)
         band(ax, k[ok], res.lemma2[ok], res.lemma2_lower[ok], res.lemma2_upper[ok],
              label="Lemma 2 with the measured consensus distance", color="C2")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("iteration K")
-    ax.set_ylabel("(1/K) Σ_{k<K} ‖∇F(u_k)‖²")
-    ax.set_title(f"{res.spec['name']} (η = {res.spec['lr']:g}): {res.verdict.status}")
-    ax.legend(fontsize=8)
+    axes(ax, "iteration K", "(1/K) Σ_{k<K} ‖∇F(u_k)‖²", log="xy", grid=False, legend=8,
+         title=f"{res.spec['name']} (η = {res.spec['lr']:g}): {res.verdict.status}")
     return ctx.save_figure(fig, "cooperative_error_vs_step",
             f"{res.spec['name']}: running average of ‖∇F(u_k)‖² against K (mean, 95% band over "
             f"seeds), the bound along K (JMLR Corollary 2), and between them Lemma 2 (JMLR "
@@ -1255,6 +1240,8 @@ def _fig_appendix(ctx: Context, s: Setting, fig3: dict, fig4: dict, fig5: dict, 
                   ) -> Figure:
     import matplotlib
 
+    from empirics.plots import axes
+
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
@@ -1265,44 +1252,33 @@ def _fig_appendix(ctx: Context, s: Setting, fig3: dict, fig4: dict, fig5: dict, 
     for i, lab in enumerate(fig3["labels"]):
         a3.errorbar([x[i]], [mean[i]], yerr=[[mean[i] - lo[i]], [hi[i] - mean[i]]], fmt="o",
                     capsize=3, label=lab)
-    a3.set_xscale("log")
-    a3.set_xlabel("network factor + 1 = (1+ζ²)/(1−ζ²)·τ")
-    a3.set_ylabel(f"floor: mean F(u_k) − F*, k ≥ {FLOOR_FROM:g}K")
-    a3.set_title("JMLR Fig. 3: floor vs (τ, ζ), one η")
-    a3.legend(fontsize=7)
+    axes(a3, "network factor + 1 = (1+ζ²)/(1−ζ²)·τ",
+         f"floor: mean F(u_k) − F*, k ≥ {FLOOR_FROM:g}K", log="x", grid=False, legend=True,
+         title="JMLR Fig. 3: floor vs (τ, ζ), one η")
     for lab, cur in fig4["curves"].items():
         k = np.asarray(cur["steps"])
         ok = k > 0
         a4.plot(k[ok], np.asarray(cur["discrepancy"])[ok],
                 label=f"α = {lab} ({fig4['alphas'][lab]:.4g})")
-    a4.set_yscale("log")
-    a4.set_xlabel("step k")
-    a4.set_ylabel("Σ_i ‖x_i − u_k‖² (m + 1 rows)")
-    a4.set_title(f"JMLR Fig. 4: EASGD, m = {fig4['m']}, τ = {s.easgd_tau}")
-    a4.legend(fontsize=7)
+    axes(a4, "step k", "Σ_i ‖x_i − u_k‖² (m + 1 rows)", log="y", grid=False, legend=True,
+         title=f"JMLR Fig. 4: EASGD, m = {fig4['m']}, τ = {s.easgd_tau}")
     for i, (key, cur) in enumerate(fig5["curves"].items()):
         e, t = key.split("|")
         w, y = np.asarray(cur["wall"]), np.asarray(cur["loss"])
         ok = w > 0
         a5.plot(w[ok], y[ok], "-" if i < len(fig5["curves"]) / 2 else "--",
                 label=f"η = {float(e):.3g}, τ = {t}")
-    a5.set_xscale("log")
-    a5.set_yscale("log")
-    a5.set_xlabel(f"wall-clock (model: Y = {RUNTIME_Y:g}/step, D = {RUNTIME_D:g}/round)")
-    a5.set_ylabel("F(u_k) − F* (seed mean)")
-    a5.set_title("JMLR Fig. 5: loss vs wall-clock")
-    a5.legend(fontsize=7)
+    axes(a5, f"wall-clock (model: Y = {RUNTIME_Y:g}/step, D = {RUNTIME_D:g}/round)",
+         "F(u_k) − F* (seed mean)", log="xy", grid=False, legend=True,
+         title="JMLR Fig. 5: loss vs wall-clock")
     for lab, cur in fig6["curves"].items():
         w, y = np.asarray(cur["wall"]), np.asarray(cur["loss"])
         ok = w > 0
         a6.plot(w[ok], y[ok], label=lab)
     a6.axhline(fig6["target"], color="k", ls=":", label="target")
-    a6.set_xscale("log")
-    a6.set_yscale("log")
-    a6.set_xlabel(f"wall-clock (model: Y = {RUNTIME_Y:g}/step, D = {RUNTIME_D:g}/round)")
-    a6.set_ylabel("F(u_k) − F* (seed mean)")
-    a6.set_title("JMLR Fig. 6: time to a target loss")
-    a6.legend(fontsize=7)
+    axes(a6, f"wall-clock (model: Y = {RUNTIME_Y:g}/step, D = {RUNTIME_D:g}/round)",
+         "F(u_k) − F* (seed mean)", log="xy", grid=False, legend=True,
+         title="JMLR Fig. 6: time to a target loss")
     return ctx.save_figure(fig, "cooperative_appendix_a",
             "The paper's experiments (JMLR Appendix A) on this reproduction's logistic "
             "regression: (Fig. 3) floors against the network-error factor at one η; (Fig. 4) "
