@@ -54,6 +54,7 @@ equal-weight average; with equal shards, the mean over the data used).
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -237,8 +238,9 @@ class ModuleProblem(Problem):
     """A Cooperative SGD problem from any ``torch.nn.Module`` and a labelled data set (see the
     module docstring for the engine path, the buffers and the constants).
 
-    model: an ``nn.Module``, a factory, ``"package.module:factory"`` or ``{"factory": ...,
-    **kwargs}`` (:func:`resolve_model`; factories run under ``torch.manual_seed(seed)``).
+    model: an ``nn.Module`` (copied; its current weights are x₀), a factory,
+    ``"package.module:factory"`` or ``{"factory": ..., **kwargs}`` (:func:`resolve_model`;
+    factories run under ``torch.manual_seed(seed)``).
     data / test: see :func:`load_data` (``"digits"``, ``{"name": "digits", "n_train": 200}``,
     ``"cifar10:/folder"``, ``(x, y)``, a Dataset). loss: ``"cross_entropy"`` (integer labels),
     ``"mse"`` (float targets, or integer labels one-hot encoded) or a callable
@@ -283,7 +285,9 @@ class ModuleProblem(Problem):
         self._local: dict[str, torch.Tensor] | None = None  # buffers="local": private rows
         self._zeros: dict[tuple[str, int], torch.Tensor] = {}
         self._set_loss(loss)
-        self.module = resolve_model(model, self.seed)
+        # a module given as an object is copied (this problem changes its flags and device)
+        self.module = (copy.deepcopy(model) if isinstance(model, nn.Module)
+                       else resolve_model(model, self.seed))
         self._set_model()
         self.data_info = load_data(data, test, self.seed)
         self._set_data(split)
@@ -852,6 +856,8 @@ class ModuleProblem(Problem):
                 "loss": self.loss_name, "sampling": self.sampling}
 
     def _repr_args(self) -> dict[str, Any]:
+        if not hasattr(self, "n"):  # not fully built
+            return {"m": self.m}
         split = self.split if not isinstance(self.split, (list, tuple)) else "explicit"
         return {"model": type(self.module).__name__, "data": self.data_info.name,
                 "n": self.n, "m": self.m, "dim": self.dim, "split": split,
