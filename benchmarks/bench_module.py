@@ -93,6 +93,17 @@ def _modules(problem: Any, k: int) -> list[torch.nn.Module]:
     return out
 
 
+def _autocast(problem: Any) -> Any:
+    """The problem's autocast (bf16/fp16) for the baselines' forward passes, else a no-op."""
+    import contextlib
+
+    dt = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
+          "float16": torch.float16}.get(problem.autocast or "")
+    if dt is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=problem.device.type, dtype=dt)
+
+
 def loop_rate(problem: Any, m: int, batch: int, tau: int, steps: int, lr: float,
               warmup: int = 3) -> tuple[float, float | None]:
     """(samples/s, peak GiB) of m ``nn.Module`` copies with ``torch.optim.SGD``, a Python loop
@@ -107,7 +118,9 @@ def loop_rate(problem: Any, m: int, batch: int, tau: int, steps: int, lr: float,
         x, y = problem.sample_all(batch, gen)
         for i in range(m):
             opts[i].zero_grad(set_to_none=True)
-            lossf(nets[i](x[i]), y[i]).backward()
+            with _autocast(problem):
+                out = nets[i](x[i])
+            lossf(out.float(), y[i]).backward()
             opts[i].step()
         if (k + 1) % tau == 0:
             with torch.no_grad():
@@ -139,7 +152,9 @@ def single_rate(problem: Any, m: int, batch: int, steps: int, lr: float, warmup:
     def step() -> None:
         x, y = problem.sample_all(batch, gen)
         opt.zero_grad(set_to_none=True)
-        lossf(net(x.reshape(-1, *x.shape[2:])), y.reshape(-1)).backward()
+        with _autocast(problem):
+            out = net(x.reshape(-1, *x.shape[2:]))
+        lossf(out.float(), y.reshape(-1)).backward()
         opt.step()
 
     for _ in range(warmup):

@@ -518,7 +518,8 @@ def _m(alg: dict[str, Any]) -> int:
 def build_mixing(m: int, topology: str | dict[str, Any], weights: str | None = None) -> Any:
     """W for ``topology`` on m nodes from the one topology table (:mod:`theory.topologies`):
     a name (ring, path, torus, grid, hypercube, star, complete, exponential, erdos_renyi,
-    geometric, ...) or a table ``{name = ..., **params}`` (``rows``/``cols``, ``seed``, ...);
+    geometric, ...) or a table ``{name = ..., **params}`` (``rows``/``cols``, ``seed``, ...;
+    ``{name = "lazy_average", zeta = ζ}`` is W = ζI + (1 − ζ)J, of exactly that ζ);
     ``weights`` a rule of :func:`theory.mixing_matrix`, or ``"fmmc"``/``"fdla"`` (optimal,
     cvxpy); default the topology's own weights."""
     from theory.topologies import build_mixing as _build
@@ -528,8 +529,27 @@ def build_mixing(m: int, topology: str | dict[str, Any], weights: str | None = N
         name = params.pop("name", None)
         if name is None:
             raise ValueError(f"algorithm.topology as a table needs a 'name' (got {topology!r})")
+        if name == "lazy_average":
+            return _lazy_average(m, params, weights)
         return _build(name, m, weights, **params)
     return _build(topology, m, weights)
+
+
+def _lazy_average(m: int, params: dict[str, Any], weights: str | None) -> Any:
+    """``{name = "lazy_average", zeta = ζ}``: W = ζI + (1 − ζ)J, symmetric and doubly
+    stochastic with every eigenvalue but the first equal to ζ — a mixing matrix of exactly the
+    given ζ (this toolkit's family, for experiments stated in ζ; a dense W: every node hears
+    every other)."""
+    from theory.mixing import MixingMatrix
+
+    if set(params) != {"zeta"} or weights not in (None, "default"):
+        raise ValueError(f"topology 'lazy_average' takes exactly zeta (and no weights); got "
+                         f"{sorted(params)}" + (f", weights = {weights!r}" if weights else ""))
+    z = params["zeta"]
+    if isinstance(z, bool) or not isinstance(z, (int, float)) or not 0 <= float(z) < 1:
+        raise ValueError(f"topology 'lazy_average': zeta must be in [0, 1) (got {z!r})")
+    W = float(z) * np.eye(m) + (1 - float(z)) * np.full((m, m), 1.0 / m)
+    return MixingMatrix(W, rule="custom", name=f"lazy average ζ = {float(z):g} ({m})")
 
 
 def _compressor(c: Any) -> Any:

@@ -264,7 +264,7 @@ class ModuleProblem(Problem):
                  autocast: str | None = None, n_points: int = 5, ref_steps: int = 200,
                  ref_lr: float = 0.05, ref_batch: int = 64, power_iters: int = 20,
                  constants_samples: int | None = None, eval_batch: int = 4096,
-                 device: torch.device | str | None = None,
+                 init: str | None = None, device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float32) -> None:
         super().__init__(m, device, dtype)
         self.seed = checks.integer("seed", seed, lo=0)
@@ -289,6 +289,9 @@ class ModuleProblem(Problem):
         self.module = (copy.deepcopy(model) if isinstance(model, nn.Module)
                        else resolve_model(model, self.seed))
         self._set_model()
+        self.init = init
+        if init is not None:
+            self._load_init(init)
         self.data_info = load_data(data, test, self.seed)
         self._set_data(split)
         self._probe()
@@ -338,6 +341,33 @@ class ModuleProblem(Problem):
         self.n_trainable = sum(math.prod(self.param_shapes[k]) for k in self.trainable_names)
         for p in mod.parameters():  # the template's own tensors are never differentiated
             p.requires_grad_(False)
+
+    def _load_init(self, path: str) -> None:
+        """x₀ from a file written by ``torch.save``: a flat tensor (a row of the engine, e.g.
+        ``Result.u_final``) or a dict name → tensor (a state dict)."""
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError) as e:
+            raise ValueError(f"init: cannot read {path!r} ({e})") from None
+        sizes = {k: math.prod(v) for k, v in self.param_shapes.items()}
+        if isinstance(obj, torch.Tensor) or isinstance(obj, np.ndarray):
+            flat = torch.as_tensor(obj).reshape(-1)
+            if flat.numel() != sum(sizes.values()):
+                raise ValueError(f"init: {path!r} holds {flat.numel()} numbers; this model's "
+                                 f"row has {sum(sizes.values())}")
+            parts = torch.split(flat, list(sizes.values()))
+            obj = {k: p.view(self.param_shapes[k]) for k, p in zip(sizes, parts, strict=True)}
+        if not isinstance(obj, dict):
+            raise ValueError(f"init: {path!r} must hold a flat tensor or a dict of tensors")
+        missing = [k for k in self.param_shapes if k not in obj]
+        if missing:
+            raise ValueError(f"init: {path!r} lacks {missing[:5]}")
+        for k, shp in self.param_shapes.items():
+            if tuple(obj[k].shape) != shp:
+                raise ValueError(f"init: {k} has shape {tuple(obj[k].shape)} in {path!r}, the "
+                                 f"model's is {shp}")
+        self._x0 = {k: obj[k].detach().to(_CPU, torch.float64).numpy().copy()
+                    for k in self.param_shapes}
 
     def _set_data(self, split: Any) -> None:
         d = self.data_info

@@ -27,6 +27,7 @@ REPRODUCTIONS: dict[str, str] = {
     "memory": "memory",
     "squarm": "squarm",
     "relu_qsgd": "relu_qsgd",
+    "cooperative_cnn": "cooperative_cnn",
 }
 
 
