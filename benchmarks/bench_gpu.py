@@ -52,12 +52,13 @@ def main() -> None:
     ap.add_argument("--ms", default="8,32", help="worker counts, comma-separated")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="a few steps only")
+    ap.add_argument("--n", type=int, default=2048, help="synthetic images for the ResNet")
     ap.add_argument("--allow-cpu", action="store_true",
                     help="run on the CPU anyway (a check of the script, not a benchmark)")
     args = ap.parse_args()
     dev = torch.device(args.device)
     if args.allow_cpu and dev.type == "cpu":
-        torch.set_num_threads(2)
+        torch.set_num_threads(1)
     elif dev.type != "cuda" or not torch.cuda.is_available():
         sys.exit(f"bench_gpu.py needs a CUDA device (got {args.device!r}, "
                  f"cuda available: {torch.cuda.is_available()})")
@@ -75,7 +76,7 @@ def main() -> None:
     for kind, batch, steps in cases:
         for m in ms:
             t0 = time.perf_counter()
-            prob = _problem(kind, m, args.device, args.autocast, n=max(2048, 2 * m * batch))
+            prob = _problem(kind, m, args.device, args.autocast, n=max(args.n, m * batch))
             r = compare(prob, m, batch, 4, steps, 0.05, args.repeats)
             pk = {k: (v if v is not None else float("nan")) for k, v in r["peak_gib"].items()}
             rows.append((kind, m, r))

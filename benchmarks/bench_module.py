@@ -5,8 +5,8 @@ on the same total batch (the floor), measured in the same process.
 All three run local SGD with periodic averaging (PASGD, τ steps) on the same mini-batches (the
 problem's sampler, one generator), the same learning rate and the same schedule; the loop
 averages its modules' parameters every τ steps. Throughput = training samples per second
-(m·B per step); the engine's time is its loop (records only at the first and last step, no
-gradient-norm evaluations: the time of a 2S-step run minus that of an S-step run). On the CPU
+(m·B per step); the engine's time is its per-step work (the simulator's local step and
+mixing, as the driver runs them, without the records' full-data evaluations). On the CPU
 the clock is the process's CPU time (one intra-op thread), so other jobs on a shared machine
 add little noise; on a GPU it is wall time after a device sync. Targets (CPU, 1 thread,
 m = 16): engine ≥ 2× the loop, and one model ≤ 2× faster than the engine.
@@ -54,28 +54,36 @@ def _peak(device: torch.device) -> float | None:
 
 def engine_rate(problem: Any, m: int, batch: int, tau: int, steps: int, lr: float,
                 warmup: int = 3) -> tuple[float, float | None]:
-    """(samples/s, peak GiB) of the stacked engine running PASGD(τ): the time of a run of
-    2·``steps`` steps minus that of a run of ``steps`` steps (the same set-up and the same two
-    records cancel), records at the first and last step only, no gradient-norm evaluations."""
+    """(samples/s, peak GiB) of the stacked engine running PASGD(τ): the simulator's own local
+    step (:class:`empirics.algorithm.LocalStep`: sampling, the stacked gradient, the update)
+    and its communicator's mixing every τ steps — what the driver runs per step, without the
+    records (F(u) and ∇F(u) over the whole data set, which a benchmark of the step leaves out)."""
     from empirics.configs import pasgd
-    from empirics.engine import run
+    from empirics.engine import Simulator
     from empirics.spec import RunSpec
 
     dev = problem.device
     dt = str(problem.dtype).replace("torch.", "")
+    cfg = pasgd(m, tau)
+    sim = Simulator(RunSpec(problem, cfg, lr, steps + warmup, batch_size=batch,
+                            record_every=steps + warmup, grad_every=0, dtype=dt))
+    comm, local = sim.comm, sim.local
+    W = cfg.schedule.W
+    mixer = comm.mixer(W)
 
-    def timed(T: int) -> float:
-        t0 = _clock(dev)
-        run(RunSpec(problem, pasgd(m, tau), lr, T, batch_size=batch, record_every=T,
-                    grad_every=0, dtype=dt))
-        return _clock(dev) - t0
+    def step(k: int) -> None:
+        Xw, params = comm.worker_rows()
+        local(Xw, params, k, lr)
+        if (k + 1) % tau == 0:
+            comm.mix(W, mixer, None)
 
-    if warmup:
-        timed(warmup)
+    for k in range(warmup):
+        step(k)
     _peak_reset(dev)
-    short = timed(steps)
-    long = timed(2 * steps)
-    return m * batch * steps / max(long - short, 1e-9), _peak(dev)
+    t0 = _clock(dev)
+    for k in range(warmup, warmup + steps):
+        step(k)
+    return m * batch * steps / (_clock(dev) - t0), _peak(dev)
 
 
 def _modules(problem: Any, k: int) -> list[torch.nn.Module]:
