@@ -177,7 +177,8 @@ def load_digits(n_train: int | None = None, n_test: int | None = None,
     inside the scikit-learn package: no download.
 
     Pixels (0..16) are scaled to [0, 1] and shaped (n, 1, 8, 8). A seeded, class-stratified
-    ``test_fraction`` of the images is held out (default 20 %: 1,437 train, 360 test);
+    ``test_fraction`` of the images is held out (default 20 % of each class: 1,438 train, 359
+    test);
     ``n_train``/``n_test`` then take seeded subsets of each part (e.g. a 200-image training
     set). Same seed → same arrays.
     """
@@ -240,8 +241,9 @@ def load_cifar10(root: str | os.PathLike, n_train: int | None = None,
     ``cifar-10-python.tar.gz``, or its parent). Nothing is downloaded.
 
     reader: ``"torchvision"`` (``torchvision.datasets.CIFAR10(root, download=False)``, the
-    optional extra ``coopsgd[vision]``), ``"pickle"`` (read here with numpy/pickle: the same
-    arrays) or ``"auto"`` (torchvision when it imports, else pickle). Images (n, 3, 32, 32)
+    optional extra ``coopsgd[vision]``; it checks the files' md5 sums), ``"pickle"`` (read here
+    with numpy/pickle: the same arrays) or ``"auto"`` (torchvision when it imports and accepts
+    the folder, else pickle). Images (n, 3, 32, 32)
     in [0, 1], standardised per channel with :data:`CIFAR10_MEAN`/:data:`CIFAR10_STD` when
     ``normalize``; ``n_train``/``n_test`` take seeded subsets.
     """
@@ -265,20 +267,28 @@ def load_cifar10(root: str | os.PathLike, n_train: int | None = None,
                 raise ImportError(f"reader='torchvision' but torchvision does not import "
                                   f"({type(e).__name__}: {e}); install the extra "
                                   f"coopsgd[vision] or use reader='pickle'") from e
-    if tv is not None:
-        parent = folder.parent  # torchvision wants the folder holding cifar-10-batches-py
-        if folder.name != "cifar-10-batches-py":
+    if tv is not None and folder.name != "cifar-10-batches-py":
+        if reader == "torchvision":
             raise ValueError(f"reader='torchvision' needs the folder to be named "
                              f"cifar-10-batches-py (got {folder}); reader='pickle' reads any "
                              f"name")
-        a = tv(str(parent), train=True, download=False)
-        b = tv(str(parent), train=False, download=False)
-        xtr = np.asarray(a.data).transpose(0, 3, 1, 2)
-        ytr = np.asarray(a.targets, dtype=np.int64)
-        xte = np.asarray(b.data).transpose(0, 3, 1, 2)
-        yte = np.asarray(b.targets, dtype=np.int64)
-        used = "torchvision"
-    else:
+        tv = None
+    if tv is not None:
+        parent = folder.parent  # torchvision wants the folder holding cifar-10-batches-py
+        try:
+            a = tv(str(parent), train=True, download=False)
+            b = tv(str(parent), train=False, download=False)
+        except RuntimeError:  # torchvision checks the files' md5: a subset or a test folder
+            if reader == "torchvision":
+                raise
+            tv = None
+        else:
+            xtr = np.asarray(a.data).transpose(0, 3, 1, 2)
+            ytr = np.asarray(a.targets, dtype=np.int64)
+            xte = np.asarray(b.data).transpose(0, 3, 1, 2)
+            yte = np.asarray(b.targets, dtype=np.int64)
+            used = "torchvision"
+    if tv is None:
         parts = [_read_pickle_batch(p) for p in train]
         xtr = np.concatenate([p[0] for p in parts])
         ytr = np.concatenate([p[1] for p in parts])

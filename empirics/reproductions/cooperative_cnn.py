@@ -5,7 +5,7 @@ problems.ModuleProblem` through :func:`~empirics.experiment.run_experiment` (cac
 
 Setting (this reproduction's own; the paper's sizes run with ``--scale full``):
 
-* data: the 1,437 training digits (the 360 held out give the test accuracy), ``split =
+* data: the 1,438 training digits (the 359 held out give the test accuracy), ``split =
   "shared"``: every worker samples the whole training set, so the gradients are i.i.d. and
   unbiased for ∇F (Theorem 1's Assumptions 3–4; κ² = 0 exactly); batch 32 per worker;
 * constants estimated at x₀ and four points of a reference run that is the synchronous run
