@@ -23,6 +23,10 @@ Setting (this reproduction's own; the paper's sizes run with ``--scale full``):
 * Fig. 4: EASGD (τ = 1) with α ∈ {0.01, 0.1125 = 0.9/m, 0.2 = 2/(m+2) = α*, 0.2222 = 2/(m+1)};
 * Fig. 5: η ∈ {0.04, 0.4} × τ ∈ {1, 4, 24} (PASGD).
 
+At the default scale (360 steps) the losses are still descending at the last record: a
+"floor" in the claims is the mean training loss over the last quarter of the records — the loss
+reached — not an asymptotic floor.
+
 Claims: the captions' qualitative statements (digest §1.0) against the measurements, as
 *agrees* / *disagrees* / *inconclusive* with paired one-sided t-tests over seeds (the seeds
 share their batch streams across configurations); the Cooperative SGD bound (Corollary 2,
