@@ -25,9 +25,13 @@ What a synchronisation does to them is the ``buffers`` option:
   on them. The bits count still includes them (a row is one message): an over-count of the
   buffer share of d (2 numbers per BatchNorm channel, about 1–3 % for the CNNs here).
 
-A compressor acts on the whole row, buffer entries included: those carry a zero update, which
-every built-in compressor leaves at zero except the scaled sign (sign(0) = +1); with it, prefer
-``buffers = "local"`` (each step restores the workers' own statistics).
+The buffer entries change inside the gradient call, so the engine's trace identity
+X_{k+1} = Wᵀ(X_k − Δ_k) holds on the parameter coordinates only for a model with BatchNorm;
+with ``fast_path=False`` (the generic ``vmap(grad(loss))`` path, which is pure) the running
+statistics keep x₀'s values. A compressor acts on the whole row, buffer entries included:
+those carry a zero update, which every built-in compressor leaves at zero except the scaled
+sign (sign(0) = +1); with it, prefer ``buffers = "local"`` (each step restores the workers'
+own statistics).
 
 Train-mode forward passes use batch statistics and never read the running ones; F, ∇F, the
 constants and the evaluation metrics use the module in eval mode (running statistics of the
