@@ -18,9 +18,10 @@ from typing import Any
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "empirics.problems": (
         "Constants", "Estimate", "FiniteSumProblem", "LeastSquares", "LogisticRegression",
-        "MLPClassifier", "NoisyQuadratic", "PiecewiseQuadratic1D", "PlantedReLU", "Problem",
-        "seed_for",
+        "MLPClassifier", "ModuleProblem", "NoisyQuadratic", "PiecewiseQuadratic1D",
+        "PlantedReLU", "Problem", "seed_for",
     ),
+    "empirics.testing": ("check_compressor",),
     "empirics.compressors": (
         "QSGD", "Compose", "Compressor", "Identity", "Payload", "RandomK", "Rescaled",
         "ScaledSign", "TopK", "index_bits",
@@ -51,7 +52,7 @@ _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 _SUBMODULES = {"problems", "compressors", "configs", "engine", "records", "distributed", "launch",
                "data", "cli", "recursion", "experiment", "report", "reproductions", "plots",
                "algorithm", "driver", "mixers", "collectives", "fastgrads", "spec", "stats",
-               "match"}
+               "match", "testing"}
 
 __all__ = sorted(_WHERE)
 

@@ -2,7 +2,9 @@
 
 ``coopsgd tour`` prints a short tour of the theory; ``coopsgd spectra`` tabulates ζ for built-in
 topologies; ``coopsgd bound NAME --eta ...`` prints and evaluates a named bound;
-``coopsgd design TOPOLOGY`` compares weight rules with the optimal weights; ``coopsgd run SPEC``
+``coopsgd design TOPOLOGY`` compares weight rules with the optimal weights;
+``coopsgd check-compressor MODULE:CLASS`` runs the compressor property suite on your own
+compressor; ``coopsgd run SPEC``
 runs one experiment against its bound; ``coopsgd verify`` runs the papers' reproductions and
 writes a report (the main job); ``coopsgd proofs`` runs the proof obligations. Heavy imports
 (sympy, theory, torch, cvxpy) happen only inside the commands that need them, so
@@ -840,7 +842,10 @@ def design(topology: str | None, graph: str | None, n: int, dim: int | None, row
         click.echo(f"saved the {save_kind.upper()} W (ζ = {saved['zeta']:.6f}) to {save}")
 
 
-_REPRO_NAMES = ("cooperative", "local_pl", "growing_intervals", "memory", "squarm", "relu_qsgd")
+#: the reproductions' names for --only's help (kept equal to empirics.reproductions.REPRODUCTIONS
+#: by tests/test_cli.py; not imported here so that --help stays fast)
+_REPRO_NAMES = ("cooperative", "local_pl", "growing_intervals", "memory", "squarm", "relu_qsgd",
+                "falsify", "cooperative_cnn")
 
 
 @main.command(
@@ -1024,6 +1029,100 @@ def falsify_cmd(bound_name: str, over: tuple[str, ...], budget: int, seed: int, 
     if res.counterexample is not None:
         click.echo(f"counterexample: coopsgd run {res.out}/counterexample.toml")
         sys.exit(EXIT_CHECK_FAILED)
+
+
+@main.command(
+    "check-compressor",
+    short_help="Check a compressor's declared properties (the property suite, for yours).",
+    epilog=f"""\b
+Examples:
+  coopsgd check-compressor mypackage.compress:MyTopK --kw k=5
+  coopsgd check-compressor topk --kw k=3          # a registered name
+  coopsgd check-compressor mymod:MyQuant --kw s=4 --max-d 64 --json
+
+\b
+Checks, each with its counterexample when it fails (empirics.testing):
+  shape, roundtrip (decode∘encode = C), bits (≤ declared), deterministic (same
+  seed, same output), rows (per-row generators), unbiased and variance ω
+  (unbiased compressors), contraction δ (where declared).
+
+{_EXIT_CODES_HELP}
+  (check-compressor: 1 if a property fails)""")
+@click.argument("target", metavar="MODULE:CLASS")
+@click.option("--kw", "kws", multiple=True, metavar="KEY=VALUE",
+              help="constructor argument (repeatable), e.g. --kw k=5")
+@click.option("--max-d", default=40, show_default=True, type=click.IntRange(min=1),
+              help="largest vector length drawn")
+@click.option("--examples", default=50, show_default=True, type=click.IntRange(min=1),
+              help="hypothesis examples per exact property")
+@click.option("--draws", default=20000, show_default=True, type=click.IntRange(min=100),
+              help="draws per input for the statistical properties")
+@click.option("--alpha", default=1e-6, show_default=True, type=click.FloatRange(0, 0.5,
+                                                                               min_open=True),
+              help="false-alarm level of each statistical property")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one JSON object).")
+def check_compressor_cmd(target: str, kws: tuple[str, ...], max_d: int, examples: int,
+                         draws: int, alpha: float, as_json: bool) -> None:
+    """Run the compressor property suite on MODULE:CLASS (or a registered name): the checks
+    the built-in compressors pass, each reported with its counterexample."""
+    import importlib
+
+    from empirics import compressors
+    from empirics.testing import check_compressor
+
+    kw: dict[str, Any] = {}
+    for item in kws:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise click.UsageError(f"--kw takes KEY=VALUE (got {item!r})")
+        kw[k.strip()] = _kw_value(v.strip())
+    if ":" not in target:
+        try:
+            comp = compressors.make(target, **kw)
+        except (ValueError, TypeError) as e:
+            raise click.UsageError(f"{target}: {e} (or give MODULE:CLASS)") from None
+    else:
+        mod, _, attr = target.partition(":")
+        try:
+            obj: Any = importlib.import_module(mod)
+        except ImportError as e:
+            raise click.UsageError(f"{target}: cannot import {mod!r} ({e})") from None
+        for part in attr.split("."):
+            if not hasattr(obj, part):
+                raise click.UsageError(f"{target}: {mod!r} has no attribute {attr!r}")
+            obj = getattr(obj, part)
+        if callable(obj) and (isinstance(obj, type) or not hasattr(obj, "encode")):
+            try:
+                comp = obj(**kw)
+            except (TypeError, ValueError) as e:
+                raise click.UsageError(f"{target}({', '.join(kws)}): {e}") from None
+        elif kw:
+            raise click.UsageError(f"{target} is an instance: --kw does not apply")
+        else:
+            comp = obj
+    try:
+        rep = check_compressor(comp, max_d=max_d, max_examples=examples, draws=draws,
+                               alpha=alpha)
+    except TypeError as e:
+        raise click.UsageError(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=2, default=str))
+    else:
+        click.echo(str(rep))
+    if not rep.ok:
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+def _kw_value(v: str) -> Any:
+    """A --kw value: int, float, true/false, else the string."""
+    if v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return v
 
 
 @main.command(

@@ -53,6 +53,7 @@ __all__ = [
     "available",
     "index_bits",
     "make",
+    "register",
 ]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -873,13 +874,52 @@ _REGISTRY: dict[str, type[Compressor]] = {
 }
 
 
+_BUILTIN = frozenset(_REGISTRY)
+
+
 def available() -> list[str]:
     """Names accepted by :func:`make` (compose two with '+', e.g. ``"topk+qsgd"``)."""
     return sorted(_REGISTRY)
 
 
 def _params(cls: type[Compressor]) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    if dataclasses.is_dataclass(cls):
+        return [f.name for f in dataclasses.fields(cls) if f.init]
+    import inspect
+
+    return [p.name for p in inspect.signature(cls).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+_PROTOCOL = ("unbiased", "omega", "delta", "bits", "encode", "decode", "__call__")
+
+
+def register(name: str, cls: type, *, replace: bool = False) -> None:
+    """Make a compressor class available by name: ``make(name, **kw)`` and
+    ``compressor = "name:key=value"`` in specs then build ``cls(**kw)``.
+
+    ``cls``: a :class:`Compressor` subclass, or any class with the protocol of
+    docs/dev/CONTRACTS.md (``unbiased``, ``omega``, ``delta``, ``bits``, ``__call__``,
+    ``encode``, ``decode``). ``name``: lower-case letters, digits and ``_`` (no ``+`` or ``:``,
+    which the spec syntax uses); a built-in or taken name is refused unless ``replace``. Check
+    the class first with :func:`empirics.testing.check_compressor`."""
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"name must be lower-case letters, digits and '_', starting with a "
+                         f"letter (it is written in specs as 'name:key=value'); got {name!r}")
+    if not isinstance(cls, type):
+        raise TypeError(f"cls must be a compressor class (got {type(cls).__name__})")
+    missing = [a for a in _PROTOCOL if not hasattr(cls, a)]
+    if missing:
+        raise TypeError(f"{cls.__name__} lacks {missing} of the compressor protocol "
+                        f"(docs/dev/CONTRACTS.md)")
+    if name in _REGISTRY and _REGISTRY[name] is not cls and not replace:
+        raise ValueError(f"compressor name {name!r} is taken by {_REGISTRY[name].__name__}; "
+                         f"pass replace=True to replace it")
+    if name in _BUILTIN and _REGISTRY[name] is not cls:
+        raise ValueError(f"{name!r} is a built-in compressor and cannot be replaced")
+    _REGISTRY[name] = cls
 
 
 def _build(name: str, kw: dict[str, Any]) -> Compressor:

@@ -208,16 +208,17 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
     for k in ("seeds", "bound", "bound_values", "bound_scale", "metric", "level", "name"):
         base.pop(k)
     runs = []
+    extra: list[dict[str, Any] | None] = []  # the problem's final metrics per seed (if any)
     seeds = spec.seed_list
     for seed in tqdm(seeds, desc=spec.name, disable=not progress, leave=False):
         def one(seed: int = seed) -> dict[str, Any]:
             try:
                 if backend == "simulator":
-                    return _run_dict(run(spec.run_spec(seed, built)))
+                    return _with_metrics(run(spec.run_spec(seed, built)), problem)
                 from empirics.distributed import run_distributed
 
-                return _run_dict(run_distributed(spec, seed=seed, backend=backend,
-                                                 device=spec.device).result)
+                return _with_metrics(run_distributed(spec, seed=seed, backend=backend,
+                                                     device=spec.device).result, problem)
             except DivergenceError as e:  # keep the seed's records; the verdict says so
                 if e.partial is None:
                     raise
@@ -227,7 +228,9 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
 
         key = {"run": base, "seed": seed} | ({"backend": backend} if backend != "simulator"
                                               else {})
-        runs.append(Result.from_dict(cache.get_or_run(key, one)))
+        raw = cache.get_or_run(key, one)
+        runs.append(Result.from_dict(raw))
+        extra.append(raw.get("metrics"))
     diverged = [(s, r) for s, r in zip(seeds, runs, strict=True) if r.status == "diverged"]
     steps = np.asarray(max(runs, key=len).step, dtype=np.int64)
     per_seed = np.full((len(runs), len(steps)), np.nan)
@@ -265,6 +268,7 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
                                    tau_divides=divides)
         failed += cond_failed
         info = {"key": bname, **(ev["info"] if "info" in ev else ev)}
+        label = _estimated_label(b, problem, info)
         if failed:
             verdict = Verdict("not applicable", "; ".join(failed), len(seeds), spec.level,
                               failed=failed)
@@ -275,6 +279,8 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
             verdict = bound_test(per_seed, steps, cons, opt, spec.level)
             if metric == "grad_norm2_running":
                 slack = _slack(runs, ok, steps, vals, problem, divides, mean, bound, spec)
+        if label:
+            verdict.message += label
 
     def last(a: np.ndarray | None) -> float | None:
         return None if a is None else float(a[-1])
@@ -286,6 +292,7 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
              "tightness": last(tight), "truth": last(exact),
              "lemma2": last(slack.lemma2),
              "slack_descent": _at(slack.descent, j), "slack_consensus": _at(slack.consensus, j)}
+    final["metrics"] = _practice(runs, extra)
     if j is not None and j != len(steps) - 1:  # τ ∤ the last step: the last evaluated one
         final.update(step=int(steps[j]), measured=float(mean[j]), lower=float(lower[j]),
                      upper=float(upper[j]), bound=_at(bound, j),
@@ -298,6 +305,63 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
         truth=exact, tightness=tight, verdict=verdict, constants=problem.constants.to_dict(),
         bound_info=info, final=final, runs=runs, seconds=time.perf_counter() - t0,
         lemma2=slack.lemma2, lemma2_lower=slack.lower, lemma2_upper=slack.upper)
+
+
+def _with_metrics(res: Any, problem: Any) -> dict[str, Any]:
+    """The run's JSON-ready records, with the problem's ``final_metrics`` of the averaged model
+    (training loss, test accuracy, …) when the problem offers them (the model itself is not
+    kept)."""
+    d = _run_dict(res)
+    fm = getattr(problem, "final_metrics", None)
+    if fm is not None and res.u_final is not None:
+        d["metrics"] = fm(res.u_final)
+    return d
+
+
+def _practice(runs: list[Any], extra: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """What a practitioner reads beside the bound's metric, as means over seeds: the problem's
+    final metrics of the averaged model (training loss, test accuracy — where it defines them),
+    wall-clock seconds per step (records included) and bits sent in the whole run."""
+    out: dict[str, Any] = {}
+    keys = sorted({k for e in extra if e for k in e})
+    for k in keys:
+        vals = [e[k] for e in extra if e and e.get(k) is not None]
+        out[k] = float(np.mean(vals)) if vals else None
+    done = [r for r in runs if r.steps_done > 0 and len(r.wall)]
+    if done:
+        out["wall_per_step"] = float(np.mean([r.wall[-1] / r.steps_done for r in done]))
+        out["bits"] = float(np.mean([r.bits[-1] for r in done]))
+    return out
+
+
+def _estimated_label(b: Any, problem: Any, info: dict[str, Any]) -> str:
+    """A suffix for the verdict naming the estimated constants the bound uses (an Estimate
+    with an uncertainty, or whose method says "estimated") and the problem's caveats; records
+    them in ``info`` ("constants": "estimated" or "exact")."""
+    from theory.symbols import keyword
+
+    c = problem.constants
+    used = {keyword(x) for x in b.parameters}
+    pairs = [("L", "L", c.L), ("sigma2", "σ²", c.sigma2), ("mu", "μ", c.mu),
+             ("kappa2", "κ²", getattr(c, "kappa2", None)), ("beta", "β", c.beta),
+             ("F_gap", "F(x₀) − F*", c.F_star), ("F_gap", "F(x₀) − F*", c.F0)]
+    est: dict[str, str] = {}
+    for sym, label, e in pairs:
+        if sym in used and e is not None and label not in est and (
+                e.uncertainty > 0 or e.method.lower().startswith("estimated")):
+            est[label] = e.method
+    info["constants"] = "estimated" if est else "exact"
+    if est:
+        info["estimated_constants"] = est
+    caveats = list(getattr(problem, "caveats", []) or [])
+    if caveats:
+        info["caveats"] = caveats
+    out = ""
+    if est:
+        out += f" [estimated constants: {', '.join(est)}]"
+    for cv in caveats:
+        out += f" [caveat: {cv}]"
+    return out
 
 
 def _at(a: np.ndarray | None, j: int | None) -> float | None:

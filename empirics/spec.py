@@ -54,6 +54,7 @@ PROBLEMS: dict[str, str] = {
     "least_squares": "LeastSquares",
     "mlp": "MLPClassifier",
     "planted_relu": "PlantedReLU",
+    "module": "ModuleProblem",
 }
 _EXTRA_PROBLEMS: dict[str, Any] = {}
 
@@ -520,7 +521,8 @@ def _m(alg: dict[str, Any]) -> int:
 def build_mixing(m: int, topology: str | dict[str, Any], weights: str | None = None) -> Any:
     """W for ``topology`` on m nodes from the one topology table (:mod:`theory.topologies`):
     a name (ring, path, torus, grid, hypercube, star, complete, exponential, erdos_renyi,
-    geometric, ...) or a table ``{name = ..., **params}`` (``rows``/``cols``, ``seed``, ...);
+    geometric, ...) or a table ``{name = ..., **params}`` (``rows``/``cols``, ``seed``, ...;
+    ``{name = "lazy_average", zeta = ζ}`` is W = ζI + (1 − ζ)J, of exactly that ζ);
     ``weights`` a rule of :func:`theory.mixing_matrix`, or ``"fmmc"``/``"fdla"`` (optimal,
     cvxpy); default the topology's own weights.
 
@@ -535,23 +537,39 @@ def build_mixing(m: int, topology: str | dict[str, Any], weights: str | None = N
         name = params.pop("name", None)
         if name is None:
             raise ValueError(f"algorithm.topology as a table needs a 'name' (got {topology!r})")
+        if name == "lazy_average":
+            return _lazy_average(m, params, weights)
         lazy = params.pop("lazy", None)
         W = _build(name, m, weights, **params)
         return W if lazy is None else _lazy(W, lazy)
     return _build(topology, m, weights)
 
 
-def _lazy(W: Any, s: Any) -> Any:
+def _lazy(W: Any, s: Any, what: str = "algorithm.topology.lazy") -> Any:
     """s·I + (1 − s)·W (see :func:`build_mixing`)."""
     from theory.mixing import MixingMatrix
 
     if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= float(s) < 1:
-        raise ValueError(f"algorithm.topology.lazy must be a number in [0, 1) (the self-weight s "
+        raise ValueError(f"{what} must be a number in [0, 1) (the self-weight s "
                          f"of W = s·I + (1 − s)·W₀; s = 1 would never mix); got {s!r}")
     s = float(s)
     A = s * np.eye(W.n) + (1 - s) * np.asarray(W.matrix)
     return MixingMatrix(A, graph=W.graph, rule=f"lazy {W.rule}",
                         name=f"lazy {W.name} (s = {s:g})")
+
+
+def _lazy_average(m: int, params: dict[str, Any], weights: str | None) -> Any:
+    """``{name = "lazy_average", zeta = ζ}``: W = ζI + (1 − ζ)J, symmetric and doubly
+    stochastic with every eigenvalue but the first equal to ζ — a mixing matrix of exactly the
+    given ζ (the same W as ``{name = "complete", lazy = ζ}``; a dense W: every node hears
+    every other)."""
+    from theory.topologies import build_mixing as _build
+
+    if set(params) != {"zeta"} or weights not in (None, "default"):
+        raise ValueError(f"topology 'lazy_average' takes exactly zeta (and no weights); got "
+                         f"{sorted(params)}" + (f", weights = {weights!r}" if weights else ""))
+    return _lazy(_build("complete", m, None), params["zeta"],
+                 what="topology 'lazy_average': zeta")
 
 
 def _compressor(c: Any) -> Any:

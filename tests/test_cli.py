@@ -379,3 +379,10 @@ def test_design_usage_errors_exit_2(args, needle):
     r = invoke("design", *args)
     assert r.exit_code == 2, r.output
     assert needle in r.output
+
+
+def test_verify_only_help_lists_every_reproduction():
+    from empirics import cli
+    from empirics.reproductions import REPRODUCTIONS
+
+    assert cli._REPRO_NAMES == tuple(REPRODUCTIONS)

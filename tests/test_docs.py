@@ -11,8 +11,8 @@ import torch
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 #: pages whose examples are doctests (real output pasted under each ``>>>`` line)
 DOCTEST_PAGES = ("cooperative_sgd.md", "experiments.md", "falsify.md", "local_sgd_pl.md",
-                 "memory_sgd.md",
-                 "mixing_matrices.md", "one_shot_averaging.md", "squarm_sgd.md",
+                 "memory_sgd.md", "mixing_matrices.md", "one_shot_averaging.md",
+                 "own_models.md", "squarm_sgd.md",
                  "topology_design.md", "tutorial.md")
 PAGES = [DOCS / name for name in DOCTEST_PAGES]
 

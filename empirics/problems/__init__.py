@@ -21,13 +21,16 @@ Modules: :mod:`~empirics.problems.base` (``Problem``, ``Estimate``, ``Constants`
 :mod:`~empirics.problems.closed_form` (``NoisyQuadratic``, ``PiecewiseQuadratic1D``),
 :mod:`~empirics.problems.finite_sum` (``FiniteSumProblem``, ``LeastSquares``,
 ``LogisticRegression``), :mod:`~empirics.problems.mlp` (``MLPClassifier``),
-:mod:`~empirics.problems.relu` (``PlantedReLU``).
+:mod:`~empirics.problems.relu` (``PlantedReLU``), :mod:`~empirics.problems.module`
+(``ModuleProblem``: any ``torch.nn.Module`` and data set, with estimated constants),
+:mod:`~empirics.problems.models` (model factories: small CNNs, VGG-16, ResNet-18).
 """
 
 from empirics.problems.base import Constants, Estimate, Problem, seed_for
 from empirics.problems.closed_form import NoisyQuadratic, PiecewiseQuadratic1D
 from empirics.problems.finite_sum import FiniteSumProblem, LeastSquares, LogisticRegression
 from empirics.problems.mlp import MLPClassifier
+from empirics.problems.module import ModuleProblem
 from empirics.problems.relu import PlantedReLU
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "LeastSquares",
     "LogisticRegression",
     "MLPClassifier",
+    "ModuleProblem",
     "NoisyQuadratic",
     "PiecewiseQuadratic1D",
     "PlantedReLU",

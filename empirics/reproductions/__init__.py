@@ -28,6 +28,7 @@ REPRODUCTIONS: dict[str, str] = {
     "squarm": "squarm",
     "relu_qsgd": "relu_qsgd",
     "falsify": "falsify",
+    "cooperative_cnn": "cooperative_cnn",
 }
 
 

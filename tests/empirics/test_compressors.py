@@ -18,7 +18,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 from scipy import stats
 
 from empirics import compressors as cm
@@ -35,6 +34,8 @@ from empirics.compressors import (
     available,
     make,
 )
+from empirics.testing import check_compressor
+from empirics.testing import tensors as public_tensors
 
 ALPHA = 1e-6
 SCALES = [0.0, 1e-30, 1e-9, 1.0, 1e9, 1e30]
@@ -53,26 +54,8 @@ def tol(dtype: torch.dtype) -> float:
 # ----------------------------------------------------------------------------- strategies
 
 
-@st.composite
-def tensors(draw, min_d=1, max_d=40, max_batch_dims=2, min_rows=1):
-    name = draw(st.sampled_from(["float32", "float64"]))
-    d = draw(st.integers(min_d, max_d))
-    batch = tuple(draw(st.lists(st.integers(1, 3), min_size=0, max_size=max_batch_dims)))
-    if math.prod(batch) < min_rows:
-        batch = (min_rows,)
-    width = 32 if name == "float32" else 64
-    arr = draw(
-        hnp.arrays(
-            NP_DTYPE[name],
-            (*batch, d),
-            elements=st.floats(-1, 1, width=width, allow_nan=False, allow_infinity=False),
-        )
-    )
-    # magnitudes 0 or in [1e-12, 1]: times SCALES this spans 1e-42 (float32 subnormals) to 1e30,
-    # where the float64 reference sums of squares below neither underflow nor overflow
-    arr[np.abs(arr) < 1e-12] = 0
-    scale = draw(st.sampled_from(SCALES))
-    return torch.from_numpy(arr * NP_DTYPE[name](scale))
+# the public strategy (empirics.testing): the same inputs users check their compressors on
+tensors = public_tensors
 
 
 def draw_compressor(data, d: int, allow_randk_enum: bool = True) -> Compressor:
@@ -685,3 +668,19 @@ def test_empty_batch_gives_empty_output_and_payload():
         p = c.encode(x, gen(0))
         assert c(x, gen(0)).shape == (0, 5) and p.bits == 0 and p.nbytes == 0
         assert c.decode(p).shape == (0, 5)
+
+
+# ----------------------------------------------------------------------------- the public suite
+
+
+@pytest.mark.parametrize("c", [TopK(3), RandomK(2), RandomK(3, unbiased=True), QSGD(2),
+                               ScaledSign(), Identity(), Compose(TopK(4), QSGD(1)),
+                               QSGD(3).as_contraction()], ids=repr)
+def test_builtin_compressors_pass_the_public_property_suite(c):
+    """empirics.testing.check_compressor — what users run on their own compressors — on every
+    built-in kind: every declared property holds (none failed, the applicable ones ran)."""
+    rep = check_compressor(c, max_examples=25, stat_examples=8)
+    rep.raise_if_failed()
+    assert rep["roundtrip"].status == rep["bits"].status == "passed"
+    assert (rep["unbiased"].status == "passed") == c.unbiased
+    assert rep["variance"].status == ("passed" if c.omega(8) is not None else "skipped")

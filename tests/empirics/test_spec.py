@@ -115,3 +115,17 @@ def lazy_zeta(m: int, s: float) -> float:
     1/3 + (2/3)cos(2πk/m)."""
     lam = [1 / 3 + 2 / 3 * np.cos(2 * np.pi * k / m) for k in range(1, m)]
     return max(abs(s + (1 - s) * x) for x in lam)
+
+
+def test_lazy_average_is_the_lazy_complete_graph_with_exact_zeta():
+    from empirics.spec import build_mixing
+
+    a = build_mixing(8, {"name": "lazy_average", "zeta": 0.99})
+    b = build_mixing(8, {"name": "complete", "lazy": 0.99})
+    np.testing.assert_allclose(a.matrix, 0.99 * np.eye(8) + 0.01 / 8 * np.ones((8, 8)), atol=1e-15)
+    np.testing.assert_allclose(a.matrix, b.matrix, atol=0)
+    assert a.zeta == pytest.approx(0.99, abs=1e-12)
+    with pytest.raises(ValueError, match="zeta must be a number in"):
+        build_mixing(8, {"name": "lazy_average", "zeta": 1.0})
+    with pytest.raises(ValueError, match="takes exactly zeta"):
+        build_mixing(8, {"name": "lazy_average", "zeta": 0.5, "lazy": 0.2})
