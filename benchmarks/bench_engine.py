@@ -101,6 +101,7 @@ def engine_rate(problem, cfg: Config, seconds: float) -> float:
         return float(res.wall[-1] - res.wall[0])
 
     sim = Simulator(RunSpec(problem, cfg, LR, 16, batch_size=B))
+    sim.driver._set_limits()  # the divergence limits a record checks against
     sim.driver.record(0)
     t0 = time.perf_counter()
     sim.driver.record(0)
@@ -122,14 +123,14 @@ def loop_rate(kind: str, problem, W: MixingMatrix, tau: int, seconds: float) -> 
         mod.load_state_dict(mods[0].state_dict())
     l2 = float(problem.l2)
     opts = [torch.optim.SGD(mod.parameters(), lr=LR, weight_decay=l2) for mod in mods]
-    gens = problem.generators(0)
+    gen = problem.generator(0)
     params = [list(mod.parameters()) for mod in mods]
     nbrs = [(i, [(i, float(W.matrix[i, i])), *js]) for i, js in W.neighbors()]
     state = {"k": 0}
 
     def step() -> None:
         for i, (mod, opt) in enumerate(zip(mods, opts, strict=True)):
-            x, y = problem.sample(i, B, gens[i])
+            x, y = problem.sample(i, B, gen)
             opt.zero_grad(set_to_none=True)
             mod(x, y).backward()
             opt.step()
@@ -153,7 +154,7 @@ def one_model_rate(kind: str, problem, seconds: float) -> float:
     """(b): one model stepping on a batch of m·32."""
     mod = make_module(kind)
     opt = torch.optim.SGD(mod.parameters(), lr=LR, weight_decay=float(problem.l2))
-    g = problem.generators(0)[0]
+    g = problem.generator(0)
     mB = problem.m * B
 
     def step() -> None:

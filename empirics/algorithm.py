@@ -22,13 +22,17 @@ are written here once and run unchanged by the simulator (a process holding all 
   checked against the paper): fired rows j (‖x_j − x̂_j‖² > c_t η²) publish q_j = C(x_j − x̂_j),
   x̂_j += q_j, then x_i += γ(Σ_j W_ji x̂_j − x̂_i).
 
-Randomness: worker i's batches come from ``seed_for(seed, i)``, its compressor draws from
-:func:`compressor_seed`, its gossip compressor from :func:`gossip_seed`. A compressor is probed
+Randomness: all workers' batches of a step come from one draw of the run's batch generator
+(``problem.generator(seed)``, seeded ``seed_for(seed, 0)``): worker i's batch is row i of
+``problem.sample_all``, and a process holding only some rows draws the same numbers and keeps
+its rows (``problem.sample_rows``). Worker i's compressor draws from :func:`compressor_seed`, its
+gossip compressor from :func:`gossip_seed`. A compressor is probed
 once at construction with a throwaway generator (no worker's stream is consumed).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -69,7 +73,7 @@ class DivergenceError(RuntimeError):
 
 def compressor_seed(seed: int, worker: int) -> int:
     """Seed of worker ``worker``'s compressor generator: ``seed_for(seed_for(seed, worker), 1)``
-    (a stream separate from its batch generator ``seed_for(seed, worker)``)."""
+    (a stream separate from the run's batch generator ``seed_for(seed, 0)``)."""
     return seed_for(seed_for(seed, worker), 1)
 
 
@@ -87,6 +91,23 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 def _generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
     return [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+
+def _batch_generator(problem: Any, seed: int, device: torch.device) -> torch.Generator:
+    """The run's batch generator (``problem.generator(seed, device)``; ``seed_for(seed, 0)`` for
+    a problem without that method)."""
+    make = getattr(problem, "generator", None)
+    if make is not None:
+        return make(seed, device=device)
+    return torch.Generator(device=device).manual_seed(seed_for(seed, 0))
+
+
+def _accepts_out(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` takes an ``out=`` keyword (a batch buffer it overwrites in place)."""
+    try:
+        return "out" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _probe(comp: Any, d: int, dtype: torch.dtype, device: torch.device) -> None:
@@ -143,9 +164,10 @@ class LocalStep:
 
     ``__call__(Xw, params, k, eta)`` updates ``Xw`` (len(rows) × d, the held worker rows) in
     place; ``params`` are the per-parameter views of ``Xw`` (leading axis = held rows) that the
-    gradient function reads. A process holding every worker draws batches with the problem's
-    ``sample_all``; one holding a subset draws each row's batch with ``sample`` from that
-    worker's own generator (the same stream, so the numbers agree).
+    gradient function reads. Every step draws all m workers' batches from the run's one batch
+    generator: a process holding every worker with the problem's ``sample_all`` (into a batch
+    buffer reused across steps when ``sample_all`` takes ``out=``), one holding a subset with
+    ``sample_rows`` (the same draw, its rows kept), so the numbers agree.
 
     Options: ``fast_path`` (use a registered hand-batched gradient), ``trace`` (an object with
     ``begin()``, called before the step, and ``step(G, direction, memory, eta, delta)``, given
@@ -180,11 +202,14 @@ class LocalStep:
         self._out: tuple[int, dict[str, torch.Tensor]] | None = None
         #: one model on the m·B batch (W = J, τ = 1, all rows equal); see the simulator
         self.sync_step = getattr(self.grad_fn, "synchronous_step", None) if self.fused else None
+        #: the run's one batch generator: every step draws all m workers' batches from it at
+        #: once, and a process keeps its rows (:meth:`Problem.sample_rows`)
+        self.gen = _batch_generator(problem, seed, device)
+        self._batch: tuple[torch.Tensor, ...] | None = None  # reused batch buffer (out=)
         if self.rows == list(range(problem.m)):
-            self.gens = problem.generators(seed, device=device)
-            self._sample = lambda: problem.sample_all(self.batch_size, self.gens)
+            self._batch_out = _accepts_out(problem.sample_all)
+            self._sample = self._sample_all
         else:
-            self.gens = _generators([seed_for(seed, i) for i in self.rows], device)
             self._sample = self._sample_rows
         self.mom = torch.zeros((r, d), dtype=dtype, device=device) if beta else None
         self.dirbuf = torch.empty((r, d), dtype=dtype, device=device) \
@@ -200,10 +225,21 @@ class LocalStep:
             _probe(self.comp, d, dtype, device)
             self.comp_bits = int(self.comp.bits(d))
 
+    def _sample_all(self) -> tuple[torch.Tensor, ...]:
+        if self._batch_out and self._batch is not None:
+            return self.problem.sample_all(self.batch_size, self.gen, out=self._batch)
+        batch = self.problem.sample_all(self.batch_size, self.gen)
+        if self._batch_out:
+            self._batch = batch
+        return batch
+
     def _sample_rows(self) -> tuple[torch.Tensor, ...]:
-        per = [self.problem.sample(i, self.batch_size, g) for i, g in zip(self.rows, self.gens,
-                                                                        strict=True)]
-        return tuple(torch.stack(parts) for parts in zip(*per, strict=True))
+        rows_fn = getattr(self.problem, "sample_rows", None)
+        if rows_fn is not None:
+            return rows_fn(self.rows, self.batch_size, self.gen)
+        full = self.problem.sample_all(self.batch_size, self.gen)
+        idx = torch.as_tensor(self.rows, dtype=torch.long, device=full[0].device)
+        return tuple(t.index_select(0, idx) for t in full)
 
     def sample(self) -> tuple[torch.Tensor, ...]:
         """The held rows' next mini-batches (leading axis = held rows)."""

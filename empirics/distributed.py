@@ -5,9 +5,11 @@ The algorithm is not written here: every rank runs the algorithm core of
 :mod:`empirics.algorithm` (its worker's local step, the bits rule, SQuARM-SGD's gossip step) in
 the driver loop of :mod:`empirics.driver`, the same code as the simulator; this module holds
 only communication — :class:`ProcessGroupCommunicator`, the driver's communicator over a
-process group. Rank r draws its batches from ``seed_for(seed, r)`` and its compressor
-randomness from ``compressor_seed(seed, r)``, the streams the simulator gives worker r, so both
-runs produce the same trajectory up to float rounding (tested to 1e-10 in float64).
+process group. Every step rank r draws all m workers' batch indices from the run's one batch
+generator (``seed_for(seed, 0)``, :meth:`~empirics.problems.Problem.sample_rows`) and keeps row
+r — worker r's batch in the simulator — and its compressor randomness comes from
+``compressor_seed(seed, r)``, worker r's stream in the simulator, so both runs produce the same
+trajectory up to float rounding (tested to 1e-10 in float64).
 
 Mixing x_j ← Σ_i W_ij x_i after a round uses W's structure (:class:`empirics.mixers.Mixer`):
 

@@ -79,8 +79,9 @@ class RunSpec:
 
     problem: an ``empirics.problems.Problem`` with m = config.m workers. config: a
     :class:`empirics.configs.Config` (schedule, v, compressor, momentum). lr: number or schedule
-    t -> η_t. T: number of steps. batch_size: per worker. seed: fixes batches (worker i's
-    generator seeded ``seed_for(seed, i)``), compressor randomness (:func:`compressor_seed`) and
+    t -> η_t. T: number of steps. batch_size: per worker. seed: fixes batches (all workers'
+    batches of a step drawn at once from one generator seeded ``seed_for(seed, 0)``),
+    compressor randomness (:func:`compressor_seed`) and
     the gradient-norm subsample. device/dtype: default the problem's (must match it).
     record_every: record stride (steps 0, s, 2s, … and always the last step T).
     grad_every: ‖∇F(u_k)‖² for the running average — 1: every step (exact); q > 1: one uniformly

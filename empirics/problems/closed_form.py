@@ -18,6 +18,7 @@ from empirics.problems.base import (
     Params,
     Problem,
     _randn,
+    one_generator,
 )
 from theory import checks
 
@@ -83,6 +84,16 @@ class NoisyQuadratic(Problem):
         shape = (batch_size, self.d)
         z1 = self.c * _randn(generator, shape, self.dtype, self.device)
         z2 = self.sigma * _randn(generator, shape, self.dtype, self.device)
+        return z1, z2
+
+    def sample_all(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """All m workers' draws at once from one generator: z₁ = c·N(0, I) then
+        z₂ = σ·N(0, I), each of shape (m, b, d) (row i: worker i's)."""
+        g = one_generator(generator)
+        checks.integer("batch_size", batch_size, lo=1)
+        shape = (self.m, batch_size, self.d)
+        z1 = _randn(g, shape, self.dtype, self.device).mul_(self.c)
+        z2 = _randn(g, shape, self.dtype, self.device).mul_(self.sigma)
         return z1, z2
 
     def objective(self, params: Params) -> torch.Tensor:
@@ -155,6 +166,13 @@ class PiecewiseQuadratic1D(Problem):
     def sample(self, worker: int, batch_size: int, generator: torch.Generator) -> Batch:
         self._check_sample_args(worker, batch_size)
         return (self.sigma * _randn(generator, (batch_size, 1), self.dtype, self.device),)
+
+    def sample_all(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """All m workers' noise at once from one generator: z = σ·N(0, 1) of shape
+        (m, b, 1) (row i: worker i's)."""
+        g = one_generator(generator)
+        checks.integer("batch_size", batch_size, lo=1)
+        return (_randn(g, (self.m, batch_size, 1), self.dtype, self.device).mul_(self.sigma),)
 
     def objective(self, params: Params) -> torch.Tensor:
         return self._f(params["x"])

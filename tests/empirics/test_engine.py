@@ -344,7 +344,7 @@ def test_mlp_fast_path_equals_vmap(mlp, l2):
     g = torch.Generator().manual_seed(0)
     params = {k: v + 0.3 * torch.randn((3, *v.shape), generator=g, dtype=v.dtype)
               for k, v in x0.items()}
-    batch = p.sample_all(6, p.generators(1))
+    batch = p.sample_all(6, p.generator(1))
     gv, lv = vmap_grad(p)(params, batch)
     fast = mlp_grad_factory(p)
     gf, lf = fast(params, batch)
@@ -367,7 +367,7 @@ def test_mlp_fast_path_equals_vmap(mlp, l2):
 @pytest.mark.parametrize("l2", [0.0, 0.05])
 def test_linear_fast_path_equals_vmap(cls, l2):
     p = cls(n_samples=90, d=4, m=3, seed=5, l2=l2)
-    ref = p.sample_all(6, p.generators(2))
+    ref = p.sample_all(6, p.generator(2))
     params = {"w": torch.randn(3, 4, dtype=torch.float64,
                                generator=torch.Generator().manual_seed(1))}
     gv, lv = vmap_grad(p)(params, ref)
