@@ -261,7 +261,7 @@ def test_bad_sample_arguments_are_named(problem):
         problem.sample(0, 0, g)
     with pytest.raises(ValueError, match=r"worker must be an integer in \[0, 3\)"):
         problem.sample(3, 2, g)
-    with pytest.raises(ValueError, match="must be one torch.Generator.*sequence of 2"):
+    with pytest.raises(ValueError, match=r"must be one torch\.Generator.*sequence of 2"):
         problem.sample_all(2, problem.generators(0) * 2)
     with pytest.raises(ValueError, match="batch_size"):
         problem.sigma2_at(problem.init_params(), 0)
