@@ -170,14 +170,24 @@ class FiniteSumProblem(Problem):
     def _indices(self, batch_size: int, generator: Any) -> torch.Tensor:
         """The (m, b) row indices of one step, all workers in one ``randint`` call (row i:
         worker i's, uniform with replacement from its shard, or from all n rows)."""
-        g = one_generator(generator)
-        checks.integer("batch_size", batch_size, lo=1)
+        g = generator if isinstance(generator, torch.Generator) else one_generator(generator)
+        if type(batch_size) is not int or batch_size < 1:
+            checks.integer("batch_size", batch_size, lo=1)
         pool = self.n if self.shared else self.n_per
         j = torch.randint(pool, (self.m, batch_size), generator=g, device=g.device)
         j = j.to(self.device)
         if not self.shared:
-            j += torch.arange(0, self.n, self.n_per, device=self.device)[:, None]
+            j += self._offsets()
         return j
+
+    def _offsets(self) -> torch.Tensor:
+        """The first row of every worker's shard, shape (m, 1) (cached per device)."""
+        cache = self.__dict__.setdefault("_offsets_cache", {})
+        hit = cache.get(self.device)
+        if hit is None:
+            hit = cache[self.device] = torch.arange(0, self.n, self.n_per,
+                                                    device=self.device)[:, None]
+        return hit
 
     def sample_all(self, batch_size: int, generator: torch.Generator,
                    out: Batch | None = None) -> Batch:

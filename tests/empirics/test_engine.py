@@ -407,6 +407,116 @@ def test_mlp_engine_fast_and_vmap_paths_agree(mlp):
 
 
 # ---------------------------------------------------------------------------------------------
+# the generic path (vmap of the loss + one reverse pass; optional torch.compile)
+# ---------------------------------------------------------------------------------------------
+def _old_vmap_grad(problem):
+    """The generic path as it was: vmap(grad_and_value(loss)), no out/fused options."""
+    from torch.func import grad_and_value, vmap
+
+    return vmap(grad_and_value(lambda p, b: problem.loss(p, b)), in_dims=(0, 0))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: LogisticRegression(n_samples=90, d=4, m=3, seed=5, l2=0.05),
+    lambda: MLPClassifier(n_samples=120, d_in=6, hidden=(7, 5), n_classes=3, m=3, seed=2,
+                          l2=1e-2),
+], ids=["logistic", "mlp"])
+def test_generic_gradient_equals_vmap_grad_and_value(make):
+    p = make()
+    g = torch.Generator().manual_seed(0)
+    params = {k: v + 0.3 * torch.randn((p.m, *v.shape), generator=g, dtype=v.dtype)
+              for k, v in p.init_params().items()}
+    batch = p.sample_all(6, p.generator(1))
+    ref, lref = _old_vmap_grad(p)(params, batch)
+    fn = vmap_grad(p)
+    got, lgot = fn(params, batch)
+    np.testing.assert_allclose(lgot.numpy(), lref.numpy(), rtol=0, atol=1e-15)
+    for k in ref:
+        np.testing.assert_allclose(got[k].numpy(), ref[k].numpy(), rtol=0, atol=1e-15)
+    out = {k: torch.empty_like(v) for k, v in params.items()}
+    got2, _ = fn(params, batch, out=out)
+    assert all(got2[k] is out[k] for k in out)
+    upd = {k: v.clone() for k, v in params.items()}
+    assert fn(upd, batch, sgd_lr=0.3)[0] is None  # fused SGD: in place, no gradient returned
+    for k in params:
+        np.testing.assert_allclose(upd[k].numpy(), (params[k] - 0.3 * ref[k]).numpy(),
+                                   rtol=0, atol=1e-15)
+
+
+def test_generic_path_trajectories_equal_the_previous_generic_path(mlp, monkeypatch):
+    """Today's generic path (vmap forward + one backward, fused SGD update) against the
+    previous one (vmap(grad_and_value), gradient buffer, unfused update): equal to rounding."""
+    import empirics.algorithm as alg
+
+    kw = dict(lr=0.5, T=12, batch_size=4, seed=3, record_every=4, grad_every=2)
+    for cfg in (pasgd(3, 2), pasgd(3, 2, momentum=0.5), easgd(3, 1, 0.3),
+                mdsgd(3, TopK(5), momentum=0.5)):
+        spec = RunSpec(mlp, cfg, **kw)
+        sim = Simulator(spec, fast_path=False)
+        assert sim.grad_path == ("vmap+fused-sgd" if cfg.momentum == 0 and cfg.compressor is None
+                                 else "vmap")
+        new = sim.run()
+        with monkeypatch.context() as mp:
+            mp.setattr(alg, "vmap_grad", _old_vmap_grad)
+            old = run(spec, fast_path=False)
+        np.testing.assert_allclose(new.u_final, old.u_final, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(new.loss, old.loss, rtol=1e-14)
+        np.testing.assert_allclose(new.grad_norm2_avg, old.grad_norm2_avg, rtol=1e-13)
+
+
+def test_compile_falls_back_cleanly_without_a_compiler(logreg, monkeypatch):
+    import empirics.algorithm as alg
+
+    spec = RunSpec(logreg, pasgd(M, 2), 0.5, 8, batch_size=3, seed=1, record_every=4)
+    eager = run(spec, fast_path=False)
+    monkeypatch.setattr(alg, "_COMPILED", {})
+    monkeypatch.setattr(alg, "_cpp_compiler", lambda: None)
+    with pytest.warns(UserWarning, match="no C.. compiler found"):
+        sim = Simulator(spec, fast_path=False, compile=True)
+    assert sim.grad_path == "vmap+fused-sgd"
+    np.testing.assert_array_equal(sim.run().u_final, eager.u_final)
+
+
+def test_compile_failure_falls_back_to_the_eager_path(logreg, monkeypatch):
+    import empirics.algorithm as alg
+
+    def broken_compile(fn, **kw):
+        def raise_(*a, **k):
+            raise RuntimeError("no backend here\nsecond line")
+        return raise_
+
+    spec = RunSpec(logreg, pasgd(M, 2), 0.5, 8, batch_size=3, seed=1, record_every=4)
+    eager = run(spec, fast_path=False)
+    monkeypatch.setattr(alg, "_COMPILED", {})
+    monkeypatch.setattr(alg, "_cpp_compiler", lambda: "c++")
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    sim = Simulator(spec, fast_path=False, compile=True)
+    assert sim.grad_path == "vmap+compiled+fused-sgd"
+    with pytest.warns(UserWarning, match="torch.compile failed .RuntimeError: no backend here."):
+        res = sim.run()
+    np.testing.assert_array_equal(res.u_final, eager.u_final)
+
+
+@pytest.mark.slow
+def test_compiled_generic_path_equals_the_eager_one():
+    """A real torch.compile (inductor, when a C++ compiler is present): same trajectory up to
+    float rounding. Compiling takes tens of seconds."""
+    import empirics.algorithm as alg
+
+    if alg._cpp_compiler() is None:
+        pytest.skip("no C++ compiler")
+    p = LogisticRegression(n_samples=120, d=5, m=3, seed=4, l2=0.01)
+    spec = RunSpec(p, dpsgd(ring(3), momentum=0.5), 0.5, 20, batch_size=4, seed=2,
+                   record_every=5)
+    eager = run(spec, fast_path=False)
+    sim = Simulator(spec, fast_path=False, compile=True)
+    assert sim.grad_path == "vmap+compiled"
+    res = sim.run()
+    np.testing.assert_allclose(res.u_final, eager.u_final, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(res.loss, eager.loss, rtol=1e-13)
+
+
+# ---------------------------------------------------------------------------------------------
 # divergence, errors with partial results, saving
 # ---------------------------------------------------------------------------------------------
 def test_divergence_stops_with_step_and_partial_result(tmp_path):
