@@ -81,7 +81,8 @@ class StackedCommunicator:
 
     def __init__(self, spec: RunSpec, layout: Layout, x0: torch.Tensor, mixing: str = "auto"):
         if mixing not in MIXING_MODES or mixing == "identity":
-            raise ValueError(f"mixing must be 'auto', 'groups', 'sparse' or 'dense' "
+            raise ValueError(f"mixing must be one of "
+                             f"{', '.join(repr(m) for m in MIXING_MODES if m != 'identity')} "
                              f"(got {mixing!r})")
         cfg = spec.config
         self.m, self.v, self.n, self.d = cfg.m, cfg.v, cfg.n, layout.d
@@ -202,6 +203,8 @@ class StackedCommunicator:
     def info(self, local: LocalStep) -> dict[str, Any]:
         return {"engine": {"grad_path": local.grad_path, "synchronous_steps": self.n_sync_steps,
                            "mixing": sorted({mx.kind for _, mx in self._mixers.values()}),
+                           "mixing_kernels": sorted({mx.strategy
+                                                     for _, mx in self._mixers.values()}),
                            "mixing_mode": self.mixing_mode}}
 
 
@@ -315,7 +318,8 @@ def run(spec: RunSpec, *, trace: bool = False, progress: bool = False,
     the same partial result as ``err.partial``; during the run, after a record, every
     ``save_every`` seconds, a checkpoint of the records so far (status ``"running"``), so a
     killed process still leaves its finished work on disk. mixing: ``"auto"`` (by W's
-    structure) or force ``"dense"``/``"sparse"``/``"groups"``. fast_path: use a registered
+    structure) or force ``"dense"``/``"sparse"``/``"groups"``, or a sparse kernel
+    ``"csr"``/``"block"``/``"gather"`` (:class:`empirics.mixers.Mixer`). fast_path: use a registered
     hand-batched gradient path when one applies to the problem (else the generic path,
     ``vmap`` of the loss and one reverse pass). compile: run the generic path through
     ``torch.compile`` (tens of seconds to compile once per problem and process; a warning and

@@ -107,16 +107,23 @@ def test_mixer_matches_WT_X_for_every_strategy(name, dtype):
     if kind is not None:
         assert auto.kind == kind
         assert auto.messages == messages
-    modes = ["auto", "dense", "sparse", "sparse-blocked", "sparse-rowwise"]
+    modes = ["auto", "dense", "sparse", "csr", "gather", "gather-chunked", "csr-panels"]
     modes += ["groups"] if auto.kind == "groups" else []
+    modes += ["block"] if Mixer(W, torch.device("cpu"), dtype, "sparse").blocks is not None \
+        else []
     for mode in modes:
         mx = Mixer(W, torch.device("cpu"), dtype, mode.split("-")[0])
-        if mode.startswith("sparse-"):
-            mx.GATHER_LIMIT = 0  # the large-X paths
-        if mode == "sparse-rowwise":
-            mx.blocks = None
+        if mode == "gather-chunked":
+            mx.GATHER_LIMIT = 0  # one output row per chunk
         Xd = X.to(dtype).clone()
+        if mode == "csr-panels":  # a width whose X exceeds PANEL_BYTES: column panels
+            Xd = torch.cat([Xd] * 3000, dim=1)
         out = mx(Xd, torch.empty_like(Xd))
+        if mode == "csr-panels":
+            ref = Mixer(W, torch.device("cpu"), dtype, "dense")(Xd, torch.empty_like(Xd))
+            np.testing.assert_allclose(out.double().numpy(), ref.double().numpy(), rtol=0,
+                                       atol=tol * 10, err_msg=f"{name} {mode}")
+            continue
         np.testing.assert_allclose(out.double().numpy(), expect, rtol=0, atol=tol,
                                    err_msg=f"{name} {mode}")
 
@@ -126,7 +133,31 @@ def test_blocked_plan_only_with_index_locality():
     assert Mixer(ring(64), **kw).blocks is not None
     assert Mixer(torus(8, 8), **kw).blocks is not None
     er = metropolis_hastings(erdos_renyi_graph(64, 0.05, seed=0))
-    assert Mixer(er, **kw).blocks is None  # scattered neighbours: row by row instead
+    assert Mixer(er, **kw).blocks is None  # scattered neighbours: csr or gather instead
+    with pytest.raises(ValueError, match="index locality"):
+        Mixer(er, torch.device("cpu"), torch.float64, "block")
+
+
+def test_automatic_kernel_is_a_deterministic_function_of_structure_and_width():
+    """The choice depends on (W's structure, n, d, dtype, device) only: two mixers built alike
+    choose alike at every width, and the choice is the least modelled cost."""
+    from empirics.mixers import mixing_cost
+
+    for W in (ring(64), torus(8, 8), metropolis_hastings(erdos_renyi_graph(64, 0.1, seed=0))):
+        for d in (10, 1000, 100_000, 1_000_000):
+            a = Mixer(W, torch.device("cpu"), torch.float32).strategy_for(d)
+            b = Mixer(W, torch.device("cpu"), torch.float32).strategy_for(d)
+            assert a == b and a in ("csr", "block", "dense")
+            mx = Mixer(W, torch.device("cpu"), torch.float32)
+            cost = {k: mixing_cost(k, mx.n, d, mx.nnz, 4) for k in ("csr", "dense")}
+            if a != "block":
+                assert cost[a] == min(cost.values())
+    # large X with index locality: the block GEMMs; no locality: the CSR kernel
+    assert Mixer(ring(512), torch.device("cpu"), torch.float32).strategy_for(100_000) == "block"
+    from theory.topologies import build_mixing
+
+    hc = build_mixing("hypercube", 512)
+    assert Mixer(hc, torch.device("cpu"), torch.float32).strategy_for(10_000) == "csr"
 
 
 def test_mixer_rejects_bad_mode():
@@ -140,7 +171,7 @@ def test_forced_mixing_modes_give_the_same_run(logreg):
     kw = dict(lr=0.5, T=12, batch_size=3, seed=1, record_every=4, grad_every=0)
     for cfg in (dpsgd(ring(M)), easgd(M, 2, 0.25), pasgd(M, 3)):
         ref = simulate(logreg, cfg, **kw)
-        for mode in ("dense", "sparse"):
+        for mode in ("dense", "sparse", "csr", "gather"):
             other = simulate(logreg, cfg, mixing=mode, **kw)
             np.testing.assert_allclose(other.u_final, ref.u_final, rtol=0, atol=1e-14)
             np.testing.assert_allclose(other.consensus, ref.consensus, rtol=1e-10, atol=1e-28)
