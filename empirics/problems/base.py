@@ -288,6 +288,18 @@ class Problem(ABC):
         """‖∇F(params)‖²."""
         return float(_sqnorm(self.full_grad(params)))
 
+    def loss_and_grad_norm2(self, params: Params) -> tuple[float, float]:
+        """(F(params), ‖∇F(params)‖²) — what a record needs; problems may compute both in one
+        pass over their data."""
+        return self.full_loss(params), self.grad_norm2(params)
+
+    def eval_rows(self) -> int:
+        """Data rows one exact F or ∇F reads (0 for closed forms): the cost model of the default
+        record and gradient-norm strides (:func:`empirics.spec.default_strides`) compares it
+        with the m·b rows of a step. Default: the attribute ``n`` if the problem has one."""
+        n = getattr(self, "n", 0)
+        return int(n) if isinstance(n, (int, np.integer)) and n > 0 else 0
+
     def worker_grad(self, params: Params, worker: int) -> Params:
         """∇F_i(params) (all workers share F unless the problem splits data)."""
         self._check_sample_args(worker, 1)

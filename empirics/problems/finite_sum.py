@@ -219,6 +219,16 @@ class FiniteSumProblem(Problem):
     def objective(self, params: Params) -> torch.Tensor:
         return self.loss(params, self._data_like(params))
 
+    def loss_and_grad_norm2(self, params: Params) -> tuple[float, float]:
+        """(F, ‖∇F‖²): one forward and backward pass over the data (``grad_and_value``) when
+        ∇F comes from autograd; the closed forms of the linear models otherwise."""
+        if type(self).full_grad is not Problem.full_grad:
+            return super().loss_and_grad_norm2(params)
+        from torch.func import grad_and_value
+
+        g, F = grad_and_value(self.objective)(params)
+        return float(F.detach()), float(sum((t.detach() ** 2).sum() for t in g.values()))
+
     def worker_objective(self, params: Params, worker: int) -> float:
         """F_i(params)."""
         self._check_sample_args(worker, 1)

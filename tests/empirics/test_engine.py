@@ -202,7 +202,8 @@ def test_records_stride_and_values(logreg):
 
 def test_consensus_is_frobenius_distance_to_the_average(logreg):
     T = 7
-    res, tr = simulate(logreg, dpsgd(ring(M)), lr=0.5, T=T, batch_size=2, trace=True)
+    res, tr = simulate(logreg, dpsgd(ring(M)), lr=0.5, T=T, batch_size=2, trace=True,
+                       record_every=1, grad_every=1)
     for k in range(T + 1):
         X = tr.X[k]
         P = np.eye(M) - np.full((M, M), 1 / M)
@@ -235,7 +236,8 @@ def test_bits_per_structure(logreg):
 
 def test_grad_norm_running_average_exact_and_subsampled(logreg):
     T = 20
-    full = simulate(logreg, pasgd(M, 2), lr=0.5, T=T, batch_size=2, seed=3, record_every=1)
+    full = simulate(logreg, pasgd(M, 2), lr=0.5, T=T, batch_size=2, seed=3, record_every=1,
+                    grad_every=1)
     assert full.grad_norm2_avg == pytest.approx(full.grad_norm2[:-1].mean(), rel=1e-13)
     assert full.grad_norm2_avg_steps == T and "exact" in full.grad_norm2_avg_method
     np.testing.assert_allclose(full.grad_norm2_running[1:],
@@ -556,7 +558,7 @@ def test_divergence_stops_with_step_and_partial_result(tmp_path):
     # the divergence rule stops the run long before inf: ‖∇F(u_k)‖² > 10⁶·max(‖∇F(x₀)‖², 1)
     with pytest.raises(DivergenceError, match=r"diverged at step 2: ‖∇F\(u_k\)‖² = \S+ exceeds "
                        r"the divergence limit 1e\+06·max\(‖∇F\(x₀\)‖², 1\)"):
-        simulate(p, pasgd(2, 2), lr=50.0, T=2000, batch_size=4, record_every=10)
+        simulate(p, pasgd(2, 2), lr=50.0, T=2000, batch_size=4, record_every=10, grad_every=1)
     # with the rule off (D = inf) the run goes on until NaN/inf, still stopped and named
     spec = RunSpec(p, pasgd(2, 2), 50.0, 2000, batch_size=4, record_every=10,
                    divergence=math.inf)
