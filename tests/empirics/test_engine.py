@@ -550,6 +550,31 @@ def test_compiled_generic_path_equals_the_eager_one():
 
 
 # ---------------------------------------------------------------------------------------------
+# default record and gradient-norm strides
+# ---------------------------------------------------------------------------------------------
+def test_default_strides_follow_the_cost_model_and_cover_whole_blocks(logreg):
+    from empirics.spec import RECORD_BUDGET, default_strides
+
+    big = LogisticRegression(n_samples=4000, d=50, m=8, seed=0)
+    s, q = default_strides(big, 8, 4, 10_000)
+    rho = (20_000 + big.n * big.dim) / (50_000 + 8 * 4 * big.dim)
+    assert q == math.ceil(rho / RECORD_BUDGET - 1e-9) > 1  # dear ∇F: the stratified subsample
+    assert s % q == 0 and s >= 10_000 // 100
+    # a run takes them when left out; explicit values are kept; short runs keep samples
+    spec = RunSpec(big, pasgd(8, 4), 0.1, 10_000, batch_size=4)
+    assert (spec.record_every, spec.grad_every) == (s, q)
+    assert default_strides(big, 8, 4, 10_000, record_every=7, grad_every=3) == (7, 3)
+    s7, q7 = default_strides(big, 8, 4, 10_000, record_every=60)
+    assert s7 == 60 and 60 % q7 == 0 and q7 <= q
+    assert default_strides(big, 8, 4, 10_000, grad_every=5)[0] % 5 == 0
+    assert default_strides(big, 8, 4, 200)[1] <= 10  # at least about 20 samples
+    # a run with the defaults: every record's running average is finite after step 0
+    res = simulate(logreg, pasgd(M, 2), lr=0.5, T=300, batch_size=2, seed=1)
+    assert np.all(np.isfinite(res.grad_norm2_running[1:]))
+    assert res.spec["record_every"] % res.spec["grad_every"] == 0
+
+
+# ---------------------------------------------------------------------------------------------
 # divergence, errors with partial results, saving
 # ---------------------------------------------------------------------------------------------
 def test_divergence_stops_with_step_and_partial_result(tmp_path):
