@@ -497,6 +497,7 @@ def test_generic_path_trajectories_equal_the_previous_generic_path(mlp, monkeypa
         np.testing.assert_allclose(new.grad_norm2_avg, old.grad_norm2_avg, rtol=1e-13)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's imports
 def test_compile_falls_back_cleanly_without_a_compiler(logreg, monkeypatch):
     import empirics.algorithm as alg
 
@@ -510,6 +511,7 @@ def test_compile_falls_back_cleanly_without_a_compiler(logreg, monkeypatch):
     np.testing.assert_array_equal(sim.run().u_final, eager.u_final)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's imports
 def test_compile_failure_falls_back_to_the_eager_path(logreg, monkeypatch):
     import empirics.algorithm as alg
 
@@ -530,6 +532,7 @@ def test_compile_failure_falls_back_to_the_eager_path(logreg, monkeypatch):
     np.testing.assert_array_equal(res.u_final, eager.u_final)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's imports
 @pytest.mark.slow
 def test_compiled_generic_path_equals_the_eager_one():
     """A real torch.compile (inductor, when a C++ compiler is present): same trajectory up to
