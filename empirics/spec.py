@@ -97,10 +97,10 @@ def default_strides(problem: Any, m: int, batch_size: int, T: int,
     exact running average — where ∇F costs at most β of a step, otherwise the unbiased
     stratified subsample (one uniformly random step per block); record_every =
     max(⌈T/100⌉, ⌈1.5ρ/β⌉) (a record evaluates F and ∇F, ≈ 1.5ρ): about 100 records, fewer
-    where they are dear. Both shares stay near β of the steps' time, so recording costs about
-    20 % of a run at most (``benchmarks/bench_defaults.py`` measures it). Short runs keep at
-    least about 20 gradient samples and 10 records (grad_every ≤ ⌊T/20⌋, record_every ≤
-    ⌈T/10⌉), which may cost more than 20 % of a run that takes little time anyway.
+    where they are dear. Both shares stay near β of the steps' time, so recording costs under
+    20 % of a run (``benchmarks/bench_defaults.py`` measures it). A short run of a problem whose
+    exact ∇F is dear therefore gets few records and gradient samples (at least the records at 0
+    and T and one sample); pass ``record_every``/``grad_every`` for more.
 
     With record_every given and grad_every not, grad_every is the largest divisor of
     record_every not above the default; otherwise record_every is rounded up to a multiple of
@@ -110,7 +110,7 @@ def default_strides(problem: Any, m: int, batch_size: int, T: int,
     rows = int(rows_fn()) if rows_fn is not None else int(getattr(problem, "n", 0) or 0)
     p = max(1, int(getattr(problem, "dim", 1) or 1))
     rho = (EVAL_OVERHEAD + rows * p) / (STEP_OVERHEAD + m * batch_size * p)
-    q_auto = max(1, min(math.ceil(rho / RECORD_BUDGET - 1e-9), T // 20))
+    q_auto = max(1, min(math.ceil(rho / RECORD_BUDGET - 1e-9), T))
     if grad_every is None:
         if record_every is None:
             grad_every = q_auto
@@ -118,8 +118,7 @@ def default_strides(problem: Any, m: int, batch_size: int, T: int,
             grad_every = max(q for q in range(1, min(q_auto, record_every) + 1)
                              if record_every % q == 0)
     if record_every is None:
-        record_every = max(1, math.ceil(T / 100),
-                           min(math.ceil(1.5 * rho / RECORD_BUDGET - 1e-9), math.ceil(T / 10)))
+        record_every = max(1, math.ceil(T / 100), math.ceil(1.5 * rho / RECORD_BUDGET - 1e-9))
         if grad_every > 1:
             record_every = -(-record_every // grad_every) * grad_every
     return record_every, grad_every
