@@ -119,7 +119,7 @@ def loop_rate(problem: Any, m: int, batch: int, tau: int, steps: int, lr: float,
     dev = problem.device
     nets = _modules(problem, m)
     opts = [torch.optim.SGD(n.parameters(), lr=lr) for n in nets]
-    gen = problem.generators(0)
+    gen = problem.generator(0)
     lossf = problem._loss_fn
 
     def step(k: int) -> None:
@@ -154,7 +154,7 @@ def single_rate(problem: Any, m: int, batch: int, steps: int, lr: float, warmup:
     dev = problem.device
     (net,) = _modules(problem, 1)
     opt = torch.optim.SGD(net.parameters(), lr=lr)
-    gen = problem.generators(0)
+    gen = problem.generator(0)
     lossf = problem._loss_fn
 
     def step() -> None:

@@ -22,14 +22,20 @@ are written here once and run unchanged by the simulator (a process holding all 
   checked against the paper): fired rows j (‖x_j − x̂_j‖² > c_t η²) publish q_j = C(x_j − x̂_j),
   x̂_j += q_j, then x_i += γ(Σ_j W_ji x̂_j − x̂_i).
 
-Randomness: worker i's batches come from ``seed_for(seed, i)``, its compressor draws from
-:func:`compressor_seed`, its gossip compressor from :func:`gossip_seed`. A compressor is probed
+Randomness: all workers' batches of a step come from one draw of the run's batch generator
+(``problem.generator(seed)``, seeded ``seed_for(seed, 0)``): worker i's batch is row i of
+``problem.sample_all``, and a process holding only some rows draws the same numbers and keeps
+its rows (``problem.sample_rows``). Worker i's compressor draws from :func:`compressor_seed`, its
+gossip compressor from :func:`gossip_seed`. A compressor is probed
 once at construction with a throwaway generator (no worker's stream is consumed).
 """
 
 from __future__ import annotations
 
+import ctypes
+import inspect
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +50,8 @@ from empirics.problems import seed_for
 __all__ = [
     "UNCOMPRESSED_BITS",
     "DivergenceError",
+    "auto_tune_allocator",
+    "compiled_grad",
     "GossipStep",
     "LocalStep",
     "compressor_seed",
@@ -52,6 +60,7 @@ __all__ = [
     "message_bits",
     "mix_round",
     "register_fast_grad",
+    "tune_allocator",
     "vmap_grad",
 ]
 
@@ -69,7 +78,7 @@ class DivergenceError(RuntimeError):
 
 def compressor_seed(seed: int, worker: int) -> int:
     """Seed of worker ``worker``'s compressor generator: ``seed_for(seed_for(seed, worker), 1)``
-    (a stream separate from its batch generator ``seed_for(seed, worker)``)."""
+    (a stream separate from the run's batch generator ``seed_for(seed, 0)``)."""
     return seed_for(seed_for(seed, worker), 1)
 
 
@@ -87,6 +96,62 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 def _generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
     return [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+
+def _batch_generator(problem: Any, seed: int, device: torch.device) -> torch.Generator:
+    """The run's batch generator (``problem.generator(seed, device)``; ``seed_for(seed, 0)`` for
+    a problem without that method)."""
+    make = getattr(problem, "generator", None)
+    if make is not None:
+        return make(seed, device=device)
+    return torch.Generator(device=device).manual_seed(seed_for(seed, 0))
+
+
+def _accepts_out(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` takes an ``out=`` keyword (a batch buffer it overwrites in place)."""
+    try:
+        return "out" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+_ALLOCATOR: dict[str, bool] = {}
+
+
+def tune_allocator(threshold: int = 2**31 - 1) -> bool:
+    """Ask glibc malloc to keep large blocks instead of returning them to the OS (the effect of
+    ``MALLOC_MMAP_THRESHOLD_=threshold MALLOC_TRIM_THRESHOLD_=threshold``). Returns False where
+    ``mallopt`` is unavailable (not glibc).
+
+    Why: glibc serves every allocation above its mmap threshold (which adapts up to 32 MiB) with
+    a fresh ``mmap`` and unmaps it on ``free``, so a per-step temporary above 32 MiB (a gathered
+    batch, the autograd temporaries of a large model on the generic path, a compressor's
+    intermediate arrays) is page-faulted in — and zeroed by the kernel — afresh every step.
+    Measured on a 2-core CPU: the steps of such runs took 1.8–2.1× longer (the MLP
+    784-256-10 at m = 64 on the generic path ≈ 4×); with this call they cost the same per
+    element as below the cliff. The simulator and the distributed backend call it once per
+    process on their first CPU run (:func:`auto_tune_allocator`); ``COOPSGD_TUNE_ALLOCATOR=0``
+    turns that off. Process-wide: freed memory stays in the process for reuse (its resident
+    size stays near its peak) instead of going back to the OS."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, int(threshold))) and bool(
+            libc.mallopt(M_TRIM_THRESHOLD, int(threshold)))
+    except (OSError, AttributeError):
+        return False
+
+
+def auto_tune_allocator(device: torch.device) -> bool:
+    """:func:`tune_allocator` once per process, for CPU runs, unless the environment sets
+    ``COOPSGD_TUNE_ALLOCATOR=0``; returns whether the allocator is tuned."""
+    if device.type != "cpu":
+        return _ALLOCATOR.get("tuned", False)
+    if "tuned" not in _ALLOCATOR:
+        off = os.environ.get("COOPSGD_TUNE_ALLOCATOR", "1").strip().lower() in ("0", "false",
+                                                                                "no", "off")
+        _ALLOCATOR["tuned"] = False if off else tune_allocator()
+    return _ALLOCATOR["tuned"]
 
 
 def _probe(comp: Any, d: int, dtype: torch.dtype, device: torch.device) -> None:
@@ -115,13 +180,44 @@ def register_fast_grad(applies: Callable[[Any], bool], factory: Callable[[Any], 
 
 
 def vmap_grad(problem: Any) -> GradFn:
-    """``vmap(grad_and_value(problem.loss))`` over the leading worker axis of params and batch."""
-    from torch.func import grad_and_value, vmap
+    """The generic stacked gradient, with the semantics of
+    ``vmap(grad_and_value(problem.loss))`` over the leading worker axis of params and batch.
+
+    Written as one ``vmap`` of the forward pass (the per-worker losses ℓ_i, shape (m,)) and
+    one reverse pass of Σ_i ℓ_i: worker i's loss depends only on its own row (``vmap``), so
+    ∂(Σ_j ℓ_j)/∂θ_i = ∇ℓ_i(θ_i) — the same batched kernels as ``vmap(grad)``, without its
+    per-step pytree wrapping (≈ half the fixed cost on a tiny problem). Parameters the loss
+    does not use get zero gradients. Options as the hand-batched paths: ``out`` (gradient
+    tensors written in place), ``sgd_lr = η`` (plain SGD applied in place, θ ← θ − η∇ℓ, one
+    fused ``_foreach_add_`` per step, no gradient buffer; returns no gradient)."""
+    from torch.func import vmap
 
     def f(params: dict[str, torch.Tensor], batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return problem.loss(params, batch)
 
-    return vmap(grad_and_value(f), in_dims=(0, 0))
+    vloss = vmap(f, in_dims=(0, 0))
+
+    def vmap_autograd(params: dict[str, torch.Tensor], batch: tuple[torch.Tensor, ...],
+                      out: dict[str, torch.Tensor] | None = None, sgd_lr: float | None = None
+                      ) -> tuple[dict[str, torch.Tensor] | None, torch.Tensor]:
+        names = list(params)
+        with torch.enable_grad():
+            leaves = {k: params[k].detach().requires_grad_() for k in names}
+            losses = vloss(leaves, batch)
+            grads = torch.autograd.grad(losses.sum(), [leaves[k] for k in names],
+                                        allow_unused=True, materialize_grads=True)
+        losses = losses.detach()
+        if sgd_lr is not None:
+            torch._foreach_add_([params[k] for k in names], list(grads), alpha=-sgd_lr)
+            return None, losses
+        if out is not None:
+            torch._foreach_copy_([out[k] for k in names], list(grads))
+            return dict(out), losses
+        return dict(zip(names, grads, strict=True)), losses
+
+    vmap_autograd.supports_out = True  # type: ignore[attr-defined]
+    vmap_autograd.supports_fused_sgd = True  # type: ignore[attr-defined]
+    return vmap_autograd
 
 
 def grad_fn_for(problem: Any, fast_path: bool = True) -> tuple[GradFn, str]:
@@ -135,6 +231,80 @@ def grad_fn_for(problem: Any, fast_path: bool = True) -> tuple[GradFn, str]:
     return vmap_grad(problem), "vmap"
 
 
+#: compiled generic gradients, one per problem object (compiling takes seconds to a minute)
+_COMPILED: dict[int, tuple[Any, GradFn, str]] = {}
+
+
+def _cpp_compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend would use, or None."""
+    import shutil
+
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def compiled_grad(problem: Any) -> tuple[GradFn, str]:
+    """The generic stacked gradient ``vmap(grad_and_value(problem.loss))`` through
+    ``torch.compile`` (inductor: the per-step Python and dispatch overhead goes, elementwise
+    work is fused; results equal the eager path up to float rounding), with a clean fallback:
+    where no C++ compiler is found (CPU) or compiling fails, a warning and the eager
+    :func:`vmap_grad`. Compiling takes tens of seconds on a small CPU, once per problem object
+    and process — worth it for long runs of models without a hand-batched path. Returns
+    ``(function, name)``, the name ``"vmap+compiled"`` or ``"vmap"``."""
+    import warnings
+
+    hit = _COMPILED.get(id(problem))
+    if hit is not None and hit[0] is problem:
+        return hit[1], hit[2]
+    eager = vmap_grad(problem)
+    dev = torch.device(getattr(problem, "device", "cpu"))
+    if dev.type == "cpu" and _cpp_compiler() is None:
+        warnings.warn("compile=True: no C++ compiler found (torch.compile's CPU backend needs "
+                      "one); running the generic gradient path eagerly", stacklevel=3)
+        return eager, "vmap"
+    from torch.func import grad_and_value, vmap
+
+    def f(params: dict[str, torch.Tensor], batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return problem.loss(params, batch)
+
+    inner = torch.compile(vmap(grad_and_value(f), in_dims=(0, 0)), dynamic=False)
+    state = {"eager": False}
+
+    def vmap_compiled(params: dict[str, torch.Tensor], batch: tuple[torch.Tensor, ...],
+                      out: dict[str, torch.Tensor] | None = None,
+                      sgd_lr: float | None = None
+                      ) -> tuple[dict[str, torch.Tensor] | None, torch.Tensor]:
+        if state["eager"]:
+            return eager(params, batch, out=out, sgd_lr=sgd_lr)
+        try:  # the first call compiles (and a new shape recompiles)
+            grads, losses = inner(params, batch)
+        except Exception as e:  # any compiler failure: eager from now on (a genuine error
+            # of the loss is raised again by the eager call)
+            msg = str(e).splitlines()[0] if str(e) else ""
+            warnings.warn(f"compile=True: torch.compile failed ({type(e).__name__}: {msg}); "
+                          f"running the generic gradient path eagerly", stacklevel=2)
+            state["eager"] = True
+            return eager(params, batch, out=out, sgd_lr=sgd_lr)
+        names = list(params)
+        if sgd_lr is not None:
+            torch._foreach_add_([params[k] for k in names], [grads[k] for k in names],
+                                alpha=-sgd_lr)
+            return None, losses
+        if out is not None:
+            torch._foreach_copy_([out[k] for k in names], [grads[k] for k in names])
+            return dict(out), losses
+        return grads, losses
+
+    vmap_compiled.supports_out = True  # type: ignore[attr-defined]
+    vmap_compiled.supports_fused_sgd = True  # type: ignore[attr-defined]
+    if len(_COMPILED) >= 8:  # a small cache: keep the most recent problems
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[id(problem)] = (problem, vmap_compiled, "vmap+compiled")
+    return vmap_compiled, "vmap+compiled"
+
+
 # ---------------------------------------------------------------------------------------------
 # the local step
 # ---------------------------------------------------------------------------------------------
@@ -143,11 +313,14 @@ class LocalStep:
 
     ``__call__(Xw, params, k, eta)`` updates ``Xw`` (len(rows) × d, the held worker rows) in
     place; ``params`` are the per-parameter views of ``Xw`` (leading axis = held rows) that the
-    gradient function reads. A process holding every worker draws batches with the problem's
-    ``sample_all``; one holding a subset draws each row's batch with ``sample`` from that
-    worker's own generator (the same stream, so the numbers agree).
+    gradient function reads. Every step draws all m workers' batches from the run's one batch
+    generator: a process holding every worker with the problem's ``sample_all`` (into a batch
+    buffer reused across steps when ``sample_all`` takes ``out=``), one holding a subset with
+    ``sample_rows`` (the same draw, its rows kept), so the numbers agree.
 
-    Options: ``fast_path`` (use a registered hand-batched gradient), ``trace`` (an object with
+    Options: ``fast_path`` (use a registered hand-batched gradient), ``compile`` (run the
+    generic path through ``torch.compile``, :func:`compiled_grad`; no effect on a fast path),
+    ``trace`` (an object with
     ``begin()``, called before the step, and ``step(G, direction, memory, eta, delta)``, given
     float64 numpy copies, for identity checks; disables the fused SGD path),
     ``record_payloads`` (compress through ``encode``/``decode`` and keep the round's payloads in
@@ -157,7 +330,7 @@ class LocalStep:
     def __init__(self, problem: Any, cfg: Config, rows: Sequence[int], d: int, *,
                  batch_size: int, seed: int, device: torch.device, dtype: torch.dtype,
                  fast_path: bool = True, trace: Any = None,
-                 record_payloads: bool = False):
+                 record_payloads: bool = False, compile: bool = False):
         self.problem, self.cfg = problem, cfg
         self.rows = [int(i) for i in rows]
         self.d, self.device, self.dtype = d, device, dtype
@@ -165,7 +338,10 @@ class LocalStep:
         #: mini-batch losses above this (or NaN/inf) are divergence (set by the driver)
         self.loss_limit = math.inf
         r = len(self.rows)
+        auto_tune_allocator(device)
         self.grad_fn, self.grad_path = grad_fn_for(problem, fast_path)
+        if compile and self.grad_path == "vmap":
+            self.grad_fn, self.grad_path = compiled_grad(problem)
         beta = cfg.momentum
         self.comp = cfg.compressor
         self.trace = trace
@@ -180,11 +356,14 @@ class LocalStep:
         self._out: tuple[int, dict[str, torch.Tensor]] | None = None
         #: one model on the m·B batch (W = J, τ = 1, all rows equal); see the simulator
         self.sync_step = getattr(self.grad_fn, "synchronous_step", None) if self.fused else None
+        #: the run's one batch generator: every step draws all m workers' batches from it at
+        #: once, and a process keeps its rows (:meth:`Problem.sample_rows`)
+        self.gen = _batch_generator(problem, seed, device)
+        self._batch: tuple[torch.Tensor, ...] | None = None  # reused batch buffer (out=)
         if self.rows == list(range(problem.m)):
-            self.gens = problem.generators(seed, device=device)
-            self._sample = lambda: problem.sample_all(self.batch_size, self.gens)
+            self._batch_out = _accepts_out(problem.sample_all)
+            self._sample = self._sample_all
         else:
-            self.gens = _generators([seed_for(seed, i) for i in self.rows], device)
             self._sample = self._sample_rows
         self.mom = torch.zeros((r, d), dtype=dtype, device=device) if beta else None
         self.dirbuf = torch.empty((r, d), dtype=dtype, device=device) \
@@ -200,10 +379,21 @@ class LocalStep:
             _probe(self.comp, d, dtype, device)
             self.comp_bits = int(self.comp.bits(d))
 
+    def _sample_all(self) -> tuple[torch.Tensor, ...]:
+        if self._batch_out and self._batch is not None:
+            return self.problem.sample_all(self.batch_size, self.gen, out=self._batch)
+        batch = self.problem.sample_all(self.batch_size, self.gen)
+        if self._batch_out:
+            self._batch = batch
+        return batch
+
     def _sample_rows(self) -> tuple[torch.Tensor, ...]:
-        per = [self.problem.sample(i, self.batch_size, g) for i, g in zip(self.rows, self.gens,
-                                                                        strict=True)]
-        return tuple(torch.stack(parts) for parts in zip(*per, strict=True))
+        rows_fn = getattr(self.problem, "sample_rows", None)
+        if rows_fn is not None:
+            return rows_fn(self.rows, self.batch_size, self.gen)
+        full = self.problem.sample_all(self.batch_size, self.gen)
+        idx = torch.as_tensor(self.rows, dtype=torch.long, device=full[0].device)
+        return tuple(t.index_select(0, idx) for t in full)
 
     def sample(self) -> tuple[torch.Tensor, ...]:
         """The held rows' next mini-batches (leading axis = held rows)."""
@@ -213,9 +403,8 @@ class LocalStep:
                      ) -> None:
         """DivergenceError naming the worker whose mini-batch loss is NaN/inf or above
         :attr:`loss_limit` (the divergence rule, set by the driver; one device sync)."""
-        bad = ~(losses <= self.loss_limit)
-        if bool(bad.any()):
-            i = int(torch.nonzero(bad)[0])
+        if not bool((losses <= self.loss_limit).all()):  # False for NaN too
+            i = int(torch.nonzero(~(losses <= self.loss_limit))[0])
             x = float(losses[i])
             what = (f"above the divergence limit {self.loss_limit:.6g}" if math.isfinite(x)
                     else f"(parameters {'finite' if params_finite() else 'contain NaN/inf'})")

@@ -5,9 +5,11 @@ The algorithm is not written here: every rank runs the algorithm core of
 :mod:`empirics.algorithm` (its worker's local step, the bits rule, SQuARM-SGD's gossip step) in
 the driver loop of :mod:`empirics.driver`, the same code as the simulator; this module holds
 only communication — :class:`ProcessGroupCommunicator`, the driver's communicator over a
-process group. Rank r draws its batches from ``seed_for(seed, r)`` and its compressor
-randomness from ``compressor_seed(seed, r)``, the streams the simulator gives worker r, so both
-runs produce the same trajectory up to float rounding (tested to 1e-10 in float64).
+process group. Every step rank r draws all m workers' batch indices from the run's one batch
+generator (``seed_for(seed, 0)``, :meth:`~empirics.problems.Problem.sample_rows`) and keeps row
+r — worker r's batch in the simulator — and its compressor randomness comes from
+``compressor_seed(seed, r)``, worker r's stream in the simulator, so both runs produce the same
+trajectory up to float rounding (tested to 1e-10 in float64).
 
 Mixing x_j ← Σ_i W_ij x_i after a round uses W's structure (:class:`empirics.mixers.Mixer`):
 
@@ -59,8 +61,8 @@ import json
 import os
 import pickle
 import shutil
-import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -85,6 +87,7 @@ from empirics.launch import (
     DEFAULT_LIVENESS_TIMEOUT,
     DistributedError,
     RankContext,
+    exit_now,
     rank_main,
     spawn,
 )
@@ -419,7 +422,8 @@ def _timing_data(timings: list[dict[str, Any]]) -> dict[str, Any]:
     return {"start": t0["start"], "length": t0["length"], "mixed": t0["mixed"],
             "compute": [t["timing"]["compute"] for t in timings],
             "comm": [t["timing"]["comm"] for t in timings],
-            "wire_bytes": [t["wire_bytes"] for t in timings]}
+            "wire_bytes": [t["wire_bytes"] for t in timings],
+            "startup": [t.get("startup", {}) for t in timings]}
 
 
 def run_rank(ctx: RankContext, spec: RunSpec, *, mixing: str = "auto", aux: str = "replicated",
@@ -444,12 +448,15 @@ def run_rank(ctx: RankContext, spec: RunSpec, *, mixing: str = "auto", aux: str 
         if save is not None:
             driver.result("error", message).save(save)
 
+    ctx.mark("run_start")
     with ctx.on_peer_failure(save_partial):
         res = driver.run()
+    ctx.mark("run_end")
     timings: list[Any] = [None] * ctx.world_size
     with ctx.communicating():
         dist.all_gather_object(timings, {"timing": driver.timing,
-                                         "wire_bytes": comm.wire_bytes})
+                                         "wire_bytes": comm.wire_bytes,
+                                         "startup": dict(ctx.phases)})
     if not comm.is_root:
         return None
     data = _timing_data(timings)
@@ -534,6 +541,28 @@ class DistributedResult:
 
     def fit_runtime(self) -> tuple[float, float]:
         return fit_runtime(self.timing)
+
+    def startup(self) -> dict[str, float]:
+        """Where a job's wall time went, in seconds (slowest rank per phase; from the phase
+        times each rank records and the parent's spawn and end): ``launch`` (spawn → the OS
+        starts the processes), ``imports`` (interpreter start and imports: torch, the
+        toolkit), ``rendezvous`` (``init_process_group``), ``setup`` (liveness heartbeat,
+        reading the spec), ``run`` (the driver: steps, mixing, records), ``finish`` (gathering
+        timings, writing results, leaving the group, process exit, the parent noticing), and
+        ``total``. Empty for results without the phase times (:func:`run_distributed` only)."""
+        st = self.info.get("startup")
+        if not st or not st.get("ranks") or not all(st["ranks"]):
+            return {}
+        ranks, t0, t1 = st["ranks"], st["spawn"], st["done"]
+
+        def span(a: str, b: str) -> float:
+            return max(r[b] - r[a] for r in ranks)
+
+        out = {"launch": max(r["process"] for r in ranks) - t0,
+               "imports": span("process", "entered"), "rendezvous": span("joining", "joined"),
+               "setup": span("joined", "run_start"), "run": span("run_start", "run_end"),
+               "finish": t1 - min(r["run_end"] for r in ranks), "total": t1 - t0}
+        return {k: round(v, 4) for k, v in out.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -638,6 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     (out / f).unlink()
         dev = str(ctx.device) if ctx.device.type == "cuda" else None
         spec = load_spec(a.spec, device=dev, seed=a.seed)
+        ctx.mark("spec_loaded")
         run_rank(ctx, spec, mixing=a.mixing, aux=a.aux, save_every=a.save_every)
 
     return rank_main(work, out, a.backend, a.device, a.pg_timeout, a.liveness_timeout)
@@ -721,19 +751,23 @@ def run_distributed(spec: RunSpec | ExperimentSpec | str | os.PathLike | Callabl
     pgt = pg_timeout if pg_timeout is not None else min(float(timeout), 300.0)
     seed_args = ["--seed", str(seed)] if (seed is not None and isinstance(spec, ExperimentSpec)) \
         else []
+    t_spawn = time.time()
     spawn(["-m", "empirics.distributed", "--spec", str(sp), *seed_args, "--out", str(out),
            "--backend", backend, "--device", device, "--mixing", mixing, "--aux", aux,
            "--pg-timeout", str(pgt), "--save-every", str(save_every),
            "--liveness-timeout", str(liveness_timeout), "--overwrite"],
           nprocs, out_dir=out, timeout=timeout, fault=fault)
+    t_done = time.time()
+    ranks = json.loads((out / "timing.json").read_text()).get("startup", [])
     res = DistributedResult(load_result(out / "result.json"),
                             RoundTiming.load(out / "timing.json"),
                             None if tmp else str(out),
-                            {"nprocs": nprocs, "backend": backend, "mixing": mixing, "aux": aux})
+                            {"nprocs": nprocs, "backend": backend, "mixing": mixing, "aux": aux,
+                             "startup": {"spawn": t_spawn, "done": t_done, "ranks": ranks}})
     if tmp:
         shutil.rmtree(out, ignore_errors=True)
     return res
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())  # flush, then os._exit: skips the interpreter's 2 s teardown

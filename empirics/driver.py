@@ -239,9 +239,13 @@ class Driver:
         if not comm.is_root:
             return
         params = comm.layout.unflat(u)
-        F = float(self.problem.full_loss(params))
-        if gn is None:
-            gn = float(self.problem.grad_norm2(params))
+        both = getattr(self.problem, "loss_and_grad_norm2", None)
+        if gn is None and both is not None:  # one pass over the data where the problem can
+            F, gn = (float(x) for x in both(params))
+        else:
+            F = float(self.problem.full_loss(params))
+            if gn is None:
+                gn = float(self.problem.grad_norm2(params))
         if not (math.isfinite(F) and math.isfinite(gn) and math.isfinite(cons)):
             self._check(k, F, gn)  # a NaN/inf record is not kept: the error names it
             raise DivergenceError(k, "parameters contain NaN/inf")

@@ -385,9 +385,12 @@ def truth(spec: Any, problem: Any, cfg: Any, lr: Any, metric: str) -> np.ndarray
             or getattr(cfg.schedule, "adaptive", False) or cfg.gossip is not None:
         return None
     from empirics.recursion import exact_moments
+    from empirics.spec import default_strides
 
+    every = default_strides(problem, cfg.m, spec.batch_size, spec.steps, spec.record_every,
+                            spec.grad_every)[0]
     mom = exact_moments(problem, cfg, lr, spec.steps, batch_size=spec.batch_size,
-                        record_every=spec.record_every)
+                        record_every=every)
     out = getattr(mom, metric, None)
     return None if out is None else np.asarray(out, dtype=float)
 

@@ -43,7 +43,7 @@ __all__ = [
     "DIVERGENCE_RULE", "DTYPES", "LR_KINDS", "METRICS", "PROBLEMS", "SCHEDULES",
     "Algorithm", "ExperimentSpec", "RunSpec", "build_config", "build_lr", "build_mixing",
     "build_problem", "check_algorithm", "check_device", "check_lr", "check_name", "check_problem",
-    "register_problem",
+    "default_strides", "register_problem",
 ]
 
 #: problem kind → class name in :mod:`empirics.problems` (``register_problem`` adds more)
@@ -74,18 +74,73 @@ DIVERGENCE_RULE = ("a run has diverged at step k when a worker's mini-batch loss
                    "default 10⁶)")
 
 
+#: share of a run's step time that the default strides give to each of the two kinds of
+#: recording work (the ‖∇F(u_k)‖² samples of the running average, and the records): 15 %
+#: together, leaving room for the cost model's errors under the 20 % target
+RECORD_BUDGET = 0.075
+#: fixed costs of a step and of an exact evaluation, in parameter·rows (the strides' cost
+#: model; one parameter·row ≈ 1 ns on the 2-core CPU the defaults were measured on)
+STEP_OVERHEAD = 50_000
+EVAL_OVERHEAD = 20_000
+
+
+def default_strides(problem: Any, m: int, batch_size: int, T: int,
+                    record_every: int | None = None, grad_every: int | None = None
+                    ) -> tuple[int, int]:
+    """``(record_every, grad_every)`` of a run of T steps with m workers and batch b: the
+    given ones kept, the missing ones (None) the defaults.
+
+    Cost model (deterministic: the same run always records the same steps): with p =
+    ``problem.dim`` parameters, one exact ‖∇F‖² costs ρ = (E₀ + n_eval·p)/(S₀ + m·b·p) steps,
+    n_eval = ``problem.eval_rows()`` the data rows an exact evaluation reads (0 for closed
+    forms), S₀ = :data:`STEP_OVERHEAD` and E₀ = :data:`EVAL_OVERHEAD` the fixed costs of a step
+    and of an evaluation. Then grad_every = ⌈ρ/β⌉ (β = :data:`RECORD_BUDGET` = 0.075): 1 — the
+    exact running average — where ∇F costs at most β of a step, otherwise the unbiased
+    stratified subsample (one uniformly random step per block); record_every =
+    max(⌈T/100⌉, ⌈1.5ρ/β⌉) (a record evaluates F and ∇F, ≈ 1.5ρ): about 100 records, fewer
+    where they are dear. Both shares stay near β of the steps' time, so recording costs under
+    20 % of a run (``benchmarks/bench_defaults.py`` measures it). A short run of a problem whose
+    exact ∇F is dear therefore gets few records and gradient samples (at least the records at 0
+    and T and one sample); pass ``record_every``/``grad_every`` for more.
+
+    With record_every given and grad_every not, grad_every is the largest divisor of
+    record_every not above the default; otherwise record_every is rounded up to a multiple of
+    grad_every. Either way every record's running average covers whole blocks (each evaluated
+    once), never a block still to come."""
+    rows_fn = getattr(problem, "eval_rows", None)
+    rows = int(rows_fn()) if rows_fn is not None else int(getattr(problem, "n", 0) or 0)
+    p = max(1, int(getattr(problem, "dim", 1) or 1))
+    rho = (EVAL_OVERHEAD + rows * p) / (STEP_OVERHEAD + m * batch_size * p)
+    q_auto = max(1, min(math.ceil(rho / RECORD_BUDGET - 1e-9), T))
+    if grad_every is None:
+        if record_every is None:
+            grad_every = q_auto
+        else:
+            grad_every = max(q for q in range(1, min(q_auto, record_every) + 1)
+                             if record_every % q == 0)
+    if record_every is None:
+        record_every = max(1, math.ceil(T / 100), math.ceil(1.5 * rho / RECORD_BUDGET - 1e-9))
+        if grad_every > 1:
+            record_every = -(-record_every // grad_every) * grad_every
+    return record_every, grad_every
+
+
 @dataclass
 class RunSpec:
     """Everything that defines a run (``to_dict`` is JSON-ready).
 
     problem: an ``empirics.problems.Problem`` with m = config.m workers. config: a
     :class:`empirics.configs.Config` (schedule, v, compressor, momentum). lr: number or schedule
-    t -> η_t. T: number of steps. batch_size: per worker. seed: fixes batches (worker i's
-    generator seeded ``seed_for(seed, i)``), compressor randomness (:func:`compressor_seed`) and
+    t -> η_t. T: number of steps. batch_size: per worker. seed: fixes batches (all workers'
+    batches of a step drawn at once from one generator seeded ``seed_for(seed, 0)``),
+    compressor randomness (:func:`compressor_seed`) and
     the gradient-norm subsample. device/dtype: default the problem's (must match it).
-    record_every: record stride (steps 0, s, 2s, … and always the last step T).
+    record_every: record stride (steps 0, s, 2s, … and always the last step T); default (None):
+    :func:`default_strides`, about T/100 or sparser where a record is dear.
     grad_every: ‖∇F(u_k)‖² for the running average — 1: every step (exact); q > 1: one uniformly
-    random step per block of q steps (unbiased); 0: only at records.
+    random step per block of q steps (unbiased); 0: only at records; default (None):
+    :func:`default_strides`, every step where the exact ‖∇F‖² is cheap against a step, a
+    stratified subsample otherwise (recording stays near 20 % of the run's time at most).
     divergence: the blow-up factor D of the divergence rule (:data:`DIVERGENCE_RULE`): the run
     stops with a :class:`~empirics.algorithm.DivergenceError` naming the step when a worker's
     mini-batch loss or F(u_k) exceeds F(x₀) + D·max(|F(x₀)|, 1), when ‖∇F(u_k)‖² exceeds
@@ -101,8 +156,8 @@ class RunSpec:
     seed: int = 0
     device: str | None = None
     dtype: str | None = None
-    record_every: int = 1
-    grad_every: int = 1
+    record_every: int | None = None
+    grad_every: int | None = None
     divergence: float = 1e6
 
     def __post_init__(self) -> None:
@@ -112,9 +167,12 @@ class RunSpec:
             raise ValueError(f"divergence must be a number > 1, the blow-up factor of the "
                              f"divergence rule (inf: only NaN/inf count) (got {d!r})")
         self.divergence = float(d)
+        auto = [k for k in ("record_every", "grad_every") if getattr(self, k) is None]
         for name, lo in (("T", 1), ("batch_size", 1), ("record_every", 1), ("grad_every", 0),
                          ("seed", 0)):
             x = getattr(self, name)
+            if name in auto:
+                continue
             if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < lo:
                 raise ValueError(f"{name} must be an integer >= {lo} (got {x!r})")
             setattr(self, name, int(x))
@@ -143,6 +201,10 @@ class RunSpec:
             raise ValueError(f"device {dev} differs from the problem's device {pdev}: build the "
                              f"problem with device={str(dev)!r}")
         self.device = str(pdev)
+        if auto:
+            self.record_every, self.grad_every = default_strides(
+                self.problem, self.config.m, self.batch_size, self.T, self.record_every,
+                self.grad_every)
 
     @property
     def m(self) -> int:
@@ -257,7 +319,10 @@ class ExperimentSpec:
     theorem's η_t = 4/(μ(t + a)), a = α_PL·τ_max + 4, digest §3.3 [recalled, low]).
     α_PL defaults to 1; the paper's condition on α is [NF], and η₀ = 4/(μ(α_PL τ + 4)) ≤ 1/L
     needs α_PL ≥ (4κ − 4)/τ — pass it explicitly for ill-conditioned problems.
-    steps: K (or T). batch_size: per worker, b. seeds: n (→ 0..n−1) or a list. divergence: the
+    steps: K (or T). batch_size: per worker, b. seeds: n (→ 0..n−1) or a list. record_every,
+    grad_every: as in :class:`RunSpec` — left out (None), each run takes
+    :func:`default_strides` (about 100 records; the exact ‖∇F(u_k)‖² at every step where it is
+    cheap, an unbiased stratified subsample otherwise). divergence: the
     blow-up factor of the divergence rule (:data:`DIVERGENCE_RULE`; ``inf``: only NaN/inf).
     bound: ``"auto"``, ``"none"``, a name of ``theory.bounds.registry`` or a
     :class:`theory.Bound` (its setting says what it bounds; not stored in files). bound_values:
@@ -275,8 +340,8 @@ class ExperimentSpec:
     seeds: Any = 5
     device: str = "cpu"
     dtype: str = "float64"
-    record_every: int = 1
-    grad_every: int = 1
+    record_every: int | None = None
+    grad_every: int | None = None
     divergence: float = 1e6
     bound: Any = "auto"
     bound_values: dict[str, float] = field(default_factory=dict)
@@ -287,6 +352,8 @@ class ExperimentSpec:
     def __post_init__(self) -> None:
         for key, lo in (("steps", 1), ("batch_size", 1), ("record_every", 1), ("grad_every", 0)):
             x = getattr(self, key)
+            if x is None and key in ("record_every", "grad_every"):
+                continue  # the run's defaults (default_strides), resolved per problem
             if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < lo:
                 raise ValueError(f"{key} must be an integer >= {lo} (got {x!r})")
             setattr(self, key, int(x))

@@ -13,8 +13,12 @@ Conventions (all problems):
   ``constants.sigma2`` is stated for b = 1; divide by b for mini-batches.
 * ``sample`` draws with replacement (i.i.d. samples of the worker's distribution), which is what
   makes the σ²/b formula exact.
-* Worker i's generator is ``torch.Generator().manual_seed(seed_for(seed, i))``
-  (``Problem.generators``).
+* A run with seed s draws its batches from one generator,
+  ``torch.Generator().manual_seed(seed_for(s, 0))`` (``Problem.generator``): every step,
+  ``sample_all(b, generator)`` draws all m workers' batches at once (one ``randint``/``randn``
+  call) and worker i's batch is row i; a process holding some of the workers (a distributed
+  rank) calls ``sample_rows(rows, b, generator)``, the same draw restricted to its rows.
+  ``sample(worker, b, generator)`` draws one worker's batch (same law) for callers who want one.
 * Constants are computed lazily (first access of ``.constants``), in float64 on the CPU.
 
 Modules: :mod:`~empirics.problems.base` (``Problem``, ``Estimate``, ``Constants``, ``seed_for``),

@@ -26,15 +26,34 @@ _CPU = torch.device("cpu")
 
 
 def seed_for(seed: int, worker: int) -> int:
-    """Seed of worker ``worker``'s generator in a run with seed ``seed``.
+    """Seed number ``worker`` of a run with seed ``seed``.
 
     s_i = (seed · 1 000 003 + i) mod 2⁶³ — injective in (seed, i) for 0 ≤ i < 1 000 003 and
     seed < 9.2·10¹² (2⁶³ / 1 000 003), with no hashing, so the simulator and the distributed
-    backend agree by construction.
+    backend agree by construction. The run's batch generator is seeded ``seed_for(seed, 0)``
+    (:meth:`Problem.generator`: one stream for all m workers' batches); worker i's compressor
+    and gossip streams are derived from ``seed_for(seed, i)``
+    (:func:`empirics.algorithm.compressor_seed`, :func:`empirics.algorithm.gossip_seed`).
     """
     seed = checks.integer("seed", seed, lo=0)
     worker = checks.integer("worker", worker, lo=0, hi=_SEED_PRIME, hi_strict=True)
     return (seed * _SEED_PRIME + worker) % 2**63
+
+
+def one_generator(generator: Any, what: str = "generator") -> torch.Generator:
+    """``generator`` itself, or the single element of a one-element sequence (the form the
+    earlier per-worker convention passed, ``problem.generators(seed)``)."""
+    if isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, Sequence) and len(generator) == 1 \
+            and isinstance(generator[0], torch.Generator):
+        return generator[0]
+    n = len(generator) if isinstance(generator, Sequence) else None
+    raise ValueError(f"{what} must be one torch.Generator: all m workers' batches of a step "
+                     f"come from one draw of the run's batch generator (Problem.generator(seed))"
+                     + (f"; got a sequence of {n} generators (the per-worker convention "
+                        f"of earlier versions)" if n is not None else
+                        f"; got {type(generator).__name__}"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,19 +236,45 @@ class Problem(ABC):
         dt = _dtype(dtype) if dtype is not None else self.dtype
         return {k: torch.as_tensor(v, dtype=dt, device=dev) for k, v in self._init_numpy().items()}
 
+    def generator(self, seed: int, device: torch.device | str | None = None
+                  ) -> torch.Generator:
+        """The batch generator of a run with seed ``seed``: one ``torch.Generator`` on
+        ``device`` (default: the problem's) seeded ``seed_for(seed, 0)``. Every step draws all
+        m workers' batches from it at once (:meth:`sample_all`); worker i's batch is row i of
+        that draw, in the simulator and in the distributed backend alike."""
+        dev = torch.device(device) if device is not None else self.device
+        return torch.Generator(device=dev).manual_seed(seed_for(seed, 0))
+
     def generators(self, seed: int, device: torch.device | str | None = None
                    ) -> list[torch.Generator]:
-        """The m worker generators of a run with seed ``seed`` (seeded with :func:`seed_for`)."""
-        dev = torch.device(device) if device is not None else self.device
-        return [torch.Generator(device=dev).manual_seed(seed_for(seed, i)) for i in range(self.m)]
+        """``[self.generator(seed, device)]`` — kept for callers of the earlier per-worker
+        convention (``sample_all(b, problem.generators(seed))`` still works); new code uses
+        :meth:`generator`."""
+        return [self.generator(seed, device)]
 
-    def sample_all(self, batch_size: int, generators: Sequence[torch.Generator]) -> Batch:
-        """Stacked batches of all m workers (leading axis m); equals stacking ``sample(i, ...)``."""
-        if len(generators) != self.m:
-            raise ValueError(f"generators must hold one generator per worker "
-                             f"(got {len(generators)}, m = {self.m})")
-        per = [self.sample(i, batch_size, g) for i, g in enumerate(generators)]
+    def sample_all(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """All m workers' batches of one step (leading axis m), drawn from the one
+        ``generator`` (:meth:`generator`): row i is worker i's batch.
+
+        This default stacks ``sample(i, batch_size, generator)`` for i = 0, …, m − 1 (one
+        shared stream, consumed in worker order); problems override it with one draw for all
+        workers (one ``randint``/``randn`` call per step). A one-element list is accepted for
+        ``generator``."""
+        g = one_generator(generator)
+        checks.integer("batch_size", batch_size, lo=1)
+        per = [self.sample(i, batch_size, g) for i in range(self.m)]
         return tuple(torch.stack(parts) for parts in zip(*per, strict=True))
+
+    def sample_rows(self, rows: Sequence[int], batch_size: int, generator: torch.Generator
+                    ) -> Batch:
+        """The batches of the workers ``rows`` (leading axis len(rows)) from the same draw as
+        :meth:`sample_all`: equal to ``sample_all(batch_size, generator)`` restricted to those
+        rows, consuming the generator identically (what a process holding some of the workers
+        — a rank of the distributed backend — calls). This default draws every worker's batch
+        and keeps the rows; problems may gather only the rows' data."""
+        full = self.sample_all(batch_size, generator)
+        idx = torch.as_tensor([int(r) for r in rows], dtype=torch.long, device=full[0].device)
+        return tuple(t.index_select(0, idx) for t in full)
 
     def full_loss(self, params: Params) -> float:
         """F(params), exact."""
@@ -242,6 +287,18 @@ class Problem(ABC):
     def grad_norm2(self, params: Params) -> float:
         """‖∇F(params)‖²."""
         return float(_sqnorm(self.full_grad(params)))
+
+    def loss_and_grad_norm2(self, params: Params) -> tuple[float, float]:
+        """(F(params), ‖∇F(params)‖²) — what a record needs; problems may compute both in one
+        pass over their data."""
+        return self.full_loss(params), self.grad_norm2(params)
+
+    def eval_rows(self) -> int:
+        """Data rows one exact F or ∇F reads (0 for closed forms): the cost model of the default
+        record and gradient-norm strides (:func:`empirics.spec.default_strides`) compares it
+        with the m·b rows of a step. Default: the attribute ``n`` if the problem has one."""
+        n = getattr(self, "n", 0)
+        return int(n) if isinstance(n, (int, np.integer)) and n > 0 else 0
 
     def worker_grad(self, params: Params, worker: int) -> Params:
         """∇F_i(params) (all workers share F unless the problem splits data)."""

@@ -18,6 +18,7 @@ from empirics.problems.base import (
     Params,
     Problem,
     _randn,
+    one_generator,
 )
 from theory import checks
 
@@ -85,9 +86,24 @@ class NoisyQuadratic(Problem):
         z2 = self.sigma * _randn(generator, shape, self.dtype, self.device)
         return z1, z2
 
+    def sample_all(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """All m workers' draws at once from one generator: z₁ = c·N(0, I) then
+        z₂ = σ·N(0, I), each of shape (m, b, d) (row i: worker i's)."""
+        g = one_generator(generator)
+        checks.integer("batch_size", batch_size, lo=1)
+        shape = (self.m, batch_size, self.d)
+        z1 = _randn(g, shape, self.dtype, self.device).mul_(self.c)
+        z2 = _randn(g, shape, self.dtype, self.device).mul_(self.sigma)
+        return z1, z2
+
     def objective(self, params: Params) -> torch.Tensor:
         x = params["x"]
         return 0.5 * (self._a(x) * x**2).sum()
+
+    def full_grad(self, params: Params) -> Params:
+        """∇F(x) = a ⊙ x, in closed form (no autograd; same value)."""
+        x = params["x"].detach()
+        return {"x": self._a(x) * x}
 
     def sigma2_at(self, params: Params, batch_size: int = 1, worker: int | None = None) -> float:
         """(c²‖Ax‖² + dσ²)/b, the same for every worker."""
@@ -156,8 +172,20 @@ class PiecewiseQuadratic1D(Problem):
         self._check_sample_args(worker, batch_size)
         return (self.sigma * _randn(generator, (batch_size, 1), self.dtype, self.device),)
 
+    def sample_all(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """All m workers' noise at once from one generator: z = σ·N(0, 1) of shape
+        (m, b, 1) (row i: worker i's)."""
+        g = one_generator(generator)
+        checks.integer("batch_size", batch_size, lo=1)
+        return (_randn(g, (self.m, batch_size, 1), self.dtype, self.device).mul_(self.sigma),)
+
     def objective(self, params: Params) -> torch.Tensor:
         return self._f(params["x"])
+
+    def full_grad(self, params: Params) -> Params:
+        """f′(x) = 2μx for x ≥ 0 and μx below, in closed form (no autograd; same value)."""
+        x = params["x"].detach()
+        return {"x": torch.where(x >= 0, 2 * self.mu * x, self.mu * x)}
 
     def sigma2_at(self, params: Params, batch_size: int = 1, worker: int | None = None) -> float:
         """σ²/b at every x."""

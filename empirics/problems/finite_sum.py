@@ -33,6 +33,7 @@ from empirics.problems.base import (
     _dtype,
     _is_transform_wrapped,
     _unflatten,
+    one_generator,
 )
 from theory import checks
 
@@ -152,7 +153,11 @@ class FiniteSumProblem(Problem):
         return tuple(t.reshape(self.m, self.n_per, *t.shape[1:]) for t in data)
 
     def sample(self, worker: int, batch_size: int, generator: torch.Generator) -> Batch:
-        """b row indices uniform with replacement from worker's shard → (X[j], y[j])."""
+        """b row indices uniform with replacement from worker's shard → (X[j], y[j]).
+
+        On the CPU, ``sample(i, b, g)`` for i = 0, …, m − 1 in turn from one generator draws
+        the same indices as one :meth:`sample_all` (torch's CPU ``randint`` consumes its stream
+        element by element)."""
         self._check_sample_args(worker, batch_size)
         if self.shared:
             j = torch.randint(self.n, (batch_size,), generator=generator,
@@ -162,24 +167,67 @@ class FiniteSumProblem(Problem):
                               device=generator.device).to(self.device) + worker * self.n_per
         return tuple(t[j] for t in self.data())
 
-    def sample_all(self, batch_size: int, generators: Sequence[torch.Generator]) -> Batch:
-        """All m batches, leading axis m: worker i's indices drawn from ``generators[i]`` exactly
-        as in ``sample``, then one gather for all workers (same numbers as stacking)."""
-        if len(generators) != self.m:
-            raise ValueError(f"generators must hold one generator per worker "
-                             f"(got {len(generators)}, m = {self.m})")
-        checks.integer("batch_size", batch_size, lo=1)
+    def _indices(self, batch_size: int, generator: Any) -> torch.Tensor:
+        """The (m, b) row indices of one step, all workers in one ``randint`` call (row i:
+        worker i's, uniform with replacement from its shard, or from all n rows)."""
+        g = generator if isinstance(generator, torch.Generator) else one_generator(generator)
+        if type(batch_size) is not int or batch_size < 1:
+            checks.integer("batch_size", batch_size, lo=1)
         pool = self.n if self.shared else self.n_per
-        j = torch.cat([torch.randint(pool, (batch_size,), generator=g, device=g.device)
-                       .to(self.device) for g in generators])
+        j = torch.randint(pool, (self.m, batch_size), generator=g, device=g.device)
+        j = j.to(self.device)
         if not self.shared:
-            j += torch.arange(self.m, device=self.device).repeat_interleave(batch_size) \
-                * self.n_per
-        return tuple(t.index_select(0, j).view(self.m, batch_size, *t.shape[1:])
+            j += self._offsets()
+        return j
+
+    def _offsets(self) -> torch.Tensor:
+        """The first row of every worker's shard, shape (m, 1) (cached per device)."""
+        cache = self.__dict__.setdefault("_offsets_cache", {})
+        hit = cache.get(self.device)
+        if hit is None:
+            hit = cache[self.device] = torch.arange(0, self.n, self.n_per,
+                                                    device=self.device)[:, None]
+        return hit
+
+    def sample_all(self, batch_size: int, generator: torch.Generator,
+                   out: Batch | None = None) -> Batch:
+        """All m batches, leading axis m: one ``randint`` of shape (m, b) from ``generator``
+        (row i: worker i's indices into its shard), then one gather for all workers.
+
+        ``out``: tensors of an earlier call with the same batch size, overwritten in place (the
+        simulator reuses one buffer across steps, so a large gathered batch is not allocated —
+        and page-faulted in — afresh every step)."""
+        j = self._indices(batch_size, generator).view(-1)
+        data = self.data()
+        if out is None:
+            return tuple(t.index_select(0, j).view(self.m, batch_size, *t.shape[1:])
+                         for t in data)
+        return tuple(torch.index_select(t, 0, j, out=o.view(-1, *t.shape[1:]))
+                     .view(self.m, batch_size, *t.shape[1:]) for t, o in zip(data, out,
+                                                                             strict=True))
+
+    def sample_rows(self, rows: Sequence[int], batch_size: int, generator: torch.Generator
+                    ) -> Batch:
+        """The rows' batches of the shared draw (see :meth:`Problem.sample_rows`): all m
+        workers' indices are drawn, only the rows' data is gathered."""
+        j = self._indices(batch_size, generator)
+        idx = torch.as_tensor([int(r) for r in rows], dtype=torch.long, device=j.device)
+        j = j.index_select(0, idx).view(-1)
+        return tuple(t.index_select(0, j).view(len(idx), batch_size, *t.shape[1:])
                      for t in self.data())
 
     def objective(self, params: Params) -> torch.Tensor:
         return self.loss(params, self._data_like(params))
+
+    def loss_and_grad_norm2(self, params: Params) -> tuple[float, float]:
+        """(F, ‖∇F‖²): one forward and backward pass over the data (``grad_and_value``) when
+        ∇F comes from autograd; the closed forms of the linear models otherwise."""
+        if type(self).full_grad is not Problem.full_grad:
+            return super().loss_and_grad_norm2(params)
+        from torch.func import grad_and_value
+
+        g, F = grad_and_value(self.objective)(params)
+        return float(F.detach()), float(sum((t.detach() ** 2).sum() for t in g.values()))
 
     def worker_objective(self, params: Params, worker: int) -> float:
         """F_i(params)."""

@@ -5,8 +5,7 @@ The m workers are never m modules. Worker i's model is row i of the engine's sta
 matrix; its gradient comes from ``torch.func.functional_call`` of one stateless template module,
 ``vmap``-ed over the stacked parameters, buffers and mini-batches (:func:`stacked_grad_factory`,
 registered as the engine's gradient path for this problem class). Mini-batches for all workers
-are one ``torch.randint`` on the device per step (one generator, see :meth:`ModuleProblem.
-generators`) followed by one gather.
+are one ``torch.randint`` on the device per step (the run's one batch generator, :meth:`Problem.generator`) followed by one gather.
 
 **Buffers** (BatchNorm running statistics) are per worker and travel in the worker's row, after
 the trainable parameters. Each local step writes the worker's new running statistics (computed
@@ -91,6 +90,7 @@ from empirics.problems.base import (
     Params,
     Problem,
     _is_transform_wrapped,
+    one_generator,
     seed_for,
 )
 from theory import checks
@@ -513,16 +513,6 @@ class ModuleProblem(Problem):
         self._local = None
         return super().init_params(device, dtype)
 
-    def generators(self, seed: int, device: torch.device | str | None = None
-                   ) -> list[torch.Generator]:
-        """ONE generator (seeded ``seed_for(seed, 0)``): every step draws the indices of all
-        workers in one ``torch.randint`` from it (:meth:`sample_all`). A process holding one
-        worker (the distributed backend) draws the same (m, b) array from its own generator and
-        keeps its row (:meth:`sample`), so its batches are valid draws of its shard but not the
-        simulator's."""
-        dev = torch.device(device) if device is not None else self.device
-        return [torch.Generator(device=dev).manual_seed(seed_for(seed, 0))]
-
     def _indices(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         """(m, b) row indices into the worker-major data: one randint for all workers."""
         checks.integer("batch_size", batch_size, lo=1)
@@ -538,14 +528,29 @@ class ModuleProblem(Problem):
                           device=generator.device).to(self.device)
         return r.remainder_(self._sizes_t[:, None]).add_(self._offsets[:, None])
 
-    def sample_all(self, batch_size: int, generators: Sequence[torch.Generator]) -> Batch:
+    def sample_all(self, batch_size: int, generator: torch.Generator,
+                   out: Batch | None = None) -> Batch:
         """All m mini-batches, leading axis m, drawn on the device: one ``torch.randint`` of
         shape (m, b) (uniform in [0, 2⁶²) reduced modulo each worker's shard size, bias below
-        2⁻⁴⁰), then one gather. ``generators``: the one generator of :meth:`generators`."""
-        if len(generators) != 1:
-            raise ValueError(f"generators must hold the one generator of "
-                             f"ModuleProblem.generators (got {len(generators)})")
-        j = self._indices(batch_size, generators[0])
+        2⁻⁴⁰) from the run's one batch generator (:meth:`Problem.generator`), then one gather.
+        ``out``: tensors of an earlier call with the same batch size, overwritten in place."""
+        j = self._indices(batch_size, one_generator(generator)).reshape(-1)
+        m = self.m
+        if out is None:
+            return tuple(t.index_select(0, j).view(m, -1, *t.shape[1:])
+                         for t in (self._x, self._y))
+        return tuple(torch.index_select(t, 0, j, out=o.view(-1, *t.shape[1:]))
+                     .view(m, -1, *t.shape[1:])
+                     for t, o in zip((self._x, self._y), out, strict=True))
+
+    def sample_rows(self, rows: Sequence[int], batch_size: int, generator: torch.Generator
+                    ) -> Batch:
+        """The batches of the workers ``rows`` from the same draw as :meth:`sample_all`
+        (all m workers' indices drawn, only the rows' data gathered): what a rank of the
+        distributed backend calls, equal to the simulator's rows."""
+        j = self._indices(batch_size, one_generator(generator))
+        idx = torch.as_tensor([int(r) for r in rows], dtype=torch.long, device=j.device)
+        j = j.index_select(0, idx)
         return (self._x[j], self._y[j])
 
     def sample(self, worker: int, batch_size: int, generator: torch.Generator) -> Batch:

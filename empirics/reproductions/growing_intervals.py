@@ -29,7 +29,8 @@ block mean of the trace). One-shot averaging runs as one global average at T (th
 a single block-diagonal mixing at T); the per-repetition averaged model at T is the block mean of
 the state before that mixing. The problems are drawn through :class:`StackedNoisyQuadratic` /
 :class:`StackedPiecewiseQuadratic1D`: the same distributions and losses, but all workers' draws
-come from one generator per run (one ``randn`` call per step instead of one per worker).
+come from one generator per run (one ``randn`` call per step) — now the convention of every
+problem, so these are the base classes under their old names.
 Strategies share seeds (common random numbers), so their differences are less noisy than their
 separate bands suggest.
 
@@ -52,13 +53,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from scipy import stats
 
 from empirics.configs import configuration
 from empirics.engine import InverseTime, simulate
-from empirics.problems import NoisyQuadratic, PiecewiseQuadratic1D, seed_for
-from empirics.problems.base import Batch
+from empirics.problems import NoisyQuadratic, PiecewiseQuadratic1D
 from empirics.recursion import exact_moments
 from empirics.reproductions.base import Claim, Context, Figure, Reproduction
 from empirics.stats import mean_ci, weighted_loglog_slope
@@ -91,37 +90,15 @@ LABELS = {"synchronous": "synchronous", "stich": "[Sti19] H = 7", "haddadpour": 
 # ---------------------------------------------------------------------------------------------
 # problems with one generator per run (same distributions as the per-worker-generator originals)
 # ---------------------------------------------------------------------------------------------
-class _OneStream:
-    """A problem whose m workers draw their batches together from one generator, seeded
-    ``seed_for(seed, 0)`` (for :meth:`sample_all`)."""
-
-    def generators(self, seed: int, device: torch.device | str | None = None
-                   ) -> list[torch.Generator]:
-        dev = torch.device(device) if device is not None else self.device
-        return [torch.Generator(device=dev).manual_seed(seed_for(seed, 0))]
+class StackedNoisyQuadratic(NoisyQuadratic):
+    """:class:`NoisyQuadratic` (kept as a name: the base class now draws all m workers'
+    batches together from the run's one generator ``seed_for(seed, 0)``, z₁ = c·N(0, I) then
+    z₂ = σ·N(0, I) of shape (m, b, d) — what this class introduced)."""
 
 
-class StackedNoisyQuadratic(_OneStream, NoisyQuadratic):
-    """:class:`NoisyQuadratic` whose m workers' batches are drawn together from one generator
-    (seeded ``seed_for(seed, 0)``): z₁ = c·N(0, I), z₂ = σ·N(0, I) of shape (m, b, d), i.i.d.
-    across workers as in the original — same law, different random stream."""
-
-    def sample_all(self, batch_size: int, generators: Sequence[torch.Generator]) -> Batch:
-        g = generators[0]
-        shape = (self.m, batch_size, self.d)
-        z1 = torch.randn(shape, generator=g, device=g.device, dtype=self.dtype).to(self.device)
-        z2 = torch.randn(shape, generator=g, device=g.device, dtype=self.dtype).to(self.device)
-        return z1.mul_(self.c), z2.mul_(self.sigma)
-
-
-class StackedPiecewiseQuadratic1D(_OneStream, PiecewiseQuadratic1D):
-    """:class:`PiecewiseQuadratic1D` with all workers' noise z ~ N(0, σ²), shape (m, b, 1), from
-    one generator (``seed_for(seed, 0)``) — same law as the original."""
-
-    def sample_all(self, batch_size: int, generators: Sequence[torch.Generator]) -> Batch:
-        g = generators[0]
-        z = torch.randn((self.m, batch_size, 1), generator=g, device=g.device, dtype=self.dtype)
-        return (z.to(self.device).mul_(self.sigma),)
+class StackedPiecewiseQuadratic1D(PiecewiseQuadratic1D):
+    """:class:`PiecewiseQuadratic1D` (kept as a name: the base class now draws all workers'
+    noise z ~ N(0, σ²), shape (m, b, 1), from one generator, as this class introduced)."""
 
 
 # ---------------------------------------------------------------------------------------------

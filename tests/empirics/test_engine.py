@@ -107,16 +107,23 @@ def test_mixer_matches_WT_X_for_every_strategy(name, dtype):
     if kind is not None:
         assert auto.kind == kind
         assert auto.messages == messages
-    modes = ["auto", "dense", "sparse", "sparse-blocked", "sparse-rowwise"]
+    modes = ["auto", "dense", "sparse", "csr", "gather", "gather-chunked", "csr-panels"]
     modes += ["groups"] if auto.kind == "groups" else []
+    modes += ["block"] if Mixer(W, torch.device("cpu"), dtype, "sparse").blocks is not None \
+        else []
     for mode in modes:
         mx = Mixer(W, torch.device("cpu"), dtype, mode.split("-")[0])
-        if mode.startswith("sparse-"):
-            mx.GATHER_LIMIT = 0  # the large-X paths
-        if mode == "sparse-rowwise":
-            mx.blocks = None
+        if mode == "gather-chunked":
+            mx.GATHER_LIMIT = 0  # one output row per chunk
         Xd = X.to(dtype).clone()
+        if mode == "csr-panels":  # a width whose X exceeds PANEL_BYTES: column panels
+            Xd = torch.cat([Xd] * 3000, dim=1)
         out = mx(Xd, torch.empty_like(Xd))
+        if mode == "csr-panels":
+            ref = Mixer(W, torch.device("cpu"), dtype, "dense")(Xd, torch.empty_like(Xd))
+            np.testing.assert_allclose(out.double().numpy(), ref.double().numpy(), rtol=0,
+                                       atol=tol * 10, err_msg=f"{name} {mode}")
+            continue
         np.testing.assert_allclose(out.double().numpy(), expect, rtol=0, atol=tol,
                                    err_msg=f"{name} {mode}")
 
@@ -126,7 +133,31 @@ def test_blocked_plan_only_with_index_locality():
     assert Mixer(ring(64), **kw).blocks is not None
     assert Mixer(torus(8, 8), **kw).blocks is not None
     er = metropolis_hastings(erdos_renyi_graph(64, 0.05, seed=0))
-    assert Mixer(er, **kw).blocks is None  # scattered neighbours: row by row instead
+    assert Mixer(er, **kw).blocks is None  # scattered neighbours: csr or gather instead
+    with pytest.raises(ValueError, match="index locality"):
+        Mixer(er, torch.device("cpu"), torch.float64, "block")
+
+
+def test_automatic_kernel_is_a_deterministic_function_of_structure_and_width():
+    """The choice depends on (W's structure, n, d, dtype, device) only: two mixers built alike
+    choose alike at every width, and the choice is the least modelled cost."""
+    from empirics.mixers import mixing_cost
+
+    for W in (ring(64), torus(8, 8), metropolis_hastings(erdos_renyi_graph(64, 0.1, seed=0))):
+        for d in (10, 1000, 100_000, 1_000_000):
+            a = Mixer(W, torch.device("cpu"), torch.float32).strategy_for(d)
+            b = Mixer(W, torch.device("cpu"), torch.float32).strategy_for(d)
+            assert a == b and a in ("csr", "block", "dense")
+            mx = Mixer(W, torch.device("cpu"), torch.float32)
+            cost = {k: mixing_cost(k, mx.n, d, mx.nnz, 4) for k in ("csr", "dense")}
+            if a != "block":
+                assert cost[a] == min(cost.values())
+    # large X with index locality: the block GEMMs; no locality: the CSR kernel
+    assert Mixer(ring(512), torch.device("cpu"), torch.float32).strategy_for(100_000) == "block"
+    from theory.topologies import build_mixing
+
+    hc = build_mixing("hypercube", 512)
+    assert Mixer(hc, torch.device("cpu"), torch.float32).strategy_for(10_000) == "csr"
 
 
 def test_mixer_rejects_bad_mode():
@@ -140,7 +171,7 @@ def test_forced_mixing_modes_give_the_same_run(logreg):
     kw = dict(lr=0.5, T=12, batch_size=3, seed=1, record_every=4, grad_every=0)
     for cfg in (dpsgd(ring(M)), easgd(M, 2, 0.25), pasgd(M, 3)):
         ref = simulate(logreg, cfg, **kw)
-        for mode in ("dense", "sparse"):
+        for mode in ("dense", "sparse", "csr", "gather"):
             other = simulate(logreg, cfg, mixing=mode, **kw)
             np.testing.assert_allclose(other.u_final, ref.u_final, rtol=0, atol=1e-14)
             np.testing.assert_allclose(other.consensus, ref.consensus, rtol=1e-10, atol=1e-28)
@@ -171,7 +202,8 @@ def test_records_stride_and_values(logreg):
 
 def test_consensus_is_frobenius_distance_to_the_average(logreg):
     T = 7
-    res, tr = simulate(logreg, dpsgd(ring(M)), lr=0.5, T=T, batch_size=2, trace=True)
+    res, tr = simulate(logreg, dpsgd(ring(M)), lr=0.5, T=T, batch_size=2, trace=True,
+                       record_every=1, grad_every=1)
     for k in range(T + 1):
         X = tr.X[k]
         P = np.eye(M) - np.full((M, M), 1 / M)
@@ -204,7 +236,8 @@ def test_bits_per_structure(logreg):
 
 def test_grad_norm_running_average_exact_and_subsampled(logreg):
     T = 20
-    full = simulate(logreg, pasgd(M, 2), lr=0.5, T=T, batch_size=2, seed=3, record_every=1)
+    full = simulate(logreg, pasgd(M, 2), lr=0.5, T=T, batch_size=2, seed=3, record_every=1,
+                    grad_every=1)
     assert full.grad_norm2_avg == pytest.approx(full.grad_norm2[:-1].mean(), rel=1e-13)
     assert full.grad_norm2_avg_steps == T and "exact" in full.grad_norm2_avg_method
     np.testing.assert_allclose(full.grad_norm2_running[1:],
@@ -344,7 +377,7 @@ def test_mlp_fast_path_equals_vmap(mlp, l2):
     g = torch.Generator().manual_seed(0)
     params = {k: v + 0.3 * torch.randn((3, *v.shape), generator=g, dtype=v.dtype)
               for k, v in x0.items()}
-    batch = p.sample_all(6, p.generators(1))
+    batch = p.sample_all(6, p.generator(1))
     gv, lv = vmap_grad(p)(params, batch)
     fast = mlp_grad_factory(p)
     gf, lf = fast(params, batch)
@@ -367,7 +400,7 @@ def test_mlp_fast_path_equals_vmap(mlp, l2):
 @pytest.mark.parametrize("l2", [0.0, 0.05])
 def test_linear_fast_path_equals_vmap(cls, l2):
     p = cls(n_samples=90, d=4, m=3, seed=5, l2=l2)
-    ref = p.sample_all(6, p.generators(2))
+    ref = p.sample_all(6, p.generator(2))
     params = {"w": torch.randn(3, 4, dtype=torch.float64,
                                generator=torch.Generator().manual_seed(1))}
     gv, lv = vmap_grad(p)(params, ref)
@@ -407,6 +440,144 @@ def test_mlp_engine_fast_and_vmap_paths_agree(mlp):
 
 
 # ---------------------------------------------------------------------------------------------
+# the generic path (vmap of the loss + one reverse pass; optional torch.compile)
+# ---------------------------------------------------------------------------------------------
+def _old_vmap_grad(problem):
+    """The generic path as it was: vmap(grad_and_value(loss)), no out/fused options."""
+    from torch.func import grad_and_value, vmap
+
+    return vmap(grad_and_value(lambda p, b: problem.loss(p, b)), in_dims=(0, 0))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: LogisticRegression(n_samples=90, d=4, m=3, seed=5, l2=0.05),
+    lambda: MLPClassifier(n_samples=120, d_in=6, hidden=(7, 5), n_classes=3, m=3, seed=2,
+                          l2=1e-2),
+], ids=["logistic", "mlp"])
+def test_generic_gradient_equals_vmap_grad_and_value(make):
+    p = make()
+    g = torch.Generator().manual_seed(0)
+    params = {k: v + 0.3 * torch.randn((p.m, *v.shape), generator=g, dtype=v.dtype)
+              for k, v in p.init_params().items()}
+    batch = p.sample_all(6, p.generator(1))
+    ref, lref = _old_vmap_grad(p)(params, batch)
+    fn = vmap_grad(p)
+    got, lgot = fn(params, batch)
+    np.testing.assert_allclose(lgot.numpy(), lref.numpy(), rtol=0, atol=1e-15)
+    for k in ref:
+        np.testing.assert_allclose(got[k].numpy(), ref[k].numpy(), rtol=0, atol=1e-15)
+    out = {k: torch.empty_like(v) for k, v in params.items()}
+    got2, _ = fn(params, batch, out=out)
+    assert all(got2[k] is out[k] for k in out)
+    upd = {k: v.clone() for k, v in params.items()}
+    assert fn(upd, batch, sgd_lr=0.3)[0] is None  # fused SGD: in place, no gradient returned
+    for k in params:
+        np.testing.assert_allclose(upd[k].numpy(), (params[k] - 0.3 * ref[k]).numpy(),
+                                   rtol=0, atol=1e-15)
+
+
+def test_generic_path_trajectories_equal_the_previous_generic_path(mlp, monkeypatch):
+    """Today's generic path (vmap forward + one backward, fused SGD update) against the
+    previous one (vmap(grad_and_value), gradient buffer, unfused update): equal to rounding."""
+    import empirics.algorithm as alg
+
+    kw = dict(lr=0.5, T=12, batch_size=4, seed=3, record_every=4, grad_every=2)
+    for cfg in (pasgd(3, 2), pasgd(3, 2, momentum=0.5), easgd(3, 1, 0.3),
+                mdsgd(3, TopK(5), momentum=0.5)):
+        spec = RunSpec(mlp, cfg, **kw)
+        sim = Simulator(spec, fast_path=False)
+        assert sim.grad_path == ("vmap+fused-sgd" if cfg.momentum == 0 and cfg.compressor is None
+                                 else "vmap")
+        new = sim.run()
+        with monkeypatch.context() as mp:
+            mp.setattr(alg, "vmap_grad", _old_vmap_grad)
+            old = run(spec, fast_path=False)
+        np.testing.assert_allclose(new.u_final, old.u_final, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(new.loss, old.loss, rtol=1e-14)
+        np.testing.assert_allclose(new.grad_norm2_avg, old.grad_norm2_avg, rtol=1e-13)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's imports
+def test_compile_falls_back_cleanly_without_a_compiler(logreg, monkeypatch):
+    import empirics.algorithm as alg
+
+    spec = RunSpec(logreg, pasgd(M, 2), 0.5, 8, batch_size=3, seed=1, record_every=4)
+    eager = run(spec, fast_path=False)
+    monkeypatch.setattr(alg, "_COMPILED", {})
+    monkeypatch.setattr(alg, "_cpp_compiler", lambda: None)
+    with pytest.warns(UserWarning, match="no C.. compiler found"):
+        sim = Simulator(spec, fast_path=False, compile=True)
+    assert sim.grad_path == "vmap+fused-sgd"
+    np.testing.assert_array_equal(sim.run().u_final, eager.u_final)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's imports
+def test_compile_failure_falls_back_to_the_eager_path(logreg, monkeypatch):
+    import empirics.algorithm as alg
+
+    def broken_compile(fn, **kw):
+        def raise_(*a, **k):
+            raise RuntimeError("no backend here\nsecond line")
+        return raise_
+
+    spec = RunSpec(logreg, pasgd(M, 2), 0.5, 8, batch_size=3, seed=1, record_every=4)
+    eager = run(spec, fast_path=False)
+    monkeypatch.setattr(alg, "_COMPILED", {})
+    monkeypatch.setattr(alg, "_cpp_compiler", lambda: "c++")
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    sim = Simulator(spec, fast_path=False, compile=True)
+    assert sim.grad_path == "vmap+compiled+fused-sgd"
+    with pytest.warns(UserWarning, match="torch.compile failed .RuntimeError: no backend here."):
+        res = sim.run()
+    np.testing.assert_array_equal(res.u_final, eager.u_final)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's imports
+@pytest.mark.slow
+def test_compiled_generic_path_equals_the_eager_one():
+    """A real torch.compile (inductor, when a C++ compiler is present): same trajectory up to
+    float rounding. Compiling takes tens of seconds."""
+    import empirics.algorithm as alg
+
+    if alg._cpp_compiler() is None:
+        pytest.skip("no C++ compiler")
+    p = LogisticRegression(n_samples=120, d=5, m=3, seed=4, l2=0.01)
+    spec = RunSpec(p, dpsgd(ring(3), momentum=0.5), 0.5, 20, batch_size=4, seed=2,
+                   record_every=5)
+    eager = run(spec, fast_path=False)
+    sim = Simulator(spec, fast_path=False, compile=True)
+    assert sim.grad_path == "vmap+compiled"
+    res = sim.run()
+    np.testing.assert_allclose(res.u_final, eager.u_final, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(res.loss, eager.loss, rtol=1e-13)
+
+
+# ---------------------------------------------------------------------------------------------
+# default record and gradient-norm strides
+# ---------------------------------------------------------------------------------------------
+def test_default_strides_follow_the_cost_model_and_cover_whole_blocks(logreg):
+    from empirics.spec import RECORD_BUDGET, default_strides
+
+    big = LogisticRegression(n_samples=4000, d=50, m=8, seed=0)
+    s, q = default_strides(big, 8, 4, 10_000)
+    rho = (20_000 + big.n * big.dim) / (50_000 + 8 * 4 * big.dim)
+    assert q == math.ceil(rho / RECORD_BUDGET - 1e-9) > 1  # dear ∇F: the stratified subsample
+    assert s % q == 0 and s >= 10_000 // 100
+    # a run takes them when left out; explicit values are kept; short runs keep samples
+    spec = RunSpec(big, pasgd(8, 4), 0.1, 10_000, batch_size=4)
+    assert (spec.record_every, spec.grad_every) == (s, q)
+    assert default_strides(big, 8, 4, 10_000, record_every=7, grad_every=3) == (7, 3)
+    s7, q7 = default_strides(big, 8, 4, 10_000, record_every=60)
+    assert s7 == 60 and 60 % q7 == 0 and q7 <= q
+    assert default_strides(big, 8, 4, 10_000, grad_every=5)[0] % 5 == 0
+    assert default_strides(big, 8, 4, 20)[1] == 20  # at least one sample per run
+    # a run with the defaults: every record's running average is finite after step 0
+    res = simulate(logreg, pasgd(M, 2), lr=0.5, T=300, batch_size=2, seed=1)
+    assert np.all(np.isfinite(res.grad_norm2_running[1:]))
+    assert res.spec["record_every"] % res.spec["grad_every"] == 0
+
+
+# ---------------------------------------------------------------------------------------------
 # divergence, errors with partial results, saving
 # ---------------------------------------------------------------------------------------------
 def test_divergence_stops_with_step_and_partial_result(tmp_path):
@@ -415,7 +586,7 @@ def test_divergence_stops_with_step_and_partial_result(tmp_path):
     # the divergence rule stops the run long before inf: ‖∇F(u_k)‖² > 10⁶·max(‖∇F(x₀)‖², 1)
     with pytest.raises(DivergenceError, match=r"diverged at step 2: ‖∇F\(u_k\)‖² = \S+ exceeds "
                        r"the divergence limit 1e\+06·max\(‖∇F\(x₀\)‖², 1\)"):
-        simulate(p, pasgd(2, 2), lr=50.0, T=2000, batch_size=4, record_every=10)
+        simulate(p, pasgd(2, 2), lr=50.0, T=2000, batch_size=4, record_every=10, grad_every=1)
     # with the rule off (D = inf) the run goes on until NaN/inf, still stopped and named
     spec = RunSpec(p, pasgd(2, 2), 50.0, 2000, batch_size=4, record_every=10,
                    divergence=math.inf)

@@ -47,9 +47,17 @@ def _worker_grads(problem, X: np.ndarray, batches) -> np.ndarray:
 
 
 def _batches(problem, seed: int, batch_size: int, T: int):
-    """The batches every worker draws, regenerated from seed_for(seed, i)."""
-    gens = [torch.Generator().manual_seed(seed_for(seed, i)) for i in range(problem.m)]
-    return [[problem.sample(i, batch_size, gens[i]) for i in range(problem.m)] for _ in range(T)]
+    """The batches every worker draws, regenerated independently of the problem's samplers:
+    each step one ``randint`` of shape (m, b) from the run's generator seeded
+    ``seed_for(seed, 0)``; row i indexes worker i's shard (rows i·n_per … (i+1)·n_per − 1)."""
+    g = torch.Generator().manual_seed(seed_for(seed, 0))
+    x, y = problem.data()
+    out = []
+    for _ in range(T):
+        j = torch.randint(problem.n_per, (problem.m, batch_size), generator=g)
+        rows = [i * problem.n_per + j[i] for i in range(problem.m)]
+        out.append([(x[r], y[r]) for r in rows])
+    return out
 
 
 @pytest.mark.parametrize("make", [

@@ -159,7 +159,7 @@ def test_stacked_gradient_equals_the_generic_vmap_path(batch_norm):
     _, X, views = _stack(p, 3)
     X += 0.01 * torch.randn(X.shape, generator=torch.Generator().manual_seed(1),
                             dtype=X.dtype)
-    batch = p.sample_all(8, p.generators(0))
+    batch = p.sample_all(8, p.generator(0))
     ref_g, ref_l = vmap_grad(p)(views, batch)
     g, losses = fn(views, batch)
     assert list(g) == list(views)
@@ -173,8 +173,8 @@ def test_stacked_gradient_equals_the_generic_vmap_path(batch_norm):
 def test_one_randint_per_step_on_the_device_within_each_shard():
     p = ModuleProblem(CNN, {"name": "digits", "n_train": 300},
                       split={"kind": "dirichlet", "alpha": 0.5}, m=5, **QUICK)
-    (g,) = p.generators(7)
-    x, y = p.sample_all(64, [g])
+    g = p.generator(7)
+    x, y = p.sample_all(64, g)
     assert x.shape == (5, 64, 1, 8, 8) and y.shape == (5, 64)
     # worker i's samples are rows of its own shard
     data = load_digits(n_train=300, seed=0)
@@ -183,11 +183,14 @@ def test_one_randint_per_step_on_the_device_within_each_shard():
         hit = (x[i].reshape(64, 1, -1) == pool.unsqueeze(0)).all(-1).any(-1)
         assert bool(hit.all())
     # sample(i) is row i of sample_all with the same generator state
-    a = p.sample_all(16, [torch.Generator().manual_seed(3)])
+    a = p.sample_all(16, torch.Generator().manual_seed(3))
     for i in range(5):
         xi, yi = p.sample(i, 16, torch.Generator().manual_seed(3))
         assert torch.equal(xi, a[0][i]) and torch.equal(yi, a[1][i])
-    with pytest.raises(ValueError, match=r"one generator of ModuleProblem\.generators"):
+    # sample_rows gathers the rows' batches of the same draw (a distributed rank's call)
+    r = p.sample_rows([3, 1], 16, torch.Generator().manual_seed(3))
+    assert torch.equal(r[0], a[0][[3, 1]]) and torch.equal(r[1], a[1][[3, 1]])
+    with pytest.raises(ValueError, match=r"must be one torch\.Generator.*sequence of 2"):
         p.sample_all(4, [g, g])
 
 
@@ -232,7 +235,7 @@ def test_buffers_averaged_or_kept_local_against_a_batchnorm_loop(mode):
     p = ModuleProblem({"factory": "empirics.problems.models:small_cnn", "batch_norm": True},
                       {"name": "digits", "n_train": 300}, m=m, buffers=mode,
                       dtype=torch.float64, **QUICK)
-    gen = p.generators(0)
+    gen = p.generator(0)
     batches = [p.sample_all(b, gen) for _ in range(steps)]
     sim = Simulator(RunSpec(p, pasgd(m, tau), lr, steps, batch_size=b, seed=0))
     res = sim.run()
@@ -403,7 +406,7 @@ def test_autocast_bf16_runs_the_same_step_approximately():
     p32 = ModuleProblem(CNN, {"name": "digits", "n_train": 200}, m=2, **QUICK)
     pbf = ModuleProblem(CNN, {"name": "digits", "n_train": 200}, m=2, autocast="bf16", **QUICK)
     _, _, views = _stack(p32, 2)
-    batch = p32.sample_all(16, p32.generators(0))
+    batch = p32.sample_all(16, p32.generator(0))
     g32, l32 = grad_fn_for(p32)[0](views, batch)
     gbf, lbf = grad_fn_for(pbf)[0](views, batch)
     assert lbf.dtype == torch.float32
@@ -475,7 +478,7 @@ def test_bad_input_names_the_argument_and_the_rule():
         ModuleProblem(CNN, digits, buffers="sync")
     with pytest.raises(ValueError, match=r"batch_size must equal the shard size 25"):
         p = ModuleProblem(CNN, digits, m=2, sampling="full_shard")
-        p.sample_all(8, p.generators(0))
+        p.sample_all(8, p.generator(0))
 
 
 def test_spec_vocabulary_names_unknown_keys():

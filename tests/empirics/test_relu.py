@@ -200,7 +200,7 @@ def test_qsgd_update_is_unbiased(relu):
     """E[(1/m) Σ_i Q(η g_i)] = (η/m) Σ_i g_i for fixed gradients: Monte Carlo over the
     quantiser's randomness, every coordinate within 5 standard errors."""
     w = relu.init_params()
-    batch = relu.sample_all(4, relu.generators(0))
+    batch = relu.sample_all(4, relu.generator(0))
     from torch.func import vmap
     g = vmap(grad(relu.loss), in_dims=(None, 0))(w, batch)["w"]  # (m, d)
     eta, n = 0.5, 20000

@@ -59,16 +59,16 @@ def test_second_run_is_served_from_the_cache(smoke: tuple) -> None:
 def test_stacked_problem_has_the_original_law_and_loss() -> None:
     p = gi.quadratic_problem(500, stacked=True)
     q = gi.quadratic_problem(500)
-    z1, z2 = p.sample_all(4, p.generators(3))
+    z1, z2 = p.sample_all(4, p.generator(3))
     assert z1.shape == z2.shape == (500, 4, 3)
     assert abs(float(z1.std()) - p.c) < 0.05 and abs(float(z2.std()) - p.sigma) < 0.02
     x = {"x": torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)}
     assert float(p.loss(x, (z1[0], z2[0]))) == float(q.loss(x, (z1[0], z2[0])))
     # a different seed gives different draws; the same seed the same draws
-    assert not torch.equal(z1, p.sample_all(4, p.generators(4))[0])
-    assert torch.equal(z1, p.sample_all(4, p.generators(3))[0])
+    assert not torch.equal(z1, p.sample_all(4, p.generator(4))[0])
+    assert torch.equal(z1, p.sample_all(4, p.generator(3))[0])
     s = gi.speedup_problem(64, stacked=True)
-    (z,) = s.sample_all(2, s.generators(0))
+    (z,) = s.sample_all(2, s.generator(0))
     assert z.shape == (64, 2, 1) and 6 < float(z.std()) < 10
 
 
@@ -83,7 +83,7 @@ def test_replica_layout_and_block_means() -> None:
     assert u.shape == (3, R, 3)
     np.testing.assert_allclose(u[0], 1.0)
     # block 0 replayed with its own draws: the (N·R, b, d) stack's first N rows
-    gen = p.generators(7)
+    gen = p.generator(7)
     draws = [p.sample_all(1, gen) for _ in range(T)]
     x = np.ones((N, 3))
     for k in range(T):

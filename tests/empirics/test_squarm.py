@@ -73,7 +73,8 @@ def _np_squarm(problem, W: np.ndarray, *, T: int, tau: int, lr: float, beta: flo
     gradients from the problem's own batches, top-k then scaled sign (deterministic) or the
     identity (k = None). Returns (X (T+1, m, d), fires (m,))."""
     m = problem.m
-    gens = [torch.Generator().manual_seed(seed_for(seed, i)) for i in range(m)]
+    g = torch.Generator().manual_seed(seed_for(seed, 0))  # the run's one batch stream
+    xs, ys = (a.double().numpy() for a in problem.data())
     x0 = problem.init_params()["w"].double().numpy()
     X = np.tile(x0, (m, 1))
     Xh = X.copy()
@@ -82,8 +83,9 @@ def _np_squarm(problem, W: np.ndarray, *, T: int, tau: int, lr: float, beta: flo
     out = [X.copy()]
     for t in range(T):
         G = np.empty_like(X)
+        J = torch.randint(problem.n_per, (m, B), generator=g).numpy()  # row i: worker i's
         for i in range(m):
-            xb, yb = (a.double().numpy() for a in problem.sample(i, B, gens[i]))
+            xb, yb = xs[i * problem.n_per + J[i]], ys[i * problem.n_per + J[i]]
             G[i] = xb.T @ (xb @ X[i] - yb) / B + problem.l2 * X[i]
         V = beta * V + G
         P = G + beta * V if nesterov else V
