@@ -5,7 +5,8 @@ The m workers are never m modules. Worker i's model is row i of the engine's sta
 matrix; its gradient comes from ``torch.func.functional_call`` of one stateless template module,
 ``vmap``-ed over the stacked parameters, buffers and mini-batches (:func:`stacked_grad_factory`,
 registered as the engine's gradient path for this problem class). Mini-batches for all workers
-are one ``torch.randint`` on the device per step (the run's one batch generator, :meth:`Problem.generator`) followed by one gather.
+are one ``torch.randint`` on the device per step (the run's one batch generator,
+:meth:`Problem.generator`) followed by one gather.
 
 **Buffers** (BatchNorm running statistics) are per worker and travel in the worker's row, after
 the trainable parameters. Each local step writes the worker's new running statistics (computed
