@@ -54,6 +54,7 @@ PROBLEMS: dict[str, str] = {
     "least_squares": "LeastSquares",
     "mlp": "MLPClassifier",
     "planted_relu": "PlantedReLU",
+    "quadratic": "Quadratic",
 }
 _EXTRA_PROBLEMS: dict[str, Any] = {}
 

@@ -21,13 +21,15 @@ Modules: :mod:`~empirics.problems.base` (``Problem``, ``Estimate``, ``Constants`
 :mod:`~empirics.problems.closed_form` (``NoisyQuadratic``, ``PiecewiseQuadratic1D``),
 :mod:`~empirics.problems.finite_sum` (``FiniteSumProblem``, ``LeastSquares``,
 ``LogisticRegression``), :mod:`~empirics.problems.mlp` (``MLPClassifier``),
-:mod:`~empirics.problems.relu` (``PlantedReLU``).
+:mod:`~empirics.problems.relu` (``PlantedReLU``), :mod:`~empirics.problems.quadratic`
+(``Quadratic``: per-worker Hessians, optima and noise covariances).
 """
 
 from empirics.problems.base import Constants, Estimate, Problem, seed_for
 from empirics.problems.closed_form import NoisyQuadratic, PiecewiseQuadratic1D
 from empirics.problems.finite_sum import FiniteSumProblem, LeastSquares, LogisticRegression
 from empirics.problems.mlp import MLPClassifier
+from empirics.problems.quadratic import Quadratic
 from empirics.problems.relu import PlantedReLU
 
 __all__ = [
@@ -41,5 +43,6 @@ __all__ = [
     "PiecewiseQuadratic1D",
     "PlantedReLU",
     "Problem",
+    "Quadratic",
     "seed_for",
 ]
