@@ -37,7 +37,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GLMLaw", "QuadraticLaw", "law_for", "out_of_regime"]
+__all__ = ["CLOSURES", "GLMLaw", "QuadraticLaw", "law_for", "out_of_regime"]
+
+#: closures of the local model: exact Gaussian expectations along the margins, the second-order
+#: Taylor correction (its leading term), the linearised model (no correction)
+CLOSURES = ("gauss", "taylor", "linear")
 
 
 class OutOfRegime(ValueError):
@@ -105,6 +109,7 @@ class QuadraticLaw(_Law):
         off = self.H - np.einsum("iaa->ia", self.H)[:, :, None] * np.eye(self.d)
         self.diagonal = bool(np.abs(off).max(initial=0.0) == 0.0)
         self.sep = False
+        self._shared_noise = _eq(self.Sigma)
 
     def uniform_noise(self, rule: Any) -> bool:
         return self.mult is None and rule.comp is None and _eq(self.Sigma)
@@ -121,7 +126,7 @@ class QuadraticLaw(_Law):
             self.Q = Q
             self.Hd = np.broadcast_to(lam, (self.m, self.d)).copy()
             self.hd = self.h @ Q
-            self.Sd = np.einsum("ab,iac,cb->ib", Q, self.Sigma, Q)
+            self.Sd = np.einsum("iab,ab->ib", self.Sigma @ Q, Q)  # diag(QᵀΣ_iQ)
             self.Hbar_d = lam
         elif sep:
             self.Hd = np.einsum("iaa->ia", self.H)
@@ -129,14 +134,18 @@ class QuadraticLaw(_Law):
             self.Sd = np.einsum("iaa->ia", self.Sigma)
             self.Hbar_d = self.Hd.mean(0)
 
-    def moments(self, mu: np.ndarray, Cx: np.ndarray, sep: bool, b: int, k: int
+    def moments(self, mu: np.ndarray, cov: Any, sep: bool, b: int, k: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        shared = Cx.shape[0] == 1
+        """E g per worker, the Jacobians and the noise covariances (``cov()``: the workers'
+        x-marginals, read only by state-dependent noise). Leading axis m, or 1 when shared."""
+        if self.mult is not None:
+            Cx = cov()
+            shared = Cx.shape[0] == 1
+        else:
+            Cx, shared = None, bool(self._shared_noise)
         if sep:
             gbar = self.Hd * mu - self.hd
             H = (self.Hd[:1] if self.shared_jacobian else self.Hd)[:, :, None, None]
-            if shared:
-                H = self.Hd[:1, :, None, None]
             S = (self.Sd[:1] if shared else self.Sd).copy()
             if self.mult is not None:
                 var = Cx[:, :, 0, 0]  # (m or 1, d)
@@ -145,7 +154,7 @@ class QuadraticLaw(_Law):
                 S = S + mult * (var + sq)
             return gbar, H, (S / b)[:, :, None, None]
         gbar = np.einsum("iab,ib->ia", self.H, mu) - self.h
-        H = (self.H[:1] if (shared or self.shared_jacobian) else self.H)[:, None]
+        H = (self.H[:1] if self.shared_jacobian else self.H)[:, None]
         S = (self.Sigma[:1] if shared else self.Sigma).copy()
         if self.mult is not None:
             var = np.einsum("nkaa->nka", Cx)[:, 0]
@@ -175,6 +184,14 @@ class QuadraticLaw(_Law):
 # ---------------------------------------------------------------------------------------------
 # finite sums of generalised linear models: least squares (exact), logistic (local model)
 # ---------------------------------------------------------------------------------------------
+def _prime_below(x: int) -> int:
+    """The largest prime ≤ x (1 for x < 2)."""
+    for p in range(int(x), 1, -1):
+        if all(p % q for q in range(2, int(p**0.5) + 1)):
+            return p
+    return 1
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
@@ -188,7 +205,7 @@ class GLMLaw(_Law):
 
     def __init__(self, X: np.ndarray, s: np.ndarray, y: np.ndarray | None, shards: list,
                  l2: float, kind: str, x0: np.ndarray, x_star: np.ndarray, F_star: float,
-                 refresh: int | None = None, second_order: bool = True):
+                 refresh: int | None = None, closure: str = "gauss", nodes: int = 12):
         self.X = np.asarray(X, float)
         self.s = np.asarray(s, float)
         self.y = None if y is None else np.asarray(y, float)
@@ -201,8 +218,16 @@ class GLMLaw(_Law):
         self.F_star = float(F_star)
         self.exact = kind == "least_squares"
         self.approximate = not self.exact
-        self.second_order = bool(second_order) and not self.exact
-        self.refresh = 1 if self.exact else int(refresh or 8)
+        self.windowed = self.approximate  # the engine keeps a window sum of the covariances
+        if closure not in CLOSURES:
+            raise ValueError(f"closure must be one of {CLOSURES} (got {closure!r})")
+        self.closure = "exact" if self.exact else closure
+        #: largest number of steps between two re-expansions (they start every step and the
+        #: interval doubles every doubling of k past 32: the transient is followed closely)
+        self.refresh = 1 if self.exact else int(refresh or 32)
+        self._last: dict[str, int] = {}
+        t, w = np.polynomial.hermite_e.hermegauss(int(nodes))
+        self._nodes = (t, w / w.sum())
         # distinct data sets (shared sampling: one)
         self.data_of: list[int] = []
         self.data: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
@@ -228,12 +253,16 @@ class GLMLaw(_Law):
     def assumptions(self) -> list[str]:
         if self.exact:
             return ["least squares: the sampling law is exact (quadratic per-sample losses)"]
-        out = ["local second-order model re-expanded at the predicted means (Hessians, noise "
-               f"and corrections refreshed every {self.refresh} steps from the window-averaged "
-               "covariances; Gaussian closure: third and higher cumulants of the fluctuations "
-               "dropped)"]
-        if not self.second_order:
-            out.append("second-order corrections switched off (linearised model)")
+        how = {"gauss": "Gaussian closure: the fluctuations of every worker are taken Gaussian "
+                        "and the expectations along each sample's margin are exact "
+                        "(Gauss–Hermite); its leading term is the second-order correction",
+               "taylor": "second-order closure: E∇F(μ+ξ) = ∇F(μ) + ½∇³F[C], noise to first "
+                         "order in C (third and higher cumulants and derivatives dropped)",
+               "linear": "linearised model: Hessian, drift and noise at the mean, no "
+                         "fluctuation corrections (blind to the workers' spread)"}[self.closure]
+        out = [f"local model re-expanded at the predicted means (every step at first, then at "
+               f"intervals doubling with k up to {self.refresh} steps, from the window-averaged "
+               f"covariances); {how}"]
         if not self.shared_data:
             out.append("heterogeneous shards: the covariance is propagated with the workers' "
                        "average Hessian and noise where the structure is modal (the per-worker "
@@ -269,26 +298,54 @@ class GLMLaw(_Law):
         return out
 
     def _second(self, j: int, mu: np.ndarray, C: np.ndarray | None) -> dict[str, np.ndarray]:
-        """Hessian, noise covariance (per draw) and the mean correction ½T̄[C] of data set j at
-        mu with fluctuation covariance C."""
-        X, s, _ = self.data[j]
+        """Jacobian, noise covariance (per draw) and the mean correction E∇F_j(μ+ξ) − ∇F_j(μ)
+        of data set j at mu, with ξ ~ N(0, C) (see the module docstring)."""
+        X, s, y = self.data[j]
         n = X.shape[0]
         pt = self._point(j, mu)
-        l1, l2_, l3 = pt["l1"], pt["l2"], pt["l3"]
+        l1, l2_ = pt["l1"], pt["l2"]
         gd = pt["g"] - self.l2 * mu
-        Hd = X.T @ (X * l2_[:, None]) / n
-        Sig = X.T @ (X * (l1**2)[:, None]) / n - np.outer(gd, gd)
         corr = np.zeros(self.d)
-        if C is not None:
-            q = ((X @ C) * X).sum(1)
-            Sig = Sig + X.T @ (X * (l2_**2 * q)[:, None]) / n - Hd @ C @ Hd
-            if self.second_order:
+        if C is None or self.closure == "linear":
+            Hd = X.T @ (X * l2_[:, None]) / n
+            Sig = X.T @ (X * (l1**2)[:, None]) / n - np.outer(gd, gd)
+            return {"H": Hd + self.l2 * np.eye(self.d), "Sigma": 0.5 * (Sig + Sig.T),
+                    "corr": corr}
+        q = np.maximum(((X @ C) * X).sum(1), 0.0)  # variance of each margin
+        if self.closure == "taylor" or self.exact:
+            l3 = pt["l3"]
+            Hd = X.T @ (X * l2_[:, None]) / n
+            Sig = X.T @ (X * (l1**2 + l2_**2 * q)[:, None]) / n - np.outer(gd, gd) \
+                - Hd @ C @ Hd
+            if not self.exact:
                 T = X.T @ (s * l3 * q) / n
-                R = X.T @ (X * (l1 * l3 * q)[:, None]) / n - np.outer(gd, T)
-                Sig = Sig + 0.5 * (R + R.T)
+                Sig = Sig + X.T @ (X * (l1 * l3 * q)[:, None]) / n \
+                    - 0.5 * (np.outer(gd, T) + np.outer(T, gd))
                 corr = 0.5 * T
+        else:  # Gaussian expectations along every margin (Gauss–Hermite)
+            E1, E2, E11 = self._gauss(pt["z"], q, y)
+            gE = X.T @ (s * E1) / n
+            Hd = X.T @ (X * E2[:, None]) / n
+            Sig = X.T @ (X * E11[:, None]) / n - np.outer(gE, gE) - Hd @ C @ Hd
+            corr = gE - gd
         return {"H": Hd + self.l2 * np.eye(self.d), "Sigma": 0.5 * (Sig + Sig.T),
                 "corr": corr}
+
+    def _gauss(self, z: np.ndarray, q: np.ndarray, y: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """E ℓ'(Z), E ℓ''(Z), E ℓ'(Z)² for Z ~ N(z, q), per sample (Gauss–Hermite, exact for
+        polynomials of degree < 2·nodes; ℓ is smooth and its derivatives bounded)."""
+        t, w = self._nodes
+        Z = z[:, None] + np.sqrt(q)[:, None] * t[None, :]
+        l1, l2_, _ = self._derivs(Z, None if y is None else y[:, None])
+        return l1 @ w, l2_ @ w, (l1**2) @ w
+
+    def _gauss_loss(self, z: np.ndarray, q: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+        t, w = self._nodes
+        Z = z[:, None] + np.sqrt(q)[:, None] * t[None, :]
+        if self.kind == "logistic":
+            return np.logaddexp(0.0, -Z) @ w
+        return (0.5 * (Z - y[:, None]) ** 2) @ w
 
     def uniform_noise(self, rule: Any) -> bool:
         return False
@@ -300,22 +357,23 @@ class GLMLaw(_Law):
         """Re-expand at the next step (the state jumped: stationary solve)."""
         self._cache.clear()
         self._acc.clear()
+        self._last.clear()
 
     def prepare(self, sep: bool) -> None:
         self._cache.clear()
         self._acc.clear()
         self._points.clear()
+        self._last.clear()
 
-    def moments(self, mu: np.ndarray, Cx: np.ndarray, sep: bool, b: int, k: int
+    def moments(self, mu: np.ndarray, cov: Any, sep: bool, b: int, k: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        shared = Cx.shape[0] == 1
+        """E g per worker (gradient at the mean every step + the cached fluctuation
+        correction), the Jacobians and noise covariances (refreshed every ``refresh`` steps
+        from the window-averaged marginals ``cov(True)``; every step for an exact law)."""
         m = self.m
-        acc = self._acc  # window sum of the covariances since the last refresh
-        acc["sum"] = acc.get("sum", 0.0) + Cx[:, 0]
-        acc["cnt"] = acc.get("cnt", 0) + 1
-        if "H" not in self._cache or self.exact or k % self.refresh == 0:
-            Cw = acc.pop("sum") / acc.pop("cnt")
-            self._refresh(mu, Cw, shared)
+        if "H" not in self._cache or self._due("moments", k):
+            Cw = cov(not self.exact)[:, 0]
+            self._refresh(mu, Cw, Cw.shape[0] == 1)
         c = self._cache
         if self._same(mu):
             gbar = np.broadcast_to(self._point(self.data_of[0], mu[0])["g"], (m, self.d))
@@ -324,6 +382,20 @@ class GLMLaw(_Law):
         if c.get("b") != b:
             c["b"], c["Sb"] = b, c["Sigma"] / b
         return gbar + c["corr"], c["H"], c["Sb"]
+
+    def _due(self, what: str, k: int) -> bool:
+        """Whether to re-expand at step k: always for an exact law; else when k − (the last
+        re-expansion) reaches the largest prime ≤ min(refresh, 2^⌊log₂(k/32)⌋) (1 for k < 64).
+        Prime intervals are not multiples of a communication period, so successive
+        re-expansions sample every phase of a round (heterogeneous workers drift within it)."""
+        if self.exact:
+            return True
+        last = self._last.get(what)
+        interval = _prime_below(min(self.refresh, 1 << max(0, int(math.log2(max(k, 1) / 32)))))
+        if last is None or k - last >= interval or k < last:
+            self._last[what] = k
+            return True
+        return False
 
     def _same(self, mu: np.ndarray) -> bool:
         """Every worker samples the same rows and sits at the same mean (to rounding)."""
@@ -353,40 +425,56 @@ class GLMLaw(_Law):
     # ---- the averaged model --------------------------------------------------------------
     def observe(self, u: np.ndarray, Cu: np.ndarray, k: int, need_F: bool = True
                 ) -> tuple[float, float]:
+        """(E F(u) − F*, E‖∇F(u)‖²) with u ~ N(ū, C_u): the gradient at ū every step plus the
+        correction E∇F(u) − ∇F(ū) refreshed with the local model; Cov ∇F(u) = H̃C_uH̃ with H̃
+        the expected Hessian (statistical linearisation)."""
         C = Cu[0]
         pt = self._point(self._all, u)
         z = pt["z"]
-        F = math.nan
-        if need_F:
-            if self.kind == "logistic":
-                F = float(np.logaddexp(0.0, -z).mean())
-            else:
-                yy = self.y if self._all < 0 else self.data[0][2]
-                F = float(0.5 * ((z - yy) ** 2).mean())
-            F += 0.5 * self.l2 * float(u @ u)
+        X, s, y = (self.X, self.s, self.y) if self._all < 0 else self.data[0]
+        n = X.shape[0]
         c, acc = self._cache, self._acc
         acc["u_sum"] = acc.get("u_sum", 0.0) + C
         acc["u_cnt"] = acc.get("u_cnt", 0) + 1
-        if "obs" not in c or self.exact or k % self.refresh == 0:
-            X, s = (self.X, self.s) if self._all < 0 else self.data[0][:2]
-            n = X.shape[0]
-            H = X.T @ (X * pt["l2"][:, None]) / n + self.l2 * np.eye(self.d)
+        if "obs" not in c or self._due("observe", k):
             Cw = acc.pop("u_sum") / acc.pop("u_cnt")
             corr = np.zeros(self.d)
-            if self.second_order:
-                q = ((X @ Cw) * X).sum(1)
+            dF = 0.0
+            w2 = pt["l2"]
+            if self.closure in ("taylor", "exact"):
+                q = np.maximum(((X @ Cw) * X).sum(1), 0.0)
                 corr = 0.5 * X.T @ (s * pt["l3"] * q) / n
-            c["obs"] = {"H": H, "H2": H @ H, "corr": corr}
+            elif self.closure == "gauss":
+                q = np.maximum(((X @ Cw) * X).sum(1), 0.0)
+                E1, w2, _ = self._gauss(z, q, y)
+                corr = X.T @ (s * (E1 - pt["l1"])) / n
+                dF = (z, q)  # the loss correction, evaluated when a record needs it
+            H = X.T @ (X * w2[:, None]) / n + self.l2 * np.eye(self.d)
+            c["obs"] = {"H": H, "H2": H @ H, "corr": corr, "dF": dF}
         o = c["obs"]
+        F = math.nan
+        if need_F:
+            F = float(self._loss(z, y).mean()) + 0.5 * self.l2 * float(u @ u)
+            if self.closure == "gauss":  # E ℓ over the margins' spread, and ½ l2 tr C
+                if isinstance(o["dF"], tuple):
+                    z0, q0 = o["dF"]
+                    o["dF"] = float((self._gauss_loss(z0, q0, y) - self._loss(z0, y)).mean())
+                F += o["dF"] + 0.5 * self.l2 * float(np.trace(C))
+            else:
+                F += 0.5 * float(np.sum(o["H"] * C))
         gm = pt["g"] + o["corr"]
-        return (F - self.F_star + 0.5 * float(np.sum(o["H"] * C)),
-                float(gm @ gm) + float(np.sum(o["H2"] * C)))
+        return F - self.F_star, float(gm @ gm) + float(np.sum(o["H2"] * C))
+
+    def _loss(self, z: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+        if self.kind == "logistic":
+            return np.logaddexp(0.0, -z)
+        return 0.5 * (z - y) ** 2
 
 
 # ---------------------------------------------------------------------------------------------
 # the law of a problem
 # ---------------------------------------------------------------------------------------------
-def law_for(problem: Any, *, refresh: int | None = None, second_order: bool = True) -> _Law:
+def law_for(problem: Any, *, refresh: int | None = None, closure: str = "gauss") -> _Law:
     """The gradient law of ``problem`` (exact for quadratics and least squares, the local
     second-order model for logistic regression); :class:`OutOfRegime` naming why otherwise."""
     import torch
@@ -422,7 +510,7 @@ def law_for(problem: Any, *, refresh: int | None = None, second_order: bool = Tr
         if isinstance(problem, LeastSquares):
             return GLMLaw(X, np.ones(n), y, shards, problem.l2, "least_squares", x0, xs, Fs)
         return GLMLaw(X, y, None, shards, problem.l2, "logistic", x0, xs, Fs,
-                      refresh=refresh, second_order=second_order)
+                      refresh=refresh, closure=closure)
     raise out_of_regime(
         f"no gradient law for {type(problem).__name__}: the predictor knows quadratics "
         f"(Quadratic, NoisyQuadratic), least squares (exact) and logistic regression (local "

@@ -422,12 +422,35 @@ class MomentRun:
         raise AttributeError(name)
 
 
+class _Pack:
+    """The groups of one block size b, stacked: C (G, B, b·S, b·S), their multiplicities w,
+    noise weights Gw (G, b, b) = Σ_{i workers} V_it V_iu, consensus weights o (G, b) = 1ᵀV_t,
+    worker masks (G, b), and the groups' indices in the structure."""
+
+    def __init__(self, st: Structure, idx: list[int], m: int, B: int, S: int):
+        self.idx = idx
+        reps = np.stack([st.groups[g][0] for g in idx])  # (G, b)
+        self.reps = reps
+        G, b = reps.shape
+        self.b = b
+        self.w = np.array([st.groups[g][1] for g in idx], dtype=float)
+        Vb = st.V[:m][:, reps]  # (m, G, b)
+        self.Gw = np.einsum("igt,igu->gtu", Vb, Vb)
+        self.o = st.V[:, reps].sum(0)  # (G, b)
+        self.worker = st.kind[reps] == "w"  # (G, b)
+        self.C = np.zeros((G, B, b * S, b * S))
+        self.win = np.zeros_like(self.C)
+        self.has_u = bool(np.any(np.abs(self.o) > 1e-15))
+
+
 class _Engine:
     """The stacked moments in a :class:`Structure` (see the module docstring).
 
     Representation: ``sep`` (separable: batch axis = coordinates, D = 1) or not (batch 1,
-    D = d). Node means ``M`` (n, s, d) in node space. Covariance per group g:
-    ``C[g]`` of shape (B, b·s·D, b·s·D), ordered (transformed node, slot, coordinate)."""
+    D = d). Node means ``M`` (n, s, d) in node space. The covariance of group g is a
+    (B, b·s·D, b·s·D) array ordered (transformed node, slot, coordinate); groups of the same
+    block size are stacked in a :class:`_Pack`, so a step is a few batched products whatever
+    the number of modes. ``C`` reads/writes the list of per-group arrays."""
 
     def __init__(self, law: Any, rule: StepRule, st: Structure, x0: np.ndarray, sep: bool,
                  batch_size: int):
@@ -438,50 +461,78 @@ class _Engine:
         self.n, self.m = st.n, st.m
         self.B = d if sep else 1
         self.D = 1 if sep else d
+        self.S = self.s * self.D
         self.M = np.zeros((self.n, self.s, d))
         self.M[:, 0, :] = x0
-        S = self.s * self.D
-        self.C = [np.zeros((self.B, len(rep) * S, len(rep) * S)) for rep, _, _ in st.groups]
-        self.w = st.weights()
-        # noise weights per group: G[g][t, u] = Σ_{i workers} V_it V_iu (representative block)
-        self.G = []
-        for rep, _, _ in st.groups:
-            Vb = st.V[: self.m, rep]
-            self.G.append(Vb.T @ Vb)
-        self.ones = [st.V[:, rep].sum(0) for rep, _, _ in st.groups]  # 1ᵀV_t
+        by_size: dict[int, list[int]] = {}
+        for g, (rep, _, _) in enumerate(st.groups):
+            by_size.setdefault(len(rep), []).append(g)
+        self.packs = [_Pack(st, idx, self.m, self.B, self.S) for idx in by_size.values()]
+        self._where = {}
+        for p_i, pk in enumerate(self.packs):
+            for j, g in enumerate(pk.idx):
+                self._where[g] = (p_i, j)
+        self.win_n = 0
         self.modal = st.name == "modal"
         self.xi = rule.index("x")
         self.ei = rule.index("e")
         self._ck: Any = None  # (η, H, A, Σ, N) of the last step, reused while unchanged
         self._co: Any = None
+        self._mixes: dict[int, list[np.ndarray]] = {}
+
+    # ---- per-group view (stationary solve, node covariance) ---------------------------------
+    @property
+    def C(self) -> list[np.ndarray]:
+        return [self.packs[self._where[g][0]].C[self._where[g][1]]
+                for g in range(len(self.st.groups))]
+
+    @C.setter
+    def C(self, blocks: list[np.ndarray]) -> None:
+        for g, X in enumerate(blocks):
+            p_i, j = self._where[g]
+            self.packs[p_i].C[j] = X
 
     # ---- marginals --------------------------------------------------------------------------
-    def worker_marginals(self) -> np.ndarray:
-        """Worker slot-marginal covariances: (m, B, sD, sD) (dense) or the workers' average
-        (1, B, sD, sD) (modal)."""
-        S = self.s * self.D
+    def _marg_of(self, Cs: list[np.ndarray]) -> np.ndarray:
+        S = self.S
         if not self.modal:
-            Cg = self.C[0].reshape(self.B, self.n, S, self.n, S)
+            pk = self.packs[0]
+            Cg = Cs[0][0].reshape(self.B, self.n, S, self.n, S)
             idx = np.arange(self.m)
             return Cg[:, idx, :, idx, :]  # (m, B, S, S)
         acc = np.zeros((self.B, S, S))
-        for g, (rep, w, _) in enumerate(self.st.groups):
-            b = len(rep)
-            Cg = self.C[g].reshape(self.B, b, S, b, S)
-            acc += w * np.einsum("tu,ktaub->kab", self.G[g], Cg)
+        for pk, Cp in zip(self.packs, Cs, strict=True):
+            b = pk.b
+            Cv = Cp.reshape(len(pk.idx), self.B, b, S, b, S)
+            acc += np.einsum("g,gtu,gktaub->kab", pk.w, pk.Gw, Cv)
         return (acc / self.m)[None]
+
+    def worker_marginals(self) -> np.ndarray:
+        """Worker slot-marginal covariances: (m, B, sD, sD) (dense) or the workers' average
+        (1, B, sD, sD) (modal)."""
+        return self._marg_of([pk.C for pk in self.packs])
+
+    def window_marginals(self) -> np.ndarray:
+        """:meth:`worker_marginals` averaged over the steps since the last call (marginals are
+        linear in C), then the window restarts."""
+        if self.win_n == 0:
+            return self.worker_marginals()
+        out = self._marg_of([pk.win / self.win_n for pk in self.packs])
+        for pk in self.packs:
+            pk.win[...] = 0.0
+        self.win_n = 0
+        return out
 
     def cov_u(self) -> np.ndarray:
         """Cov(u) of the x slot, u = (1/n) Σ_r x_r: (B, D, D)."""
-        D = self.D
+        D, s = self.D, self.s
         out = np.zeros((self.B, D, D))
-        for g, (rep, w, _) in enumerate(self.st.groups):
-            o = self.ones[g]
-            if np.all(np.abs(o) < 1e-15):
+        for pk in self.packs:
+            if not pk.has_u:
                 continue
-            b = len(rep)
-            Cx = self.C[g].reshape(self.B, b, self.s, D, b, self.s, D)[:, :, 0, :, :, 0, :]
-            out += w * np.einsum("t,u,ktaub->kab", o, o, Cx)
+            b = pk.b
+            Cx = pk.C.reshape(len(pk.idx), self.B, b, s, D, b, s, D)[:, :, :, 0, :, :, 0, :]
+            out += np.einsum("g,gt,gu,gktaub->kab", pk.w, pk.o, pk.o, Cx)
         return out / self.n**2
 
     def trace_x(self) -> float:
@@ -489,39 +540,43 @@ class _Engine:
         return self._trace_slot(0, all_nodes=True)
 
     def _trace_slot(self, slot: int, all_nodes: bool) -> float:
-        S = self.s * self.D
         tot = 0.0
-        for g, (rep, w, _) in enumerate(self.st.groups):
-            b = len(rep)
-            Cs = self.C[g].reshape(self.B, b, self.s, self.D, b, self.s, self.D)
-            dg = np.einsum("ktata->kt", Cs[:, :, slot, :, :, slot, :]).sum(0)  # per t
+        s, D = self.s, self.D
+        for pk in self.packs:
+            b = pk.b
+            Cs = pk.C.reshape(len(pk.idx), self.B, b, s, D, b, s, D)[:, :, :, slot, :, :, slot]
+            dg = np.einsum("gktata->gt", Cs)  # (G, b)
             if not all_nodes:
-                dg = dg * (self.st.kind[rep] == "w")
-            tot += w * float(dg.sum())
-        _ = S
+                dg = dg * pk.worker
+            tot += float(pk.w @ dg.sum(1))
         return tot
 
     # ---- the local step ---------------------------------------------------------------------
     def local(self, eta: float, k: int) -> None:
         law, rule = self.law, self.rule
         m, D = self.m, self.D
-        xi = self.xi
         if self._co is None or self._co[0] != eta:
             self._co = (eta, rule.coefficients(eta))
         co = self._co[1]
-        marg = self.worker_marginals()  # (m or 1, B, sD, sD)
-        Cx = marg[:, :, :D, :D]
-        mu = self.M[:m, xi, :]
-        gbar, H, Sig = law.moments(mu, Cx, self.sep, self.b, k)
+        cache: dict[str, np.ndarray] = {}
+
+        def cov(window: bool = False) -> np.ndarray:
+            """x-slot worker marginals (current, or window-averaged for refreshed laws)."""
+            if window:
+                return self.window_marginals()[:, :, :D, :D]
+            if "marg" not in cache:
+                cache["marg"] = self.worker_marginals()
+            return cache["marg"][:, :, :D, :D]
+
+        mu = self.M[:m, self.xi, :]
+        gbar, H, Sig = law.moments(mu, cov, self.sep, self.b, k)
         # H: (m or 1, B, D, D); Sig: (m or 1, B, D, D); gbar (m, d)
-        # ---- means (exact map of the means, with E g = gbar) ----
         Mw = self.M[:m]
         newM = self._mean_step(Mw, gbar, eta)
-        # ---- compression noise ----
         Snu = None
         if rule.comp is not None:
-            Snu = self._compression_noise(co, H, Sig, marg, Mw, gbar, eta)
-        # ---- covariance ----
+            cov(False)
+            Snu = self._compression_noise(co, H, Sig, cache["marg"], Mw, gbar, eta)
         ck = self._ck
         if ck is not None and ck[0] == eta and ck[1] is H:
             A = ck[2]
@@ -534,6 +589,10 @@ class _Engine:
         self._ck = (eta, H, A, Sig, N)
         self._apply_local(A, N)
         self.M[:m] = newM
+        if getattr(law, "windowed", False):
+            for pk in self.packs:
+                pk.win += pk.C
+            self.win_n += 1
 
     def _mean_step(self, Mw: np.ndarray, gbar: np.ndarray, eta: float) -> np.ndarray:
         rule = self.rule
@@ -587,7 +646,7 @@ class _Engine:
         """Cov of ν = C(u) − q u per worker: (m or 1, B, D, D)."""
         comp = self.rule.comp
         U = self._u_map(co, H)
-        Euu = np.einsum("nkas,nkst,nkbt->nkab", U, marg, U) + co["u_eps"] ** 2 * Sig
+        Euu = np.matmul(np.matmul(U, marg), U.swapaxes(-1, -2)) + co["u_eps"] ** 2 * Sig
         # mean of u per worker
         kg, kb = self.rule.kappa
         bi, ei = self.rule.index("b"), self.rule.index("e")
@@ -630,70 +689,79 @@ class _Engine:
 
     def _apply_local(self, A: np.ndarray, N: np.ndarray) -> None:
         """C ← A C Aᵀ + N on every block (workers' transformed nodes; auxiliaries keep I)."""
-        st = self.st
-        S = self.s * self.D
-        B = self.B
-        for g, (rep, _, _) in enumerate(st.groups):
-            b = len(rep)
-            isw = st.kind[rep] == "w"
-            if not isw.any():
+        S, B = self.S, self.B
+        for pk in self.packs:
+            G, b = len(pk.idx), pk.b
+            if not pk.worker.any():
                 continue
+            if b == 1 and self.modal:  # stacked single modes: C ← A C Aᵀ for all at once
+                A0 = A[0]  # (B, S, S)
+                X = np.matmul(np.matmul(A0[None], pk.C), A0.transpose(0, 2, 1)[None])
+                if not pk.worker.all():
+                    X[~pk.worker[:, 0]] = pk.C[~pk.worker[:, 0]]
+                X = X + (pk.Gw[:, 0, 0])[:, None, None, None] * N[0][None]
+                pk.C = 0.5 * (X + X.transpose(0, 1, 3, 2))
+                continue
+            # per transformed node: its Jacobian block (workers) or I (auxiliaries)
             if self.modal:
-                At = np.broadcast_to(A[0], (b, B, S, S)).copy() if A.shape[0] == 1 else None
-                if At is None:
-                    raise AssertionError("modal structure needs one Jacobian for all workers")
+                At = np.broadcast_to(A[0], (G, b, B, S, S)).copy()
             else:
-                At = A  # dense: transformed node = node; workers first
-                if At.shape[0] == 1:
-                    At = np.broadcast_to(A[0], (self.m, B, S, S))
-                At = np.concatenate([At, np.broadcast_to(np.eye(S), (b - self.m, B, S, S))], 0) \
-                    if b > self.m else At
-            if self.modal and not isw.all():
-                At = At.copy()
-                At[~isw] = np.eye(S)
-            Cg = self.C[g].reshape(B, b, S, b * S)
-            Cg = np.einsum("tkab,ktbc->ktac", At, Cg).reshape(B, b * S, b, S)
-            Cg = np.einsum("kxue,ukce->kxuc", Cg, At).reshape(B, b * S, b * S)
-            # noise: dense → diagonal blocks of the workers; modal → G-weighted
+                Aw = A if A.shape[0] == self.m else np.broadcast_to(A[0], (self.m, B, S, S))
+                At = np.concatenate([Aw, np.broadcast_to(np.eye(S), (b - self.m, B, S, S))],
+                                    0)[None] if b > self.m else np.asarray(Aw)[None]
+            if not pk.worker.all():
+                At = np.array(At)
+                At[~pk.worker] = np.eye(S)
+            Cg = pk.C.reshape(G, B, b, S, b * S)
+            Cg = np.einsum("gtkab,gktbc->gktac", At, Cg).reshape(G, B, b * S, b, S)
+            Cg = np.einsum("gkxue,gukce->gkxuc", Cg, At).reshape(G, B, b * S, b * S)
             if self.modal:
-                Nm = N[0]  # (B, S, S)
-                Gw = self.G[g]
-                add = np.einsum("tu,kab->ktaub", Gw, Nm).reshape(B, b * S, b * S)
+                add = np.einsum("gtu,kab->gktaub", pk.Gw, N[0]).reshape(G, B, b * S, b * S)
                 Cg = Cg + add
             else:
-                Cv = Cg.reshape(B, b, S, b, S)
+                Cv = Cg.reshape(G, B, b, S, b, S)
                 Nw = N if N.shape[0] == self.m else np.broadcast_to(N, (self.m, *N.shape[1:]))
                 for i in range(self.m):
-                    Cv[:, i, :, i, :] += Nw[i]
-                Cg = Cv.reshape(B, b * S, b * S)
-            self.C[g] = 0.5 * (Cg + Cg.transpose(0, 2, 1))
+                    Cv[0, :, i, :, i, :] += Nw[i]
+                Cg = Cv.reshape(G, B, b * S, b * S)
+            pk.C = 0.5 * (Cg + Cg.transpose(0, 1, 3, 2))
 
     # ---- mixing ------------------------------------------------------------------------------
-    def mix(self, W: Any) -> None:
-        Wm = np.asarray(W.matrix, dtype=np.float64)
+    def _tw(self, W: Any) -> list[np.ndarray]:
+        """W̃ = VᵀWV restricted to each pack's blocks: (G, b, b) per pack (cached)."""
         key = id(W)
-        tw = self.st.mixes.get(key)
-        if tw is None:  # a W not seen when the structure was built: transform it now
-            Wt = self.st.V.T @ Wm @ self.st.V
-            tw = [Wt[np.ix_(rep, rep)] for rep, _, _ in self.st.groups]
-            off = Wt.copy()
-            for _, _, members in self.st.groups:
-                for blk in members:
-                    off[np.ix_(blk, blk)] = 0.0
-            if np.abs(off).max() > 1e-9:
-                raise ValueError("a mixing matrix of the schedule is not block-diagonal in the "
-                                 "structure's basis (adaptive schedule with a new W?)")
-            self.st.mixes[key] = tw
-        S, D, s, B = self.s * self.D, self.D, self.s, self.B
-        for g, (rep, _, _) in enumerate(self.st.groups):
-            b = len(rep)
-            Wt = tw[g]
-            Cv = self.C[g].reshape(B, b, s, D, b, s, D)
-            # x slot rows: x_t' = Σ_u W̃_ut x_u
-            Cv[:, :, 0] = np.einsum("ut,kuaxyz->ktaxyz", Wt, Cv[:, :, 0])
-            Cv[:, :, :, :, :, 0] = np.einsum("ut,kxyzua->kxyzta", Wt, Cv[:, :, :, :, :, 0])
-            self.C[g] = Cv.reshape(B, b * S, b * S)
-        self.M[:, 0, :] = Wm.T @ self.M[:, 0, :]
+        hit = self._mixes.get(key)
+        if hit is not None and hit[0] is W:
+            return hit[1]
+        Wm = np.asarray(W.matrix, dtype=np.float64)
+        V = self.st.V
+        Wt = V.T @ Wm @ V
+        off = Wt.copy()
+        for _, _, members in self.st.groups:
+            for blk in members:
+                off[np.ix_(blk, blk)] = 0.0
+        if np.abs(off).max(initial=0.0) > 1e-9:
+            raise ValueError("a mixing matrix of the schedule is not block-diagonal in the "
+                             "structure's basis (adaptive schedule with a new W?)")
+        out = [np.stack([Wt[np.ix_(r, r)] for r in pk.reps]) for pk in self.packs]
+        self._mixes[key] = (W, out)
+        return out
+
+    def mix(self, W: Any) -> None:
+        tws = self._tw(W)
+        D, s, B, S = self.D, self.s, self.B, self.S
+        for pk, Wt in zip(self.packs, tws, strict=True):
+            G, b = len(pk.idx), pk.b
+            if b == 1 and s == 1:  # a scaling per mode
+                lam = Wt[:, 0, 0]
+                pk.C = pk.C * (lam**2)[:, None, None, None]
+                continue
+            Cv = pk.C.reshape(G, B, b, s, D, b, s, D)
+            Cv[:, :, :, 0] = np.einsum("gut,gkuaxyz->gktaxyz", Wt, Cv[:, :, :, 0])
+            Cv[:, :, :, :, :, :, 0] = np.einsum("gut,gkxyzua->gkxyzta", Wt,
+                                                Cv[:, :, :, :, :, :, 0])
+            pk.C = Cv.reshape(G, B, b * S, b * S)
+        self.M[:, 0, :] = np.asarray(W.matrix, dtype=np.float64).T @ self.M[:, 0, :]
 
     # ---- what the records need ---------------------------------------------------------------
     def observe(self) -> tuple[np.ndarray, np.ndarray]:
@@ -740,7 +808,7 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
         raise ValueError(f"structure must be 'auto', 'dense' or 'modal' (got {structure!r})")
     approx = bool(getattr(law, "approximate", False))
     st = structure_for(config.schedule, config.m, T,
-                       modal=structure != "dense" and bool(law.shared_jacobian))
+                       modal=structure != "dense" and (bool(law.shared_jacobian) or approx))
     if st.name == "modal" and not law.uniform_noise(rule) and not approx and not (
             law.identical_workers and uniform_marginals(st)):
         st = structure_for(config.schedule, config.m, T, modal=False)
@@ -1039,4 +1107,4 @@ def node_covariance_x(eng: _Engine) -> np.ndarray:
         for blk in members:
             Cy[np.ix_(range(B), blk, range(D), blk, range(D))] = Cx
     V = eng.st.V
-    return np.einsum("rt,ktaub,su->krasb", V, Cy, V)
+    return np.einsum("rt,ktaub,su->krasb", V, Cy, V, optimize=True)

@@ -176,23 +176,24 @@ def auto_metric(spec: Any, cfg: Any, problem: Any) -> str:
 
 
 def predict(spec: Any, *, metric: str | None = None, structure: str = "auto",
-            floor: bool = True, refresh: int | None = None, second_order: bool = True,
+            floor: bool = True, refresh: int | None = None, closure: str = "gauss",
             threads: int | None = 1) -> Prediction:
     """The predicted expectation of ``spec``'s metric along its records (see the module
     docstring). spec: an :class:`~empirics.spec.ExperimentSpec`, a spec file (TOML/YAML/JSON)
     or a dict. metric: override the spec's metric. structure: ``"auto"``, ``"dense"`` or
     ``"modal"`` (:func:`empirics.moments.propagate`). floor: also solve for the stationary
     floor at a constant step size. refresh: steps between re-expansions of a local model
-    (default 8). second_order: the local model's third-derivative corrections (False: the
-    linearised model)."""
+    (default 8). closure: the local model's treatment of the workers' fluctuations —
+    ``"gauss"`` (Gaussian fluctuations, exact expectations along the margins; default),
+    ``"taylor"`` (the second-order correction alone), ``"linear"`` (none)."""
     spec = _as_spec(spec)
     return predict_built(spec, spec.build(), metric=metric, structure=structure, floor=floor,
-                         refresh=refresh, second_order=second_order, threads=threads)
+                         refresh=refresh, closure=closure, threads=threads)
 
 
 def predict_built(spec: Any, built: tuple[Any, Any, Any], *, metric: str | None = None,
                   structure: str = "auto", floor: bool = True, refresh: int | None = None,
-                  second_order: bool = True, threads: int | None = 1) -> Prediction:
+                  closure: str = "gauss", threads: int | None = 1) -> Prediction:
     """:func:`predict` with the spec's (problem, config, lr) already built (what
     :func:`empirics.experiment.run_experiment` shares with its runs)."""
     from empirics.laws import OutOfRegime, law_for
@@ -207,7 +208,7 @@ def predict_built(spec: Any, built: tuple[Any, Any, Any], *, metric: str | None 
                           reason=reason, seconds=time.perf_counter() - t0)
 
     try:
-        law = law_for(problem, refresh=refresh, second_order=second_order)
+        law = law_for(problem, refresh=refresh, closure=closure)
     except OutOfRegime as e:
         return out(str(e))
     try:
