@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CompressionLaw", "MomentRun", "StepRule", "Structure", "blas_threads",
+__all__ = ["CompressionLaw", "Diverged", "MomentRun", "StepRule", "Structure", "blas_threads",
            "compression_law", "propagate", "stationary", "structure_for"]
 
 _TOL = 1e-10
@@ -787,8 +787,12 @@ def propagate(law: Any, config: Any, lr: Any, T: int, *, batch_size: int = 1,
     predicted E F(u)). lr: number or schedule. structure: ``"auto"`` (modal where valid, else
     dense; separable where the law allows), ``"dense"``, ``"modal"``. threads: BLAS threads
     while propagating (None: leave as is)."""
-    with blas_threads(threads):
+    with blas_threads(threads), np.errstate(over="ignore", invalid="ignore"):
         return _propagate(law, config, lr, T, batch_size, record_every, structure)
+
+
+class Diverged(ValueError):
+    """The predicted moments blow up (the expected error diverges at this step size)."""
 
 
 def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_every: int,
@@ -861,6 +865,9 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
                 rec["memory_norm2_workers"].append(0.0)
                 rec["memory_norm2"].append(0.0)
             mean_u.append(law.to_original(u))
+        if not (math.isfinite(g2) and g2 < 1e300 and math.isfinite(cons)):
+            raise Diverged(f"the predicted moments diverge at step {k} (E‖∇F(u_k)‖² = {g2:.3g}): "
+                           f"the expected error grows without bound at this step size")
         if k < T:
             gsum += g2
             csum += cons
@@ -1001,7 +1008,7 @@ def stationary(run: MomentRun, config: Any, lr: Any, batch_size: int, *, max_ite
     k = int(run.steps[-1])
     nS = eng.n * eng.s * eng.D
     newton = nS <= max_mean_size
-    with blas_threads(1):
+    with blas_threads(1), np.errstate(over="ignore", invalid="ignore"):
         delta = math.inf
         for it in range(max_iter):
             C0 = [c.copy() for c in eng.C]

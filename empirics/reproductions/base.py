@@ -46,7 +46,12 @@ class Claim:
     For a bound of Cooperative SGD's family, ``slack_descent`` (Lemma 2 of the JMLR paper with
     the measured consensus distance ÷ measured: what the descent-lemma step loses) and
     ``slack_consensus`` (bound ÷ Lemma 2: what bounding the consensus distance by its worst
-    case loses) locate the slack; they multiply to ``tightness``. None where not evaluated."""
+    case loses) locate the slack; they multiply to ``tightness``. None where not evaluated.
+
+    ``predicted``: the predictor's value for what ``measured`` reports (:mod:`empirics.predict`:
+    exact on quadratics, the local model on logistic regression), with its regime, or "out of
+    regime: why" — "—" where the claim has no predicted counterpart; ``predicted_ratio``:
+    predicted ÷ measured (None where either is missing)."""
 
     claim: str
     paper: str
@@ -57,6 +62,8 @@ class Claim:
     detail: dict[str, Any] = field(default_factory=dict)
     slack_descent: float | None = None
     slack_consensus: float | None = None
+    predicted: str = "—"
+    predicted_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
