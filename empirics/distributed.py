@@ -383,7 +383,7 @@ class ProcessGroupCommunicator:
         return float(vec[d]), mem2, float(vec[d + 1]) / self.m
 
     def totals(self, x: np.ndarray) -> np.ndarray:
-        t = torch.as_tensor(x, dtype=torch.float64, device=self.device)
+        t = torch.as_tensor(x, dtype=torch.int64, device=self.device)
         dist.all_reduce(t)
         return t.cpu().numpy()
 

@@ -221,14 +221,14 @@ class Driver:
     def _totals(self) -> tuple[int, np.ndarray | None]:
         """(bits of all nodes, fires per node or None), summed over processes (collective)."""
         m = self.comm.m
-        x = np.zeros(1 + (m if self.gossip is not None else 0), dtype=np.float64)
+        x = np.zeros(1 + (m if self.gossip is not None else 0), dtype=np.int64)  # exact counts
         x[0] = self.bits
         if self.gossip is not None:
             x[1 + np.asarray(self.comm.rows)] = self.gossip.fires
         with self.comm.communicating():
             t = self.comm.totals(x)
-        return int(round(t[0])), (np.rint(t[1:]).astype(np.int64) if self.gossip is not None
-                                  else None)
+        return int(t[0]), (np.asarray(t[1:], dtype=np.int64) if self.gossip is not None
+                           else None)
 
     def record(self, k: int, gn: float | None = None) -> None:
         comm = self.comm

@@ -215,7 +215,7 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
     cache = cache or RunCache(None)
     built = spec.build()
     problem, cfg, lr = built
-    bname, b = choose_bound(spec, cfg, problem)
+    bname, b = choose_bound(spec, cfg, problem, lr)
     metric = spec.metric
     if metric == "auto":
         metric = b.setting.metric if (b is not None and b.setting is not None) else (

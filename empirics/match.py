@@ -52,11 +52,12 @@ class Match:
     failed: list[str] = field(default_factory=list)
 
 
-def _lr_kind(spec: Any) -> str:
-    lr = spec.lr
-    if isinstance(lr, dict):
-        return lr.get("kind", "?")
-    return "constant"
+def _lr_kind(lr: Any) -> str:
+    """``"constant"``, ``"pl"`` (the PL theorem's η_t) or ``"schedule"`` for a built step size."""
+    from theory.stepsizes import Constant, PLStepsize
+
+    return ("constant" if isinstance(lr, Constant) else "pl" if isinstance(lr, PLStepsize)
+            else "schedule")
 
 
 def _periods(cfg: Any, T: int) -> np.ndarray | None:
@@ -112,12 +113,12 @@ def run_values(spec: Any, cfg: Any, problem: Any, lr: Any) -> dict[str, float]:
         vals["zeta"] = float(W.zeta)
     if cfg.name == "easgd":
         vals["alpha"] = float(cfg.params["alpha"])
-    if _lr_kind(spec) == "pl":
-        vals["alpha_pl"] = float(spec.lr.get("alpha_pl", 1.0))
+    if _lr_kind(lr) == "pl":
+        vals["alpha_pl"] = float(lr.alpha_pl)
     return vals
 
 
-def choose_bound(spec: Any, cfg: Any, problem: Any) -> tuple[str, Bound | None]:
+def choose_bound(spec: Any, cfg: Any, problem: Any, lr: Any) -> tuple[str, Bound | None]:
     """(key, bound) for the spec: its ``bound`` (a registered name, or a Bound object), or with
     ``"auto"`` the first registered bound whose setting describes the configuration and whose
     step size is the run's (preferring one that needs no constant period when the period
@@ -130,8 +131,7 @@ def choose_bound(spec: Any, cfg: Any, problem: Any) -> tuple[str, Bound | None]:
     if chosen != "auto":
         key = registry.resolve(chosen)
         return key, registry.build(key, **_from_run(registry.get(key), spec, cfg))
-    lr_kind = "pl" if _lr_kind(spec) == "pl" else "constant" if _lr_kind(spec) == "constant" \
-        else "schedule"
+    lr_kind = _lr_kind(lr)
     constant = _constant_tau(cfg, spec.steps) is not None
     ranked: list[tuple[int, int, Any]] = []  # (preference, registry order, entry)
     for i, e in enumerate(registry.entries()):
@@ -173,7 +173,6 @@ def hypotheses(b: Bound, spec: Any, cfg: Any, problem: Any, lr: Any) -> list[str
     """The hypotheses of ``b``'s setting the run breaks, each a message naming it and the value
     that breaks it (empty: every hypothesis holds). Bounds without a setting fail with a
     message saying they cannot be matched with a run."""
-    from theory.stepsizes import Constant
 
     s = b.setting
     if s is None:
@@ -183,9 +182,9 @@ def hypotheses(b: Bound, spec: Any, cfg: Any, problem: Any, lr: Any) -> list[str
     out: list[str] = []
     if s.describes and cfg.name not in s.describes:
         out.append(f"bound {b.name!r} describes {list(s.describes)}, not {cfg.name!r}")
-    if s.stepsize == "constant" and not isinstance(lr, Constant):
+    if s.stepsize == "constant" and _lr_kind(lr) != "constant":
         out.append("the theorem is for a constant learning rate η (lr is a schedule)")
-    if s.stepsize == "pl" and _lr_kind(spec) != "pl":
+    if s.stepsize == "pl" and _lr_kind(lr) != "pl":
         out.append("the PL theorem's step size is η_t = 4/(μ(t + a)) (use lr = {kind = 'pl'})")
     T = spec.steps
     params = {str(x) for x in b.parameters}

@@ -402,3 +402,38 @@ def test_design_schedule_two_matchings_of_a_ring():
     assert d.zeta_product < 1 and d.zeta_bound == pytest.approx(1.0)
     with pytest.raises(ValueError, match="union of the graphs"):
         design_schedule([even])
+
+
+# --------------------------------------------------------------------------------------------
+# the first-order solver at scale (sparse eigensolver, bundle basis, BLAS threads)
+# --------------------------------------------------------------------------------------------
+def test_orth_keeps_order_drops_dependent_columns_and_is_perpendicular_to_ones():
+    from theory.design.first_order import _orth
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((50, 3))
+    B = np.column_stack([A[:, 0] + 2 * A[:, 1], rng.standard_normal(50)])  # first is dependent
+    Q = _orth(A, B, kmax=4)
+    assert Q.shape == (50, 4)
+    assert np.allclose(Q.T @ Q, np.eye(4), atol=1e-12) and np.allclose(Q.sum(axis=0), 0, atol=1e-12)
+    # the first columns span A's (centred) columns, in order
+    Ac = A - A.mean(axis=0)
+    assert np.allclose(Q[:, :3] @ (Q[:, :3].T @ Ac), Ac, atol=1e-10)
+    assert abs(Q[:, 0] @ Ac[:, 0]) == pytest.approx(np.linalg.norm(Ac[:, 0]))
+    assert _orth(A, kmax=2).shape == (50, 2)
+
+
+def test_first_order_on_a_graph_above_the_dense_limit():
+    from threadpoolctl import threadpool_info
+
+    from theory.design.first_order import DENSE_MAX_N, single_threaded_blas
+
+    G = random_geometric_graph(300, avg_degree=5, seed=1, connected="join")
+    assert G.number_of_nodes() > DENSE_MAX_N
+    r = fastest_mixing(G, method="first_order", tol=0.05)
+    assert r.status == "optimal" and r.relative_gap <= 0.05
+    assert r.zeta < zeta(metropolis_hastings(G)) and r.lower_bound <= r.zeta
+    assert r.zeta == pytest.approx(_zeta_indep(r.W), abs=1e-10)
+    assert r.info["subproblems"] == r.iterations  # no extra model solves above the dense limit
+    with single_threaded_blas():
+        assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} <= {1}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,30 +42,59 @@ def support_upper(prob: DesignProblem, d: np.ndarray, rho: float) -> float:
     return float(b @ y + box.sum())
 
 
+@dataclass(frozen=True)
+class DualStats:
+    """What the certificate (and the bundle's aggregate) needs of a dual matrix Y = Σ ± Y_k
+    (each Y_k ⪰ 0 and ⊥ 1), without Y itself: all of it is linear in Y.
+
+    Attributes:
+        value: ⟨Y, W₀ − J⟩.
+        nuclear: Σ_k tr Y_k, an upper bound on ‖Y‖_* (equal to it when Y has one sign).
+        d: d_e(Y) = Y_ii + Y_jj − 2Y_ij on the free edges, so ⟨Y, W(w)⟩ = ⟨Y, W₀⟩ − dᵀw.
+    """
+
+    value: float
+    nuclear: float
+    d: np.ndarray
+
+    def __add__(self, other: DualStats) -> DualStats:
+        return DualStats(self.value + other.value, self.nuclear + other.nuclear,
+                         self.d + other.d)
+
+
+def dual_stats(prob: DesignProblem, V: np.ndarray, S: np.ndarray, sign: float = 1.0
+               ) -> DualStats:
+    """The :class:`DualStats` of sign · V S₊ Vᵀ, S₊ the projection of S onto the PSD cone
+    (V: n × k with columns ⊥ 1)."""
+    if V.shape[1] == 0:
+        return DualStats(0.0, 0.0, np.zeros(prob.m))
+    S = (S + S.T) / 2
+    lam, U = np.linalg.eigh(S)
+    lam = np.clip(lam, 0.0, None)
+    Rt = V @ (U * np.sqrt(lam))  # n × k: Y_part = Rt Rtᵀ (S = U Λ Uᵀ)
+    mean = Rt.sum(axis=0)
+    value = float(np.sum(Rt * (prob.W0() @ Rt))) - float(mean @ mean) / prob.n
+    D = Rt[prob.edges[:, 0]] - Rt[prob.edges[:, 1]]
+    return DualStats(sign * value, float(np.sum(Rt * Rt)), sign * np.sum(D * D, axis=1))
+
+
+def bound_from_stats(prob: DesignProblem, stats: DualStats, rho: float) -> float:
+    """Lower bound (4) on ζ*: (⟨Y, W₀ − J⟩ − max_{w ∈ C_ρ} d(Y)ᵀw)/‖Y‖_* (−inf for Y = 0).
+    ``rho``: ζ of a feasible W (≥ ζ*)."""
+    if stats.nuclear <= 0:
+        return -math.inf
+    return (stats.value - support_upper(prob, stats.d, rho)) / stats.nuclear
+
+
 def lower_bound(prob: DesignProblem, parts: Sequence[tuple[np.ndarray, np.ndarray, float]],
                 rho: float) -> float:
     """Lower bound (4) on ζ* from Y = Σ sign · V S Vᵀ (each S projected onto the PSD cone).
 
     ``parts``: (V (n × k), S (k × k), sign ±1). ``rho``: ζ of a feasible W (≥ ζ*)."""
-    W0 = prob.W0()
-    i, j = prob.edges[:, 0], prob.edges[:, 1]
-    num, nuc = 0.0, 0.0
-    d = np.zeros(prob.m)
+    stats = DualStats(0.0, 0.0, np.zeros(prob.m))
     for V, S, sign in parts:
-        if V.shape[1] == 0:
-            continue
-        S = (S + S.T) / 2
-        lam, U = np.linalg.eigh(S)
-        lam = np.clip(lam, 0.0, None)
-        Rt = V @ (U * np.sqrt(lam))  # n × k: Y_part = Rt Rtᵀ (S = U Λ Uᵀ)
-        nuc += float(np.sum(Rt * Rt))
-        mean = Rt.sum(axis=0)
-        num += sign * (float(np.sum(Rt * (W0 @ Rt))) - float(mean @ mean) / prob.n)
-        D = Rt[i] - Rt[j]
-        d += sign * np.sum(D * D, axis=1)
-    if nuc <= 0:
-        return -math.inf
-    return (num - support_upper(prob, d, rho)) / nuc
+        stats = stats + dual_stats(prob, V, S, sign)
+    return bound_from_stats(prob, stats, rho)
 
 
-__all__ = ["lower_bound", "support_upper"]
+__all__ = ["DualStats", "bound_from_stats", "dual_stats", "lower_bound", "support_upper"]
