@@ -66,55 +66,27 @@ _TOL = 1e-10
 # BLAS threads: the propagation is many small products, which a multi-threaded OpenBLAS on a
 # busy machine slows down by orders of magnitude
 # ---------------------------------------------------------------------------------------------
-def _openblas_calls() -> list[tuple[Any, Any]]:
-    """(get, set) of every OpenBLAS loaded in this process (found through /proc/self/maps)."""
-    import ctypes
-
-    out = []
-    try:
-        with open("/proc/self/maps") as fh:
-            paths = {ln.split()[-1] for ln in fh if "openblas" in ln.lower() and "/" in ln}
-    except OSError:
-        return out
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for pre in ("scipy_openblas", "openblas"):
-            for suf in ("64_", ""):
-                try:
-                    get = getattr(lib, f"{pre}_get_num_threads{suf}")
-                    put = getattr(lib, f"{pre}_set_num_threads{suf}")
-                except AttributeError:
-                    continue
-                out.append((get, put))
-                break
-    return out
-
-
 class blas_threads:
-    """Context manager: at most ``n`` BLAS threads inside (OpenBLAS; a no-op elsewhere)."""
+    """Context manager: at most ``n`` BLAS threads inside (threadpoolctl; a no-op when it is
+    missing or ``n`` is None)."""
 
     def __init__(self, n: int | None = 1):
         self.n = n
-        self.saved: list[tuple[Any, int]] = []
+        self._ctx: Any = None
 
     def __enter__(self) -> blas_threads:
-        if self.n is None:
-            return self
-        for get, put in _openblas_calls():
+        if self.n is not None:
             try:
-                self.saved.append((put, int(get())))
-                put(int(self.n))
-            except Exception:  # pragma: no cover - exotic builds
-                pass
+                from threadpoolctl import threadpool_limits
+            except ImportError:  # pragma: no cover - a dependency, but optional here
+                return self
+            self._ctx = threadpool_limits(limits=int(self.n), user_api="blas")
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for put, k in self.saved:
-            put(k)
-        self.saved.clear()
+        if self._ctx is not None:
+            self._ctx.unregister()
+            self._ctx = None
 
 
 # ---------------------------------------------------------------------------------------------
