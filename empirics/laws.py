@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CLOSURES", "GLMLaw", "QuadraticLaw", "law_for", "out_of_regime"]
+__all__ = ["CLOSURES", "GLMLaw", "PiecewiseLaw", "QuadraticLaw", "law_for", "out_of_regime"]
 
 #: closures of the local model: exact Gaussian expectations along the margins, the second-order
 #: Taylor correction (its leading term), the linearised model (no correction)
@@ -472,6 +472,80 @@ class GLMLaw(_Law):
 
 
 # ---------------------------------------------------------------------------------------------
+# a one-dimensional piecewise quadratic (not twice differentiable at its minimum)
+# ---------------------------------------------------------------------------------------------
+class PiecewiseLaw(_Law):
+    """f(x) = μx² (x ≥ 0), ½μx² (x < 0) with additive N(0, σ²) gradient noise per draw
+    (:class:`~empirics.problems.PiecewiseQuadratic1D`). No Hessian exists at x* = 0, so no
+    model linearised at x* applies; the Gaussian closure does: for x ~ N(m, v), with
+    r = m/√v, Φ and φ the standard normal cdf and density,
+
+        E f'(x)  = μ(m + mΦ(r) + √v φ(r)),   E f''(x) = μ(1 + Φ(r))   (Stein's lemma),
+        E f(x)   = ½μ(m² + v)(1 + Φ(r)) + ½μ m √v φ(r),
+        E f'(x)² = μ²[(m² + v)(1 + 3Φ(r)) + 3 m √v φ(r)],
+
+    exact when the iterates are Gaussian (derived here). Approximate: a worker's iterate is
+    skewed by the kink."""
+
+    approximate = True
+    windowed = False
+    shared_jacobian = True
+    identical_workers = True
+
+    def __init__(self, m: int, mu: float, sigma: float, x0: float):
+        self.m, self.d = int(m), 1
+        self.mu_, self.sigma2 = float(mu), float(sigma) ** 2
+        self.x0 = np.array([float(x0)])
+        self.x_star = np.zeros(1)
+        self.F_star = 0.0
+
+    def assumptions(self) -> list[str]:
+        return ["Gaussian closure of a non-C² objective: every worker's iterate taken "
+                "Gaussian (its skew from the kink at x* is dropped); expectations of the "
+                "piecewise-linear gradient exact under that assumption"]
+
+    @staticmethod
+    def _phi(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from scipy.special import ndtr
+
+        return ndtr(r), np.exp(-0.5 * r * r) / math.sqrt(2 * math.pi)
+
+    def _moments(self, m: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
+        sd = np.sqrt(np.maximum(v, 1e-300))
+        r = np.where(v > 0, m / sd, np.sign(m) * np.inf)
+        Phi, phi = self._phi(r)
+        phi = np.where(np.isfinite(r), phi, 0.0)
+        mu = self.mu_
+        g = mu * (m + m * Phi + sd * phi)
+        h = mu * (1 + Phi)
+        F = 0.5 * mu * (m * m + v) * (1 + Phi) + 0.5 * mu * m * sd * phi
+        g2 = mu * mu * ((m * m + v) * (1 + 3 * Phi) + 3 * m * sd * phi)
+        return g, h, F, g2
+
+    def uniform_noise(self, rule: Any) -> bool:
+        return rule.comp is None
+
+    def separable(self, rule: Any) -> bool:
+        return False
+
+    def prepare(self, sep: bool) -> None:
+        pass
+
+    def moments(self, mu: np.ndarray, cov: Any, sep: bool, b: int, k: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        v = cov()[:, 0, 0, 0]  # (m or 1,)
+        vv = np.broadcast_to(v, (mu.shape[0],))
+        g, h, _, _ = self._moments(mu[:, 0], vv)
+        H = np.array([[[[float(h.mean())]]]])  # the workers' average Jacobian
+        return g[:, None], H, np.full((1, 1, 1, 1), self.sigma2 / b)
+
+    def observe(self, u: np.ndarray, Cu: np.ndarray, k: int, need_F: bool = True
+                ) -> tuple[float, float]:
+        _, _, F, g2 = self._moments(u, np.array([Cu[0, 0, 0]]))
+        return float(F[0]), float(g2[0])
+
+
+# ---------------------------------------------------------------------------------------------
 # the law of a problem
 # ---------------------------------------------------------------------------------------------
 def law_for(problem: Any, *, refresh: int | None = None, closure: str = "gauss") -> _Law:
@@ -511,6 +585,10 @@ def law_for(problem: Any, *, refresh: int | None = None, closure: str = "gauss")
             return GLMLaw(X, np.ones(n), y, shards, problem.l2, "least_squares", x0, xs, Fs)
         return GLMLaw(X, y, None, shards, problem.l2, "logistic", x0, xs, Fs,
                       refresh=refresh, closure=closure)
+    from empirics.problems import PiecewiseQuadratic1D
+
+    if isinstance(problem, PiecewiseQuadratic1D):
+        return PiecewiseLaw(problem.m, problem.mu, problem.sigma, problem.x0)
     raise out_of_regime(
         f"no gradient law for {type(problem).__name__}: the predictor knows quadratics "
         f"(Quadratic, NoisyQuadratic), least squares (exact) and logistic regression (local "
