@@ -511,8 +511,10 @@ class PiecewiseLaw(_Law):
         return ndtr(r), np.exp(-0.5 * r * r) / math.sqrt(2 * math.pi)
 
     def _moments(self, m: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
-        sd = np.sqrt(np.maximum(v, 1e-300))
-        r = np.where(v > 0, m / sd, np.sign(m) * np.inf)
+        sd = np.sqrt(np.maximum(v, 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(v > 0, m / np.where(v > 0, sd, 1.0), np.sign(m) * np.inf)
+        r = np.nan_to_num(r, nan=0.0)
         Phi, phi = self._phi(r)
         phi = np.where(np.isfinite(r), phi, 0.0)
         mu = self.mu_
