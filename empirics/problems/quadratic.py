@@ -16,6 +16,13 @@ from empirics.problems.base import Batch, Constants, Estimate, Params, Problem, 
 from theory import checks
 
 
+def _is_wrapped(t: torch.Tensor) -> bool:
+    try:
+        return bool(torch._C._functorch.is_functorch_wrapped_tensor(t))
+    except AttributeError:  # pragma: no cover
+        return True
+
+
 def _per_worker(name: str, a: Any, m: int, shape: tuple[int, ...]) -> np.ndarray:
     """``a`` as an (m, *shape) float64 array: one shared value broadcast, or one per worker."""
     arr = np.asarray(a, dtype=np.float64)
@@ -25,6 +32,31 @@ def _per_worker(name: str, a: Any, m: int, shape: tuple[int, ...]) -> np.ndarray
         raise ValueError(f"{name} must be finite with shape {shape} (shared) or {(m, *shape)} "
                          f"(one per worker); got shape {np.asarray(a).shape}")
     return arr
+
+
+def _draw(d: int, m: int, seed: int, condition_number: float, heterogeneity: float,
+          hessian_heterogeneity: float, noise: float, correlated: bool
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(H (m, d, d), x_star (m, d), Sigma (d, d)) of :meth:`Quadratic.random`."""
+    from empirics.data import geometric_spectrum, orthonormal_factor
+
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 17]))
+    Q = orthonormal_factor(rng.standard_normal((d, d)))
+    H = (Q * geometric_spectrum(d, condition_number if d > 1 else 1.0)) @ Q.T
+    Hs = np.repeat(H[None], m, 0)
+    if hessian_heterogeneity > 0:
+        B = rng.standard_normal((m, d, d))
+        Hs = Hs + hessian_heterogeneity * np.einsum("iab,icb->iac", B, B) / d
+    center = rng.standard_normal(d)
+    delta = rng.standard_normal((m, d))
+    delta -= delta.mean(0)
+    xs = center + heterogeneity * delta
+    if correlated:
+        R = rng.standard_normal((d, d))
+        Sigma = noise**2 * (R @ R.T) / d
+    else:
+        Sigma = noise**2 * np.eye(d)
+    return Hs, xs, Sigma
 
 
 class Quadratic(Problem):
@@ -43,14 +75,31 @@ class Quadratic(Problem):
     (1/m) Σ_i ‖∇F_i(x) − ∇F(x)‖² on the segment x₀ → x* (five points, a lower estimate of the
     supremum, which is infinite when the H_i differ).
 
-    :meth:`random` draws a seeded instance (``condition_number``, ``heterogeneity`` of the optima
-    and of the Hessians, ``noise``).
+    Without ``H`` the instance is drawn (:meth:`random`: ``d``, ``seed``, ``condition_number``,
+    ``heterogeneity`` of the optima and ``hessian_heterogeneity`` of the Hessians, ``noise``) —
+    what ``problem = {kind = "quadratic", d = 20, heterogeneity = 1.0}`` in a spec builds.
     """
 
-    def __init__(self, H: Any, x_star: Any = 0.0, Sigma: Any = None, x0: Any = 1.0, m: int = 1,
+    def __init__(self, H: Any = None, x_star: Any = None, Sigma: Any = None, x0: Any = 1.0,
+                 m: int = 1, *, d: int = 10, seed: int = 0, condition_number: float = 10.0,
+                 heterogeneity: float = 0.0, hessian_heterogeneity: float = 0.0,
+                 noise: float = 1.0, correlated_noise: bool = True,
                  device: torch.device | str | None = None,
                  dtype: torch.dtype = torch.float64) -> None:
         super().__init__(m, device, dtype)
+        if H is None:  # a seeded random instance (what a spec file describes)
+            if x_star is not None or Sigma is not None:
+                raise ValueError("x_star and Sigma are given with H; without H the instance "
+                                 "is drawn from d, seed, condition_number, heterogeneity, "
+                                 "hessian_heterogeneity, noise")
+            H, x_star, Sigma = _draw(checks.integer("d", d, lo=1), self.m,
+                                     checks.integer("seed", seed, lo=0),
+                                     checks.real("condition_number", condition_number, 1.0),
+                                     checks.real("heterogeneity", heterogeneity, 0.0),
+                                     checks.real("hessian_heterogeneity",
+                                                 hessian_heterogeneity, 0.0),
+                                     checks.real("noise", noise, 0.0), bool(correlated_noise))
+        x_star = 0.0 if x_star is None else x_star
         H_np = np.asarray(H, dtype=np.float64)
         if H_np.ndim not in (2, 3) or H_np.shape[-1] != H_np.shape[-2]:
             raise ValueError(f"H must be d×d or m×d×d (got shape {H_np.shape})")
@@ -85,7 +134,8 @@ class Quadratic(Problem):
         self.c0 = 0.5 * np.einsum("ia,ia->i", self.x_stars, self.h)  # F_i(0)
         self._x_star = np.linalg.solve(self.Hbar, self.h.mean(0))
         self.param_shapes = {"x": (d,)}
-        self._t: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+        self.shared_hessian = bool(np.all(self.H == self.H[0]))
+        self._t: dict[Any, tuple[Any, ...]] = {}
         self._tensors(self.device, self.dtype)
 
     @classmethod
@@ -96,28 +146,10 @@ class Quadratic(Problem):
         """A seeded instance: H = Q diag(λ) Qᵀ with λ geometric from 1 to 1/κ; worker optima
         x_i* = x* + h·Δ_i (Δ_i ~ N(0, I), centred); ``hessian_heterogeneity`` s makes
         H_i = H + s·(B_i B_iᵀ/d) (B_i Gaussian); Σ = noise²·(R Rᵀ/d) with R Gaussian
-        (``correlated_noise``) or noise²·I."""
-        from empirics.data import geometric_spectrum, orthonormal_factor
-
-        checks.integer("d", d, lo=1)
-        checks.integer("m", m, lo=1)
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 17]))
-        Q = orthonormal_factor(rng.standard_normal((d, d)))
-        H = (Q * geometric_spectrum(d, condition_number if d > 1 else 1.0)) @ Q.T
-        Hs = np.repeat(H[None], m, 0)
-        if hessian_heterogeneity > 0:
-            B = rng.standard_normal((m, d, d))
-            Hs = Hs + hessian_heterogeneity * np.einsum("iab,icb->iac", B, B) / d
-        center = rng.standard_normal(d)
-        delta = rng.standard_normal((m, d))
-        delta -= delta.mean(0)
-        xs = center + heterogeneity * delta
-        if correlated_noise:
-            R = rng.standard_normal((d, d))
-            Sigma = noise**2 * (R @ R.T) / d
-        else:
-            Sigma = noise**2 * np.eye(d)
-        return cls(Hs, xs, Sigma, x0=x0, m=m, **kw)
+        (``correlated_noise``) or noise²·I. The same as ``Quadratic(d=..., seed=..., ...)``."""
+        return cls(None, x0=x0, m=m, d=d, seed=seed, condition_number=condition_number,
+                   heterogeneity=heterogeneity, hessian_heterogeneity=hessian_heterogeneity,
+                   noise=noise, correlated_noise=correlated_noise, **kw)
 
     def _tensors(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         key = (torch.device(device), dtype)
@@ -153,11 +185,22 @@ class Quadratic(Problem):
         xi = _randn(generator, (batch_size, self.d), self.dtype, self.device)
         return xi, torch.full((1,), worker, dtype=torch.int64, device=self.device)
 
+    def _global(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """(H̄, h̄, c̄): F(x) = ½xᵀH̄x − h̄ᵀx + c̄ (the mean of the F_i, exact)."""
+        key = ("global", like.device, like.dtype)
+        hit = self._t.get(key)  # type: ignore[call-overload]
+        if hit is None:
+            hit = (torch.as_tensor(self.Hbar, dtype=like.dtype, device=like.device),
+                   torch.as_tensor(self.h.mean(0), dtype=like.dtype, device=like.device),
+                   float(self.c0.mean()))
+            if not _is_wrapped(like):
+                self._t[key] = hit  # type: ignore[index]
+        return hit
+
     def objective(self, params: Params) -> torch.Tensor:
         x = params["x"]
-        H, xs, _ = self._tensors(x.device, x.dtype)
-        r = x[None] - xs
-        return 0.5 * torch.einsum("ia,iab,ib->", r, H, r) / self.m
+        Hb, hb, cb = self._global(x)
+        return 0.5 * (x * (Hb @ x)).sum() - (hb * x).sum() + cb
 
     def worker_grad(self, params: Params, worker: int) -> Params:
         """∇F_i(x) = H_i(x − x_i*)."""
@@ -167,9 +210,10 @@ class Quadratic(Problem):
         return {"x": H[worker] @ (x - xs[worker])}
 
     def full_grad(self, params: Params) -> Params:
+        """∇F(x) = H̄x − h̄ (exact)."""
         x = params["x"].detach()
-        H, xs, _ = self._tensors(x.device, x.dtype)
-        return {"x": torch.einsum("iab,ib->a", H, x[None] - xs) / self.m}
+        Hb, hb, _ = self._global(x)
+        return {"x": Hb @ x - hb}
 
     def sigma2_at(self, params: Params, batch_size: int = 1, worker: int | None = None) -> float:
         """tr Σ_i / b (the same at every x); the mean over workers if ``worker`` is None."""
