@@ -93,6 +93,7 @@ Examples:
   coopsgd bound dpsgd --topology ring --m 16 --eta 0.01 --L 1 --sigma2 1 --K 1e4 --F-gap 10
   coopsgd design ring --n 8
   coopsgd run spec.toml
+  coopsgd predict spec.toml
   coopsgd verify --scale smoke
   coopsgd proofs --topic spectra
 
@@ -981,6 +982,149 @@ def run_cmd(spec_file: str, out: str | None, seeds: int | None, device: str | No
         click.echo(f"Error: training diverged: {res.verdict.message}", err=True)
         sys.exit(EXIT_CHECK_FAILED)
     if strict and res.verdict.status == "violated":
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+_PREDICT_COLUMNS = ("suboptimality", "grad_norm2", "grad_norm2_running", "consensus",
+                    "consensus_running", "dist2_u", "dist2_workers", "memory_norm2_workers",
+                    "memory_norm2")
+
+
+def _num(x: Any) -> str:
+    """A number for a table ("—" for None / NaN)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{float(x):.6g}"
+
+
+def _int_list(raw: str | None, what: str) -> list[int] | None:
+    if raw is None or raw == "auto":
+        return None
+    try:
+        out = [int(x) for x in raw.split(",") if x.strip()]
+    except ValueError:
+        raise click.UsageError(f"{what}: give integers separated by commas (got {raw!r})") \
+            from None
+    if not out or min(out) < 1:
+        raise click.UsageError(f"{what}: give integers ≥ 1 (got {raw!r})")
+    return out
+
+
+@main.command(
+    "predict",
+    short_help="Predict a spec's expected error without sampling (exact on quadratics).",
+    epilog=f"""\b
+Examples:
+  coopsgd predict spec.toml
+  coopsgd predict spec.toml --metric consensus --json
+  coopsgd predict spec.toml --best-tau 1,2,4,8,16,32 --wall 4096 --Y 1 --D 1
+  coopsgd predict spec.toml --best-topology ring,torus,hypercube,complete --wall 8192
+
+\b
+Prints the predicted metric at the spec's records (the same metric its bound controls:
+the running average of ‖∇F(u_k)‖², F(u_T) − F*, ...), the stationary floor at a constant
+step size, the regime (exact: quadratic problems; local model: logistic regression; out
+of regime: why) and the assumptions. No run, no sampling. --best-tau / --best-topology
+choose the period / topology with the smallest predicted error under a budget (wall-clock
+--wall with Y per step and D per round, or --rounds) beside the bound's choice.
+
+{_EXIT_CODES_HELP}
+  (predict: 1 if the spec is out of the predictor's regime)""")
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@click.option("--metric", type=click.Choice(_PREDICT_COLUMNS), default=None,
+              help="predict this column instead of the spec's metric")
+@click.option("--structure", type=click.Choice(("auto", "modal", "dense")), default="auto",
+              show_default=True, help="how the moments are held (see empirics.moments)")
+@click.option("--closure", type=click.Choice(("gauss", "taylor", "linear")), default="gauss",
+              show_default=True, help="local model: Gaussian closure, its second-order "
+              "(Taylor) term, or the linearised model")
+@click.option("--no-floor", is_flag=True, help="skip the stationary floor")
+@click.option("--rows", default=12, show_default=True, type=click.IntRange(min=2),
+              help="records printed (evenly spaced, the last always)")
+@click.option("--best-tau", "best_tau_", default=None, metavar="T1,T2,...|auto",
+              help="choose τ (algorithm.tau) among these under the budget")
+@click.option("--best-topology", default=None, metavar="A,B,...",
+              help="choose the topology (algorithm.topology) among these under the budget")
+@click.option("--wall", type=float, default=None, help="wall-clock budget for the choices")
+@click.option("--rounds", type=int, default=None, help="communication-round budget (τ)")
+@click.option("--Y", "Y_", default=1.0, show_default=True, help="time of a local step")
+@click.option("--D", "D_", default=1.0, show_default=True,
+              help="time of a round (τ), or per message of the largest degree (topology)")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one JSON "
+              "object).")
+def predict_cmd(spec_file: str, metric: str | None, structure: str, closure: str,
+                no_floor: bool, rows: int, best_tau_: str | None, best_topology: str | None,
+                wall: float | None, rounds: int | None, Y_: float, D_: float,
+                as_json: bool) -> None:
+    """Predict SPEC_FILE's expected error along its records without running it."""
+    import numpy as np
+
+    from empirics.experiment import ExperimentSpec
+    from empirics.predict import best_tau, predict
+    from empirics.predict import best_topology as choose_topology
+    from theory.bound import METRICS
+
+    try:
+        spec = ExperimentSpec.load(spec_file)
+    except ValueError as e:
+        raise ValueError(str(e) if str(e).startswith(spec_file) else f"{spec_file}: {e}") \
+            from None
+    pred = predict(spec, metric=metric, structure=structure, closure=closure,
+                   floor=not no_floor)
+    out: dict[str, Any] = {"prediction": pred.to_dict()}
+    if best_tau_ is not None:
+        tc = best_tau(spec, _int_list(best_tau_, "--best-tau"), rounds=rounds, wall=wall,
+                      Y=Y_, D=D_, structure=structure)
+        out["best_tau"] = {"best": tc.best, "table": tc.table, "budget": tc.budget,
+                           "bound_tau": tc.bound_tau, "bound_note": tc.bound_note}
+    if best_topology is not None:
+        cands = [c.strip() for c in best_topology.split(",") if c.strip()]
+        tp = choose_topology(spec, cands, wall=wall, Y=Y_, latency=D_, structure=structure)
+        out["best_topology"] = {"best": tp.best, "table": tp.table, "budget": tp.budget,
+                                "bound_best": tp.bound_best, "bound_note": tp.bound_note}
+    if as_json:
+        from empirics.records import json_ready
+
+        click.echo(json.dumps(json_ready(out), indent=2, ensure_ascii=False))
+    else:
+        label = METRICS.get(pred.metric, pred.metric)
+        if pred.values is None:
+            click.echo(f"{spec.name}: out of the predictor's regime — {pred.reason}")
+        else:
+            click.echo(f"{spec.name}: predicted {label} ({pred.regime}; {pred.structure}; "
+                       f"{pred.seconds:.2g} s, no sampling)")
+            n = len(pred.steps)
+            idx = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(rows, n))})
+            extra = [c for c in ("consensus", "memory_norm2_workers") if c != pred.metric
+                     and np.nanmax(np.abs(pred.columns.get(c, np.zeros(1)))) > 1e-12]
+            _echo_table([(int(pred.steps[i]), _num(pred.values[i]),
+                          *(_num(pred.columns[c][i]) for c in extra)) for i in idx],
+                        ("step", pred.metric, *extra))
+            if pred.floor is not None:
+                click.echo(f"floor (stationary, constant η): {pred.floor:.6g} — {pred.floor_note}")
+            else:
+                click.echo(f"floor: none — {pred.floor_note}")
+            if pred.assumptions:
+                click.echo("assumptions:")
+                for a in pred.assumptions:
+                    click.echo(f"  - {a}")
+        if "best_tau" in out:
+            b = out["best_tau"]
+            click.echo(f"best τ under {b['budget']}: τ = {b['best']}"
+                       + ("" if b["bound_tau"] is None else
+                          f"  (the bound's τ* = {b['bound_tau']:.4g}: {b['bound_note']})"))
+            _echo_table([(r["tau"], r["steps"], r["rounds"], _num(r["predicted"]),
+                          "yes" if r["admissible"] else "no") for r in b["table"]],
+                        ("tau", "steps", "rounds", "predicted", "in budget"))
+        if "best_topology" in out:
+            b = out["best_topology"]
+            click.echo(f"best topology under {b['budget']}: {b['best']}"
+                       + ("" if b["bound_best"] is None else
+                          f"  (the bound picks {b['bound_best']}: {b['bound_note']})"))
+            _echo_table([(r["name"], f"{r['zeta']:.4g}", _num(r["D"]), r["steps"],
+                          _num(r["predicted"])) for r in b["table"]],
+                        ("topology", "zeta", "D(W)", "steps", "predicted"))
+    if pred.values is None:
         sys.exit(EXIT_CHECK_FAILED)
 
 

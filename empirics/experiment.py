@@ -9,8 +9,11 @@ problem's constants, and returns an :class:`ExperimentResult`:
 * the metric per seed and its mean with a two-sided (1 − level) Student-t band over seeds;
 * the bound per recorded step: nominal, conservative and optimistic (every uncertain constant
   moved by ± its stated uncertainty);
-* the exact expectation where the engine's problem admits one (the noisy quadratic under plain
-  SGD: :mod:`empirics.recursion`);
+* the exact expectation where the engine's problem admits one (quadratic problems:
+  :mod:`empirics.recursion`);
+* the *prediction* (:func:`empirics.predict.predict`): the expected metric along the run from
+  the problem's law without sampling — exact on quadratics, the local model on logistic
+  regression, ``None`` out of the predictor's regime — and predicted ÷ measured;
 * tightness = bound ÷ measured mean per recorded step, and a :class:`~empirics.stats.Verdict`.
 
 Verdict (:func:`empirics.stats.bound_test`): the bound must hold at every K, so with S ≥ 2 seeds
@@ -67,13 +70,20 @@ __all__ = [
 # the result
 # ---------------------------------------------------------------------------------------------
 _ARRAYS = ("steps", "per_seed", "mean", "lower", "upper", "bound", "bound_conservative",
-           "bound_optimistic", "truth", "tightness", "lemma2", "lemma2_lower", "lemma2_upper")
+           "bound_optimistic", "truth", "tightness", "lemma2", "lemma2_lower", "lemma2_upper",
+           "predicted")
+
+#: bump when the predictor's numbers change (invalidates cached predictions)
+PREDICT_VERSION = 1
 
 
 @dataclass
 class ExperimentResult:
     """Measured metric vs bound for one spec (see the module docstring). Arrays are over the
-    recorded steps (``per_seed`` is seeds × steps); bound/truth/tightness may be None."""
+    recorded steps (``per_seed`` is seeds × steps); bound/truth/tightness may be None.
+    ``predicted``: the predicted metric along the steps (None out of the predictor's regime);
+    ``prediction``: the whole :class:`~empirics.predict.Prediction` as a dict (regime,
+    assumptions, floor, every predicted column, or the reason it is out of regime)."""
 
     spec: dict[str, Any]
     metric: str
@@ -97,6 +107,8 @@ class ExperimentResult:
     lemma2: np.ndarray | None = None
     lemma2_lower: np.ndarray | None = None
     lemma2_upper: np.ndarray | None = None
+    predicted: np.ndarray | None = None
+    prediction: dict[str, Any] | None = None
 
     @property
     def slack(self) -> dict[str, float | None]:
@@ -145,9 +157,16 @@ class ExperimentResult:
         if f.get("slack_descent") is not None and f.get("slack_consensus") is not None:
             sl = (f" = {f['slack_descent']:.3g} (Lemma 2 ÷ measured) × "
                   f"{f['slack_consensus']:.3g} (bound ÷ Lemma 2)")
+        pr = ""
+        if f.get("predicted") is not None:
+            pr = (f", predicted {f['predicted']:.4g} (÷ measured {f['predicted_ratio']:.3g}, "
+                  f"{(self.prediction or {}).get('regime', '?')})")
+        elif self.prediction is not None:
+            pr = ", predicted — (out of the predictor's regime)"
         return (f"ExperimentResult({self.spec.get('name')}, {self.metric_label} = "
                 f"{f['measured']:.4g} [{f['lower']:.4g}, {f['upper']:.4g}] over "
-                f"{self.per_seed.shape[0]} seeds, bound {b}, tightness {t}{sl}; {self.verdict})")
+                f"{self.per_seed.shape[0]} seeds{pr}, bound {b}, tightness {t}{sl}; "
+                f"{self.verdict})")
 
 
 def _run_dict(r: Any) -> dict[str, Any]:
@@ -172,15 +191,17 @@ def _auto_progress() -> bool:
 
 
 def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
-                   cache: RunCache | None = None, backend: str = "simulator"
-                   ) -> ExperimentResult:
+                   cache: RunCache | None = None, backend: str = "simulator",
+                   predict: bool = True) -> ExperimentResult:
     """Run ``spec`` (one run per seed; cached per seed in ``cache``) and compare the metric with
     the bound. See the module docstring for the metric, band and verdict.
 
     backend: ``"simulator"`` (every worker stacked on ``spec.device``) or ``"gloo"``/``"nccl"``
     (one ``torch.distributed`` process per worker on this machine,
     :func:`empirics.distributed.run_distributed`; same trajectory up to float rounding).
-    progress: a bar per seed; default (None) when run from a terminal or a notebook."""
+    progress: a bar per seed; default (None) when run from a terminal or a notebook.
+    predict: also compute the prediction (:func:`empirics.predict.predict`, cached with the
+    runs; cheaper than one seed)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS} (got {backend!r})")
     if progress is None:
@@ -243,6 +264,14 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
     ok = np.asarray([r.status != "diverged" for r in runs])  # the band is over finished seeds
     mean, lower, upper = mean_band(per_seed[ok] if ok.any() else per_seed, spec.level)
     exact = truth(spec, problem, cfg, lr, metric)
+    prediction = _prediction(spec, built, metric, base, cache) if predict else None
+    predicted = None
+    if prediction is not None and prediction.get("values") is not None:
+        pv = np.asarray([math.nan if x is None else x for x in prediction["values"]], float)
+        if len(pv) == len(steps):
+            predicted = pv
+            if exact is None and prediction.get("regime") == "exact":
+                exact = pv
 
     bound = cons = opt = tight = None
     info = None
@@ -291,20 +320,44 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
              "bound_conservative": last(cons), "bound_optimistic": last(opt),
              "tightness": last(tight), "truth": last(exact),
              "lemma2": last(slack.lemma2),
-             "slack_descent": _at(slack.descent, j), "slack_consensus": _at(slack.consensus, j)}
+             "slack_descent": _at(slack.descent, j), "slack_consensus": _at(slack.consensus, j),
+             "predicted": _at(predicted, len(steps) - 1)}
     final["metrics"] = _practice(runs, extra)
     if j is not None and j != len(steps) - 1:  # τ ∤ the last step: the last evaluated one
         final.update(step=int(steps[j]), measured=float(mean[j]), lower=float(lower[j]),
                      upper=float(upper[j]), bound=_at(bound, j),
                      bound_conservative=_at(cons, j), bound_optimistic=_at(opt, j),
                      tightness=_at(tight, j), truth=_at(exact, j),
-                     lemma2=_at(slack.lemma2, j))
+                     lemma2=_at(slack.lemma2, j), predicted=_at(predicted, j))
+    final["predicted_ratio"] = (final["predicted"] / final["measured"]
+                                if final["predicted"] is not None and final["measured"] > 0
+                                else None)
     return ExperimentResult(
         spec=spec.to_dict(), metric=metric, steps=steps, per_seed=per_seed, mean=mean,
         lower=lower, upper=upper, bound=bound, bound_conservative=cons, bound_optimistic=opt,
         truth=exact, tightness=tight, verdict=verdict, constants=problem.constants.to_dict(),
         bound_info=info, final=final, runs=runs, seconds=time.perf_counter() - t0,
-        lemma2=slack.lemma2, lemma2_lower=slack.lower, lemma2_upper=slack.upper)
+        lemma2=slack.lemma2, lemma2_lower=slack.lower, lemma2_upper=slack.upper,
+        predicted=predicted, prediction=prediction)
+
+
+def _prediction(spec: ExperimentSpec, built: Any, metric: str, base: dict[str, Any],
+                cache: RunCache) -> dict[str, Any] | None:
+    """The prediction of ``spec``'s metric (:func:`empirics.predict.predict_built`) as a dict,
+    cached beside the runs; an unexpected failure of the predictor is reported, not raised
+    (the measurement stands on its own)."""
+    from empirics.predict import predict_built
+
+    def one() -> dict[str, Any]:
+        try:
+            return predict_built(spec, built, metric=metric).to_dict()
+        except Exception as e:  # the run's verdict must not depend on the predictor
+            return {"name": spec.name, "metric": metric, "values": None,
+                    "regime": "out of regime", "reason": f"predictor failed: "
+                    f"{type(e).__name__}: {e}", "steps": [], "columns": {}}
+
+    key = {"predict": base, "metric": metric, "version": PREDICT_VERSION}
+    return cache.get_or_run(key, one)
 
 
 def _with_metrics(res: Any, problem: Any) -> dict[str, Any]:
@@ -432,16 +485,18 @@ class SweepResult:
     results: list[ExperimentResult]
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per value: measured (mean, CI), bound, truth, tightness, verdict."""
+        """One row per value: measured (mean, CI), predicted, bound, truth, tightness,
+        verdict."""
         rows = []
         for v, r in zip(self.values, self.results, strict=True):
-            rows.append({self.param: v, **{k: r.final[k] for k in (
-                "measured", "lower", "upper", "bound", "truth", "tightness")},
+            rows.append({self.param: v, **{k: r.final.get(k) for k in (
+                "measured", "lower", "upper", "predicted", "bound", "truth", "tightness")},
                 "verdict": r.verdict.status})
         return rows
 
     def column(self, which: str) -> np.ndarray:
-        """Final ``measured``/``bound``/``truth``/``lower``/``upper`` across the sweep."""
+        """Final ``measured``/``predicted``/``bound``/``truth``/``lower``/``upper`` across the
+        sweep."""
         return np.asarray([math.nan if r.final.get(which) is None else r.final[which]
                            for r in self.results], dtype=float)
 

@@ -32,8 +32,8 @@ def fmt(x: Any, digits: int = 3) -> str:
 
 
 def experiment_figure(res: Any, path: str | os.PathLike, *, title: str | None = None) -> Path:
-    """Measured metric (mean with its band over seeds), the bound (nominal; conservative to
-    optimistic shaded) and the exact expectation where known, against the step, log-log."""
+    """Measured metric (mean with its band over seeds), the prediction (exact or local model),
+    the bound (nominal; conservative to optimistic shaded), against the step, log-log."""
     fig, ax = new_figure()
     k = np.asarray(res.steps, dtype=float)
     pos = k > 0
@@ -46,7 +46,12 @@ def experiment_figure(res: Any, path: str | os.PathLike, *, title: str | None = 
         for i, y in enumerate(res.per_seed):
             ax.plot(k[pos], y[pos], color="C1", alpha=0.6, lw=1,
                     label="each seed (until it diverged)" if i == 0 else None)
-    if res.truth is not None:
+    pred = getattr(res, "predicted", None)
+    regime = (getattr(res, "prediction", None) or {}).get("regime")
+    if pred is not None and np.isfinite(pred[pos]).any():
+        ax.plot(k[pos], pred[pos], "-.", color="C4", lw=1.6,
+                label=f"predicted ({regime}; no sampling)")
+    if res.truth is not None and not (pred is not None and regime == "exact"):
         ax.plot(k[pos], res.truth[pos], "k--", label="exact expectation (recursion)")
     if res.bound is not None:
         band(ax, k[pos], res.bound[pos], res.bound_optimistic[pos],
@@ -87,6 +92,9 @@ def write_experiment_report(res: Any, out: str | os.PathLike) -> Path:
         f"| measured (mean over {res.per_seed.shape[0]} seeds) | {fmt(f['measured'], 4)} "
         f"[{fmt(f['lower'], 4)}, {fmt(f['upper'], 4)}] |",
         f"| exact expectation | {fmt(f.get('truth'), 4)} |",
+        f"| predicted ({(getattr(res, 'prediction', None) or {}).get('regime', '—')}) | "
+        f"{fmt(f.get('predicted'), 4)} |",
+        f"| predicted ÷ measured | {fmt(f.get('predicted_ratio'), 3)} |",
         f"| bound (nominal) | {fmt(f.get('bound'), 4)} |",
         f"| bound (optimistic … conservative) | {fmt(f.get('bound_optimistic'), 4)} … "
         f"{fmt(f.get('bound_conservative'), 4)} |",
@@ -106,6 +114,17 @@ def write_experiment_report(res: Any, out: str | os.PathLike) -> Path:
         if info.get("terms"):
             lines += ["Terms at the last step: " + ", ".join(
                 f"{k} = {fmt(v, 4)}" for k, v in info["terms"].items()), ""]
+    pr = getattr(res, "prediction", None)
+    if pr:
+        if pr.get("values") is None:
+            lines += [f"**Prediction:** out of the predictor's regime — {pr.get('reason')}", ""]
+        else:
+            fl = pr.get("floor")
+            lines += [f"**Prediction** ({pr.get('regime')}, {pr.get('structure')}, "
+                      f"{fmt(pr.get('seconds'), 2)} s): stationary floor {fmt(fl, 4)}"
+                      + (f" ({pr.get('floor_note')})" if pr.get("floor_note") else "") + ".",
+                      "", "Assumptions: " + ("; ".join(pr.get("assumptions") or []) or "none")
+                      + ".", ""]
     lines += ["**Constants:**", ""]
     for name, est in res.constants.items():
         if est is not None:
@@ -147,21 +166,24 @@ def suite_markdown(reps: list[Reproduction], failures: dict[str, str], meta: dic
         "what the descent-lemma step loses, and *consensus* = bound ÷ Lemma 2, what bounding "
         "the consensus distance by its worst case loses. The paper column carries the "
         "provenance status (quoted / recalled / derived / [NF]); recalled formulas are not "
-        "quotations.",
+        "quotations. *Predicted*: the expectation computed from the problem's law without "
+        "sampling (`empirics.predict`: exact on quadratics, the local model on logistic "
+        "regression; \"out of regime\" says why there is none), with predicted ÷ measured.",
         "",
-        "| reproduction | claim | paper | measured | bound | verdict | tightness | descent "
-        "| consensus |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| reproduction | claim | paper | measured | predicted | predicted ÷ measured | bound "
+        "| verdict | tightness | descent | consensus |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in reps:
         for c in r.claims:
             lines.append("| " + " | ".join(_cell(x) for x in (
-                r.name, c.claim, c.paper, c.measured, c.bound, f"**{c.verdict}**",
+                r.name, c.claim, c.paper, c.measured, getattr(c, "predicted", "—"),
+                fmt(getattr(c, "predicted_ratio", None)), c.bound, f"**{c.verdict}**",
                 fmt(c.tightness), fmt(getattr(c, "slack_descent", None)),
                 fmt(getattr(c, "slack_consensus", None)))) + " |")
     for name, err in failures.items():
-        lines.append(f"| {name} | (reproduction failed) | — | {_cell(err)} | — | **error** | — "
-                     f"| — | — |")
+        lines.append(f"| {name} | (reproduction failed) | — | {_cell(err)} | — | — | — "
+                     f"| **error** | — | — | — |")
     lines.append("")
     for r in reps:
         lines += [f"## {r.title}", "", f"{r.paper}. Scale `{r.scale}`, {r.seconds:.0f} s.", ""]

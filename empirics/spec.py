@@ -55,6 +55,7 @@ PROBLEMS: dict[str, str] = {
     "mlp": "MLPClassifier",
     "planted_relu": "PlantedReLU",
     "module": "ModuleProblem",
+    "quadratic": "Quadratic",
 }
 _EXTRA_PROBLEMS: dict[str, Any] = {}
 

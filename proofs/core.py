@@ -104,7 +104,8 @@ class Obligation:
 #: name -> Obligation, filled by the topic modules at import
 REGISTRY: dict[str, Obligation] = {}
 
-TOPICS = ("cooperative", "spectra", "schedules", "local_pl", "memory", "compressors", "squarm")
+TOPICS = ("cooperative", "spectra", "schedules", "local_pl", "memory", "compressors", "squarm",
+          "predict")
 
 
 def _qualname(obj: Any) -> str:

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, int]] = [
     ("mixers", 4), ("algorithm", 4),
     ("driver", 5),
     ("engine", 6), ("collectives", 6), ("liveness", 6), ("launch", 6), ("distributed", 6),
-    ("recursion", 7), ("predict", 7),
+    ("moments", 7), ("laws", 7), ("recursion", 7), ("predict", 7),
     ("match", 8),
     ("experiment", 9), ("falsify", 9),
     ("reproductions.", 10), ("reproductions", 10),

@@ -27,7 +27,9 @@ Modules: :mod:`~empirics.problems.base` (``Problem``, ``Estimate``, ``Constants`
 ``LogisticRegression``), :mod:`~empirics.problems.mlp` (``MLPClassifier``),
 :mod:`~empirics.problems.relu` (``PlantedReLU``), :mod:`~empirics.problems.module`
 (``ModuleProblem``: any ``torch.nn.Module`` and data set, with estimated constants),
-:mod:`~empirics.problems.models` (model factories: small CNNs, VGG-16, ResNet-18).
+:mod:`~empirics.problems.models` (model factories: small CNNs, VGG-16, ResNet-18),
+:mod:`~empirics.problems.quadratic` (``Quadratic``: per-worker Hessians, optima and noise
+covariances).
 """
 
 from empirics.problems.base import Constants, Estimate, Problem, seed_for
@@ -35,6 +37,7 @@ from empirics.problems.closed_form import NoisyQuadratic, PiecewiseQuadratic1D
 from empirics.problems.finite_sum import FiniteSumProblem, LeastSquares, LogisticRegression
 from empirics.problems.mlp import MLPClassifier
 from empirics.problems.module import ModuleProblem
+from empirics.problems.quadratic import Quadratic
 from empirics.problems.relu import PlantedReLU
 
 __all__ = [
@@ -49,5 +52,6 @@ __all__ = [
     "PiecewiseQuadratic1D",
     "PlantedReLU",
     "Problem",
+    "Quadratic",
     "seed_for",
 ]

@@ -18,9 +18,14 @@ from typing import Any
 from empirics.records import RunCache, atomic_write_text, json_ready
 
 __all__ = [
-    "SCALES", "VERDICTS", "Claim", "Context", "Figure", "Reproduction", "RunCache",
-    "atomic_write_text", "json_ready",
+    "PREDICT_RANGE", "SCALES", "VERDICTS", "Claim", "Context", "Figure", "Reproduction",
+    "RunCache", "atomic_write_text", "effect_verdict", "json_ready", "predicted_cell",
+    "result_prediction",
 ]
+
+#: the predictor's target: predicted ÷ measured inside this range; outside it the claim's
+#: predicted cell says the predictor is out of its regime there, with the numbers
+PREDICT_RANGE = (0.5, 2.0)
 
 #: ``smoke``: seconds (tests); ``default``: the whole suite in under 10 minutes on 2 CPU cores;
 #: ``full``: the papers' sizes.
@@ -46,7 +51,12 @@ class Claim:
     For a bound of Cooperative SGD's family, ``slack_descent`` (Lemma 2 of the JMLR paper with
     the measured consensus distance ÷ measured: what the descent-lemma step loses) and
     ``slack_consensus`` (bound ÷ Lemma 2: what bounding the consensus distance by its worst
-    case loses) locate the slack; they multiply to ``tightness``. None where not evaluated."""
+    case loses) locate the slack; they multiply to ``tightness``. None where not evaluated.
+
+    ``predicted``: the predictor's value for what ``measured`` reports (:mod:`empirics.predict`:
+    exact on quadratics, the local model on logistic regression), with its regime, or "out of
+    regime: why" — "—" where the claim has no predicted counterpart; ``predicted_ratio``:
+    predicted ÷ measured (None where either is missing)."""
 
     claim: str
     paper: str
@@ -57,10 +67,55 @@ class Claim:
     detail: dict[str, Any] = field(default_factory=dict)
     slack_descent: float | None = None
     slack_consensus: float | None = None
+    predicted: str = "—"
+    predicted_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS} (got {self.verdict!r})")
+
+
+def predicted_cell(value: float | None, measured: float | None, regime: str | None,
+                   reason: str = "", fmt: str = ".4g") -> tuple[str, float | None]:
+    """(text of a claim's predicted cell, predicted ÷ measured). Out of the predictor's regime
+    (no value) the text says why; a value whose ratio falls outside :data:`PREDICT_RANGE` is
+    shown with "outside the predictor's regime here" and the ratio — never a silent pass."""
+    if value is None:
+        return ("out of regime" + (f": {reason}" if reason else "")), None
+    ratio = value / measured if measured not in (None, 0) and measured == measured else None
+    text = f"{value:{fmt}} ({regime})" if regime else f"{value:{fmt}}"
+    if ratio is not None and not PREDICT_RANGE[0] <= ratio <= PREDICT_RANGE[1]:
+        text += (f" — outside the predictor's regime here: ÷ measured = {ratio:.3g} ∉ "
+                 f"[{PREDICT_RANGE[0]:g}, {PREDICT_RANGE[1]:g}]")
+    return text, ratio
+
+
+def result_prediction(res: Any) -> tuple[str, float | None]:
+    """:func:`predicted_cell` of an :class:`~empirics.experiment.ExperimentResult`'s final
+    prediction."""
+    pr = getattr(res, "prediction", None) or {}
+    f = res.final
+    return predicted_cell(f.get("predicted"), f.get("measured"), pr.get("regime"),
+                          pr.get("reason", "") if pr else "no prediction")
+
+
+def effect_verdict(predicted: float | None, measured: float | None,
+                   measured_ci: tuple[float, float] | None = None) -> str:
+    """A predicted effect against a measured one: "agrees" when predicted ÷ measured lies in
+    :data:`PREDICT_RANGE`; "disagrees" when it does not and the measured interval excludes
+    every value in [predicted/2, 2·predicted] (or no interval is given); "inconclusive"
+    otherwise (the measurement cannot tell)."""
+    if predicted is None or measured is None or measured == 0 or predicted != predicted:
+        return "inconclusive"
+    r = predicted / measured
+    if PREDICT_RANGE[0] <= r <= PREDICT_RANGE[1]:
+        return "agrees"
+    if measured_ci is None:
+        return "disagrees"
+    lo, hi = sorted((predicted / PREDICT_RANGE[1], predicted / PREDICT_RANGE[0]))
+    if predicted < 0:
+        lo, hi = sorted((predicted * PREDICT_RANGE[1], predicted * PREDICT_RANGE[0]))
+    return "disagrees" if measured_ci[1] < lo or measured_ci[0] > hi else "inconclusive"
 
 
 @dataclass

@@ -33,7 +33,14 @@ from typing import Any
 import numpy as np
 
 from empirics import stats
-from empirics.reproductions.base import Claim, Context, Figure, Reproduction
+from empirics.reproductions.base import (
+    Claim,
+    Context,
+    Figure,
+    Reproduction,
+    predicted_cell,
+    result_prediction,
+)
 
 NAME = "local_pl"
 TITLE = "Local SGD under PL: (pT)^{1/3} rounds, adaptive periods, linear speed-up, the PL bound"
@@ -247,6 +254,8 @@ def reproduce(ctx: Context) -> Reproduction:
     r_const, r_grow = float(_rounds(const)[-1]), float(_rounds(grow)[-1])
     r_loss = float(_rounds(loss_rule)[-1])
     est, lo, hi = paired_relative_excess(_final_per_seed(grow), _final_per_seed(const))
+    pg, pc_ = grow.final.get("predicted"), const.final.get("predicted")
+    p_exc = None if pg is None or pc_ is None else pg / pc_ - 1
     if hi <= ERROR_TOL:
         v2 = "agrees"
     elif lo > ERROR_TOL:
@@ -266,7 +275,12 @@ def reproduce(ctx: Context) -> Reproduction:
                  f"[{lo:+.1%}, {hi:+.1%}] (paired, 95%); loss-driven rule: "
                  f"{loss_rule.final['measured']:.3g} in {r_loss:.0f} rounds",
         verdict=v2,
-        detail={"tolerance": f"agrees iff the 95% upper limit of the relative excess of the "
+        predicted=("—" if p_exc is None else
+                   f"growth {pg:.3g} vs constant {pc_:.3g}: relative excess {p_exc:+.1%} "
+                   f"(local model)"),
+        predicted_ratio=None if pg is None else pg / grow.final["measured"],
+        detail={"predicted_excess": p_exc,
+                "tolerance": f"agrees iff the 95% upper limit of the relative excess of the "
                              f"growing schedule's mean error is ≤ {ERROR_TOL:.0%}",
                 "rounds_constant": r_const, "rounds_growth": r_grow, "rounds_loss": r_loss,
                 "rounds_ratio": r_const / r_grow, "excess": [est, lo, hi],
@@ -282,6 +296,7 @@ def reproduce(ctx: Context) -> Reproduction:
                                                               "not applicable") else \
             "not applicable"
         terms = info.get("terms", {})
+        pcell, pratio = result_prediction(res)
         claims.append(Claim(
             claim=f"E[F(x̄_T)] − F* ≤ the PL bound ({label}, p = {p}, T = {T})",
             paper=PL_PAPER + ("; variable periods: T(τ−1) → Σ τ_i(τ_i−1), a from max τ_i "
@@ -290,9 +305,10 @@ def reproduce(ctx: Context) -> Reproduction:
                      f"over {s['seeds']} seeds; bound terms " + ", ".join(
                          f"{k} {v:.3g}" for k, v in terms.items()),
             bound="—" if f["bound"] is None else f"{f['bound']:.4g}",
-            verdict=status, tightness=f["tightness"],
+            verdict=status, tightness=f["tightness"], predicted=pcell, predicted_ratio=pratio,
             detail={"verdict": res.verdict.message, "p_value": res.verdict.p_value,
-                    "values": info.get("values"), "bound_key": info.get("key")}))
+                    "values": info.get("values"), "bound_key": info.get("key"),
+                    "prediction_assumptions": (res.prediction or {}).get("assumptions")}))
 
     # claim 4: linear speed-up
     finals = {k: [_final_per_seed(speed[k][q]) for q in s["ps"]] for k in speed}
@@ -305,6 +321,10 @@ def reproduce(ctx: Context) -> Reproduction:
     else:
         v4 = "inconclusive"
     sync = slopes["synchronous"]
+    pfin = [speed["poster τ"][q].final.get("predicted") for q in s["ps"]]
+    p_sl = (None if any(x is None for x in pfin) else
+            float(np.polyfit(np.log(s["ps"]), np.log(pfin), 1)[0]))
+    pcell4, pratio4 = predicted_cell(p_sl, sl, "local model", fmt=".3f")
     claims.append(Claim(
         claim="Linear speed-up: with τ = T^{2/3}/p^{1/3} the error at fixed T is O(1/(pT)), "
               "slope −1 of ln error against ln p",
@@ -313,8 +333,9 @@ def reproduce(ctx: Context) -> Reproduction:
             f"{float(np.mean(f)):.3g}" for f in finals["poster τ"]) +
             f"; slope {sl:.3f} [{slo:.3f}, {shi:.3f}] (bootstrap 95%); synchronous reference "
             f"{sync[0]:.3f} [{sync[1]:.3f}, {sync[2]:.3f}]",
-        verdict=v4,
-        detail={"tolerance": f"agrees iff the bootstrap interval ⊂ [−1 − {SLOPE_TOL}, "
+        verdict=v4, predicted=f"slope {pcell4}", predicted_ratio=pratio4,
+        detail={"predicted_errors": pfin, "predicted_slope": p_sl,
+                "tolerance": f"agrees iff the bootstrap interval ⊂ [−1 − {SLOPE_TOL}, "
                              f"−1 + {SLOPE_TOL}]; disagrees iff disjoint from it",
                 "slopes": {k: list(v) for k, v in slopes.items()},
                 "bound_slope": _bound_slope(s["ps"], speed["poster τ"]),
@@ -346,6 +367,9 @@ def _curves(ax_it: Any, ax_rd: Any, results: dict[str, Any], with_bound: bool) -
         pos = k > 0
         band(ax_it, k[pos], res.mean[pos], res.lower[pos], res.upper[pos], label=label)
         color = ax_it.get_lines()[-1].get_color()
+        pr = getattr(res, "predicted", None)
+        if pr is not None and np.isfinite(pr[pos]).any():
+            ax_it.plot(k[pos], pr[pos], "-.", color=color, linewidth=1, alpha=0.9)
         rd = _rounds(res)
         ok = pos & (rd > 0)
         band(ax_rd, rd[ok], res.mean[ok], res.lower[ok], res.upper[ok], label=label, color=color)
@@ -380,7 +404,8 @@ def _figure_strategies(ctx: Context, strat: dict[str, Any], p: int, T: int) -> F
         f"Logistic regression, p = {p}, T = {T}: F(x̄_t) − F* (mean and 95% band over seeds) "
         "against iterations and rounds, each strategy with the PL theorem's "
         "η_t = 4/(μ(t + α_PL τ_max + 4)); dashed: the recalled PL bound (low-confidence "
-        "constants), ▼: the variable-period bound at T.", with_bound=True)
+        "constants), ▼: the variable-period bound at T; dash-dot: the predictor (local "
+        "model, no sampling).", with_bound=True)
 
 
 def _figure_adaptive(ctx: Context, adaptive: dict[str, Any], p: int, T: int) -> Figure:
@@ -389,7 +414,8 @@ def _figure_adaptive(ctx: Context, adaptive: dict[str, Any], p: int, T: int) -> 
         (f"common step size, p = {p}", "against communication rounds"),
         f"Constant τ₀ against the linearly growing and the loss-driven schedules (p = {p}, "
         f"T = {T}, one common η_t): error against iterations and against rounds (mean, 95% "
-        "band over seeds).", with_bound=False)
+        "band over seeds); dash-dot: the predictor (local model; the loss-driven schedule "
+        "driven by the predicted loss).", with_bound=False)
 
 
 def _figure_speedup(ctx: Context, ps: list[int], speed: dict[str, dict[int, Any]],
@@ -410,13 +436,17 @@ def _figure_speedup(ctx: Context, ps: list[int], speed: dict[str, dict[int, Any]
         if k == "poster τ":
             b = np.array([r.final["bound"] or np.nan for r in res], dtype=float)
             ax.plot(x, b, "--", color=line[0].get_color(), label="PL bound (poster τ)")
+        pr = np.array([r.final.get("predicted") or np.nan for r in res], dtype=float)
+        if np.isfinite(pr).any():
+            ax.plot(x, pr, "-.", marker="d", color=line[0].get_color(), alpha=0.8,
+                    label=f"{k}: predicted")
     ref = np.mean(finals["poster τ"][0]) * ps[0] / x
     ax.plot(x, ref, ":", color="gray", label="slope −1 reference")
     axes(ax, "workers p", f"F(x̄_T) − F* at T = {T}", log="xy", legend=True)
     return ctx.save_figure(fig, "local_pl_speedup",
             f"Error at T = {T} against the number of workers (log-log; mean and 95% "
             "interval over seeds), τ = T^{2/3}/p^{1/3} and synchronous SGD, with the "
-            "recalled PL bound and a slope −1 reference.")
+            "recalled PL bound, the predictor (dash-dot diamonds) and a slope −1 reference.")
 
 
 __all__ = ["NAME", "PAPER", "TITLE", "alpha_pl", "loglog_slope", "paired_relative_excess",

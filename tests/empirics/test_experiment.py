@@ -164,9 +164,10 @@ def test_cache_resumes_and_sweep_reports_trends(tmp_path):
     cache = RunCache(tmp_path)
     s = _spec(seeds=2, steps=40)
     a = run_experiment(s, cache=cache)
-    assert cache.misses == 2 and cache.hits == 0
+    assert cache.misses == 3 and cache.hits == 0  # two seeds and the prediction
     b = run_experiment(s, cache=cache)
-    assert cache.hits == 2
+    assert cache.hits == 3
+    assert b.final["predicted"] == a.final["predicted"] is not None
     np.testing.assert_array_equal(a.per_seed, b.per_seed)
     sw = sweep(s, "algorithm.tau", [1, 2, 4], cache=cache)
     assert [row["algorithm.tau"] for row in sw.table()] == [1, 2, 4]

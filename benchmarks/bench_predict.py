@@ -1,0 +1,144 @@
+"""Benchmark: the cost of a prediction (:func:`empirics.predict.predict_built`) against the cost
+of simulating one seed of the same spec (:func:`empirics.engine.run`), measured in the same
+process, for d ≤ 1000 and m ≤ 64.
+
+Cases (``--quick`` shortens the runs):
+
+* ``quadratic d=1000 m=64``: :class:`~empirics.problems.Quadratic` with a shared dense Hessian
+  (κ = 10), heterogeneous optima and correlated additive noise — PASGD τ = 8, D-PSGD on
+  ring(64), EASGD (τ = 4): the exact predictor, separable modal structure (eigenbasis of H, W's
+  eigen-modes; EASGD's (mean, centre) block);
+* ``noisy quadratic d=1000 m=64``: multiplicative noise, PASGD with random-k error feedback;
+* ``logistic regression`` at the suite's sizes (Cooperative SGD reproduction: d = 20, m = 16,
+  n = 2000, K = 2048; the EF memory reproduction: d = 50, m = 8, batch 4) and a larger one
+  (d = 100, m = 32): the local model (Gaussian closure), full d × d covariance per mode.
+
+The simulator gets its best path: a hand-batched gradient for the quadratic (one matmul for all
+workers, registered here with :func:`empirics.algorithm.register_fast_grad`), the built-in fast
+path for logistic regression; both record every step's ‖∇F(u_k)‖² exactly (``grad_every = 1``),
+the prediction's per-step metric. Reported: prediction seconds, one seed's seconds, and the
+ratio (prediction ÷ seed; < 1 means the prediction is cheaper than a single run).
+
+    python benchmarks/bench_predict.py
+    python benchmarks/bench_predict.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from empirics.algorithm import register_fast_grad
+from empirics.engine import run
+from empirics.experiment import ExperimentSpec
+from empirics.predict import predict_built
+from empirics.problems.quadratic import Quadratic
+
+
+def _quadratic_fast_grad(problem: Quadratic) -> Any:
+    """All workers' gradients H_i(x_i − x_i*) + L_i ξ̄_i in batched products (shared H: one
+    matmul); the same law as ``Quadratic.loss`` under vmap."""
+    H = torch.as_tensor(problem.H, dtype=problem.dtype)
+    xs = torch.as_tensor(problem.x_stars, dtype=problem.dtype)
+    L = torch.as_tensor(problem._L, dtype=problem.dtype)
+    shared_H = problem.shared_hessian
+    shared_L = bool(np.all(problem._L == problem._L[0]))
+
+    def grad(params: dict[str, torch.Tensor], batch: tuple[torch.Tensor, ...]
+             ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        x = params["x"]
+        xi = batch[0].mean(1)  # (m, d)
+        r = x - xs
+        Hr = r @ H[0] if shared_H else torch.einsum("iab,ib->ia", H, r)
+        noise = xi @ L[0].T if shared_L else torch.einsum("iab,ib->ia", L, xi)
+        loss = 0.5 * (r * Hr).sum(1) + (x * noise).sum(1)
+        return {"x": Hr + noise}, loss
+
+    return grad
+
+
+register_fast_grad(lambda p: type(p) is Quadratic, _quadratic_fast_grad)
+
+
+def _case(name: str, spec: ExperimentSpec, problem: Any = None) -> dict[str, Any]:
+    built = spec.build() if problem is None else _built(spec, problem)
+    _ = built[0].constants
+    metric = "grad_norm2_running"
+    predict_built(spec, built, metric=metric, floor=False)  # warm-up (imports, caches)
+    t0 = time.perf_counter()
+    p = predict_built(spec, built, metric=metric, floor=False)
+    tp = time.perf_counter() - t0
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    res = run(spec.run_spec(0, built))
+    ts = time.perf_counter() - t0
+    measured = float(res.grad_norm2_running[-1])
+    return {"name": name, "predict": tp, "seed": ts, "ratio": tp / ts, "structure": p.structure,
+            "regime": p.regime, "predicted": p.final, "one_seed": measured}
+
+
+def _built(spec: ExperimentSpec, problem: Any) -> tuple[Any, Any, Any]:
+    from empirics.spec import build_config, build_lr
+
+    cfg = build_config(spec)
+    return problem, cfg, build_lr(spec, problem, cfg)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="shorter runs")
+    args = ap.parse_args()
+    K = 200 if args.quick else 1000
+    rows = []
+    base = {"name": "bench", "problem": {"kind": "quadratic", "d": 1000, "heterogeneity": 1.0,
+                                         "x0": 0.0}, "lr": 0.3, "steps": K,
+            "record_every": max(1, K // 10), "seeds": 1}
+    for label, alg in (("PASGD τ=8", {"name": "pasgd", "m": 64, "tau": 8}),
+                       ("D-PSGD ring(64)", {"name": "dpsgd", "m": 64, "topology": "ring"}),
+                       ("EASGD τ=4", {"name": "easgd", "m": 64, "tau": 4, "alpha": 0.03})):
+        spec = ExperimentSpec(**base | {"algorithm": alg})
+        rows.append(_case(f"quadratic d=1000 m=64, {label}", spec))
+    nq = ExperimentSpec(name="nq", problem={"kind": "noisy_quadratic", "d": 1000, "c": 0.3,
+                                            "sigma": 0.5}, algorithm={
+        "name": "mdsgd", "m": 64, "compressor": "randk:k=100", "tau": 4}, lr=5e-4, steps=K,
+        record_every=max(1, K // 10), seeds=1)
+    rows.append(_case("noisy quadratic d=1000 m=64, random-k EF, τ=4", nq))
+    lr_base = {"problem": {"kind": "logistic_regression", "n_samples": 2000, "d": 20,
+                           "l2": 1e-3, "seed": 0, "sampling": "shared"}, "lr": 0.112,
+               "record_every": 25, "seeds": 1}
+    Kl = 512 if args.quick else 2048
+    for label, alg in (("PASGD τ=8", {"name": "pasgd", "m": 16, "tau": 8}),
+                       ("D-PSGD ring(16)", {"name": "dpsgd", "m": 16, "topology": "ring"}),
+                       ("EASGD α*", {"name": "easgd", "m": 16, "tau": 4, "alpha": 1 / 9})):
+        spec = ExperimentSpec(name="lr", algorithm=alg, steps=Kl, **lr_base)
+        rows.append(_case(f"logistic d=20 m=16 (suite), {label}", spec))
+    het = ExperimentSpec(name="het", algorithm={"name": "pasgd", "m": 16, "tau": 8}, steps=Kl,
+                         **lr_base | {"problem": {**lr_base["problem"], "heterogeneity": 1.0,
+                                                  "sampling": "shards"}})
+    rows.append(_case("logistic d=20 m=16 heterogeneous, PASGD τ=8", het))
+    mem = ExperimentSpec(name="mem", problem={"kind": "logistic_regression", "n_samples": 4096,
+                                              "d": 50, "l2": 0.02, "seed": 0,
+                                              "sampling": "shared"},
+                         algorithm={"name": "mdsgd", "m": 8, "compressor": "randk:k=5"},
+                         lr=0.2, steps=300 if args.quick else 1500, batch_size=4,
+                         record_every=10, seeds=1)
+    rows.append(_case("logistic d=50 m=8 (memory suite), random-k EF", mem))
+    big = ExperimentSpec(name="big", problem={"kind": "logistic_regression",
+                                              "n_samples": 4000, "d": 100, "l2": 1e-3,
+                                              "seed": 0, "sampling": "shared"},
+                         algorithm={"name": "pasgd", "m": 32, "tau": 8}, lr=0.1,
+                         steps=200 if args.quick else 1000, record_every=50, seeds=1)
+    rows.append(_case("logistic d=100 m=32, PASGD τ=8", big))
+    print("prediction (no sampling) vs one simulated seed, same process, 1 thread")
+    print(f"  {'case':<58}{'predict s':>10}{'seed s':>9}{'ratio':>8}  structure")
+    for r in rows:
+        print(f"  {r['name']:<58}{r['predict']:>10.3f}{r['seed']:>9.3f}{r['ratio']:>8.2f}  "
+              f"{r['structure']} ({r['regime']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,601 @@
+"""Gradient laws for :func:`empirics.moments.propagate`: what a worker's stochastic gradient does
+to the first two moments, per problem.
+
+A law answers, at every step, for each worker i with mean μ_i and marginal covariance C_i of its
+model: E g_i, the Jacobian H_i of E g_i in x, and the covariance Σ_i of g_i − E[g_i | x]
+(averaged over x). Two kinds:
+
+* :class:`QuadraticLaw` — **exact**: ∇F_i(x) = H_i x − h_i and noise covariance
+  Σ_i + diag(c_i ⊙ E[x ⊙ x]) per draw (additive, and the noisy quadratic's multiplicative part),
+  divided by the batch size: :class:`~empirics.problems.Quadratic`,
+  :class:`~empirics.problems.NoisyQuadratic`.
+* :class:`GLMLaw` — finite sums of f_j(w) = ℓ_j(s_j x_jᵀw) + (l2/2)‖w‖² sampled uniformly with
+  replacement from the worker's rows (:class:`~empirics.problems.LeastSquares`: **exact**, since
+  ℓ is quadratic; :class:`~empirics.problems.LogisticRegression`: the **second-order local
+  model**, re-expanded at the predicted means). With w = μ + ξ, Cov ξ = C, and
+  r_j = ∇f_j(μ) − ∇F_i(μ), Δ_j = ∇²f_j(μ) − ∇²F_i(μ), T_j[C] = ∇³f_j(μ)[C]:
+
+      E g_i   = ∇F_i(μ) + ½ T̄_i[C]                              (T̄ = mean_j T_j)
+      Σ_i·b   = mean_j r_j r_jᵀ + mean_j Δ_j C Δ_j + ½ mean_j (r_j T_j[C]ᵀ + T_j[C] r_jᵀ)
+      E F(u)  = F(ū) + ½ tr(∇²F(ū) C_u),   E‖∇F(u)‖² = ‖∇F(ū) + ½T(ū)[C_u]‖² + tr(H C_u H)
+
+  dropping the third and higher cumulants of ξ (exact for least squares, where T = 0 and the
+  expansion stops; derivation and its assumptions in ``docs/predict.md``, algebra checked in
+  ``proofs/predict.py``). For the GLM, with a_j = ℓ''(z_j): Δ_j = a_j x_jx_jᵀ − mean, so
+  mean_j Δ_j C Δ_j = mean_j a_j² (x_jᵀCx_j) x_jx_jᵀ − H_d C H_d and
+  T_j[C] = ℓ'''(z_j) s_j (x_jᵀCx_j) x_j.
+
+The second-order quantities (Hessians, noise, corrections) of an approximate law are refreshed
+every ``refresh`` steps from the window-averaged covariances (the gradients at the means every
+step); an exact law refreshes every step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CLOSURES", "GLMLaw", "PiecewiseLaw", "QuadraticLaw", "law_for", "out_of_regime"]
+
+#: closures of the local model: exact Gaussian expectations along the margins, the second-order
+#: Taylor correction (its leading term), the linearised model (no correction)
+CLOSURES = ("gauss", "taylor", "linear")
+
+
+class OutOfRegime(ValueError):
+    """The predictor has no law for this problem/configuration (the message says why)."""
+
+
+def out_of_regime(msg: str) -> OutOfRegime:
+    return OutOfRegime(msg)
+
+
+def _eq(a: np.ndarray) -> bool:
+    return bool(np.allclose(a, a[0], rtol=1e-13, atol=1e-14 * max(1.0, float(np.abs(a).max()))))
+
+
+class _Law:
+    """Shared plumbing: basis (identity unless rotated), refresh bookkeeping."""
+
+    approximate = False
+    Q: np.ndarray | None = None
+    m: int
+    d: int
+    x0: np.ndarray
+    x_star: np.ndarray
+    F_star: float
+
+    def x0_basis(self) -> np.ndarray:
+        return self.x0 if self.Q is None else self.Q.T @ self.x0
+
+    def x_star_basis(self) -> np.ndarray:
+        return self.x_star if self.Q is None else self.Q.T @ self.x_star
+
+    def to_original(self, u: np.ndarray) -> np.ndarray:
+        return u if self.Q is None else self.Q @ u
+
+    def assumptions(self) -> list[str]:
+        return []
+
+
+# ---------------------------------------------------------------------------------------------
+# exact: quadratic objectives
+# ---------------------------------------------------------------------------------------------
+class QuadraticLaw(_Law):
+    """∇F_i(x) = H_i x − h_i, F_i(x) = ½xᵀH_ix − h_iᵀx + c_i; per-draw noise covariance
+    Σ_i + diag(mult_i ⊙ E[x ⊙ x]). Shapes: H (m, d, d), h (m, d), c (m,), Sigma (m, d, d),
+    mult (m, d) or None. Exact."""
+
+    def __init__(self, H: np.ndarray, h: np.ndarray, c: np.ndarray, Sigma: np.ndarray,
+                 x0: np.ndarray, mult: np.ndarray | None = None, name: str = "quadratic"):
+        self.H = np.asarray(H, float)
+        self.m, self.d = self.H.shape[0], self.H.shape[1]
+        self.h = np.asarray(h, float)
+        self.c = np.asarray(c, float)
+        self.Sigma = np.asarray(Sigma, float)
+        self.mult = None if mult is None else np.asarray(mult, float)
+        self.x0 = np.asarray(x0, float)
+        self.name = name
+        self.Hbar = self.H.mean(0)
+        self.hbar = self.h.mean(0)
+        self.x_star = np.linalg.solve(self.Hbar, self.hbar)
+        xs = self.x_star
+        self.F_star = float(0.5 * xs @ self.Hbar @ xs - self.hbar @ xs + self.c.mean())
+        self.shared_jacobian = _eq(self.H)
+        self.identical_workers = self.shared_jacobian and _eq(self.h) and _eq(self.Sigma) and (
+            self.mult is None or _eq(self.mult))
+        off = self.H - np.einsum("iaa->ia", self.H)[:, :, None] * np.eye(self.d)
+        self.diagonal = bool(np.abs(off).max(initial=0.0) == 0.0)
+        self.sep = False
+        self._shared_noise = _eq(self.Sigma)
+
+    def uniform_noise(self, rule: Any) -> bool:
+        return self.mult is None and rule.comp is None and _eq(self.Sigma)
+
+    def separable(self, rule: Any) -> bool:
+        if self.diagonal:
+            return True
+        return self.shared_jacobian and self.mult is None and rule.comp is None
+
+    def prepare(self, sep: bool) -> None:
+        self.sep = sep
+        if sep and not self.diagonal:  # rotate to the eigenbasis of the shared Hessian
+            lam, Q = np.linalg.eigh(self.H[0])
+            self.Q = Q
+            self.Hd = np.broadcast_to(lam, (self.m, self.d)).copy()
+            self.hd = self.h @ Q
+            self.Sd = np.einsum("iab,ab->ib", self.Sigma @ Q, Q)  # diag(QᵀΣ_iQ)
+            self.Hbar_d = lam
+        elif sep:
+            self.Hd = np.einsum("iaa->ia", self.H)
+            self.hd = self.h
+            self.Sd = np.einsum("iaa->ia", self.Sigma)
+            self.Hbar_d = self.Hd.mean(0)
+
+    def moments(self, mu: np.ndarray, cov: Any, sep: bool, b: int, k: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """E g per worker, the Jacobians and the noise covariances (``cov()``: the workers'
+        x-marginals, read only by state-dependent noise). Leading axis m, or 1 when shared."""
+        if self.mult is not None:
+            Cx = cov()
+            shared = Cx.shape[0] == 1
+        else:
+            Cx, shared = None, bool(self._shared_noise)
+        if sep:
+            gbar = self.Hd * mu - self.hd
+            H = (self.Hd[:1] if self.shared_jacobian else self.Hd)[:, :, None, None]
+            S = (self.Sd[:1] if shared else self.Sd).copy()
+            if self.mult is not None:
+                var = Cx[:, :, 0, 0]  # (m or 1, d)
+                sq = (mu**2).mean(0, keepdims=True) if shared else mu**2
+                mult = self.mult[:1] if shared else self.mult
+                S = S + mult * (var + sq)
+            return gbar, H, (S / b)[:, :, None, None]
+        gbar = np.einsum("iab,ib->ia", self.H, mu) - self.h
+        H = (self.H[:1] if self.shared_jacobian else self.H)[:, None]
+        S = (self.Sigma[:1] if shared else self.Sigma).copy()
+        if self.mult is not None:
+            var = np.einsum("nkaa->nka", Cx)[:, 0]
+            sq = (mu**2).mean(0, keepdims=True) if shared else mu**2
+            mult = self.mult[:1] if shared else self.mult
+            idx = np.arange(self.d)
+            S[:, idx, idx] += mult * (var + sq)
+        return gbar, H, (S / b)[:, None]
+
+    def observe(self, u: np.ndarray, Cu: np.ndarray, k: int, need_F: bool = True
+                ) -> tuple[float, float]:
+        if self.sep:
+            Hd = self.Hbar_d
+            hd = self.hd.mean(0)
+            var = Cu[:, 0, 0]
+            g = Hd * u - hd
+            F = 0.5 * float(u @ (Hd * u)) - float(hd @ u) + float(self.c.mean())
+            return (F - self.F_star + 0.5 * float(Hd @ var),
+                    float(g @ g) + float((Hd**2) @ var))
+        C = Cu[0]
+        g = self.Hbar @ u - self.hbar
+        F = 0.5 * float(u @ self.Hbar @ u) - float(self.hbar @ u) + float(self.c.mean())
+        return (F - self.F_star + 0.5 * float(np.sum(self.Hbar * C)),
+                float(g @ g) + float(np.sum((self.Hbar @ self.Hbar) * C)))
+
+
+# ---------------------------------------------------------------------------------------------
+# finite sums of generalised linear models: least squares (exact), logistic (local model)
+# ---------------------------------------------------------------------------------------------
+def _prime_below(x: int) -> int:
+    """The largest prime ≤ x (1 for x < 2)."""
+    for p in range(int(x), 1, -1):
+        if all(p % q for q in range(2, int(p**0.5) + 1)):
+            return p
+    return 1
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+class GLMLaw(_Law):
+    """Worker i samples rows of X_i uniformly with replacement; per-sample loss
+    ℓ(s_j x_jᵀw) + (l2/2)‖w‖² (logistic: ℓ(z) = log(1 + e^{−z}), s_j = ±1; least squares:
+    ℓ_j(z) = ½(z − y_j)², s_j = 1). ``shards``: list of row-index arrays (one per worker; all
+    the same array when every worker samples all rows). Exact for least squares; the
+    second-order local model otherwise (see the module docstring)."""
+
+    def __init__(self, X: np.ndarray, s: np.ndarray, y: np.ndarray | None, shards: list,
+                 l2: float, kind: str, x0: np.ndarray, x_star: np.ndarray, F_star: float,
+                 refresh: int | None = None, closure: str = "gauss", nodes: int = 12):
+        self.X = np.asarray(X, float)
+        self.s = np.asarray(s, float)
+        self.y = None if y is None else np.asarray(y, float)
+        self.kind = kind
+        self.l2 = float(l2)
+        self.m = len(shards)
+        self.d = self.X.shape[1]
+        self.x0 = np.asarray(x0, float)
+        self.x_star = np.asarray(x_star, float)
+        self.F_star = float(F_star)
+        self.exact = kind == "least_squares"
+        self.approximate = not self.exact
+        self.windowed = self.approximate  # the engine keeps a window sum of the covariances
+        if closure not in CLOSURES:
+            raise ValueError(f"closure must be one of {CLOSURES} (got {closure!r})")
+        self.closure = "exact" if self.exact else closure
+        #: largest number of steps between two re-expansions (they start every step and the
+        #: interval doubles every doubling of k past 32: the transient is followed closely)
+        self.refresh = 1 if self.exact else int(refresh or 32)
+        self._last: dict[str, int] = {}
+        t, w = np.polynomial.hermite_e.hermegauss(int(nodes))
+        self._nodes = (t, w / w.sum())
+        # distinct data sets (shared sampling: one)
+        self.data_of: list[int] = []
+        self.data: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+        seen: dict[bytes, int] = {}
+        for idx in shards:
+            idx = np.asarray(idx)
+            key = idx.tobytes()
+            if key not in seen:
+                seen[key] = len(self.data)
+                self.data.append((self.X[idx], self.s[idx],
+                                  None if self.y is None else self.y[idx]))
+            self.data_of.append(seen[key])
+        self.shared_data = len(self.data) == 1
+        self.identical_workers = self.shared_data
+        self.shared_jacobian = self.shared_data  # per-worker Hessians differ otherwise
+        self._all = 0 if self.shared_data else -1  # data set of the global objective
+        self._cache: dict[str, Any] = {}
+        self._acc: dict[str, Any] = {}
+        self._points: dict[Any, dict[str, Any]] = {}
+        self.n_refresh = 0
+        self.modal_average = False
+
+    def assumptions(self) -> list[str]:
+        if self.exact:
+            return ["least squares: the sampling law is exact (quadratic per-sample losses)"]
+        how = {"gauss": "Gaussian closure: the fluctuations of every worker are taken Gaussian "
+                        "and the expectations along each sample's margin are exact "
+                        "(Gauss–Hermite); its leading term is the second-order correction",
+               "taylor": "second-order closure: E∇F(μ+ξ) = ∇F(μ) + ½∇³F[C], noise to first "
+                         "order in C (third and higher cumulants and derivatives dropped)",
+               "linear": "linearised model: Hessian, drift and noise at the mean, no "
+                         "fluctuation corrections (blind to the workers' spread)"}[self.closure]
+        out = [f"local model re-expanded at the predicted means (every step at first, then at "
+               f"intervals doubling with k up to {self.refresh} steps, from the window-averaged "
+               f"covariances); {how}"]
+        if not self.shared_data:
+            out.append("heterogeneous shards: the covariance is propagated with the workers' "
+                       "average Hessian and noise where the structure is modal (the per-worker "
+                       "means stay exact)")
+        return out
+
+    # ---- derivatives ------------------------------------------------------------------------
+    def _derivs(self, z: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        if self.kind == "logistic":
+            sp_ = _sigmoid(z)
+            sm = 1.0 - sp_
+            l2_ = sp_ * sm
+            return -sm, l2_, l2_ * (sm - sp_)
+        return z - y, np.ones_like(z), np.zeros_like(z)
+
+    def _point(self, j: int, mu: np.ndarray) -> dict[str, Any]:
+        """Margins, the loss derivatives and the gradient of data set j (−1: all rows) at mu,
+        cached for the last few points (the averaged model and a worker often coincide)."""
+        pc = self._points
+        tol = 1e-12 * max(1.0, float(np.abs(mu).max()))
+        for (jj, _), hit in pc.items():  # the same point up to rounding
+            if jj == j and np.abs(hit["mu"] - mu).max() <= tol:
+                return hit
+        key = (j, mu.tobytes())
+        X, s, y = (self.X, self.s, self.y) if j < 0 else self.data[j]
+        z = s * (X @ mu)
+        l1, l2_, l3 = self._derivs(z, y)
+        out = {"z": z, "l1": l1, "l2": l2_, "l3": l3, "mu": mu.copy(),
+               "g": X.T @ (s * l1) / X.shape[0] + self.l2 * mu}
+        if len(pc) >= 4:
+            pc.pop(next(iter(pc)))
+        pc[key] = out
+        return out
+
+    def _second(self, j: int, mu: np.ndarray, C: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Jacobian, noise covariance (per draw) and the mean correction E∇F_j(μ+ξ) − ∇F_j(μ)
+        of data set j at mu, with ξ ~ N(0, C) (see the module docstring)."""
+        X, s, y = self.data[j]
+        n = X.shape[0]
+        pt = self._point(j, mu)
+        l1, l2_ = pt["l1"], pt["l2"]
+        gd = pt["g"] - self.l2 * mu
+        corr = np.zeros(self.d)
+        if C is None or self.closure == "linear":
+            Hd = X.T @ (X * l2_[:, None]) / n
+            Sig = X.T @ (X * (l1**2)[:, None]) / n - np.outer(gd, gd)
+            return {"H": Hd + self.l2 * np.eye(self.d), "Sigma": 0.5 * (Sig + Sig.T),
+                    "corr": corr}
+        q = np.maximum(((X @ C) * X).sum(1), 0.0)  # variance of each margin
+        if self.closure == "taylor" or self.exact:
+            l3 = pt["l3"]
+            Hd = X.T @ (X * l2_[:, None]) / n
+            Sig = X.T @ (X * (l1**2 + l2_**2 * q)[:, None]) / n - np.outer(gd, gd) \
+                - Hd @ C @ Hd
+            if not self.exact:
+                T = X.T @ (s * l3 * q) / n
+                Sig = Sig + X.T @ (X * (l1 * l3 * q)[:, None]) / n \
+                    - 0.5 * (np.outer(gd, T) + np.outer(T, gd))
+                corr = 0.5 * T
+        else:  # Gaussian expectations along every margin (Gauss–Hermite)
+            E1, E2, E11 = self._gauss(pt["z"], q, y)
+            gE = X.T @ (s * E1) / n
+            Hd = X.T @ (X * E2[:, None]) / n
+            Sig = X.T @ (X * E11[:, None]) / n - np.outer(gE, gE) - Hd @ C @ Hd
+            corr = gE - gd
+        return {"H": Hd + self.l2 * np.eye(self.d), "Sigma": 0.5 * (Sig + Sig.T),
+                "corr": corr}
+
+    def _gauss(self, z: np.ndarray, q: np.ndarray, y: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """E ℓ'(Z), E ℓ''(Z), E ℓ'(Z)² for Z ~ N(z, q), per sample (Gauss–Hermite, exact for
+        polynomials of degree < 2·nodes; ℓ is smooth and its derivatives bounded)."""
+        t, w = self._nodes
+        Z = z[:, None] + np.sqrt(q)[:, None] * t[None, :]
+        l1, l2_, _ = self._derivs(Z, None if y is None else y[:, None])
+        return l1 @ w, l2_ @ w, (l1**2) @ w
+
+    def _gauss_loss(self, z: np.ndarray, q: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+        t, w = self._nodes
+        Z = z[:, None] + np.sqrt(q)[:, None] * t[None, :]
+        if self.kind == "logistic":
+            return np.logaddexp(0.0, -Z) @ w
+        return (0.5 * (Z - y[:, None]) ** 2) @ w
+
+    def uniform_noise(self, rule: Any) -> bool:
+        return False
+
+    def separable(self, rule: Any) -> bool:
+        return False
+
+    def reset_window(self) -> None:
+        """Re-expand at the next step (the state jumped: stationary solve)."""
+        self._cache.clear()
+        self._acc.clear()
+        self._last.clear()
+
+    def prepare(self, sep: bool) -> None:
+        self._cache.clear()
+        self._acc.clear()
+        self._points.clear()
+        self._last.clear()
+
+    def moments(self, mu: np.ndarray, cov: Any, sep: bool, b: int, k: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """E g per worker (gradient at the mean every step + the cached fluctuation
+        correction), the Jacobians and noise covariances (refreshed every ``refresh`` steps
+        from the window-averaged marginals ``cov(True)``; every step for an exact law)."""
+        m = self.m
+        if "H" not in self._cache or self._due("moments", k):
+            Cw = cov(not self.exact)[:, 0]
+            self._refresh(mu, Cw, Cw.shape[0] == 1)
+        c = self._cache
+        if self._same(mu):
+            gbar = np.broadcast_to(self._point(self.data_of[0], mu[0])["g"], (m, self.d))
+        else:
+            gbar = np.stack([self._point(self.data_of[i], mu[i])["g"] for i in range(m)])
+        if c.get("b") != b:
+            c["b"], c["Sb"] = b, c["Sigma"] / b
+        return gbar + c["corr"], c["H"], c["Sb"]
+
+    def _due(self, what: str, k: int) -> bool:
+        """Whether to re-expand at step k: always for an exact law; else when k − (the last
+        re-expansion) reaches the largest prime ≤ min(refresh, 2^⌊log₂(k/32)⌋) (1 for k < 64).
+        Prime intervals are not multiples of a communication period, so successive
+        re-expansions sample every phase of a round (heterogeneous workers drift within it)."""
+        if self.exact:
+            return True
+        last = self._last.get(what)
+        interval = _prime_below(min(self.refresh, 1 << max(0, int(math.log2(max(k, 1) / 32)))))
+        if last is None or k - last >= interval or k < last:
+            self._last[what] = k
+            return True
+        return False
+
+    def _same(self, mu: np.ndarray) -> bool:
+        """Every worker samples the same rows and sits at the same mean (to rounding)."""
+        if not self.shared_data:
+            return False
+        scale = 1e-12 * max(1.0, float(np.abs(mu).max()))
+        return bool(np.abs(mu - mu[0]).max() <= scale)
+
+    def _refresh(self, mu: np.ndarray, Cw: np.ndarray, shared: bool) -> None:
+        self.n_refresh += 1
+        m = self.m
+        if self._same(mu):
+            r = self._second(0, mu[0], Cw[0])
+            Hs, Ss = r["H"][None], r["Sigma"][None]
+            corr = np.broadcast_to(r["corr"], (m, self.d)).copy()
+        else:
+            outs = [self._second(self.data_of[i], mu[i], Cw[0] if shared else Cw[i])
+                    for i in range(m)]
+            Hs = np.stack([o["H"] for o in outs])
+            Ss = np.stack([o["Sigma"] for o in outs])
+            corr = np.stack([o["corr"] for o in outs])
+        if shared and Hs.shape[0] > 1:  # modal structure: the workers' averages
+            self.modal_average = True
+            Hs, Ss = Hs.mean(0, keepdims=True), Ss.mean(0, keepdims=True)
+        self._cache.update({"H": Hs[:, None], "Sigma": Ss[:, None], "corr": corr, "b": None})
+
+    # ---- the averaged model --------------------------------------------------------------
+    def observe(self, u: np.ndarray, Cu: np.ndarray, k: int, need_F: bool = True
+                ) -> tuple[float, float]:
+        """(E F(u) − F*, E‖∇F(u)‖²) with u ~ N(ū, C_u): the gradient at ū every step plus the
+        correction E∇F(u) − ∇F(ū) refreshed with the local model; Cov ∇F(u) = H̃C_uH̃ with H̃
+        the expected Hessian (statistical linearisation)."""
+        C = Cu[0]
+        pt = self._point(self._all, u)
+        z = pt["z"]
+        X, s, y = (self.X, self.s, self.y) if self._all < 0 else self.data[0]
+        n = X.shape[0]
+        c, acc = self._cache, self._acc
+        acc["u_sum"] = acc.get("u_sum", 0.0) + C
+        acc["u_cnt"] = acc.get("u_cnt", 0) + 1
+        if "obs" not in c or self._due("observe", k):
+            Cw = acc.pop("u_sum") / acc.pop("u_cnt")
+            corr = np.zeros(self.d)
+            dF = 0.0
+            w2 = pt["l2"]
+            if self.closure in ("taylor", "exact"):
+                q = np.maximum(((X @ Cw) * X).sum(1), 0.0)
+                corr = 0.5 * X.T @ (s * pt["l3"] * q) / n
+            elif self.closure == "gauss":
+                q = np.maximum(((X @ Cw) * X).sum(1), 0.0)
+                E1, w2, _ = self._gauss(z, q, y)
+                corr = X.T @ (s * (E1 - pt["l1"])) / n
+                dF = (z, q)  # the loss correction, evaluated when a record needs it
+            H = X.T @ (X * w2[:, None]) / n + self.l2 * np.eye(self.d)
+            c["obs"] = {"H": H, "H2": H @ H, "corr": corr, "dF": dF}
+        o = c["obs"]
+        F = math.nan
+        if need_F:
+            F = float(self._loss(z, y).mean()) + 0.5 * self.l2 * float(u @ u)
+            if self.closure == "gauss":  # E ℓ over the margins' spread, and ½ l2 tr C
+                if isinstance(o["dF"], tuple):
+                    z0, q0 = o["dF"]
+                    o["dF"] = float((self._gauss_loss(z0, q0, y) - self._loss(z0, y)).mean())
+                F += o["dF"] + 0.5 * self.l2 * float(np.trace(C))
+            else:
+                F += 0.5 * float(np.sum(o["H"] * C))
+        gm = pt["g"] + o["corr"]
+        return F - self.F_star, float(gm @ gm) + float(np.sum(o["H2"] * C))
+
+    def _loss(self, z: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+        if self.kind == "logistic":
+            return np.logaddexp(0.0, -z)
+        return 0.5 * (z - y) ** 2
+
+
+# ---------------------------------------------------------------------------------------------
+# a one-dimensional piecewise quadratic (not twice differentiable at its minimum)
+# ---------------------------------------------------------------------------------------------
+class PiecewiseLaw(_Law):
+    """f(x) = μx² (x ≥ 0), ½μx² (x < 0) with additive N(0, σ²) gradient noise per draw
+    (:class:`~empirics.problems.PiecewiseQuadratic1D`). No Hessian exists at x* = 0, so no
+    model linearised at x* applies; the Gaussian closure does: for x ~ N(m, v), with
+    r = m/√v, Φ and φ the standard normal cdf and density,
+
+        E f'(x)  = μ(m + mΦ(r) + √v φ(r)),   E f''(x) = μ(1 + Φ(r))   (Stein's lemma),
+        E f(x)   = ½μ(m² + v)(1 + Φ(r)) + ½μ m √v φ(r),
+        E f'(x)² = μ²[(m² + v)(1 + 3Φ(r)) + 3 m √v φ(r)],
+
+    exact when the iterates are Gaussian (derived here). Approximate: a worker's iterate is
+    skewed by the kink."""
+
+    approximate = True
+    windowed = False
+    shared_jacobian = True
+    identical_workers = True
+
+    def __init__(self, m: int, mu: float, sigma: float, x0: float):
+        self.m, self.d = int(m), 1
+        self.mu_, self.sigma2 = float(mu), float(sigma) ** 2
+        self.x0 = np.array([float(x0)])
+        self.x_star = np.zeros(1)
+        self.F_star = 0.0
+
+    def assumptions(self) -> list[str]:
+        return ["Gaussian closure of a non-C² objective: every worker's iterate taken "
+                "Gaussian (its skew from the kink at x* is dropped); expectations of the "
+                "piecewise-linear gradient exact under that assumption"]
+
+    @staticmethod
+    def _phi(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from scipy.special import ndtr
+
+        return ndtr(r), np.exp(-0.5 * r * r) / math.sqrt(2 * math.pi)
+
+    def _moments(self, m: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
+        sd = np.sqrt(np.maximum(v, 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(v > 0, m / np.where(v > 0, sd, 1.0), np.sign(m) * np.inf)
+        r = np.nan_to_num(r, nan=0.0)
+        Phi, phi = self._phi(r)
+        phi = np.where(np.isfinite(r), phi, 0.0)
+        mu = self.mu_
+        g = mu * (m + m * Phi + sd * phi)
+        h = mu * (1 + Phi)
+        F = 0.5 * mu * (m * m + v) * (1 + Phi) + 0.5 * mu * m * sd * phi
+        g2 = mu * mu * ((m * m + v) * (1 + 3 * Phi) + 3 * m * sd * phi)
+        return g, h, F, g2
+
+    def uniform_noise(self, rule: Any) -> bool:
+        return rule.comp is None
+
+    def separable(self, rule: Any) -> bool:
+        return False
+
+    def prepare(self, sep: bool) -> None:
+        pass
+
+    def moments(self, mu: np.ndarray, cov: Any, sep: bool, b: int, k: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        v = cov()[:, 0, 0, 0]  # (m or 1,)
+        vv = np.broadcast_to(v, (mu.shape[0],))
+        g, h, _, _ = self._moments(mu[:, 0], vv)
+        H = np.array([[[[float(h.mean())]]]])  # the workers' average Jacobian
+        return g[:, None], H, np.full((1, 1, 1, 1), self.sigma2 / b)
+
+    def observe(self, u: np.ndarray, Cu: np.ndarray, k: int, need_F: bool = True
+                ) -> tuple[float, float]:
+        _, _, F, g2 = self._moments(u, np.array([Cu[0, 0, 0]]))
+        return float(F[0]), float(g2[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# the law of a problem
+# ---------------------------------------------------------------------------------------------
+def law_for(problem: Any, *, refresh: int | None = None, closure: str = "gauss") -> _Law:
+    """The gradient law of ``problem`` (exact for quadratics and least squares, the local
+    second-order model for logistic regression); :class:`OutOfRegime` naming why otherwise."""
+    import torch
+
+    from empirics.problems import LeastSquares, LogisticRegression, NoisyQuadratic
+    from empirics.problems.quadratic import Quadratic
+
+    if isinstance(problem, Quadratic):
+        return QuadraticLaw(problem.H, problem.h, problem.c0, problem.Sigma, problem.x0,
+                            name="quadratic")
+    if isinstance(problem, NoisyQuadratic):
+        m, d = problem.m, problem.d
+        a = np.asarray(problem.a, float)
+        H = np.broadcast_to(np.diag(a), (m, d, d)).copy()
+        S = np.broadcast_to(problem.sigma**2 * np.eye(d), (m, d, d)).copy()
+        mult = np.broadcast_to(problem.c**2 * a**2, (m, d)).copy() if problem.c else None
+        return QuadraticLaw(H, np.zeros((m, d)), np.zeros(m), S, problem.x0, mult,
+                            name="noisy_quadratic")
+    if isinstance(problem, (LeastSquares, LogisticRegression)):
+        X, y = problem.data("cpu", torch.float64)
+        X = X.numpy().astype(float)
+        y = y.numpy().astype(float)
+        m = problem.m
+        n = X.shape[0]
+        if getattr(problem, "shared", False):
+            shards = [np.arange(n)] * m
+        else:
+            npw = problem.n_per
+            shards = [np.arange(i * npw, (i + 1) * npw) for i in range(m)]
+        x0 = problem.init_params("cpu", torch.float64)["w"].numpy().astype(float)
+        xs = problem.x_star["w"].numpy().astype(float)
+        Fs = problem.constants.F_star.value
+        if isinstance(problem, LeastSquares):
+            return GLMLaw(X, np.ones(n), y, shards, problem.l2, "least_squares", x0, xs, Fs)
+        return GLMLaw(X, y, None, shards, problem.l2, "logistic", x0, xs, Fs,
+                      refresh=refresh, closure=closure)
+    from empirics.problems import PiecewiseQuadratic1D
+
+    if isinstance(problem, PiecewiseQuadratic1D):
+        return PiecewiseLaw(problem.m, problem.mu, problem.sigma, problem.x0)
+    raise out_of_regime(
+        f"no gradient law for {type(problem).__name__}: the predictor knows quadratics "
+        f"(Quadratic, NoisyQuadratic), least squares (exact) and logistic regression (local "
+        f"model); a problem needs x_star and per-worker gradients, Hessians and noise "
+        f"covariances at a point (docs/predict.md, 'Adding a problem')")
+
+
+_ = math
