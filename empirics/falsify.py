@@ -11,6 +11,17 @@ the verdict), ``hypothesis.target`` steers the search towards small tightness (b
 measured, at the worst recorded step), and a violation is shrunk by hypothesis to the simplest
 setting that still breaks the bound.
 
+**Guidance by the predictor** (``guide="predict"``, the default): before a candidate runs,
+its expected metric is predicted without sampling (:func:`empirics.predict.predict_built`, the
+local model of the problem) and the bound is evaluated along it, giving a *predicted
+tightness*. After the first few runs, a candidate whose predicted tightness exceeds
+``GUIDE_FACTOR`` times the smallest predicted tightness among those already run is ranked out:
+it is not run, its predicted tightness still steers hypothesis (``target``), and the report
+lists it as ranked out — never as a verdict. The search stops after ``budget`` runs (hypothesis
+draws up to ``GUIDE_POOL``·budget settings); a candidate out of the predictor's regime always
+runs, and once a violation is found every shrinking step runs. ``guide="none"``: every drawn
+setting runs (plain hypothesis search).
+
 Every candidate is checked to lie inside the bound's hypotheses before it runs (the learning-
 rate condition, τ | K, i.i.d. data unless the bound has a heterogeneity term, …): the search
 never reports a verdict the theorem does not speak about. Runs are cached (``out/cache``), so a
@@ -38,6 +49,13 @@ __all__ = ["Candidate", "FalsifyResult", "Space", "falsify", "parse_over"]
 #: the configurations a search can run, by the bound setting's ``describes``
 _RUNNABLE = ("pasgd", "synchronous", "dpsgd", "decentralized_periodic")
 _TOPOLOGIES = ("ring", "torus", "hypercube", "complete", "geometric")
+#: guided search: a candidate runs if its predicted tightness is at most this factor times the
+#: smallest predicted tightness run so far (the predictor's regime is ÷ 2 of the measurement)
+GUIDE_FACTOR = 2.0
+#: guided search: hypothesis draws up to this many settings per run of the budget
+GUIDE_POOL = 4
+#: guided search: the first candidates always run (a reference for the ranking)
+GUIDE_WARMUP = 3
 
 
 @dataclass(frozen=True)
@@ -121,6 +139,7 @@ class Candidate:
     message: str
     spec: dict[str, Any]
     seconds: float
+    predicted_tightness: float | None = None
 
 
 @dataclass
@@ -134,6 +153,8 @@ class FalsifyResult:
     counterexample: Candidate | None
     budget: int
     out: str | None = None
+    guide: str = "none"
+    ranked_out: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def tightest(self) -> Candidate | None:
@@ -141,7 +162,8 @@ class FalsifyResult:
         return min(ok, key=lambda c: c.tightness) if ok else None
 
     def table(self) -> list[dict[str, Any]]:
-        return [{**c.setting, "tightness": c.tightness, "verdict": c.verdict}
+        return [{**c.setting, "tightness": c.tightness, "verdict": c.verdict,
+                 "predicted_tightness": c.predicted_tightness}
                 for c in sorted(self.candidates, key=lambda c: c.tightness)]
 
     def __repr__(self) -> str:
@@ -149,8 +171,33 @@ class FalsifyResult:
         best = "none evaluated" if t is None else f"{t.tightness:.3g} at {t.setting}"
         ce = "" if self.counterexample is None else \
             f"; COUNTEREXAMPLE at {self.counterexample.setting}"
-        return (f"FalsifyResult({self.bound}: {len(self.candidates)} admissible settings, "
-                f"tightest {best}{ce})")
+        ranked = f", {len(self.ranked_out)} ranked out by the predictor" \
+            if self.ranked_out else ""
+        return (f"FalsifyResult({self.bound}: {len(self.candidates)} admissible settings run"
+                f"{ranked}, tightest {best}{ce})")
+
+
+def _predicted_tightness(b: Bound, spec: ExperimentSpec) -> float | None:
+    """min over the recorded steps of bound ÷ predicted metric, without running (None out of
+    the predictor's regime or where the bound is not evaluated)."""
+    from empirics.experiment import _tau_divides
+    from empirics.match import evaluate, run_values
+    from empirics.predict import predict_built
+
+    built = spec.build()
+    problem, cfg, lr = built
+    pred = predict_built(spec, built, metric="grad_norm2_running", floor=False)
+    if pred.values is None:
+        return None
+    vals = {**run_values(spec, cfg, problem, lr), **spec.bound_values}
+    ev, failed = evaluate(b, vals, np.asarray(pred.steps), problem,
+                          scale=float(spec.bound_scale), tau_divides=_tau_divides(b, vals))
+    if failed:
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.asarray(ev["conservative"], float) / np.asarray(pred.values, float)
+    ok = np.isfinite(ratio) & (np.asarray(pred.steps) > 0) & (ratio > 0)
+    return float(ratio[ok].min()) if ok.any() else None
 
 
 class _Falsified(Exception):
@@ -190,20 +237,25 @@ def _admissible_eta(b: Bound, vals: dict[str, float]) -> float:
 def falsify(bound: str | Bound, space: Space | None = None, *, budget: int = 30, seed: int = 0,
             steps_per_round: int | None = None, out: str | Path | None = None,
             progress: bool = False, cache: RunCache | None = None,
-            bound_scale: float = 1.0) -> FalsifyResult:
+            bound_scale: float = 1.0, guide: str = "predict") -> FalsifyResult:
     """Search ``space`` for the setting where ``bound`` is tightest (or broken).
 
     bound: a registered name or a :class:`~theory.bound.Bound` with a ``setting``. budget:
     the number of settings hypothesis generates (a found violation is then shrunk, which runs a
     few more). seed: fixes the search (same seed, same settings). out: a folder for the run
     cache, ``report.md``, ``candidates.json``, ``tightness.png`` and, with a counterexample,
-    ``counterexample.toml`` (a spec ``coopsgd run`` reproduces it with)."""
-    from hypothesis import HealthCheck, Phase, given, settings, target
+    ``counterexample.toml`` (a spec ``coopsgd run`` reproduces it with). guide: ``"predict"``
+    ranks candidates by their predicted tightness before running them (see the module's
+    docstring), ``"none"`` runs every drawn setting."""
+    from hypothesis import HealthCheck, Phase, given, reject, settings, target
     from hypothesis import seed as hseed
     from hypothesis import strategies as st
 
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ValueError(f"budget must be an integer >= 1 (got {budget!r})")
+    if guide not in ("predict", "none"):
+        raise ValueError(f"guide must be 'predict' (rank candidates by the predictor) or "
+                         f"'none' (got {guide!r})")
     space = space or Space()
     key = "user" if isinstance(bound, Bound) else registry.resolve(bound)
     b = bound if isinstance(bound, Bound) else registry.build(key)
@@ -222,6 +274,8 @@ def falsify(bound: str | Bound, space: Space | None = None, *, budget: int = 30,
         or ["complete"]
     found: list[Candidate] = []
     last_fail: list[Candidate] = []
+    ranked_out: list[dict[str, Any]] = []
+    run_predicted: list[float] = []
     uses_tau = name in ("pasgd", "decentralized_periodic")
 
     def build(m: int, tau: int, topology: str, het: float, frac: float, rounds: int
@@ -264,13 +318,32 @@ def falsify(bound: str | Bound, space: Space | None = None, *, budget: int = 30,
         st.integers(*space.tau), st.just(0.0) if iid else st.floats(*space.heterogeneity),
         st.floats(*space.eta), st.integers(*space.rounds))
 
-    def evaluate(args: tuple) -> Candidate:
+    def evaluate(args: tuple) -> Candidate | float:
+        """The candidate's run, or its predicted tightness where the predictor ranks it
+        out (or None once the budget is spent)."""
+        shrinking = bool(last_fail)
+        if len(found) >= budget and not shrinking:
+            return None
         (topology, m), tau, het, frac, rounds = args
         spec, setting = build(m, tau, topology, het, frac, rounds)
         t0 = time.perf_counter()
+        pt = None
+        if guide == "predict":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pt = _predicted_tightness(b, spec)
+            if (pt is not None and not shrinking and len(run_predicted) >= GUIDE_WARMUP
+                    and pt > GUIDE_FACTOR * min(run_predicted)):
+                ranked_out.append({**setting, "predicted_tightness": pt})
+                if progress:
+                    print(f"  [ranked out] {setting} → predicted tightness {pt:.3g}",
+                          flush=True)
+                return pt
+            if pt is not None:
+                run_predicted.append(pt)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = run_experiment(spec, cache=cache, progress=False)
+            res = run_experiment(spec, cache=cache, progress=False, predict=False)
         v = res.verdict
         if v.status not in ("holds", "violated"):
             # a candidate outside the hypotheses is a bug of the search, never a result
@@ -281,19 +354,25 @@ def falsify(bound: str | Bound, space: Space | None = None, *, budget: int = 30,
         ok = np.isfinite(ratio) & (res.steps > 0)
         tight = float(ratio[ok].min()) if ok.any() else math.inf
         c = Candidate(setting, tight, v.status, v.message, spec.to_dict(),
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, pt)
         found.append(c)
         if progress:
             print(f"  [{len(found)}] {setting} → tightness {tight:.3g}, {v.status}", flush=True)
         return c
 
     @hseed(seed)
-    @settings(max_examples=budget, deadline=None, database=None, derandomize=False,
+    @settings(max_examples=budget * (GUIDE_POOL if guide == "predict" else 1), deadline=None,
+              database=None, derandomize=False,
               phases=(Phase.generate, Phase.target, Phase.shrink),
               suppress_health_check=list(HealthCheck))
     @given(strategy)
     def prop(args: tuple) -> None:
         c = evaluate(args)
+        if c is None:  # the budget of runs is spent
+            reject()
+        if not isinstance(c, Candidate):  # ranked out: its predicted tightness steers
+            target(-math.log(max(c, 1e-300)), label="-log tightness")
+            return
         if math.isfinite(c.tightness):
             target(-math.log(max(c.tightness, 1e-300)), label="-log tightness")
         if c.verdict == "violated":
@@ -306,7 +385,8 @@ def falsify(bound: str | Bound, space: Space | None = None, *, budget: int = 30,
     except _Falsified:
         counter = last_fail[-1]  # hypothesis replays the shrunk example last
     result = FalsifyResult(key if key != "user" else b.name, json_ready(asdict(space)), found,
-                           counter, budget, None if folder is None else str(folder))
+                           counter, budget, None if folder is None else str(folder), guide,
+                           ranked_out)
     if folder is not None:
         _write(result, folder)
     return result
@@ -320,6 +400,7 @@ def _write(res: FalsifyResult, folder: Path) -> None:
 
     atomic_write_text(folder / "candidates.json", json.dumps(json_ready(
         {"bound": res.bound, "space": res.space, "budget": res.budget,
+         "guide": res.guide, "ranked_out": res.ranked_out,
          "candidates": [asdict(c) for c in res.candidates],
          "counterexample": None if res.counterexample is None else asdict(
              res.counterexample)}), indent=1))
@@ -348,6 +429,10 @@ def _write(res: FalsifyResult, folder: Path) -> None:
              f"{len(res.candidates)} admissible settings searched (budget {res.budget}; every "
              f"one inside the bound's hypotheses), hypothesis steering towards small "
              f"tightness = bound ÷ measured at the worst recorded step.", ""]
+    if res.guide == "predict":
+        lines += [f"Guided by the predictor: {len(res.ranked_out)} drawn settings were ranked "
+                  f"out without running (predicted tightness above {GUIDE_FACTOR:g}× the "
+                  f"smallest predicted among those run); they carry no verdict.", ""]
     if res.counterexample is not None:
         ce = res.counterexample
         lines += [f"**Counterexample** (shrunk): {ce.setting} — {ce.message}", "",
@@ -355,11 +440,13 @@ def _write(res: FalsifyResult, folder: Path) -> None:
     if tight is not None:
         lines += [f"**Tightest admissible setting found:** {tight.setting}, tightness "
                   f"{tight.tightness:.4g} ({tight.verdict}).", ""]
-    lines += ["| m | τ | topology | heterogeneity | η fraction | K | tightness | verdict |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| m | τ | topology | heterogeneity | η fraction | K | tightness | predicted "
+              "tightness | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     for row in res.table():
+        pt = row["predicted_tightness"]
         lines.append(f"| {row['m']} | {row['tau']} | {row['topology']} | "
                      f"{row['heterogeneity']:.3g} | {row['eta_fraction']:.3g} | {row['K']} | "
-                     f"{row['tightness']:.4g} | {row['verdict']} |")
+                     f"{row['tightness']:.4g} | {'—' if pt is None else format(pt, '.4g')} | "
+                     f"{row['verdict']} |")
     lines += ["", "![tightness across the searched settings](tightness.png)", ""]
     atomic_write_text(folder / "report.md", "\n".join(lines))

@@ -61,6 +61,28 @@ def test_right_bounds_are_not_broken_on_the_same_budget(key):
         assert all(_inside_pasgd(c) for c in res.candidates)
 
 
+def test_the_predictor_ranks_candidates_before_they_run():
+    """guide="predict": a drawn setting is run only if its predicted tightness is within
+    GUIDE_FACTOR of the best predicted so far; the ranked-out ones carry no verdict, the runs stop
+    at the budget. guide="none" runs every drawn setting."""
+    from empirics.falsify import GUIDE_FACTOR
+
+    g = falsify("pasgd", SPACE, budget=6, seed=2, guide="predict")
+    assert len(g.candidates) <= 6 and g.counterexample is None
+    pts = [c.predicted_tightness for c in g.candidates]
+    assert all(p is not None and p > 0 for p in pts)  # logistic regression: in regime
+    assert all(r["predicted_tightness"] > GUIDE_FACTOR * min(pts) for r in g.ranked_out)
+    assert all("verdict" not in r for r in g.ranked_out)
+    # the prediction is close to the measurement (the predictor's regime: within 2x)
+    for c in g.candidates:
+        assert 0.5 <= c.predicted_tightness / c.tightness <= 2, c
+    n = falsify("pasgd", SPACE, budget=6, seed=2, guide="none")
+    assert n.ranked_out == [] and all(c.predicted_tightness is None for c in n.candidates)
+    assert len(n.candidates) == 6
+    with pytest.raises(ValueError, match=r"guide must be 'predict'.*or 'none'"):
+        falsify("pasgd", SPACE, budget=1, guide="sometimes")
+
+
 def test_same_seed_same_search():
     a = falsify("pasgd", SPACE, budget=4, seed=3)
     b = falsify("pasgd", SPACE, budget=4, seed=3)
