@@ -110,37 +110,40 @@ def _run_suite(names: list[str], out: Path, scale: str, dev: Any, progress: bool
     failures: dict[str, str] = {}
     resumed: list[str] = []
     bar = tqdm(names, desc="coopsgd verify", disable=not progress)
-    for name in bar:
-        bar.set_postfix_str(name)
-        done = out / "reproductions" / f"{name}.json"
-        if done.exists():
+    # an interrupt anywhere in the loop (inside a reproduction, or while a finished one's
+    # report is written) leaves the report of what finished
+    try:
+        for name in bar:
+            bar.set_postfix_str(name)
+            done = out / "reproductions" / f"{name}.json"
+            if done.exists():
+                try:
+                    stored = json.loads(done.read_text())
+                    if stored.get("scale") == scale and stored.get("device") == str(dev):
+                        reps.append(Reproduction.from_dict(stored["reproduction"]))
+                        resumed.append(name)
+                        continue
+                except (OSError, json.JSONDecodeError, KeyError, TypeError):
+                    pass  # recompute
+            ctx = Context(out, scale=scale, device=str(dev), progress=progress, cache=cache)
+            t0 = time.perf_counter()
             try:
-                stored = json.loads(done.read_text())
-                if stored.get("scale") == scale and stored.get("device") == str(dev):
-                    reps.append(Reproduction.from_dict(stored["reproduction"]))
-                    resumed.append(name)
-                    continue
-            except (OSError, json.JSONDecodeError, KeyError, TypeError):
-                pass  # recompute
-        ctx = Context(out, scale=scale, device=str(dev), progress=progress, cache=cache)
-        t0 = time.perf_counter()
-        try:
-            rep = module(name).reproduce(ctx)
-        except KeyboardInterrupt:
-            finished = {r.name for r in reps} | set(failures)
-            write_suite_report(reps, failures, out, meta,
-                               pending=[n for n in names if n not in finished])
-            raise
-        except Exception as e:  # one failing reproduction must not lose the others
-            failures[name] = f"{type(e).__name__}: {e}"
-            atomic_write_text(out / "reproductions" / f"{name}.error.txt",
-                              traceback.format_exc())
+                rep = module(name).reproduce(ctx)
+            except Exception as e:  # one failing reproduction must not lose the others
+                failures[name] = f"{type(e).__name__}: {e}"
+                atomic_write_text(out / "reproductions" / f"{name}.error.txt",
+                                  traceback.format_exc())
+                write_suite_report(reps, failures, out, meta)
+                continue
+            rep.seconds = time.perf_counter() - t0
+            atomic_write_text(done, json.dumps({"scale": scale, "device": str(dev),
+                                                "reproduction": rep.to_dict()}))
+            reps.append(rep)
             write_suite_report(reps, failures, out, meta)
-            continue
-        rep.seconds = time.perf_counter() - t0
-        atomic_write_text(done, json.dumps({"scale": scale, "device": str(dev),
-                                            "reproduction": rep.to_dict()}))
-        reps.append(rep)
-        write_suite_report(reps, failures, out, meta)
+    except KeyboardInterrupt:
+        finished = {r.name for r in reps} | set(failures)
+        write_suite_report(reps, failures, out, meta,
+                           pending=[n for n in names if n not in finished])
+        raise
     report = write_suite_report(reps, failures, out, meta)
     return VerifyResult(report, reps, failures, resumed)
