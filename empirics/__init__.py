@@ -52,7 +52,7 @@ _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 _SUBMODULES = {"problems", "compressors", "configs", "engine", "records", "distributed", "launch",
                "data", "cli", "recursion", "experiment", "report", "reproductions", "plots",
                "algorithm", "driver", "mixers", "collectives", "fastgrads", "spec", "stats",
-               "match", "testing"}
+               "match", "testing", "predict", "moments", "laws", "falsify"}
 
 __all__ = sorted(_WHERE)
 

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,7 +185,7 @@ def predict(spec: Any, *, metric: str | None = None, structure: str = "auto",
     or a dict. metric: override the spec's metric. structure: ``"auto"``, ``"dense"`` or
     ``"modal"`` (:func:`empirics.moments.propagate`). floor: also solve for the stationary
     floor at a constant step size. refresh: steps between re-expansions of a local model
-    (default 8). closure: the local model's treatment of the workers' fluctuations —
+    (default 32). closure: the local model's treatment of the workers' fluctuations —
     ``"gauss"`` (Gaussian fluctuations, exact expectations along the margins; default),
     ``"taylor"`` (the second-order correction alone), ``"linear"`` (none)."""
     spec = _as_spec(spec)
@@ -446,3 +448,13 @@ def best_topology(spec: Any, candidates: Any, *, wall: float | None = None, Y: f
         except ValueError as e:
             note = f"the bound has no choice: {e}"
     return TopologyChoice(best, table, budget, bb, note)
+
+
+class _CallableModule(types.ModuleType):
+    """``empirics.predict`` is this module and also :func:`predict`: ``empirics.predict(spec)``."""
+
+    def __call__(self, spec: Any, **kwargs: Any) -> Prediction:
+        return predict(spec, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
