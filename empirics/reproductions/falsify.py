@@ -74,6 +74,10 @@ def reproduce(ctx: Context) -> Reproduction:
                         f"{best.setting['tau']}, {best.setting['topology']}, η = "
                         f"{best.setting['eta_fraction']:.2f}·η_max, K = {best.setting['K']}"
                         + tail) if best is not None else f"no setting evaluated ({n} drawn)"
+            if res.ranked_out:
+                measured += (f"; {len(res.ranked_out)} further drawn settings ranked out by "
+                             f"the predictor (predicted tightness above 2× the best "
+                             f"predicted), no verdict on them")
         src = registry.build(key).source
         claims.append(Claim(
             claim=f"{key}: for every setting inside the hypotheses the measured error is below "
