@@ -32,6 +32,7 @@ step); an exact law refreshes every step.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -53,7 +54,20 @@ def out_of_regime(msg: str) -> OutOfRegime:
 
 
 def _eq(a: np.ndarray) -> bool:
-    return bool(np.allclose(a, a[0], rtol=1e-13, atol=1e-14 * max(1.0, float(np.abs(a).max()))))
+    """Whether every a[i] equals a[0] (to 1e-13 relative): worker by worker, exact equality
+    first, stopping at the first worker that differs (a is often (m, d, d))."""
+    a = np.asarray(a)
+    if a.shape[0] <= 1:
+        return True
+    a0 = a[0]
+    s0 = float(np.abs(a0).max(initial=0.0))
+    for ai in a[1:]:
+        if np.array_equal(ai, a0):
+            continue
+        tol = 1e-14 * max(1.0, s0, float(np.abs(ai).max(initial=0.0)))
+        if not np.allclose(ai, a0, rtol=1e-13, atol=tol):
+            return False
+    return True
 
 
 class _Law:
@@ -104,15 +118,16 @@ class QuadraticLaw(_Law):
         xs = self.x_star
         self.F_star = float(0.5 * xs @ self.Hbar @ xs - self.hbar @ xs + self.c.mean())
         self.shared_jacobian = _eq(self.H)
-        self.identical_workers = self.shared_jacobian and _eq(self.h) and _eq(self.Sigma) and (
-            self.mult is None or _eq(self.mult))
-        off = self.H - np.einsum("iaa->ia", self.H)[:, :, None] * np.eye(self.d)
-        self.diagonal = bool(np.abs(off).max(initial=0.0) == 0.0)
-        self.sep = False
         self._shared_noise = _eq(self.Sigma)
+        self.identical_workers = self.shared_jacobian and _eq(self.h) and self._shared_noise \
+            and (self.mult is None or _eq(self.mult))
+        # diagonal iff every nonzero of H lies on a diagonal (no (m, d, d) temporary)
+        self.diagonal = bool(np.count_nonzero(self.H)
+                             == np.count_nonzero(np.einsum("iaa->ia", self.H)))
+        self.sep = False
 
     def uniform_noise(self, rule: Any) -> bool:
-        return self.mult is None and rule.comp is None and _eq(self.Sigma)
+        return self.mult is None and rule.comp is None and self._shared_noise
 
     def separable(self, rule: Any) -> bool:
         if self.diagonal:
@@ -126,7 +141,11 @@ class QuadraticLaw(_Law):
             self.Q = Q
             self.Hd = np.broadcast_to(lam, (self.m, self.d)).copy()
             self.hd = self.h @ Q
-            self.Sd = np.einsum("iab,ab->ib", self.Sigma @ Q, Q)  # diag(QᵀΣ_iQ)
+            if self._shared_noise:  # diag(QᵀΣQ) once (a d³ product per distinct Σ_i)
+                s0 = np.einsum("ab,ab->b", self.Sigma[0] @ Q, Q)
+                self.Sd = np.broadcast_to(s0, (self.m, self.d)).copy()
+            else:
+                self.Sd = np.einsum("iab,ab->ib", self.Sigma @ Q, Q)  # diag(QᵀΣ_iQ)
             self.Hbar_d = lam
         elif sep:
             self.Hd = np.einsum("iaa->ia", self.H)
@@ -184,6 +203,7 @@ class QuadraticLaw(_Law):
 # ---------------------------------------------------------------------------------------------
 # finite sums of generalised linear models: least squares (exact), logistic (local model)
 # ---------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=256)
 def _prime_below(x: int) -> int:
     """The largest prime ≤ x (1 for x < 2)."""
     for p in range(int(x), 1, -1):

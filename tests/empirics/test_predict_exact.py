@@ -377,3 +377,26 @@ def test_complete_graph_equals_pasgd_tau1() -> None:
     a = propagate(law_for(p), configuration(Periodic(complete(4), 1)), 0.1, 10)
     b = propagate(law_for(p), pasgd(4, 1), 0.1, 10)
     np.testing.assert_allclose(a.columns["grad_norm2"], b.columns["grad_norm2"], rtol=1e-12)
+
+
+def test_quadratic_law_structure_flags_are_exact():
+    """The structure checks behind the exact predictor's fast paths: shared Hessian and noise
+    (worker by worker, to 1e-13 relative), diagonal Hessians (one off-diagonal entry of one
+    worker is enough to leave the diagonal path)."""
+    from empirics.laws import QuadraticLaw, _eq
+
+    rng = np.random.default_rng(0)
+    m, d = 4, 5
+    H = np.broadcast_to(np.diag(rng.uniform(1, 2, d)), (m, d, d)).copy()
+    S = np.broadcast_to(np.eye(d), (m, d, d)).copy()
+    h = rng.normal(size=(m, d))
+    law = QuadraticLaw(H, h, np.zeros(m), S, np.zeros(d))
+    assert law.diagonal and law.shared_jacobian and law._shared_noise
+    assert not law.identical_workers  # the optima differ
+    H2 = H.copy()
+    H2[2, 0, 1] = H2[2, 1, 0] = 1e-3
+    law2 = QuadraticLaw(H2, h, np.zeros(m), S, np.zeros(d))
+    assert not law2.diagonal and not law2.shared_jacobian
+    near = H.copy()
+    near[3] *= 1 + 1e-15  # a rounding-level difference counts as equal
+    assert _eq(near) and not _eq(H2)
