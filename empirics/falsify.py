@@ -241,7 +241,8 @@ def falsify(bound: str | Bound, space: Space | None = None, *, budget: int = 30,
     """Search ``space`` for the setting where ``bound`` is tightest (or broken).
 
     bound: a registered name or a :class:`~theory.bound.Bound` with a ``setting``. budget:
-    the number of settings run (a found violation is then shrunk, which runs a few more). seed: fixes the search (same seed, same settings). out: a folder for the run
+    the number of settings run (a found violation is then shrunk, which runs a few more).
+    seed: fixes the search (same seed, same settings). out: a folder for the run
     cache, ``report.md``, ``candidates.json``, ``tightness.png`` and, with a counterexample,
     ``counterexample.toml`` (a spec ``coopsgd run`` reproduces it with). guide: ``"predict"``
     ranks candidates by their predicted tightness before running them (see the module's
