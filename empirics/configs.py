@@ -1,10 +1,11 @@
-"""Named Cooperative SGD configurations A(τ, W, v) plus the local-step options (digest §1.4).
+"""Named Cooperative SGD configurations A(τ, W, v) plus the local-step options (Wang & Joshi,
+Cooperative SGD, JMLR 2021, Table 1 and §3).
 
 Every algorithm the engine runs is X_{k+1} = (X_k − Δ_k) W_k (Wang & Joshi, Cooperative SGD,
-digest §1.3; Δ_k = η_k G_k for plain SGD): a :class:`Config` is *data* — a schedule (when to
-mix, with which W; :mod:`theory.schedules`), the number v of auxiliary variables, and the local
-step (momentum, Nesterov, an error-feedback compressor). The table of special cases (digest
-§1.4, recalled [MEM, high]):
+JMLR 2021, eqs. 7–10; Δ_k = η_k G_k for plain SGD): a :class:`Config` is *data* — a schedule
+(when to mix, with which W; :mod:`theory.schedules`), the number v of auxiliary variables, and
+the local step (momentum, Nesterov, an error-feedback compressor). The table of special cases
+(JMLR §3 and Table 1; M-DSGD from Zhao, Gao & Li; recalled, high confidence):
 
 =============================  ====  =================  ===
 algorithm                       τ     W                  v
@@ -19,11 +20,13 @@ M-DSGD (memory + compression)   1     J                  0
 =============================  ====  =================  ===
 
 The hierarchical definition (group averaging every τ₁ steps, global every τ₂) is this toolkit's
-reading of the paper's "hierarchical averaging" (definition [NF] in the digest §1.7.5).
+reading of the paper's hierarchical averaging (JMLR §6.3 describes elastic group nodes and
+gives no definition of this scheme nor a bound).
 
 Compressed gossip (:class:`Gossip`, ``Config.gossip``) replaces the mixing X ← WᵀX at the end of a
 round by SQuARM-SGD's event-triggered, compressed consensus step on public copies x̂_i (Singh,
-Data, George, Diggavi 2021; update equations as transcribed by a third party, digest §5(b)):
+Data, George, Diggavi, IEEE JSAIT 2021; update equations as transcribed by a third party, not
+checked against the paper):
 :func:`squarm`, and CHOCO-SGD as its τ = 1, no-momentum, threshold-0 case (:func:`choco_sgd`).
 """
 
@@ -82,9 +85,8 @@ def _threshold_value(c: Any, where: str) -> float:
 @dataclass(frozen=True)
 class PowerThreshold:
     """Trigger threshold schedule c_t = c0 · t^(1−ε) at synchronisation step t ≥ 1 (t = number
-    of local steps taken). The bound c_t ≤ c₀ t^{1−ε} is the condition the digest (§5(b)) records
-    from the sister paper SPARQ-SGD — transcribed by a third party, not checked against either
-    paper."""
+    of local steps taken). The bound c_t ≤ c₀ t^{1−ε} is the condition of the sister paper SPARQ-SGD
+    as transcribed by a third party — not checked against either paper."""
 
     c0: float
     eps: float = 0.5
@@ -116,11 +118,11 @@ class Gossip:
       nodes send nothing; their copies stay);
     * consensus: x_i ← x_i + γ Σ_j w_ji (x̂_j − x̂_i)  (= γ Σ_j w_ij(·) for symmetric W).
 
-    Update equations as transcribed by a third party [V:junaidaliop] (digest §5(b)), not checked
-    against the paper. Averages are preserved when W 1 = 1 (Σ_i of the consensus term is 0).
+    Update equations as transcribed by a third party (a public re-implementation), not
+    checked against the paper. Averages are preserved when W 1 = 1 (Σ_i of the consensus term is 0).
 
     compressor: an ``empirics.compressors`` compressor that is a contraction,
-    E‖x − C(x)‖² ≤ (1 − δ)‖x‖² with δ > 0 (the paper's ω; digest §5(b), from SPARQ-SGD),
+    E‖x − C(x)‖² ≤ (1 − δ)‖x‖² with δ > 0 (the paper's ω, as in SPARQ-SGD),
     checked at the run's dimension d by :meth:`check` (e.g. ``Compose(TopK(k),
     QSGD(s).as_contraction())``). gamma: consensus step γ ∈ (0, 1]. threshold: c ≥ 0 (``inf``:
     never fire) or a callable t -> c_t (e.g. :class:`PowerThreshold`), checked at every use.
@@ -332,7 +334,7 @@ def decentralized_periodic(W: MixingMatrix | Any, tau: int, **options: Any) -> C
 
 def easgd(m: int, tau: int, alpha: float, **options: Any) -> Config:
     """EASGD: A(τ, W_α, 1) with the centre variable as row m (W_α from
-    :func:`theory.mixing.easgd_matrix`; digest §1.4, corroborated by the author's code)."""
+    :func:`theory.mixing.easgd_matrix`; JMLR eq. 11, corroborated by the author's code)."""
     m, tau = _int("m", m, 1), _int("tau", tau, 1)
     return Config("easgd", Periodic(easgd_matrix(m, alpha), tau), v=1,
                   params={"m": m, "tau": tau, "alpha": float(alpha)}, **options)
@@ -342,7 +344,7 @@ def hierarchical(m: int, n_groups: int | None = None, tau1: int = 1, tau2: int =
                  groups: list[list[int]] | None = None, **options: Any) -> Config:
     """Hierarchical averaging: average within groups every τ₁ steps, globally every τ₂ steps
     (τ₂ a multiple of τ₁). Groups: ``n_groups`` contiguous equal groups, or explicit ``groups``.
-    This definition is the toolkit's reading (digest §1.7.5: definition [NF])."""
+    This definition is the toolkit's own scheme (JMLR §6.3 gives none for it)."""
     m = _int("m", m, 1)
     if groups is None:
         if n_groups is None:
@@ -359,9 +361,10 @@ def hierarchical(m: int, n_groups: int | None = None, tau1: int = 1, tau2: int =
 
 def mdsgd(m: int, compressor: Any, momentum: float = 0.0, *, nesterov: bool = False,
           W: MixingMatrix | Any | None = None, tau: int = 1) -> Config:
-    """M-DSGD (memory-based distributed SGD, Zhao, Gao & Li; update reconstructed in digest
-    §2.3 [RECON]): each worker sends C(e + η·direction), keeps e ← e + η·direction − C(·); with
-    W = J and τ = 1 this is w_{t+1} = w_t − (1/m) Σ_k C(u_k). ``W``/``tau`` give the
+    """M-DSGD (memory-based distributed SGD, Zhao, Gao & Li, arXiv:1905.12960;
+    update reconstructed from the standard error-feedback construction, not quoted): each
+    worker sends C(e + η·direction), keeps e ← e + η·direction − C(·); with W = J and τ = 1
+    this is w_{t+1} = w_t − (1/m) Σ_k C(u_k). ``W``/``tau`` give the
     decentralized / periodic variant X_{k+1} = (X_k − C-updates) W_k (not CHOCO)."""
     m = _int("m", m, 1)
     if compressor is None:
@@ -375,8 +378,8 @@ def mdsgd(m: int, compressor: Any, momentum: float = 0.0, *, nesterov: bool = Fa
 
 def qsgd(m: int, s: int = 1, momentum: float = 0.0, *, nesterov: bool = False,
          W: MixingMatrix | Any | None = None, tau: int = 1, compressor: Any = None) -> Config:
-    """Distributed QSGD (Alistarh et al. 2017; as used by Kalan, Soltanolkotabi & Avestimehr,
-    digest §5(a)): each worker sends C(η·p) of its direction p, with C = ``QSGD(s)`` (or the
+    """Distributed QSGD (Alistarh et al. 2017; as used by Kalan, Soltanolkotabi &
+    Avestimehr): each worker sends C(η·p) of its direction p, with C = ``QSGD(s)`` (or the
     given unbiased ``compressor``) and no error-feedback memory; with W = J and τ = 1,
     w_{t+1} = w_t − (1/m) Σ_k C(η g_k). Bits per worker per step: ``C.bits(d)``."""
     from empirics.compressors import QSGD
@@ -398,7 +401,8 @@ def qsgd(m: int, s: int = 1, momentum: float = 0.0, *, nesterov: bool = False,
 
 def spiridonoff_sgd(m: int, T: int, R: int | None = None, **options: Any) -> Config:
     """Local SGD with Spiridonoff et al.'s linearly growing intervals H_i = a·i, R = m rounds by
-    default (digest §4.3, verified from the authors' notebook)."""
+    default (Spiridonoff, Olshevsky & Paschalidis, NeurIPS 2021; verified from the authors'
+    notebook)."""
     from theory.schedule_library import spiridonoff
 
     m = _int("m", m, 1)
@@ -408,8 +412,9 @@ def spiridonoff_sgd(m: int, T: int, R: int | None = None, **options: Any) -> Con
 
 def lupa(m: int, T: int, E: int, tau0: int, *, adaptive: bool = False, **options: Any
          ) -> Config:
-    """Haddadpour et al.'s LUPA-SGD schedules (digest §3.5): linearly growing τ_i = (1 + iα)τ₀
-    with E rounds, or (``adaptive=True``) the loss-driven τ_i = ⌈(F(x̄⁰)/F(x̄))^{1/3}⌉·τ₀."""
+    """Haddadpour et al.'s LUPA-SGD schedules (NeurIPS 2019; poster and the authors' code):
+    linearly growing τ_i = (1 + iα)τ₀ with E rounds, or (``adaptive=True``) the loss-driven
+    τ_i = ⌈(F(x̄⁰)/F(x̄))^{1/3}⌉·τ₀."""
     from theory.schedule_library import adaptive_lupa, linear_growth
 
     m = _int("m", m, 1)
@@ -421,7 +426,7 @@ def lupa(m: int, T: int, E: int, tau0: int, *, adaptive: bool = False, **options
 def squarm(W: MixingMatrix | Any, tau: int | None = 1, *, compressor: Any, gamma: float,
            threshold: Any = 0.0, momentum: float = 0.0, nesterov: bool | None = None,
            schedule: Schedule | None = None, name: str = "squarm") -> Config:
-    """SQuARM-SGD (Singh, Data, George, Diggavi, IEEE JSAIT 2021; digest §5(b)): local SGD steps
+    """SQuARM-SGD (Singh, Data, George, Diggavi, IEEE JSAIT 2021): local SGD steps
     with (Nesterov) momentum, and every τ steps (or at the rounds of ``schedule``) the
     event-triggered compressed gossip of :class:`Gossip` with the round's W:
 
@@ -429,7 +434,7 @@ def squarm(W: MixingMatrix | Any, tau: int | None = 1, *, compressor: Any, gamma
         x̂_j ← x̂_j + C(x_j^{t+½} − x̂_j)   if ‖x_j^{t+½} − x̂_j‖² > c_t η²   (trigger)
         x_i ← x_i^{t+½} + γ Σ_j w_ji (x̂_j − x̂_i)
 
-    (third-party transcription [V:junaidaliop], not checked against the paper). ``nesterov``:
+    (third-party transcription, not checked against the paper). ``nesterov``:
     None → Nesterov whenever momentum > 0 (the paper's choice). Reductions (tested): threshold
     0, C = Identity, γ = 1 → :func:`decentralized_periodic` with the same momentum; τ = 1, no
     momentum → CHOCO-SGD (:func:`choco_sgd`). ``threshold = inf`` never communicates."""
@@ -456,7 +461,7 @@ def squarm(W: MixingMatrix | Any, tau: int | None = 1, *, compressor: Any, gamma
 
 
 def choco_sgd(W: MixingMatrix | Any, *, compressor: Any, gamma: float) -> Config:
-    """CHOCO-SGD (Koloskova, Stich, Jaggi, ICML 2019; recalled, not in the digest): SQuARM-SGD
+    """CHOCO-SGD (Koloskova, Stich, Jaggi, ICML 2019; recalled): SQuARM-SGD
     with τ = 1, no momentum and threshold 0 (every node with x_j ≠ x̂_j sends C(x_j − x̂_j) after
     every step): x ← x − ηg; x̂_j ← x̂_j + C(x_j − x̂_j); x_i ← x_i + γ Σ_j w_ji (x̂_j − x̂_i)."""
     return squarm(W, 1, compressor=compressor, gamma=gamma, threshold=0.0, momentum=0.0,

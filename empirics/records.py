@@ -2,7 +2,7 @@
 
 Both are dataclasses of numpy arrays and Python scalars; ``to_dict`` gives JSON-ready data and
 :meth:`Result.save` writes it atomically (temporary file + ``os.replace``), so a reader never sees
-a half-written file. Symbols (Cooperative SGD, digest §1.3): X_k the (m+v) × d matrix of stacked
+a half-written file. Symbols (Cooperative SGD, JMLR eqs. 7–14): X_k the (m+v) × d matrix of stacked
 models (row i = worker i, rows m.. = auxiliary variables), u_k = mean of the m+v rows (the
 averaged model, X_k 1/(m+v) in the paper's column convention), J = 11ᵀ/(m+v).
 """
@@ -191,7 +191,7 @@ class Result:
     lr, wall``.
 
     Scalars: ``grad_norm2_avg`` — estimate of (1/K) Σ_{k=0}^{K−1} ‖∇F(u_k)‖² over the K steps
-    taken (the left side of the Cooperative SGD bound, digest §1.6, with u_0 = x₀ the paper's u_1);
+    taken (the left side of the Cooperative SGD bound, JMLR eq. 16, with u_0 = x₀ the paper's u_1);
     ``grad_norm2_avg_method`` says how it was obtained (every step exactly, or a stratified
     random subsample of steps: one uniformly chosen step per block of ``grad_every`` steps,
     weighted by block length — unbiased for the mean over the trajectory);

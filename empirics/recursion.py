@@ -5,7 +5,7 @@
 ``docs/predict.md``), packaged as :class:`Moments` for the problems whose gradient law is exact:
 
 * :class:`~empirics.problems.NoisyQuadratic` — f(x, z) = Σ_i (a_i/2) x_i²(1 + z1_i) + xᵀz2 with
-  z1 ~ N(0, c²I), z2 ~ N(0, σ²I) (Spiridonoff et al.'s §4.1 quadratic, digest §4.6 A [quoted from
+  z1 ~ N(0, c²I), z2 ~ N(0, σ²I) (Spiridonoff et al.'s §4.1 quadratic [quoted from
   the authors' notebook]); a batch of b draws averages f. F(x) = ½ xᵀAx, x* = 0, F* = 0; the
   gradient noise of a draw has covariance c² diag(a² ⊙ x ⊙ x) + σ² I, linear in E[x xᵀ];
 * :class:`~empirics.problems.Quadratic` — per-worker Hessians, optima and additive noise;

@@ -317,7 +317,8 @@ class ExperimentSpec:
     the spec). algorithm: ``{"name": ..., "m": ..., ...}`` — see :func:`build_config`.
     lr: a number (constant η), or ``{"kind": "inverse_time", "a", "beta", "max_lr"}``,
     ``{"kind": "stagewise", "etas", "boundaries"}``, ``{"kind": "pl", "alpha_pl"}`` (the PL
-    theorem's η_t = 4/(μ(t + a)), a = α_PL·τ_max + 4, digest §3.3 [recalled, low]).
+    theorem's η_t = 4/(μ(t + a)), a = α_PL·τ_max + 4; Haddadpour et al. 2019, recalled, low
+    confidence).
     α_PL defaults to 1; the paper's condition on α is [NF], and η₀ = 4/(μ(α_PL τ + 4)) ≤ 1/L
     needs α_PL ≥ (4κ − 4)/τ — pass it explicitly for ill-conditioned problems.
     steps: K (or T). batch_size: per worker, b. seeds: n (→ 0..n−1) or a list. record_every,

@@ -43,7 +43,7 @@ class Constant:
 
 @dataclass(frozen=True)
 class Stagewise:
-    """η_t = etas[s] for boundaries[s−1] ≤ t < boundaries[s] (stagewise learning, digest §2.2).
+    """η_t = etas[s] for boundaries[s−1] ≤ t < boundaries[s] (stagewise learning, Zhao, Gao & Li).
 
     ``boundaries`` strictly increasing, ``len(etas) == len(boundaries) + 1``."""
 
@@ -71,7 +71,7 @@ class Stagewise:
 @dataclass(frozen=True)
 class InverseTime:
     """η_t = min(a / (t + beta), max_lr) — the 1/(t+β) family (e.g. Spiridonoff et al.'s
-    η_t = α/(μ(t+β)) with a = α/μ, digest §4.2/§4.6)."""
+    η_t = α/(μ(t+β)) with a = α/μ, NeurIPS 2021)."""
 
     a: float
     beta: float = 1.0
@@ -98,8 +98,8 @@ class InverseTime:
 
 
 def pl_shift(tau_max: Any, alpha_pl: Any = 1.0) -> Any:
-    """a = α_PL·τ_max + 4, the shift of the PL step size η_t = 4/(μ(t + a)) (Haddadpour et al.;
-    recalled, low confidence, digest §3.3). Numbers or sympy expressions alike."""
+    """a = α_PL·τ_max + 4, the shift of the PL step size η_t = 4/(μ(t + a)) (Haddadpour et al.,
+    NeurIPS 2019; recalled, low confidence). Numbers or sympy expressions alike."""
     return alpha_pl * tau_max + 4
 
 

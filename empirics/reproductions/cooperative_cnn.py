@@ -27,7 +27,7 @@ At the default scale (360 steps) the losses are still descending at the last rec
 "floor" in the claims is the mean training loss over the last quarter of the records — the loss
 reached — not an asymptotic floor.
 
-Claims: the captions' qualitative statements (digest §1.0) against the measurements, as
+Claims: the captions' qualitative statements (JMLR Appendix A) against the measurements, as
 *agrees* / *disagrees* / *inconclusive* with paired one-sided t-tests over seeds (the seeds
 share their batch streams across configurations); the Cooperative SGD bound (Corollary 2,
 Corollary 3, Theorem 1 for EASGD; the one the run's configuration matches) as *holds* /
@@ -71,7 +71,7 @@ ALPHAS = (0.01, 0.9 / M, 2 / (M + 2), 2 / (M + 1))
 SEGMENT_EPOCHS = 10
 CIFAR_ENV = "COOPSGD_CIFAR10"
 CAPTIONS = {
-    "fig3": "Fig. 3 (paper, quoted in digest §1.0): at one learning rate, a larger τ or a larger "
+    "fig3": "Fig. 3 (JMLR Appendix A, quoted): at one learning rate, a larger τ or a larger "
             "ζ gives a higher error floor at convergence",
     "fig4": "Fig. 4: α* = 2/(m+2) beats α = 0.9/m with the lowest training loss and the "
             "smallest discrepancy between workers and the auxiliary variable; α = 2/(m+1) "
