@@ -189,11 +189,20 @@ def vmap_grad(problem: Any) -> GradFn:
     per-step pytree wrapping (≈ half the fixed cost on a tiny problem). Parameters the loss
     does not use get zero gradients. Options as the hand-batched paths: ``out`` (gradient
     tensors written in place), ``sgd_lr = η`` (plain SGD applied in place, θ ← θ − η∇ℓ, one
-    fused ``_foreach_add_`` per step, no gradient buffer; returns no gradient)."""
+    fused ``_foreach_add_`` per step, no gradient buffer; returns no gradient).
+
+    A problem whose loss is ``data_loss(θ, batch) + ½·λ‖θ‖²`` over all its parameters (it
+    defines ``data_loss`` and ``l2 = λ``) has the ridge folded outside autograd: ∇ℓ_i =
+    ∇data_loss_i + λθ_i, with SGD θ ← (1 − ηλ)θ − η∇data_loss (the same update up to
+    rounding; autograd's square, its two backward products and their sum over all m·d
+    parameters are gone), and the returned losses add ½λ‖θ_i‖² per worker."""
     from torch.func import vmap
 
+    data_loss = getattr(problem, "data_loss", None)
+    ridge = float(getattr(problem, "l2", 0.0) or 0.0) if callable(data_loss) else 0.0
+
     def f(params: dict[str, torch.Tensor], batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return problem.loss(params, batch)
+        return data_loss(params, batch) if ridge else problem.loss(params, batch)
 
     vloss = vmap(f, in_dims=(0, 0))
 
@@ -207,8 +216,17 @@ def vmap_grad(problem: Any) -> GradFn:
             grads = torch.autograd.grad(losses.sum(), [leaves[k] for k in names],
                                         allow_unused=True, materialize_grads=True)
         losses = losses.detach()
+        plist = [params[k] for k in names]
+        if ridge:
+            m = losses.shape[0]
+            losses = losses + 0.5 * ridge * sum(
+                torch.linalg.vector_norm(p.reshape(m, -1), dim=1) ** 2 for p in plist)
+            if sgd_lr is not None:
+                torch._foreach_mul_(plist, 1.0 - sgd_lr * ridge)
+            else:
+                torch._foreach_add_(list(grads), plist, alpha=ridge)
         if sgd_lr is not None:
-            torch._foreach_add_([params[k] for k in names], list(grads), alpha=-sgd_lr)
+            torch._foreach_add_(plist, list(grads), alpha=-sgd_lr)
             return None, losses
         if out is not None:
             torch._foreach_copy_([out[k] for k in names], list(grads))

@@ -178,7 +178,7 @@ def _flat(tree: Params) -> torch.Tensor:
 
 
 def _sqnorm(tree: Params) -> torch.Tensor:
-    return sum((t**2).sum() for t in tree.values())
+    return sum((t * t).sum() for t in tree.values())
 
 
 # ---------------------------------------------------------------------------------------------

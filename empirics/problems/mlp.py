@@ -121,6 +121,12 @@ class MLPClassifier(FiniteSumProblem):
         return self._random_init(rng_for(self.seed, STREAM_INIT))
 
     def loss(self, params: Params, batch: Batch) -> torch.Tensor:
+        ce = self.data_loss(params, batch)
+        return ce + 0.5 * self.l2 * _sqnorm(params) if self.l2 else ce
+
+    def data_loss(self, params: Params, batch: Batch) -> torch.Tensor:
+        """The mini-batch cross-entropy without the ridge term: ``loss = data_loss +
+        ½·l2·‖params‖²`` (the generic gradient path folds the ridge into the update)."""
         x, y = batch
         h = x.to(params["W0"].dtype)
         for k in range(self._n_layers):
@@ -128,8 +134,7 @@ class MLPClassifier(FiniteSumProblem):
             if k < self._n_layers - 1:
                 h = torch.tanh(h)
         picked = torch.gather(h, -1, y.unsqueeze(-1)).squeeze(-1)
-        ce = (torch.logsumexp(h, -1) - picked).mean()
-        return ce + 0.5 * self.l2 * _sqnorm(params) if self.l2 else ce
+        return (torch.logsumexp(h, -1) - picked).mean()
 
     def _sigma2_workers(self, params: Params) -> torch.Tensor:
         """σ_i²(x) for every worker, exactly, without materialising per-sample gradients.

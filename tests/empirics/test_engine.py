@@ -396,6 +396,30 @@ def test_mlp_fast_path_equals_vmap(mlp, l2):
                                    rtol=0, atol=1e-14)
 
 
+def test_generic_path_folds_the_ridge_exactly():
+    """A problem with data_loss and l2 (loss = data_loss + ½l2‖θ‖²): the generic path's
+    gradients, losses and fused SGD update equal vmap(grad_and_value(loss)) on the whole loss
+    (torch.func directly, the ridge inside autograd)."""
+    from torch.func import grad_and_value, vmap
+
+    p = MLPClassifier(n_samples=120, d_in=6, hidden=(7, 5), n_classes=3, m=3, seed=2, l2=0.2)
+    g = torch.Generator().manual_seed(0)
+    params = {k: v + 0.3 * torch.randn((3, *v.shape), generator=g, dtype=v.dtype)
+              for k, v in p.init_params().items()}
+    batch = p.sample_all(6, p.generator(1))
+    ref_g, ref_l = vmap(grad_and_value(p.loss))(params, batch)
+    gv, lv = vmap_grad(p)(params, batch)
+    np.testing.assert_allclose(lv.numpy(), ref_l.numpy(), rtol=1e-14, atol=0)
+    for k in params:
+        np.testing.assert_allclose(gv[k].numpy(), ref_g[k].numpy(), rtol=0, atol=1e-14)
+    eta = 0.3
+    upd = {k: v.clone() for k, v in params.items()}
+    assert vmap_grad(p)(upd, batch, sgd_lr=eta)[0] is None
+    for k in params:
+        np.testing.assert_allclose(upd[k].numpy(), (params[k] - eta * ref_g[k]).numpy(),
+                                   rtol=0, atol=1e-14)
+
+
 @pytest.mark.parametrize("cls", [LogisticRegression, LeastSquares])
 @pytest.mark.parametrize("l2", [0.0, 0.05])
 def test_linear_fast_path_equals_vmap(cls, l2):
