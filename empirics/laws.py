@@ -212,6 +212,11 @@ def _prime_below(x: int) -> int:
     return 1
 
 
+def _margin_var(X: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """q_j = x_jᵀ C x_j (clipped at 0) for every row x_j of X: the variance of each margin."""
+    return np.maximum(np.einsum("ij,ij->i", X @ C, X), 0.0)
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
@@ -298,19 +303,35 @@ class GLMLaw(_Law):
             return -sm, l2_, l2_ * (sm - sp_)
         return z - y, np.ones_like(z), np.zeros_like(z)
 
+    def _first(self, z: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+        """The first derivative of ℓ at z alone (what the gradient at a mean needs)."""
+        if self.kind == "logistic":
+            return -(1.0 - _sigmoid(z))
+        return z - y
+
+    def _higher(self, pt: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """The second and third derivatives of ℓ at a point of :meth:`_point` (computed on
+        first use: the gradient at a mean needs only the first)."""
+        if "l2" not in pt:
+            _, pt["l2"], pt["l3"] = self._derivs(pt["z"], pt["y"])
+        return pt["l2"], pt["l3"]
+
     def _point(self, j: int, mu: np.ndarray) -> dict[str, Any]:
         """Margins, the loss derivatives and the gradient of data set j (−1: all rows) at mu,
         cached for the last few points (the averaged model and a worker often coincide)."""
         pc = self._points
+        key = (j, mu.tobytes())
+        hit = pc.get(key)
+        if hit is not None:
+            return hit
         tol = 1e-12 * max(1.0, float(np.abs(mu).max()))
-        for (jj, _), hit in pc.items():  # the same point up to rounding
+        for (jj, _), hit in reversed(pc.items()):  # the same point up to rounding, newest first
             if jj == j and np.abs(hit["mu"] - mu).max() <= tol:
                 return hit
-        key = (j, mu.tobytes())
         X, s, y = (self.X, self.s, self.y) if j < 0 else self.data[j]
         z = s * (X @ mu)
-        l1, l2_, l3 = self._derivs(z, y)
-        out = {"z": z, "l1": l1, "l2": l2_, "l3": l3, "mu": mu.copy(),
+        l1 = self._first(z, y)
+        out = {"z": z, "y": y, "l1": l1, "mu": mu.copy(),
                "g": X.T @ (s * l1) / X.shape[0] + self.l2 * mu}
         if len(pc) >= 4:
             pc.pop(next(iter(pc)))
@@ -323,17 +344,17 @@ class GLMLaw(_Law):
         X, s, y = self.data[j]
         n = X.shape[0]
         pt = self._point(j, mu)
-        l1, l2_ = pt["l1"], pt["l2"]
+        l1 = pt["l1"]
         gd = pt["g"] - self.l2 * mu
         corr = np.zeros(self.d)
         if C is None or self.closure == "linear":
+            l2_ = self._higher(pt)[0]
             Hd = X.T @ (X * l2_[:, None]) / n
             Sig = X.T @ (X * (l1**2)[:, None]) / n - np.outer(gd, gd)
-            return {"H": Hd + self.l2 * np.eye(self.d), "Sigma": 0.5 * (Sig + Sig.T),
-                    "corr": corr}
-        q = np.maximum(((X @ C) * X).sum(1), 0.0)  # variance of each margin
+            return {"H": self._ridge(Hd), "Sigma": 0.5 * (Sig + Sig.T), "corr": corr}
+        q = _margin_var(X, C)
         if self.closure == "taylor" or self.exact:
-            l3 = pt["l3"]
+            l2_, l3 = self._higher(pt)
             Hd = X.T @ (X * l2_[:, None]) / n
             Sig = X.T @ (X * (l1**2 + l2_**2 * q)[:, None]) / n - np.outer(gd, gd) \
                 - Hd @ C @ Hd
@@ -348,8 +369,12 @@ class GLMLaw(_Law):
             Hd = X.T @ (X * E2[:, None]) / n
             Sig = X.T @ (X * E11[:, None]) / n - np.outer(gE, gE) - Hd @ C @ Hd
             corr = gE - gd
-        return {"H": Hd + self.l2 * np.eye(self.d), "Sigma": 0.5 * (Sig + Sig.T),
-                "corr": corr}
+        return {"H": self._ridge(Hd), "Sigma": 0.5 * (Sig + Sig.T), "corr": corr}
+
+    def _ridge(self, Hd: np.ndarray) -> np.ndarray:
+        """Hd + l2·I, in place (Hd is a fresh array)."""
+        Hd.flat[:: self.d + 1] += self.l2
+        return Hd
 
     def _gauss(self, z: np.ndarray, q: np.ndarray, y: np.ndarray | None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -357,6 +382,10 @@ class GLMLaw(_Law):
         polynomials of degree < 2·nodes; ℓ is smooth and its derivatives bounded)."""
         t, w = self._nodes
         Z = z[:, None] + np.sqrt(q)[:, None] * t[None, :]
+        if self.kind == "logistic":  # ℓ' = −σ(−Z), ℓ'' = σ(Z)σ(−Z) (no third derivative)
+            sp_ = _sigmoid(Z)
+            sm = 1.0 - sp_
+            return -(sm @ w), (sp_ * sm) @ w, (sm * sm) @ w
         l1, l2_, _ = self._derivs(Z, None if y is None else y[:, None])
         return l1 @ w, l2_ @ w, (l1**2) @ w
 
@@ -460,16 +489,16 @@ class GLMLaw(_Law):
             Cw = acc.pop("u_sum") / acc.pop("u_cnt")
             corr = np.zeros(self.d)
             dF = 0.0
-            w2 = pt["l2"]
+            w2, l3 = self._higher(pt) if self.closure != "gauss" else (None, None)
             if self.closure in ("taylor", "exact"):
-                q = np.maximum(((X @ Cw) * X).sum(1), 0.0)
-                corr = 0.5 * X.T @ (s * pt["l3"] * q) / n
+                q = _margin_var(X, Cw)
+                corr = 0.5 * X.T @ (s * l3 * q) / n
             elif self.closure == "gauss":
-                q = np.maximum(((X @ Cw) * X).sum(1), 0.0)
+                q = _margin_var(X, Cw)
                 E1, w2, _ = self._gauss(z, q, y)
                 corr = X.T @ (s * (E1 - pt["l1"])) / n
                 dF = (z, q)  # the loss correction, evaluated when a record needs it
-            H = X.T @ (X * w2[:, None]) / n + self.l2 * np.eye(self.d)
+            H = self._ridge(X.T @ (X * w2[:, None]) / n)
             c["obs"] = {"H": H, "H2": H @ H, "corr": corr, "dF": dF}
         o = c["obs"]
         F = math.nan
