@@ -272,6 +272,10 @@ class GLMLaw(_Law):
         self._cache: dict[str, Any] = {}
         self._acc: dict[str, Any] = {}
         self._points: dict[Any, dict[str, Any]] = {}
+        #: s_j x_j per data set (s = ±1, so (s ⊙ X)μ = s ⊙ (Xμ) exactly) and the distinct
+        #: shards stacked for one batched gradient of all workers (built on first use)
+        self._signed: dict[int, np.ndarray] = {}
+        self._stack: Any = None
         self.n_refresh = 0
         self.modal_average = False
 
@@ -324,19 +328,48 @@ class GLMLaw(_Law):
         hit = pc.get(key)
         if hit is not None:
             return hit
-        tol = 1e-12 * max(1.0, float(np.abs(mu).max()))
-        for (jj, _), hit in reversed(pc.items()):  # the same point up to rounding, newest first
-            if jj == j and np.abs(hit["mu"] - mu).max() <= tol:
-                return hit
-        X, s, y = (self.X, self.s, self.y) if j < 0 else self.data[j]
-        z = s * (X @ mu)
+        same = [hit for (jj, _), hit in pc.items() if jj == j]
+        if same:  # the same point up to rounding (one vectorised test), newest first
+            tol = 1e-12 * max(1.0, float(np.abs(mu).max()))
+            close = np.abs(np.stack([hit["mu"] for hit in same]) - mu).max(1) <= tol
+            if close.any():
+                return same[len(same) - 1 - int(np.argmax(close[::-1]))]
+        y = self.y if j < 0 else self.data[j][2]
+        XS = self._signed_rows(j)
+        z = XS @ mu
         l1 = self._first(z, y)
         out = {"z": z, "y": y, "l1": l1, "mu": mu.copy(),
-               "g": X.T @ (s * l1) / X.shape[0] + self.l2 * mu}
+               "g": XS.T @ l1 / XS.shape[0] + self.l2 * mu}
         if len(pc) >= 4:
             pc.pop(next(iter(pc)))
         pc[key] = out
         return out
+
+    def _signed_rows(self, j: int) -> np.ndarray:
+        """s ⊙ X of data set j (−1: all rows), cached (X itself when every s_j = 1)."""
+        XS = self._signed.get(j)
+        if XS is None:
+            X, s, _ = (self.X, self.s, self.y) if j < 0 else self.data[j]
+            XS = X if np.all(s == 1.0) else s[:, None] * X
+            self._signed[j] = XS
+        return XS
+
+    def _worker_grads(self, mu: np.ndarray) -> np.ndarray:
+        """∇F_i(μ_i) for every worker i, (m, d): g_i = (1/n_i) Σ_j ℓ'(z_j) s_j x_j + l2·μ_i,
+        z_j = s_j x_jᵀμ_i over worker i's rows. Distinct shards of one size: two batched
+        products for all workers; otherwise worker by worker (cached points)."""
+        if self._stack is None:
+            sizes = {self.data[j][0].shape[0] for j in self.data_of}
+            ok = not self.shared_data and len(set(self.data_of)) == self.m and len(sizes) == 1
+            self._stack = (np.stack([self._signed_rows(j) for j in self.data_of]),
+                           None if self.y is None else
+                           np.stack([self.data[j][2] for j in self.data_of])) if ok else False
+        if self._stack is False:
+            return np.stack([self._point(self.data_of[i], mu[i])["g"] for i in range(self.m)])
+        XS, Y = self._stack
+        z = np.matmul(XS, mu[:, :, None])[:, :, 0]  # (m, n_i)
+        l1 = self._first(z, Y)
+        return np.matmul(l1[:, None, :], XS)[:, 0, :] / XS.shape[1] + self.l2 * mu
 
     def _second(self, j: int, mu: np.ndarray, C: np.ndarray | None) -> dict[str, np.ndarray]:
         """Jacobian, noise covariance (per draw) and the mean correction E∇F_j(μ+ξ) − ∇F_j(μ)
@@ -427,7 +460,7 @@ class GLMLaw(_Law):
         if self._same(mu):
             gbar = np.broadcast_to(self._point(self.data_of[0], mu[0])["g"], (m, self.d))
         else:
-            gbar = np.stack([self._point(self.data_of[i], mu[i])["g"] for i in range(m)])
+            gbar = self._worker_grads(mu)
         if c.get("b") != b:
             c["b"], c["Sb"] = b, c["Sigma"] / b
         return gbar + c["corr"], c["H"], c["Sb"]
