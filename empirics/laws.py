@@ -38,7 +38,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CLOSURES", "GLMLaw", "PiecewiseLaw", "QuadraticLaw", "law_for", "out_of_regime"]
+__all__ = ["CLOSURES", "GLMLaw", "PiecewiseLaw", "QuadraticLaw", "REEXPAND_GROWTH", "law_for",
+           "out_of_regime"]
+
+#: the local model's re-expansion interval grows as k/REEXPAND_GROWTH (capped by ``refresh``):
+#: each re-expansion costs several n·d² products, so their number, ~g·ln(refresh·g) + K/refresh
+#: over K steps, sets the cost of a prediction (``benchmarks/bench_predict.py``)
+REEXPAND_GROWTH = 8
 
 #: closures of the local model: exact Gaussian expectations along the margins, the second-order
 #: Taylor correction (its leading term), the linearised model (no correction)
@@ -248,7 +254,7 @@ class GLMLaw(_Law):
             raise ValueError(f"closure must be one of {CLOSURES} (got {closure!r})")
         self.closure = "exact" if self.exact else closure
         #: largest number of steps between two re-expansions (they start every step and the
-        #: interval doubles every doubling of k past 32: the transient is followed closely)
+        #: interval grows as k/REEXPAND_GROWTH: a fixed fraction of the elapsed run)
         self.refresh = 1 if self.exact else int(refresh or 32)
         self._last: dict[str, int] = {}
         t, w = np.polynomial.hermite_e.hermegauss(int(nodes))
@@ -290,8 +296,8 @@ class GLMLaw(_Law):
                "linear": "linearised model: Hessian, drift and noise at the mean, no "
                          "fluctuation corrections (blind to the workers' spread)"}[self.closure]
         out = [f"local model re-expanded at the predicted means (every step at first, then at "
-               f"intervals doubling with k up to {self.refresh} steps, from the window-averaged "
-               f"covariances); {how}"]
+               f"intervals growing as k/{REEXPAND_GROWTH} up to {self.refresh} steps, from the "
+               f"window-averaged covariances); {how}"]
         if not self.shared_data:
             out.append("heterogeneous shards: the covariance is propagated with the workers' "
                        "average Hessian and noise where the structure is modal (the per-worker "
@@ -467,13 +473,14 @@ class GLMLaw(_Law):
 
     def _due(self, what: str, k: int) -> bool:
         """Whether to re-expand at step k: always for an exact law; else when k − (the last
-        re-expansion) reaches the largest prime ≤ min(refresh, 2^⌊log₂(k/32)⌋) (1 for k < 64).
+        re-expansion) reaches the largest prime ≤ min(refresh, ⌊k/g⌋) (1 for k < 2g;
+        g = REEXPAND_GROWTH), so the model is never older than about 1/g of the elapsed run.
         Prime intervals are not multiples of a communication period, so successive
         re-expansions sample every phase of a round (heterogeneous workers drift within it)."""
         if self.exact:
             return True
         last = self._last.get(what)
-        interval = _prime_below(min(self.refresh, 1 << max(0, int(math.log2(max(k, 1) / 32)))))
+        interval = _prime_below(min(self.refresh, max(1, k // REEXPAND_GROWTH)))
         if last is None or k - last >= interval or k < last:
             self._last[what] = k
             return True
