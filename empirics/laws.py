@@ -335,11 +335,14 @@ class GLMLaw(_Law):
         if hit is not None:
             return hit
         same = [hit for (jj, _), hit in pc.items() if jj == j]
-        if same:  # the same point up to rounding (one vectorised test), newest first
+        if same:  # the same point up to rounding: the newest, then the rest in one test
             tol = 1e-12 * max(1.0, float(np.abs(mu).max()))
-            close = np.abs(np.stack([hit["mu"] for hit in same]) - mu).max(1) <= tol
-            if close.any():
-                return same[len(same) - 1 - int(np.argmax(close[::-1]))]
+            if np.abs(same[-1]["mu"] - mu).max() <= tol:
+                return same[-1]
+            if len(same) > 1:
+                close = np.abs(np.stack([hit["mu"] for hit in same[:-1]]) - mu).max(1) <= tol
+                if close.any():
+                    return same[len(same) - 2 - int(np.argmax(close[::-1]))]
         y = self.y if j < 0 else self.data[j][2]
         XS = self._signed_rows(j)
         z = XS @ mu
@@ -458,13 +461,12 @@ class GLMLaw(_Law):
         """E g per worker (gradient at the mean every step + the cached fluctuation
         correction), the Jacobians and noise covariances (refreshed every ``refresh`` steps
         from the window-averaged marginals ``cov(True)``; every step for an exact law)."""
-        m = self.m
         if "H" not in self._cache or self._due("moments", k):
             Cw = cov(not self.exact)[:, 0]
             self._refresh(mu, Cw, Cw.shape[0] == 1)
         c = self._cache
         if self._same(mu):
-            gbar = np.broadcast_to(self._point(self.data_of[0], mu[0])["g"], (m, self.d))
+            gbar = self._point(self.data_of[0], mu[0])["g"]  # (d,): broadcast against corr
         else:
             gbar = self._worker_grads(mu)
         if c.get("b") != b:
