@@ -38,7 +38,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CLOSURES", "GLMLaw", "PiecewiseLaw", "QuadraticLaw", "law_for", "out_of_regime"]
+__all__ = ["CLOSURES", "GLMLaw", "PiecewiseLaw", "QuadraticLaw", "REEXPAND_GROWTH", "law_for",
+           "out_of_regime"]
+
+#: the local model's re-expansion interval grows as k/REEXPAND_GROWTH (capped by ``refresh``):
+#: each re-expansion costs several n·d² products, so their number, ~g·ln(refresh·g) + K/refresh
+#: over K steps, sets the cost of a prediction (``benchmarks/bench_predict.py``)
+REEXPAND_GROWTH = 8
 
 #: closures of the local model: exact Gaussian expectations along the margins, the second-order
 #: Taylor correction (its leading term), the linearised model (no correction)
@@ -212,6 +218,17 @@ def _prime_below(x: int) -> int:
     return 1
 
 
+def _margin_var(X: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """q_j = x_jᵀ C x_j (clipped at 0) for every row x_j of X: the variance of each margin."""
+    return np.maximum(np.einsum("ij,ij->i", X @ C, X), 0.0)
+
+
+def _log1p_exp_neg(z: np.ndarray) -> np.ndarray:
+    """log(1 + e^{−z}) = log1p(e^{−|z|}) + max(−z, 0), without overflow (np.logaddexp(0, −z)
+    to rounding, in half its time)."""
+    return np.log1p(np.exp(-np.abs(z))) + np.maximum(-z, 0.0)
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
@@ -243,7 +260,7 @@ class GLMLaw(_Law):
             raise ValueError(f"closure must be one of {CLOSURES} (got {closure!r})")
         self.closure = "exact" if self.exact else closure
         #: largest number of steps between two re-expansions (they start every step and the
-        #: interval doubles every doubling of k past 32: the transient is followed closely)
+        #: interval grows as k/REEXPAND_GROWTH: a fixed fraction of the elapsed run)
         self.refresh = 1 if self.exact else int(refresh or 32)
         self._last: dict[str, int] = {}
         t, w = np.polynomial.hermite_e.hermegauss(int(nodes))
@@ -266,7 +283,11 @@ class GLMLaw(_Law):
         self._all = 0 if self.shared_data else -1  # data set of the global objective
         self._cache: dict[str, Any] = {}
         self._acc: dict[str, Any] = {}
-        self._points: dict[Any, dict[str, Any]] = {}
+        self._points: dict[int, dict[str, Any]] = {}
+        #: s_j x_j per data set (s = ±1, so (s ⊙ X)μ = s ⊙ (Xμ) exactly) and the distinct
+        #: shards stacked for one batched gradient of all workers (built on first use)
+        self._signed: dict[int, np.ndarray] = {}
+        self._stack: Any = None
         self.n_refresh = 0
         self.modal_average = False
 
@@ -281,8 +302,8 @@ class GLMLaw(_Law):
                "linear": "linearised model: Hessian, drift and noise at the mean, no "
                          "fluctuation corrections (blind to the workers' spread)"}[self.closure]
         out = [f"local model re-expanded at the predicted means (every step at first, then at "
-               f"intervals doubling with k up to {self.refresh} steps, from the window-averaged "
-               f"covariances); {how}"]
+               f"intervals growing as k/{REEXPAND_GROWTH} up to {self.refresh} steps, from the "
+               f"window-averaged covariances); {how}"]
         if not self.shared_data:
             out.append("heterogeneous shards: the covariance is propagated with the workers' "
                        "average Hessian and noise where the structure is modal (the per-worker "
@@ -298,24 +319,61 @@ class GLMLaw(_Law):
             return -sm, l2_, l2_ * (sm - sp_)
         return z - y, np.ones_like(z), np.zeros_like(z)
 
+    def _first(self, z: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+        """The first derivative of ℓ at z alone (what the gradient at a mean needs)."""
+        if self.kind == "logistic":
+            return -(1.0 - _sigmoid(z))
+        return z - y
+
+    def _higher(self, pt: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """The second and third derivatives of ℓ at a point of :meth:`_point` (computed on
+        first use: the gradient at a mean needs only the first)."""
+        if "l2" not in pt:
+            _, pt["l2"], pt["l3"] = self._derivs(pt["z"], pt["y"])
+        return pt["l2"], pt["l3"]
+
     def _point(self, j: int, mu: np.ndarray) -> dict[str, Any]:
         """Margins, the loss derivatives and the gradient of data set j (−1: all rows) at mu,
-        cached for the last few points (the averaged model and a worker often coincide)."""
-        pc = self._points
-        tol = 1e-12 * max(1.0, float(np.abs(mu).max()))
-        for (jj, _), hit in pc.items():  # the same point up to rounding
-            if jj == j and np.abs(hit["mu"] - mu).max() <= tol:
-                return hit
-        key = (j, mu.tobytes())
-        X, s, y = (self.X, self.s, self.y) if j < 0 else self.data[j]
-        z = s * (X @ mu)
-        l1, l2_, l3 = self._derivs(z, y)
-        out = {"z": z, "l1": l1, "l2": l2_, "l3": l3, "mu": mu.copy(),
-               "g": X.T @ (s * l1) / X.shape[0] + self.l2 * mu}
-        if len(pc) >= 4:
-            pc.pop(next(iter(pc)))
-        pc[key] = out
+        cached per data set for its last point: a point within 1e-12 (relative) of it reuses
+        it (the averaged model and the workers' common mean coincide to rounding)."""
+        hit = self._points.get(j)
+        if hit is not None and np.abs(hit["mu"] - mu).max() <= hit["tol"]:
+            return hit
+        y = self.y if j < 0 else self.data[j][2]
+        XS = self._signed_rows(j)
+        z = XS @ mu
+        l1 = self._first(z, y)
+        out = {"z": z, "y": y, "l1": l1, "mu": mu.copy(),
+               "tol": 1e-12 * max(1.0, float(np.abs(mu).max())),
+               "g": XS.T @ l1 / XS.shape[0] + self.l2 * mu}
+        self._points[j] = out
         return out
+
+    def _signed_rows(self, j: int) -> np.ndarray:
+        """s ⊙ X of data set j (−1: all rows), cached (X itself when every s_j = 1)."""
+        XS = self._signed.get(j)
+        if XS is None:
+            X, s, _ = (self.X, self.s, self.y) if j < 0 else self.data[j]
+            XS = X if np.all(s == 1.0) else s[:, None] * X
+            self._signed[j] = XS
+        return XS
+
+    def _worker_grads(self, mu: np.ndarray) -> np.ndarray:
+        """∇F_i(μ_i) for every worker i, (m, d): g_i = (1/n_i) Σ_j ℓ'(z_j) s_j x_j + l2·μ_i,
+        z_j = s_j x_jᵀμ_i over worker i's rows. Distinct shards of one size: two batched
+        products for all workers; otherwise worker by worker (cached points)."""
+        if self._stack is None:
+            sizes = {self.data[j][0].shape[0] for j in self.data_of}
+            ok = not self.shared_data and len(set(self.data_of)) == self.m and len(sizes) == 1
+            self._stack = (np.stack([self._signed_rows(j) for j in self.data_of]),
+                           None if self.y is None else
+                           np.stack([self.data[j][2] for j in self.data_of])) if ok else False
+        if self._stack is False:
+            return np.stack([self._point(self.data_of[i], mu[i])["g"] for i in range(self.m)])
+        XS, Y = self._stack
+        z = np.matmul(XS, mu[:, :, None])[:, :, 0]  # (m, n_i)
+        l1 = self._first(z, Y)
+        return np.matmul(l1[:, None, :], XS)[:, 0, :] / XS.shape[1] + self.l2 * mu
 
     def _second(self, j: int, mu: np.ndarray, C: np.ndarray | None) -> dict[str, np.ndarray]:
         """Jacobian, noise covariance (per draw) and the mean correction E∇F_j(μ+ξ) − ∇F_j(μ)
@@ -323,17 +381,17 @@ class GLMLaw(_Law):
         X, s, y = self.data[j]
         n = X.shape[0]
         pt = self._point(j, mu)
-        l1, l2_ = pt["l1"], pt["l2"]
+        l1 = pt["l1"]
         gd = pt["g"] - self.l2 * mu
         corr = np.zeros(self.d)
         if C is None or self.closure == "linear":
+            l2_ = self._higher(pt)[0]
             Hd = X.T @ (X * l2_[:, None]) / n
             Sig = X.T @ (X * (l1**2)[:, None]) / n - np.outer(gd, gd)
-            return {"H": Hd + self.l2 * np.eye(self.d), "Sigma": 0.5 * (Sig + Sig.T),
-                    "corr": corr}
-        q = np.maximum(((X @ C) * X).sum(1), 0.0)  # variance of each margin
+            return {"H": self._ridge(Hd), "Sigma": 0.5 * (Sig + Sig.T), "corr": corr}
+        q = _margin_var(X, C)
         if self.closure == "taylor" or self.exact:
-            l3 = pt["l3"]
+            l2_, l3 = self._higher(pt)
             Hd = X.T @ (X * l2_[:, None]) / n
             Sig = X.T @ (X * (l1**2 + l2_**2 * q)[:, None]) / n - np.outer(gd, gd) \
                 - Hd @ C @ Hd
@@ -348,8 +406,12 @@ class GLMLaw(_Law):
             Hd = X.T @ (X * E2[:, None]) / n
             Sig = X.T @ (X * E11[:, None]) / n - np.outer(gE, gE) - Hd @ C @ Hd
             corr = gE - gd
-        return {"H": Hd + self.l2 * np.eye(self.d), "Sigma": 0.5 * (Sig + Sig.T),
-                "corr": corr}
+        return {"H": self._ridge(Hd), "Sigma": 0.5 * (Sig + Sig.T), "corr": corr}
+
+    def _ridge(self, Hd: np.ndarray) -> np.ndarray:
+        """Hd + l2·I, in place (Hd is a fresh array)."""
+        Hd.flat[:: self.d + 1] += self.l2
+        return Hd
 
     def _gauss(self, z: np.ndarray, q: np.ndarray, y: np.ndarray | None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -357,6 +419,10 @@ class GLMLaw(_Law):
         polynomials of degree < 2·nodes; ℓ is smooth and its derivatives bounded)."""
         t, w = self._nodes
         Z = z[:, None] + np.sqrt(q)[:, None] * t[None, :]
+        if self.kind == "logistic":  # ℓ' = −σ(−Z), ℓ'' = σ(Z)σ(−Z) (no third derivative)
+            sp_ = _sigmoid(Z)
+            sm = 1.0 - sp_
+            return -(sm @ w), (sp_ * sm) @ w, (sm * sm) @ w
         l1, l2_, _ = self._derivs(Z, None if y is None else y[:, None])
         return l1 @ w, l2_ @ w, (l1**2) @ w
 
@@ -364,7 +430,7 @@ class GLMLaw(_Law):
         t, w = self._nodes
         Z = z[:, None] + np.sqrt(q)[:, None] * t[None, :]
         if self.kind == "logistic":
-            return np.logaddexp(0.0, -Z) @ w
+            return _log1p_exp_neg(Z) @ w
         return (0.5 * (Z - y[:, None]) ** 2) @ w
 
     def uniform_noise(self, rule: Any) -> bool:
@@ -390,28 +456,28 @@ class GLMLaw(_Law):
         """E g per worker (gradient at the mean every step + the cached fluctuation
         correction), the Jacobians and noise covariances (refreshed every ``refresh`` steps
         from the window-averaged marginals ``cov(True)``; every step for an exact law)."""
-        m = self.m
         if "H" not in self._cache or self._due("moments", k):
             Cw = cov(not self.exact)[:, 0]
             self._refresh(mu, Cw, Cw.shape[0] == 1)
         c = self._cache
         if self._same(mu):
-            gbar = np.broadcast_to(self._point(self.data_of[0], mu[0])["g"], (m, self.d))
+            gbar = self._point(self.data_of[0], mu[0])["g"]  # (d,): broadcast against corr
         else:
-            gbar = np.stack([self._point(self.data_of[i], mu[i])["g"] for i in range(m)])
+            gbar = self._worker_grads(mu)
         if c.get("b") != b:
             c["b"], c["Sb"] = b, c["Sigma"] / b
         return gbar + c["corr"], c["H"], c["Sb"]
 
     def _due(self, what: str, k: int) -> bool:
         """Whether to re-expand at step k: always for an exact law; else when k − (the last
-        re-expansion) reaches the largest prime ≤ min(refresh, 2^⌊log₂(k/32)⌋) (1 for k < 64).
+        re-expansion) reaches the largest prime ≤ min(refresh, ⌊k/g⌋) (1 for k < 2g;
+        g = REEXPAND_GROWTH), so the model is never older than about 1/g of the elapsed run.
         Prime intervals are not multiples of a communication period, so successive
         re-expansions sample every phase of a round (heterogeneous workers drift within it)."""
         if self.exact:
             return True
         last = self._last.get(what)
-        interval = _prime_below(min(self.refresh, 1 << max(0, int(math.log2(max(k, 1) / 32)))))
+        interval = _prime_below(min(self.refresh, max(1, k // REEXPAND_GROWTH)))
         if last is None or k - last >= interval or k < last:
             self._last[what] = k
             return True
@@ -460,16 +526,16 @@ class GLMLaw(_Law):
             Cw = acc.pop("u_sum") / acc.pop("u_cnt")
             corr = np.zeros(self.d)
             dF = 0.0
-            w2 = pt["l2"]
+            w2, l3 = self._higher(pt) if self.closure != "gauss" else (None, None)
             if self.closure in ("taylor", "exact"):
-                q = np.maximum(((X @ Cw) * X).sum(1), 0.0)
-                corr = 0.5 * X.T @ (s * pt["l3"] * q) / n
+                q = _margin_var(X, Cw)
+                corr = 0.5 * X.T @ (s * l3 * q) / n
             elif self.closure == "gauss":
-                q = np.maximum(((X @ Cw) * X).sum(1), 0.0)
+                q = _margin_var(X, Cw)
                 E1, w2, _ = self._gauss(z, q, y)
                 corr = X.T @ (s * (E1 - pt["l1"])) / n
                 dF = (z, q)  # the loss correction, evaluated when a record needs it
-            H = X.T @ (X * w2[:, None]) / n + self.l2 * np.eye(self.d)
+            H = self._ridge(X.T @ (X * w2[:, None]) / n)
             c["obs"] = {"H": H, "H2": H @ H, "corr": corr, "dF": dF}
         o = c["obs"]
         F = math.nan
@@ -487,7 +553,7 @@ class GLMLaw(_Law):
 
     def _loss(self, z: np.ndarray, y: np.ndarray | None) -> np.ndarray:
         if self.kind == "logistic":
-            return np.logaddexp(0.0, -z)
+            return _log1p_exp_neg(z)
         return 0.5 * (z - y) ** 2
 
 

@@ -413,6 +413,8 @@ class _Pack:
         self.C = np.zeros((G, B, b * S, b * S))
         self.win = np.zeros_like(self.C)
         self.has_u = bool(np.any(np.abs(self.o) > 1e-15))
+        self._At: Any = None  # (A, the nodes' Jacobians) of the last local step
+        self._Nt: Any = None  # (N, its modal noise pattern)
 
 
 class _Engine:
@@ -674,22 +676,14 @@ class _Engine:
                 X = X + (pk.Gw[:, 0, 0])[:, None, None, None] * N[0][None]
                 pk.C = 0.5 * (X + X.transpose(0, 1, 3, 2))
                 continue
-            # per transformed node: its Jacobian block (workers) or I (auxiliaries)
+            At = self._node_jacobians(pk, A)  # (G, B, b, S, S)
+            # rows then columns: node t's block of C is multiplied by A_t (two batched matmuls)
+            Cg = np.matmul(At, pk.C.reshape(G, B, b, S, b * S))
+            Cg = np.matmul(Cg.reshape(G, B, b * S, b, S).transpose(0, 1, 3, 2, 4),
+                           At.swapaxes(-1, -2))  # (G, B, b_u, b·S, S)
+            Cg = Cg.transpose(0, 1, 3, 2, 4).reshape(G, B, b * S, b * S)
             if self.modal:
-                At = np.broadcast_to(A[0], (G, b, B, S, S)).copy()
-            else:
-                Aw = A if A.shape[0] == self.m else np.broadcast_to(A[0], (self.m, B, S, S))
-                At = np.concatenate([Aw, np.broadcast_to(np.eye(S), (b - self.m, B, S, S))],
-                                    0)[None] if b > self.m else np.asarray(Aw)[None]
-            if not pk.worker.all():
-                At = np.array(At)
-                At[~pk.worker] = np.eye(S)
-            Cg = pk.C.reshape(G, B, b, S, b * S)
-            Cg = np.einsum("gtkab,gktbc->gktac", At, Cg).reshape(G, B, b * S, b, S)
-            Cg = np.einsum("gkxue,gukce->gkxuc", Cg, At).reshape(G, B, b * S, b * S)
-            if self.modal:
-                add = np.einsum("gtu,kab->gktaub", pk.Gw, N[0]).reshape(G, B, b * S, b * S)
-                Cg = Cg + add
+                Cg = Cg + self._modal_noise(pk, N)
             else:
                 Cv = Cg.reshape(G, B, b, S, b, S)
                 Nw = N if N.shape[0] == self.m else np.broadcast_to(N, (self.m, *N.shape[1:]))
@@ -697,6 +691,37 @@ class _Engine:
                     Cv[0, :, i, :, i, :] += Nw[i]
                 Cg = Cv.reshape(G, B, b * S, b * S)
             pk.C = 0.5 * (Cg + Cg.transpose(0, 1, 3, 2))
+
+    def _node_jacobians(self, pk: _Pack, A: np.ndarray) -> np.ndarray:
+        """The step's Jacobian of every transformed node of a pack, (G, B, b, S, S): A_t for a
+        worker's node (modal: the shared A), I for an auxiliary one; kept while A is the same
+        array (the law re-expands every few steps)."""
+        hit = pk._At
+        if hit is not None and hit[0] is A:
+            return hit[1]
+        S, B = self.S, self.B
+        G, b = len(pk.idx), pk.b
+        if self.modal:
+            At = np.broadcast_to(A[0], (G, b, B, S, S)).copy()
+        else:
+            Aw = A if A.shape[0] == self.m else np.broadcast_to(A[0], (self.m, B, S, S))
+            At = np.concatenate([Aw, np.broadcast_to(np.eye(S), (b - self.m, B, S, S))],
+                                0)[None] if b > self.m else np.array(Aw)[None]
+        At[~pk.worker] = np.eye(S)
+        At = np.ascontiguousarray(At.transpose(0, 2, 1, 3, 4))
+        pk._At = (A, At)
+        return At
+
+    def _modal_noise(self, pk: _Pack, N: np.ndarray) -> np.ndarray:
+        """Σ_i V_it V_iu N (the workers' i.i.d. noise in the modes t, u): (G, B, b·S, b·S),
+        kept while N is the same array."""
+        hit = pk._Nt
+        if hit is not None and hit[0] is N:
+            return hit[1]
+        G, b, S, B = len(pk.idx), pk.b, self.S, self.B
+        add = np.einsum("gtu,kab->gktaub", pk.Gw, N[0]).reshape(G, B, b * S, b * S)
+        pk._Nt = (N, add)
+        return add
 
     # ---- mixing ------------------------------------------------------------------------------
     def _tw(self, W: Any) -> list[np.ndarray]:
