@@ -74,7 +74,7 @@ _ARRAYS = ("steps", "per_seed", "mean", "lower", "upper", "bound", "bound_conser
            "predicted")
 
 #: bump when the predictor's numbers change (invalidates cached predictions)
-PREDICT_VERSION = 1
+PREDICT_VERSION = 2
 
 
 @dataclass
