@@ -29,6 +29,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -352,6 +353,9 @@ def _prediction(spec: ExperimentSpec, built: Any, metric: str, base: dict[str, A
         try:
             return predict_built(spec, built, metric=metric).to_dict()
         except Exception as e:  # the run's verdict must not depend on the predictor
+            warnings.warn(f"experiment {spec.name!r}: the predictor failed ({type(e).__name__}: "
+                          f"{e}); the run and its verdict stand, the prediction is reported "
+                          f"out of regime", RuntimeWarning, stacklevel=2)
             return {"name": spec.name, "metric": metric, "values": None,
                     "regime": "out of regime", "reason": f"predictor failed: "
                     f"{type(e).__name__}: {e}", "steps": [], "columns": {}}

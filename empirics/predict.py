@@ -203,7 +203,7 @@ def predict_built(spec: Any, built: tuple[Any, Any, Any], *, metric: str | None 
     problem, cfg, lr = built
     metric = metric or auto_metric(spec, cfg, problem)
     t0 = time.perf_counter()  # the prediction's own cost (the metric lookup builds bounds)
-    every = _record_every(spec, problem, cfg)
+    every = spec.run_spec(built=built).record_every  # the runs' stride (defaults resolved)
     steps = _record_steps(spec.steps, every)
 
     def out(reason: str) -> Prediction:
@@ -249,13 +249,6 @@ def _config_assumptions(cfg: Any, run: Any) -> list[str]:
     return out
 
 
-def _record_every(spec: Any, problem: Any, cfg: Any) -> int:
-    """The record stride of ``spec``'s runs: its ``record_every``, or the run's default
-    (:func:`empirics.spec.default_strides`) — so predicted and measured records coincide."""
-    from empirics.spec import default_strides
-
-    return default_strides(problem, cfg.m, spec.batch_size, spec.steps, spec.record_every,
-                           spec.grad_every)[0]
 
 
 def _record_steps(T: int, every: int) -> np.ndarray:

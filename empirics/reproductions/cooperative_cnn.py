@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from empirics.plots import axes, new_figure
 from empirics.reproductions.base import Claim, Context, Reproduction
 from empirics.stats import paired_p
 
@@ -408,39 +409,35 @@ def _curve(ax: Any, res: Any, label: str) -> None:
         ax.fill_between(steps, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), alpha=0.2)
 
 
+def _loss_panel(ax: Any, curves: dict[str, Any], title: str, ylabel: bool = True) -> None:
+    """Training loss against iterations, one curve (mean over seeds, min–max band) per label."""
+    for label, res in curves.items():
+        _curve(ax, res, label)
+    axes(ax, "iteration k", "training loss F(u_k)" if ylabel else None, log="y", legend=True,
+         title=title)
+
+
 def _figures(ctx: Context, s: Setting, fig3: dict, fig4: dict, fig5: dict) -> list[Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for (tau, zeta), r in fig3.items():
-        _curve(ax, r, f"τ = {tau}, ζ = {zeta:g}")
-    ax.set(yscale="log", xlabel="iteration k", ylabel="training loss F(u_k)",
-           title=f"Fig. 3 in miniature: digits CNN, m = {M}, η = {s.lr:g}")
-    ax.legend()
+    fig, ax = new_figure(width=6, height=4)
+    _loss_panel(ax, {f"τ = {tau}, ζ = {zeta:g}": r for (tau, zeta), r in fig3.items()},
+                f"Fig. 3 in miniature: digits CNN, m = {M}, η = {s.lr:g}")
     out.append(ctx.save_figure(fig, "cooperative_cnn_fig3",
                                "Training loss of the averaged model against iterations for "
                                "(τ, ζ) as in the paper's Fig. 3 (mean over seeds, min–max "
                                "band)."))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for a, r in fig4.items():
-        _curve(ax, r, f"α = {a:.4g}")
-    ax.set(yscale="log", xlabel="iteration k", ylabel="training loss F(u_k)",
-           title=f"Fig. 4 in miniature: EASGD, m = {M}, τ = 1")
-    ax.legend()
+    fig, ax = new_figure(width=6, height=4)
+    _loss_panel(ax, {f"α = {a:.4g}": r for a, r in fig4.items()},
+                f"Fig. 4 in miniature: EASGD, m = {M}, τ = 1")
     out.append(ctx.save_figure(fig, "cooperative_cnn_fig4",
                                "EASGD with α ∈ {0.01, 0.9/m, 2/(m+2), 2/(m+1)} (paper's Fig. "
                                "4)."))
-    fig, axes = plt.subplots(1, len(s.lrs_fig5), figsize=(10, 4), sharey=True)
-    for ax, lr in zip(np.atleast_1d(axes), s.lrs_fig5, strict=True):
-        for tau in s.taus_fig5:
-            _curve(ax, fig5[(lr, tau)], f"τ = {tau}")
-        ax.set(yscale="log", xlabel="iteration k", title=f"η = {lr:g}")
-        ax.legend()
-    np.atleast_1d(axes)[0].set_ylabel("training loss F(u_k)")
+    fig, axs = new_figure(len(s.lrs_fig5), width=5, height=4)
+    for i, (ax, lr) in enumerate(zip(np.atleast_1d(axs), s.lrs_fig5, strict=True)):
+        if i:
+            ax.sharey(np.atleast_1d(axs)[0])  # one loss scale across the step sizes
+        _loss_panel(ax, {f"τ = {tau}": fig5[(lr, tau)] for tau in s.taus_fig5}, f"η = {lr:g}",
+                    ylabel=i == 0)
     out.append(ctx.save_figure(fig, "cooperative_cnn_fig5",
                                "PASGD with η ∈ {0.04, 0.4} and τ ∈ {1, 4, 24} (paper's Fig. "
                                "5)."))

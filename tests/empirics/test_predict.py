@@ -83,6 +83,25 @@ def test_out_of_regime_says_why_and_the_run_still_stands(alg: dict, why: str) ->
     assert res.prediction["regime"] == "out of regime"
 
 
+def test_a_predictor_failure_warns_and_the_run_still_stands(monkeypatch) -> None:
+    """A bug in the predictor must not lose the run, and must not pass silently: a
+    RuntimeWarning naming it, and the prediction reported out of regime with the error."""
+    import empirics.predict as pr
+
+    def broken(*a, **k):
+        raise TypeError("planted")
+
+    monkeypatch.setattr(pr, "predict_built", broken)
+    s = _spec(steps=20, seeds=2, bound="none")
+    with pytest.warns(RuntimeWarning, match=r"the predictor failed \(TypeError: planted\)"):
+        res = run_experiment(s, progress=False)
+    assert res.predicted is None and res.prediction["regime"] == "out of regime"
+    assert "predictor failed: TypeError: planted" in res.prediction["reason"]
+    plain = run_experiment(s, progress=False, predict=False)
+    np.testing.assert_array_equal(res.per_seed, plain.per_seed)
+    assert res.verdict.status == plain.verdict.status
+
+
 def test_problem_without_a_law_is_out_of_regime() -> None:
     s = ExperimentSpec(name="mlp", problem={"kind": "mlp", "n_samples": 64}, algorithm={
         "name": "pasgd", "m": 2, "tau": 2}, lr=0.05, steps=5, seeds=2)
