@@ -223,6 +223,15 @@ def _margin_var(X: np.ndarray, C: np.ndarray) -> np.ndarray:
     return np.maximum(np.einsum("ij,ij->i", X @ C, X), 0.0)
 
 
+def _rotate(X: np.ndarray, Q1: np.ndarray | None, Q2: np.ndarray | None) -> np.ndarray:
+    """A symmetric d × d matrix given in the orthonormal basis Q1, expressed in the basis Q2
+    (None: the original coordinates): Q2ᵀ Q1 X Q1ᵀ Q2."""
+    if Q1 is Q2:
+        return X
+    R = Q2 if Q1 is None else (Q1.T if Q2 is None else Q1.T @ Q2)
+    return R.T @ X @ R
+
+
 def _log1p_exp_neg(z: np.ndarray) -> np.ndarray:
     """log(1 + e^{−z}) = log1p(e^{−|z|}) + max(−z, 0), without overflow (np.logaddexp(0, −z)
     to rounding, in half its time)."""
@@ -256,6 +265,9 @@ class GLMLaw(_Law):
         self.exact = kind == "least_squares"
         self.approximate = not self.exact
         self.windowed = self.approximate  # the engine keeps a window sum of the covariances
+        #: the engine may hold the covariances in the eigenbasis of the (rarely re-expanded)
+        #: Jacobian and pass that basis to :meth:`observe`
+        self.rotatable = self.approximate
         if closure not in CLOSURES:
             raise ValueError(f"closure must be one of {CLOSURES} (got {closure!r})")
         self.closure = "exact" if self.exact else closure
@@ -509,21 +521,25 @@ class GLMLaw(_Law):
         self._cache.update({"H": Hs[:, None], "Sigma": Ss[:, None], "corr": corr, "b": None})
 
     # ---- the averaged model --------------------------------------------------------------
-    def observe(self, u: np.ndarray, Cu: np.ndarray, k: int, need_F: bool = True
-                ) -> tuple[float, float]:
+    def observe(self, u: np.ndarray, Cu: np.ndarray, k: int, need_F: bool = True,
+                basis: np.ndarray | None = None) -> tuple[float, float]:
         """(E F(u) − F*, E‖∇F(u)‖²) with u ~ N(ū, C_u): the gradient at ū every step plus the
         correction E∇F(u) − ∇F(ū) refreshed with the local model; Cov ∇F(u) = H̃C_uH̃ with H̃
-        the expected Hessian (statistical linearisation)."""
+        the expected Hessian (statistical linearisation). ``basis``: Q (d × d, orthogonal)
+        when C_u is given in it (QᵀCov(u)Q); None for the original coordinates."""
         C = Cu[0]
         pt = self._point(self._all, u)
         z = pt["z"]
         X, s, y = (self.X, self.s, self.y) if self._all < 0 else self.data[0]
         n = X.shape[0]
         c, acc = self._cache, self._acc
+        if "u_sum" in acc and acc.get("Q") is not basis:  # the window in the new basis
+            acc["u_sum"] = _rotate(acc["u_sum"], acc.get("Q"), basis)
+        acc["Q"] = basis
         acc["u_sum"] = acc.get("u_sum", 0.0) + C
         acc["u_cnt"] = acc.get("u_cnt", 0) + 1
         if "obs" not in c or self._due("observe", k):
-            Cw = acc.pop("u_sum") / acc.pop("u_cnt")
+            Cw = _rotate(acc.pop("u_sum") / acc.pop("u_cnt"), basis, None)
             corr = np.zeros(self.d)
             dF = 0.0
             w2, l3 = self._higher(pt) if self.closure != "gauss" else (None, None)
@@ -536,8 +552,13 @@ class GLMLaw(_Law):
                 corr = X.T @ (s * (E1 - pt["l1"])) / n
                 dF = (z, q)  # the loss correction, evaluated when a record needs it
             H = self._ridge(X.T @ (X * w2[:, None]) / n)
-            c["obs"] = {"H": H, "H2": H @ H, "corr": corr, "dF": dF}
+            H2 = H @ H
+            c["obs"] = {"H": H, "H2": H2, "Hb": H, "H2b": H2, "corr": corr, "dF": dF,
+                        "Q": None}
         o = c["obs"]
+        if o["Q"] is not basis:  # H and H² in the covariance's basis (traces are invariant)
+            o["Hb"], o["H2b"], o["Q"] = (_rotate(o["H"], None, basis),
+                                         _rotate(o["H2"], None, basis), basis)
         F = math.nan
         if need_F:
             F = float(self._loss(z, y).mean()) + 0.5 * self.l2 * float(u @ u)
@@ -547,9 +568,9 @@ class GLMLaw(_Law):
                     o["dF"] = float((self._gauss_loss(z0, q0, y) - self._loss(z0, y)).mean())
                 F += o["dF"] + 0.5 * self.l2 * float(np.trace(C))
             else:
-                F += 0.5 * float(np.sum(o["H"] * C))
+                F += 0.5 * float(np.vdot(o["Hb"], C))
         gm = pt["g"] + o["corr"]
-        return F - self.F_star, float(gm @ gm) + float(np.sum(o["H2"] * C))
+        return F - self.F_star, float(gm @ gm) + float(np.vdot(o["H2b"], C))
 
     def _loss(self, z: np.ndarray, y: np.ndarray | None) -> np.ndarray:
         if self.kind == "logistic":

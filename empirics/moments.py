@@ -61,6 +61,10 @@ __all__ = ["CompressionLaw", "Diverged", "MomentRun", "StepRule", "Structure", "
 
 _TOL = 1e-10
 
+#: hold a local model's blocks in its Jacobian's eigenbasis where that applies
+#: (:class:`_EigenEngine`); False forces the plain engine (tests compare the two)
+EIGEN = True
+
 
 # ---------------------------------------------------------------------------------------------
 # BLAS threads: the propagation is many small products, which a multi-threaded OpenBLAS on a
@@ -453,6 +457,11 @@ class _Engine:
         self._ck: Any = None  # (η, H, A, Σ, N) of the last step, reused while unchanged
         self._co: Any = None
         self._mixes: dict[int, list[np.ndarray]] = {}
+        self.basis: np.ndarray | None = None  # coordinates of the blocks (None: original)
+
+    def basis_kw(self) -> dict[str, Any]:
+        """What ``law.observe`` needs besides (u, Cov u): the blocks' basis when rotated."""
+        return {} if self.basis is None else {"basis": self.basis}
 
     # ---- per-group view (stationary solve, node covariance) ---------------------------------
     @property
@@ -766,6 +775,111 @@ class _Engine:
         return self.M[:, 0, :].mean(0), self.cov_u()
 
 
+class _EigenEngine(_Engine):
+    """:class:`_Engine` for a local model with one Jacobian for every worker, modal structure and
+    no slot but x (no momentum, no compressor): the coordinates of every block are held in the
+    eigenbasis Q of the current Jacobian H = Q diag(λ) Qᵀ, where the local step
+    C ← (I − ηH) C (I − ηH) + η²Σ/b is elementwise, C̃ ← (aaᵀ) ⊙ C̃ + Ñ with a = 1 − ηλ
+    (an auxiliary node keeps a = 1), instead of two d × d products per block.
+
+    The basis changes only when the law re-expands (H is a new array): C and its window are
+    rotated once (Q_oldᵀQ_new, a few d³ products). The node means stay in the original
+    coordinates (the gradient at the mean is the law's, every step). The marginals the law
+    reads are rotated back; :meth:`observe` returns Cov(u) in the basis, which
+    :func:`propagate` passes to ``law.observe`` with ``basis``. Equal to :class:`_Engine` up
+    to rounding (tested)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.basis: np.ndarray | None = None  # Q (d × d); None: the identity
+        self._Hsrc: Any = None
+        self._lam: np.ndarray | None = None
+        self._Ssrc: Any = None
+        self._Sb: np.ndarray | None = None
+        self._al: Any = None  # (η, λ, per-pack aaᵀ)
+
+    @staticmethod
+    def applies(law: Any, rule: StepRule, st: Structure, sep: bool) -> bool:
+        return (bool(getattr(law, "rotatable", False)) and st.name == "modal" and not sep
+                and rule.s == 1 and rule.comp is None)
+
+    # ---- bases -------------------------------------------------------------------------------
+    def _to_original(self, X: np.ndarray) -> np.ndarray:
+        """(…, D, D) in the basis → the original coordinates: Q X Qᵀ."""
+        Q = self.basis
+        return X if Q is None else np.matmul(np.matmul(Q, X), Q.T)
+
+    def _rotate_blocks(self, R: np.ndarray) -> None:
+        """C ← (I ⊗ R)ᵀ C (I ⊗ R) on every pack (and its window): coordinates t ↦ Rᵀ t."""
+        D = self.D
+        for pk in self.packs:
+            G, b = len(pk.idx), pk.b
+            for name in ("C", "win"):
+                X = getattr(pk, name).reshape(G, b, D, b, D)
+                X = np.einsum("gtaub,ac,bd->gtcud", X, R, R, optimize=True)
+                setattr(pk, name, np.ascontiguousarray(X).reshape(G, 1, b * D, b * D))
+            pk._Nt = None
+
+    def set_basis(self, Qn: np.ndarray | None) -> None:
+        """Hold the blocks in the basis Qn (None: the original coordinates)."""
+        Q = self.basis
+        if Qn is None and Q is None:
+            return
+        R = Qn if Q is None else (Q.T if Qn is None else Q.T @ Qn)
+        self._rotate_blocks(R)
+        self.basis = Qn
+
+    def as_generic(self) -> _Engine:
+        """This engine as a plain :class:`_Engine` in the original coordinates (in place)."""
+        self.set_basis(None)
+        self.__class__ = _Engine  # type: ignore[assignment]
+        self._ck = None
+        return self
+
+    # ---- the local step ----------------------------------------------------------------------
+    def local(self, eta: float, k: int) -> None:
+        law, m, D = self.law, self.m, self.D
+
+        def cov(window: bool = False) -> np.ndarray:
+            X = self.window_marginals() if window else self.worker_marginals()
+            return self._to_original(X[:, :, :D, :D])
+
+        mu = self.M[:m, 0, :]
+        gbar, H, Sig = law.moments(mu, cov, False, self.b, k)
+        if H is not self._Hsrc:  # re-expanded: the eigenbasis of the new Jacobian
+            lam, Qn = np.linalg.eigh(H[0, 0])
+            self.set_basis(Qn)
+            self._Hsrc, self._lam, self._Ssrc, self._al = H, lam, None, None
+        Q = self.basis
+        if Sig is not self._Ssrc:
+            self._Ssrc = Sig
+            self._Sb = (eta * eta) * np.matmul(np.matmul(Q.T, Sig[0]), Q)[None]  # (1, 1, D, D)
+            self._Sb_eta = eta
+        elif self._Sb_eta != eta:
+            self._Sb = self._Sb * (eta / self._Sb_eta) ** 2
+            self._Sb_eta = eta
+        al = self._al
+        if al is None or al[0] != eta:
+            a = 1.0 - eta * self._lam
+            per = []
+            for pk in self.packs:
+                an = np.where(pk.worker[:, :, None], a[None, None, :], 1.0)  # (G, b, D)
+                an = an.reshape(len(pk.idx), 1, pk.b * D)
+                per.append(an[:, :, :, None] * an[:, :, None, :])
+            al = self._al = (eta, per)
+        newM = self._mean_step(self.M[:m], gbar, eta)
+        for pk, alpha in zip(self.packs, al[1], strict=True):
+            if not pk.worker.any():
+                continue
+            np.multiply(pk.C, alpha, out=pk.C)
+            pk.C += self._modal_noise(pk, self._Sb)
+        self.M[:m] = newM
+        if getattr(law, "windowed", False):
+            for pk in self.packs:
+                pk.win += pk.C
+            self.win_n += 1
+
+
 def _lr_value(sched: Any, k: int) -> float:
     eta = sched(k)
     if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta > 0):
@@ -819,7 +933,8 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
                          "auxiliary nodes")
     sep = bool(law.separable(rule))
     law.prepare(sep)
-    eng = _Engine(law, rule, st, law.x0_basis(), sep, batch_size)
+    Eng = _EigenEngine if EIGEN and _EigenEngine.applies(law, rule, st, sep) else _Engine
+    eng = Eng(law, rule, st, law.x0_basis(), sep, batch_size)
 
     rec: dict[str, list[float]] = {k: [] for k in (
         "suboptimality", "grad_norm2", "grad_norm2_running", "consensus", "consensus_running",
@@ -836,7 +951,7 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
     def obs(k: int, record: bool) -> None:
         nonlocal gsum, csum
         u, Cu = eng.observe()
-        F, g2 = law.observe(u, Cu, k, need_F=record or adaptive)
+        F, g2 = law.observe(u, Cu, k, need_F=record or adaptive, **eng.basis_kw())
         last_F[0] = F
         Mx = eng.M[:, 0, :]
         cons = float(((Mx - u) ** 2).sum()) + eng.trace_x() - eng.n * float(
@@ -884,7 +999,7 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
         _ = cache
         if adaptive:
             u, Cu = eng.observe()
-            last_F[0], _g = law.observe(u, Cu, rnd.end)
+            last_F[0], _g = law.observe(u, Cu, rnd.end, **eng.basis_kw())
     obs(T, True)
     info = {"structure": st.name, "separable": sep, "blocks": [len(r) for r, _, _ in st.groups],
             "multiplicities": [w for _, w, _ in st.groups], "slots": rule.slots,
@@ -917,7 +1032,7 @@ def _metrics(eng: _Engine, k: int, need_F: bool) -> dict[str, float]:
     """The per-step predicted quantities at the engine's current state."""
     law = eng.law
     u, Cu = eng.observe()
-    F, g2 = law.observe(u, Cu, k, need_F=need_F)
+    F, g2 = law.observe(u, Cu, k, need_F=need_F, **eng.basis_kw())
     Mx = eng.M[:, 0, :]
     cons = float(((Mx - u) ** 2).sum()) + eng.trace_x() - eng.n * float(np.einsum("kaa->", Cu))
     out = {"suboptimality": F, "grad_norm2": g2, "consensus": cons}
@@ -1000,6 +1115,8 @@ def stationary(run: MomentRun, config: Any, lr: Any, batch_size: int, *, max_ite
     eng = copy.deepcopy(run.state)
     if eng is None:
         return None, "no state to start from"
+    if isinstance(eng, _EigenEngine):  # the round map below is built in original coordinates
+        eng = eng.as_generic()
     eta, tau, W = float(sched.eta), int(config.schedule.tau), config.schedule.W
     mixes = W is not None and not W.is_identity
     k = int(run.steps[-1])
@@ -1031,7 +1148,9 @@ def stationary(run: MomentRun, config: Any, lr: Any, batch_size: int, *, max_ite
                     X = solve_discrete_lyapunov(Phi[bb], 0.5 * (Q + Q.T))
                     Cg[bb] = 0.5 * (X + X.T)
                 newC.append(Cg)
-            if newton:
+            if eng.st.name == "modal":  # the means' round map has the blocks of the modes
+                newM = _modal_newton(eng, Phis, M0, eng.M)
+            elif newton:
                 (PhiM,) = _node_transition(eng, A, W if mixes else _Identity(eng.n), tau,
                                            basis=False)
                 vec0 = _mean_vec(eng, M0)
@@ -1088,6 +1207,33 @@ class _Identity:
         self.is_identity = True
 
 
+def _modal_newton(eng: _Engine, Phis: list[np.ndarray], M0: np.ndarray, M1: np.ndarray
+                  ) -> np.ndarray:
+    """Newton step of the node means towards the round map's fixed point in the modal basis:
+    M̃ = VᵀM, and for every member block of group g, M̃* = M̃₀ + (I − Φ_g)⁻¹(M̃₁ − M̃₀) with the
+    group's round transition Φ_g (the covariance's, same ordering (node, slot, coordinate));
+    a few (b·s·D)² solves instead of one (n·s·d)² system."""
+    V = eng.st.V
+    T0 = np.einsum("rt,rsa->tsa", V, M0)
+    T1 = np.einsum("rt,rsa->tsa", V, M1)
+    out = T0.copy()
+    for (_rep, _, members), Phi in zip(eng.st.groups, Phis, strict=True):
+        Bn, N = Phi.shape[0], Phi.shape[-1]
+        IminusPhi = np.eye(N)[None] - Phi
+        for blk in members:
+            b = len(blk)
+            d0, d1 = T0[blk], T1[blk]  # (b, s, d)
+            if eng.sep:  # per coordinate: (d, b·s)
+                r = (d1 - d0).transpose(2, 0, 1).reshape(Bn, b * eng.s)
+                x = np.linalg.solve(IminusPhi, r[..., None])[..., 0]
+                out[blk] = d0 + x.reshape(Bn, b, eng.s).transpose(1, 2, 0)
+            else:
+                r = (d1 - d0).reshape(1, N)
+                x = np.linalg.solve(IminusPhi, r[..., None])[..., 0]
+                out[blk] = d0 + x.reshape(b, eng.s, eng.d)
+    return np.einsum("rt,tsa->rsa", V, out)
+
+
 def _mean_vec(eng: _Engine, M: np.ndarray) -> np.ndarray:
     """Node means (n, s, d) as (B, n·s·D) in the engine's layout."""
     if eng.sep:
@@ -1103,6 +1249,10 @@ def _mean_from_vec(eng: _Engine, v: np.ndarray) -> np.ndarray:
 
 def node_covariance_x(eng: _Engine) -> np.ndarray:
     """Cov of the x slots in node space, (B, n, D, n, D) (assembled from the blocks)."""
+    if isinstance(eng, _EigenEngine) and eng.basis is not None:
+        import copy
+
+        eng = copy.deepcopy(eng).as_generic()
     n, B, s, D = eng.n, eng.B, eng.s, eng.D
     Cy = np.zeros((B, n, D, n, D))
     for g, (rep, _, members) in enumerate(eng.st.groups):

@@ -195,3 +195,34 @@ def test_cli_predict(tmp_path) -> None:
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "out of the predictor's regime" in r.stdout
 
+
+
+@pytest.mark.parametrize("alg", [{"name": "pasgd", "m": 8, "tau": 4},
+                                 {"name": "dpsgd", "m": 8, "topology": "ring"},
+                                 {"name": "easgd", "m": 8, "tau": 2, "alpha": 0.1}])
+def test_eigenbasis_engine_equals_the_plain_engine(alg, monkeypatch) -> None:
+    """The local model's blocks held in the Jacobian's eigenbasis (elementwise local steps,
+    rotated at each re-expansion) give the plain engine's numbers to rounding, floor included
+    (the floor's solve runs on the engine brought back to the original coordinates)."""
+    import empirics.moments as mo
+
+    s = _logreg(algorithm=alg)
+    fast = predict(s)
+    monkeypatch.setattr(mo, "EIGEN", False)
+    plain = predict(s)
+    for col in ("grad_norm2_running", "suboptimality", "dist2_u", "dist2_workers"):
+        np.testing.assert_allclose(fast.columns[col], plain.columns[col], rtol=1e-9,
+                                   err_msg=col)
+    assert fast.columns["consensus"][1:] == pytest.approx(plain.columns["consensus"][1:],
+                                                          rel=1e-8)
+    assert fast.floor is not None and fast.floor == pytest.approx(plain.floor, rel=1e-9)
+
+
+def test_modal_newton_floor_equals_the_dense_one() -> None:
+    """The stationary means solved mode by mode (blocks of the round map) = one dense solve of
+    the stacked means (structure='dense'), shared data (the two structures are the same model)."""
+    s = _logreg()
+    a = predict(s)
+    b = predict(s, structure="dense")
+    assert a.structure.startswith("modal") and b.structure.startswith("dense")
+    assert a.floor == pytest.approx(b.floor, rel=1e-8)
