@@ -251,7 +251,8 @@ class GLMLaw(_Law):
 
     def __init__(self, X: np.ndarray, s: np.ndarray, y: np.ndarray | None, shards: list,
                  l2: float, kind: str, x0: np.ndarray, x_star: np.ndarray, F_star: float,
-                 refresh: int | None = None, closure: str = "gauss", nodes: int = 12):
+                 refresh: int | None = None, closure: str = "gauss", nodes: int = 12,
+                 affine_mean: bool = True):
         self.X = np.asarray(X, float)
         self.s = np.asarray(s, float)
         self.y = None if y is None else np.asarray(y, float)
@@ -268,6 +269,10 @@ class GLMLaw(_Law):
         #: the engine may hold the covariances in the eigenbasis of the (rarely re-expanded)
         #: Jacobian and pass that basis to :meth:`observe`
         self.rotatable = self.approximate
+        #: between re-expansions the mean gradients come from the local model,
+        #: E g_i(μ) = E g_i(μ_e) + H_i(μ − μ_e) (no pass over the rows); False: exact at every
+        #: step (a pass over all rows per worker and step)
+        self.affine_mean = self.approximate and bool(affine_mean)
         if closure not in CLOSURES:
             raise ValueError(f"closure must be one of {CLOSURES} (got {closure!r})")
         self.closure = "exact" if self.exact else closure
@@ -468,17 +473,29 @@ class GLMLaw(_Law):
         """E g per worker (gradient at the mean every step + the cached fluctuation
         correction), the Jacobians and noise covariances (refreshed every ``refresh`` steps
         from the window-averaged marginals ``cov(True)``; every step for an exact law)."""
-        if "H" not in self._cache or self._due("moments", k):
+        due = "H" not in self._cache or self._due("moments", k)
+        if due:
             Cw = cov(not self.exact)[:, 0]
             self._refresh(mu, Cw, Cw.shape[0] == 1)
         c = self._cache
+        if c.get("b") != b:
+            c["b"], c["Sb"] = b, c["Sigma"] / b
+        if self.affine_mean and not due:  # E g_i(μ) = E g_i(μ_e) + H_i(μ − μ_e)
+            mu_e, g_e, Hm = c["anchor"]
+            dm = mu - mu_e
+            if Hm.shape[0] > 1:
+                return g_e + np.einsum("iab,ib->ia", Hm, dm), c["H"], c["Sb"]
+            if self.m * self.d > 4096 and self._same(mu):  # one displacement (H symmetric)
+                return g_e + Hm[0] @ dm[0], c["H"], c["Sb"]
+            return g_e + dm @ Hm[0], c["H"], c["Sb"]
         if self._same(mu):
             gbar = self._point(self.data_of[0], mu[0])["g"]  # (d,): broadcast against corr
         else:
             gbar = self._worker_grads(mu)
-        if c.get("b") != b:
-            c["b"], c["Sb"] = b, c["Sigma"] / b
-        return gbar + c["corr"], c["H"], c["Sb"]
+        g = gbar + c["corr"]
+        if self.affine_mean:
+            c["anchor"] = (mu.copy(), g, c["Hm"])
+        return g, c["H"], c["Sb"]
 
     def _due(self, what: str, k: int) -> bool:
         """Whether to re-expand at step k: always for an exact law; else when k − (the last
@@ -515,10 +532,12 @@ class GLMLaw(_Law):
             Hs = np.stack([o["H"] for o in outs])
             Ss = np.stack([o["Sigma"] for o in outs])
             corr = np.stack([o["corr"] for o in outs])
+        Hm = Hs  # every worker's own Jacobian: its mean's first-order model
         if shared and Hs.shape[0] > 1:  # modal structure: the workers' averages
             self.modal_average = True
             Hs, Ss = Hs.mean(0, keepdims=True), Ss.mean(0, keepdims=True)
-        self._cache.update({"H": Hs[:, None], "Sigma": Ss[:, None], "corr": corr, "b": None})
+        self._cache.update({"H": Hs[:, None], "Sigma": Ss[:, None], "corr": corr, "b": None,
+                            "Hm": Hm})
 
     # ---- the averaged model --------------------------------------------------------------
     def observe(self, u: np.ndarray, Cu: np.ndarray, k: int, need_F: bool = True,
@@ -528,8 +547,6 @@ class GLMLaw(_Law):
         the expected Hessian (statistical linearisation). ``basis``: Q (d × d, orthogonal)
         when C_u is given in it (QᵀCov(u)Q); None for the original coordinates."""
         C = Cu[0]
-        pt = self._point(self._all, u)
-        z = pt["z"]
         X, s, y = (self.X, self.s, self.y) if self._all < 0 else self.data[0]
         n = X.shape[0]
         c, acc = self._cache, self._acc
@@ -538,7 +555,10 @@ class GLMLaw(_Law):
         acc["Q"] = basis
         acc["u_sum"] = acc.get("u_sum", 0.0) + C
         acc["u_cnt"] = acc.get("u_cnt", 0) + 1
-        if "obs" not in c or self._due("observe", k):
+        due = "obs" not in c or self._due("observe", k)
+        pt = self._point(self._all, u) if due or need_F or not self.affine_mean else None
+        if due:
+            z = pt["z"]
             Cw = _rotate(acc.pop("u_sum") / acc.pop("u_cnt"), basis, None)
             corr = np.zeros(self.d)
             dF = 0.0
@@ -554,14 +574,14 @@ class GLMLaw(_Law):
             H = self._ridge(X.T @ (X * w2[:, None]) / n)
             H2 = H @ H
             c["obs"] = {"H": H, "H2": H2, "Hb": H, "H2b": H2, "corr": corr, "dF": dF,
-                        "Q": None}
+                        "Q": None, "anchor": (u.copy(), pt["g"] + corr)}
         o = c["obs"]
         if o["Q"] is not basis:  # H and H² in the covariance's basis (traces are invariant)
             o["Hb"], o["H2b"], o["Q"] = (_rotate(o["H"], None, basis),
                                          _rotate(o["H2"], None, basis), basis)
         F = math.nan
         if need_F:
-            F = float(self._loss(z, y).mean()) + 0.5 * self.l2 * float(u @ u)
+            F = float(self._loss(pt["z"], y).mean()) + 0.5 * self.l2 * float(u @ u)
             if self.closure == "gauss":  # E ℓ over the margins' spread, and ½ l2 tr C
                 if isinstance(o["dF"], tuple):
                     z0, q0 = o["dF"]
@@ -569,7 +589,11 @@ class GLMLaw(_Law):
                 F += o["dF"] + 0.5 * self.l2 * float(np.trace(C))
             else:
                 F += 0.5 * float(np.vdot(o["Hb"], C))
-        gm = pt["g"] + o["corr"]
+        if self.affine_mean and not due:  # E∇F(u) to first order about the re-expansion
+            u_e, g_e = o["anchor"]
+            gm = g_e + o["H"] @ (u - u_e)
+        else:
+            gm = pt["g"] + o["corr"]
         return F - self.F_star, float(gm @ gm) + float(np.vdot(o["H2b"], C))
 
     def _loss(self, z: np.ndarray, y: np.ndarray | None) -> np.ndarray:

@@ -518,6 +518,11 @@ class _Engine:
             out += np.einsum("g,gt,gu,gktaub->kab", pk.w, pk.o, pk.o, Cx)
         return out / self.n**2
 
+    def consensus(self, u: np.ndarray, Cu: np.ndarray) -> float:
+        """E Σ_r ‖x_r − u‖² over all n nodes: Σ_r ‖E x_r − E u‖² + Σ_r tr Cov(x_r) − n tr Cov(u)."""
+        dM = self.M[:, 0, :] - u
+        return float(np.vdot(dM, dM)) + self.trace_x() - self.n * float(np.einsum("kaa->", Cu))
+
     def trace_x(self) -> float:
         """Σ_r tr Cov(x_r) over all n nodes (basis-invariant)."""
         return self._trace_slot(0, all_nodes=True)
@@ -797,6 +802,7 @@ class _EigenEngine(_Engine):
         self._Ssrc: Any = None
         self._Sb: np.ndarray | None = None
         self._al: Any = None  # (η, λ, per-pack aaᵀ)
+        self._fw: Any = None  # weights of the linear functionals (:meth:`_functionals`)
 
     @staticmethod
     def applies(law: Any, rule: StepRule, st: Structure, sep: bool) -> bool:
@@ -816,7 +822,8 @@ class _EigenEngine(_Engine):
             G, b = len(pk.idx), pk.b
             for name in ("C", "win"):
                 X = getattr(pk, name).reshape(G, b, D, b, D)
-                X = np.einsum("gtaub,ac,bd->gtcud", X, R, R, optimize=True)
+                X = np.matmul(np.matmul(X, R).transpose(0, 1, 3, 4, 2), R)  # (g, t, u, d, c)
+                X = X.transpose(0, 1, 4, 2, 3)
                 setattr(pk, name, np.ascontiguousarray(X).reshape(G, 1, b * D, b * D))
             pk._Nt = None
 
@@ -835,6 +842,44 @@ class _EigenEngine(_Engine):
         self.__class__ = _Engine  # type: ignore[assignment]
         self._ck = None
         return self
+
+    # ---- linear functionals of the blocks (one weighted sum per pack) -------------------------
+    def _functionals(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Per pack: the weights whose inner product with the blocks gives Σ_r tr Cov(x_r) −
+        n tr Cov(u) (w_g δ_tu − w_g o_t o_u / n on the coordinate diagonal), and for a pack of
+        single modes the weights w_g o_g² / n² of Cov(u) = Σ_g (w_g o_g² / n²) C_g."""
+        if self._fw is None:
+            D, n = self.D, self.n
+            out = []
+            for pk in self.packs:
+                G, b = len(pk.idx), pk.b
+                node = pk.w[:, None, None] * (np.eye(b)[None] - pk.o[:, :, None]
+                                              * pk.o[:, None, :] / n)  # (G, b, b)
+                wc = np.einsum("gtu,ac->gtauc", node, np.eye(D)).reshape(G, 1, b * D, b * D)
+                wu = pk.w * pk.o[:, 0] ** 2 / n**2 if b == 1 and pk.has_u else None
+                out.append((np.ascontiguousarray(wc), wu))
+            self._fw = out
+        return self._fw
+
+    def consensus(self, u: np.ndarray, Cu: np.ndarray) -> float:
+        dM = self.M[:, 0, :] - u
+        tot = float(np.vdot(dM, dM))
+        for pk, (wc, _) in zip(self.packs, self._functionals(), strict=True):
+            tot += float(np.vdot(wc, pk.C))
+        return tot
+
+    def cov_u(self) -> np.ndarray:
+        fw = self._functionals()
+        if any(wu is None and pk.has_u for pk, (_, wu) in zip(self.packs, fw, strict=True)):
+            return super().cov_u()
+        out = np.zeros(self.D * self.D)
+        for pk, (_, wu) in zip(self.packs, fw, strict=True):
+            if wu is not None:
+                out += wu @ pk.C.reshape(len(pk.idx), -1)
+        return out.reshape(1, self.D, self.D)
+
+    def observe(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.M[:, 0, :].sum(0) * (1.0 / self.n), self.cov_u()
 
     # ---- the local step ----------------------------------------------------------------------
     def local(self, eta: float, k: int) -> None:
@@ -867,13 +912,12 @@ class _EigenEngine(_Engine):
                 an = an.reshape(len(pk.idx), 1, pk.b * D)
                 per.append(an[:, :, :, None] * an[:, :, None, :])
             al = self._al = (eta, per)
-        newM = self._mean_step(self.M[:m], gbar, eta)
+        self.M[:m, 0] -= eta * gbar  # x' = x − η E g (the only slot)
         for pk, alpha in zip(self.packs, al[1], strict=True):
             if not pk.worker.any():
                 continue
             np.multiply(pk.C, alpha, out=pk.C)
             pk.C += self._modal_noise(pk, self._Sb)
-        self.M[:m] = newM
         if getattr(law, "windowed", False):
             for pk in self.packs:
                 pk.win += pk.C
@@ -954,8 +998,7 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
         F, g2 = law.observe(u, Cu, k, need_F=record or adaptive, **eng.basis_kw())
         last_F[0] = F
         Mx = eng.M[:, 0, :]
-        cons = float(((Mx - u) ** 2).sum()) + eng.trace_x() - eng.n * float(
-            np.einsum("kaa->", Cu))
+        cons = eng.consensus(u, Cu)
         if record:
             steps.append(k)
             rounds.append(n_rounds)
@@ -1033,8 +1076,7 @@ def _metrics(eng: _Engine, k: int, need_F: bool) -> dict[str, float]:
     law = eng.law
     u, Cu = eng.observe()
     F, g2 = law.observe(u, Cu, k, need_F=need_F, **eng.basis_kw())
-    Mx = eng.M[:, 0, :]
-    cons = float(((Mx - u) ** 2).sum()) + eng.trace_x() - eng.n * float(np.einsum("kaa->", Cu))
+    cons = eng.consensus(u, Cu)
     out = {"suboptimality": F, "grad_norm2": g2, "consensus": cons}
     if eng.ei is not None:
         me = eng.M[: eng.m, eng.ei, :]
