@@ -75,7 +75,7 @@ _ARRAYS = ("steps", "per_seed", "mean", "lower", "upper", "bound", "bound_conser
            "predicted")
 
 #: bump when the predictor's numbers change (invalidates cached predictions)
-PREDICT_VERSION = 2
+PREDICT_VERSION = 3
 
 
 @dataclass

@@ -46,6 +46,12 @@ __all__ = ["CLOSURES", "GLMLaw", "PiecewiseLaw", "QuadraticLaw", "REEXPAND_GROWT
 #: over K steps, sets the cost of a prediction (``benchmarks/bench_predict.py``)
 REEXPAND_GROWTH = 8
 
+#: a scheduled re-expansion of the local model is skipped while the predicted means' margins
+#: moved by at most TOL_MARGIN (root mean square) and the covariance by at most TOL_COV
+#: (relative) since the last one
+TOL_MARGIN = 0.05
+TOL_COV = 0.05
+
 #: closures of the local model: exact Gaussian expectations along the margins, the second-order
 #: Taylor correction (its leading term), the linearised model (no correction)
 CLOSURES = ("gauss", "taylor", "linear")
@@ -273,6 +279,10 @@ class GLMLaw(_Law):
         #: E g_i(μ) = E g_i(μ_e) + H_i(μ − μ_e) (no pass over the rows); False: exact at every
         #: step (a pass over all rows per worker and step)
         self.affine_mean = self.approximate and bool(affine_mean)
+        #: a scheduled re-expansion is skipped while the model holds (:meth:`_stale`)
+        self.tol_margin, self.tol_cov = TOL_MARGIN, TOL_COV
+        self._ref: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._G: np.ndarray | None = None
         if closure not in CLOSURES:
             raise ValueError(f"closure must be one of {CLOSURES} (got {closure!r})")
         self.closure = "exact" if self.exact else closure
@@ -375,17 +385,42 @@ class GLMLaw(_Law):
             self._signed[j] = XS
         return XS
 
-    def _worker_grads(self, mu: np.ndarray) -> np.ndarray:
-        """∇F_i(μ_i) for every worker i, (m, d): g_i = (1/n_i) Σ_j ℓ'(z_j) s_j x_j + l2·μ_i,
-        z_j = s_j x_jᵀμ_i over worker i's rows. Distinct shards of one size: two batched
-        products for all workers; otherwise worker by worker (cached points)."""
+    def _stacked(self) -> Any:
+        """(s ⊙ X_i stacked (m, n_i, d), y_i stacked or None) when the workers hold distinct
+        shards of one size (one batched product serves them all), else False (built once)."""
         if self._stack is None:
             sizes = {self.data[j][0].shape[0] for j in self.data_of}
             ok = not self.shared_data and len(set(self.data_of)) == self.m and len(sizes) == 1
             self._stack = (np.stack([self._signed_rows(j) for j in self.data_of]),
                            None if self.y is None else
                            np.stack([self.data[j][2] for j in self.data_of])) if ok else False
-        if self._stack is False:
+        return self._stack
+
+    def _second_stacked(self, mu: np.ndarray, Cw: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_second` (Gaussian closure) of every worker's shard at once, in batched
+        products over the stacked shards (s_j² = 1, so s ⊙ X serves the quadratic forms):
+        (H_i (m, d, d), Σ_i (m, d, d), correction (m, d)). Cw: (m or 1, d, d)."""
+        XS, Y = self._stack
+        n = XS.shape[1]
+        z = np.matmul(XS, mu[:, :, None])[:, :, 0]  # (m, n)
+        gd = np.matmul(self._first(z, Y)[:, None, :], XS)[:, 0, :] / n
+        q = np.maximum(np.einsum("inb,inb->in", np.matmul(XS, Cw), XS), 0.0)
+        E1, E2, E11 = self._gauss(z, q, Y)
+        gE = np.matmul(E1[:, None, :], XS)[:, 0, :] / n
+        XT = XS.transpose(0, 2, 1)
+        Hd = np.matmul(XT, XS * E2[:, :, None]) / n
+        Sig = np.matmul(XT, XS * E11[:, :, None]) / n - gE[:, :, None] * gE[:, None, :] \
+            - np.matmul(np.matmul(Hd, Cw), Hd)
+        idx = np.arange(self.d)
+        Hd[:, idx, idx] += self.l2
+        return Hd, 0.5 * (Sig + Sig.transpose(0, 2, 1)), gE - gd
+
+    def _worker_grads(self, mu: np.ndarray) -> np.ndarray:
+        """∇F_i(μ_i) for every worker i, (m, d): g_i = (1/n_i) Σ_j ℓ'(z_j) s_j x_j + l2·μ_i,
+        z_j = s_j x_jᵀμ_i over worker i's rows. Distinct shards of one size: two batched
+        products for all workers; otherwise worker by worker (cached points)."""
+        if self._stacked() is False:
             return np.stack([self._point(self.data_of[i], mu[i])["g"] for i in range(self.m)])
         XS, Y = self._stack
         z = np.matmul(XS, mu[:, :, None])[:, :, 0]  # (m, n_i)
@@ -435,12 +470,12 @@ class GLMLaw(_Law):
         """E ℓ'(Z), E ℓ''(Z), E ℓ'(Z)² for Z ~ N(z, q), per sample (Gauss–Hermite, exact for
         polynomials of degree < 2·nodes; ℓ is smooth and its derivatives bounded)."""
         t, w = self._nodes
-        Z = z[:, None] + np.sqrt(q)[:, None] * t[None, :]
+        Z = z[..., None] + np.sqrt(q)[..., None] * t
         if self.kind == "logistic":  # ℓ' = −σ(−Z), ℓ'' = σ(Z)σ(−Z) (no third derivative)
             sp_ = _sigmoid(Z)
             sm = 1.0 - sp_
             return -(sm @ w), (sp_ * sm) @ w, (sm * sm) @ w
-        l1, l2_, _ = self._derivs(Z, None if y is None else y[:, None])
+        l1, l2_, _ = self._derivs(Z, None if y is None else y[..., None])
         return l1 @ w, l2_ @ w, (l1**2) @ w
 
     def _gauss_loss(self, z: np.ndarray, q: np.ndarray, y: np.ndarray | None) -> np.ndarray:
@@ -461,12 +496,14 @@ class GLMLaw(_Law):
         self._cache.clear()
         self._acc.clear()
         self._last.clear()
+        self._ref.clear()
 
     def prepare(self, sep: bool) -> None:
         self._cache.clear()
         self._acc.clear()
         self._points.clear()
         self._last.clear()
+        self._ref.clear()
 
     def moments(self, mu: np.ndarray, cov: Any, sep: bool, b: int, k: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -476,7 +513,11 @@ class GLMLaw(_Law):
         due = "H" not in self._cache or self._due("moments", k)
         if due:
             Cw = cov(not self.exact)[:, 0]
-            self._refresh(mu, Cw, Cw.shape[0] == 1)
+            if "H" in self._cache and not self._stale("moments", mu, Cw):
+                due = False  # the model still holds: keep it (and its anchor)
+            else:
+                self._refresh(mu, Cw, Cw.shape[0] == 1)
+                self._ref["moments"] = (mu.copy(), Cw.copy())
         c = self._cache
         if c.get("b") != b:
             c["b"], c["Sb"] = b, c["Sigma"] / b
@@ -512,6 +553,32 @@ class GLMLaw(_Law):
             return True
         return False
 
+    def _stale(self, what: str, mu: np.ndarray, C: np.ndarray) -> bool:
+        """Whether the model last expanded for ``what`` (the workers' step or the averaged
+        model) no longer holds at means ``mu`` and window-averaged covariance ``C``: the
+        means' margins moved by more than ``tol_margin`` (root mean square over the rows and
+        the workers, Δμᵀ G Δμ with G = XᵀX/n) or C by more than ``tol_cov`` of its norm
+        (Frobenius; not read by the linearised closure). An exact law is never kept."""
+        ref = self._ref.get(what)
+        if self.exact or ref is None or self.tol_margin is None:
+            return True
+        mu0, C0 = ref
+        dm = np.atleast_2d(mu - mu0)
+        G = self._gram()
+        dz2 = float(np.mean(np.einsum("ia,ab,ib->i", dm, G, dm)))
+        if dz2 > self.tol_margin**2:
+            return True
+        if self.closure == "linear":  # the linearised model does not read C
+            return False
+        n0 = float(np.linalg.norm(C0))
+        return float(np.linalg.norm(C - C0)) > self.tol_cov * n0 or n0 == 0.0
+
+    def _gram(self) -> np.ndarray:
+        """G = XᵀX/n over all rows (once)."""
+        if self._G is None:
+            self._G = self.X.T @ self.X / self.X.shape[0]
+        return self._G
+
     def _same(self, mu: np.ndarray) -> bool:
         """Every worker samples the same rows and sits at the same mean (to rounding)."""
         if not self.shared_data:
@@ -526,6 +593,8 @@ class GLMLaw(_Law):
             r = self._second(0, mu[0], Cw[0])
             Hs, Ss = r["H"][None], r["Sigma"][None]
             corr = np.broadcast_to(r["corr"], (m, self.d)).copy()
+        elif self.closure == "gauss" and self._stacked() is not False:
+            Hs, Ss, corr = self._second_stacked(mu, Cw)
         else:
             outs = [self._second(self.data_of[i], mu[i], Cw[0] if shared else Cw[i])
                     for i in range(m)]
@@ -556,10 +625,15 @@ class GLMLaw(_Law):
         acc["u_sum"] = acc.get("u_sum", 0.0) + C
         acc["u_cnt"] = acc.get("u_cnt", 0) + 1
         due = "obs" not in c or self._due("observe", k)
+        if due:
+            Cw = _rotate(acc.pop("u_sum") / acc.pop("u_cnt"), basis, None)
+            if "obs" in c and not self._stale("observe", u, Cw):
+                due = False
+            else:
+                self._ref["observe"] = (u.copy(), Cw.copy())
         pt = self._point(self._all, u) if due or need_F or not self.affine_mean else None
         if due:
             z = pt["z"]
-            Cw = _rotate(acc.pop("u_sum") / acc.pop("u_cnt"), basis, None)
             corr = np.zeros(self.d)
             dF = 0.0
             w2, l3 = self._higher(pt) if self.closure != "gauss" else (None, None)

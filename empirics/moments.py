@@ -856,7 +856,10 @@ class _EigenEngine(_Engine):
                 node = pk.w[:, None, None] * (np.eye(b)[None] - pk.o[:, :, None]
                                               * pk.o[:, None, :] / n)  # (G, b, b)
                 wc = np.einsum("gtu,ac->gtauc", node, np.eye(D)).reshape(G, 1, b * D, b * D)
-                wu = pk.w * pk.o[:, 0] ** 2 / n**2 if b == 1 and pk.has_u else None
+                wu = None
+                if pk.has_u:  # (G,) for single modes, else (G, b, b)
+                    wu = pk.w[:, None, None] * pk.o[:, :, None] * pk.o[:, None, :] / n**2
+                    wu = wu[:, 0, 0] if b == 1 else wu
                 out.append((np.ascontiguousarray(wc), wu))
             self._fw = out
         return self._fw
@@ -869,14 +872,17 @@ class _EigenEngine(_Engine):
         return tot
 
     def cov_u(self) -> np.ndarray:
-        fw = self._functionals()
-        if any(wu is None and pk.has_u for pk, (_, wu) in zip(self.packs, fw, strict=True)):
-            return super().cov_u()
-        out = np.zeros(self.D * self.D)
-        for pk, (_, wu) in zip(self.packs, fw, strict=True):
-            if wu is not None:
-                out += wu @ pk.C.reshape(len(pk.idx), -1)
-        return out.reshape(1, self.D, self.D)
+        D = self.D
+        out = np.zeros((D, D))
+        for pk, (_, wu) in zip(self.packs, self._functionals(), strict=True):
+            if wu is None:
+                continue
+            G, b = len(pk.idx), pk.b
+            if b == 1:
+                out += (wu @ pk.C.reshape(G, -1)).reshape(D, D)
+            else:
+                out += np.einsum("gtu,gtaub->ab", wu, pk.C.reshape(G, b, D, b, D))
+        return out[None]
 
     def observe(self) -> tuple[np.ndarray, np.ndarray]:
         return self.M[:, 0, :].sum(0) * (1.0 / self.n), self.cov_u()

@@ -226,3 +226,49 @@ def test_modal_newton_floor_equals_the_dense_one() -> None:
     b = predict(s, structure="dense")
     assert a.structure.startswith("modal") and b.structure.startswith("dense")
     assert a.floor == pytest.approx(b.floor, rel=1e-8)
+
+
+def test_stacked_second_order_quantities_equal_the_per_worker_ones() -> None:
+    """Heterogeneous shards: the batched re-expansion of all workers = worker by worker."""
+    s = _logreg(problem={"kind": "logistic_regression", "n_samples": 400, "d": 6, "l2": 1e-3,
+                         "seed": 0, "heterogeneity": 1.0})
+    law = law_for(s.build()[0])
+    rng = np.random.default_rng(0)
+    mu = 0.3 * rng.standard_normal((8, 6))
+    A = 0.1 * rng.standard_normal((8, 6, 6))
+    C = A @ A.transpose(0, 2, 1)
+    assert law._stacked() is not False
+    H, S, corr = law._second_stacked(mu, C)
+    for i in range(8):
+        r = law._second(law.data_of[i], mu[i], C[i])
+        np.testing.assert_allclose(H[i], r["H"], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(S[i], r["Sigma"], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(corr[i], r["corr"], rtol=1e-12, atol=1e-15)
+
+
+def test_a_kept_local_model_stays_close_to_re_expanding_every_step(monkeypatch) -> None:
+    """Skipping re-expansions while the model holds and the mean gradients' first-order model
+    between them change the prediction by little against a model re-expanded at every step
+    (exact mean gradients), and they do skip (fewer re-expansions)."""
+    import empirics.laws as L
+
+    s = _logreg(steps=400)
+    kept = predict(s, floor=False)
+    counts = {}
+    orig = L.GLMLaw._refresh
+
+    def counting(self, *a, **k):
+        counts[id(self)] = counts.get(id(self), 0) + 1
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(L.GLMLaw, "_refresh", counting)
+    predict(s, floor=False)
+    n_kept = sum(counts.values())
+    monkeypatch.setattr(L, "REEXPAND_GROWTH", 10**9)
+    monkeypatch.setattr(L, "TOL_MARGIN", None)
+    counts.clear()
+    every = predict(s, floor=False, refresh=1)
+    assert sum(counts.values()) == 401 - 1 and n_kept < 100
+    for col in ("grad_norm2_running", "suboptimality"):
+        np.testing.assert_allclose(kept.columns[col][1:], every.columns[col][1:], rtol=0.03,
+                                   err_msg=col)
