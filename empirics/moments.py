@@ -781,18 +781,20 @@ class _Engine:
 
 
 class _EigenEngine(_Engine):
-    """:class:`_Engine` for a local model with one Jacobian for every worker, modal structure and
-    no slot but x (no momentum, no compressor): the coordinates of every block are held in the
-    eigenbasis Q of the current Jacobian H = Q diag(λ) Qᵀ, where the local step
-    C ← (I − ηH) C (I − ηH) + η²Σ/b is elementwise, C̃ ← (aaᵀ) ⊙ C̃ + Ñ with a = 1 − ηλ
-    (an auxiliary node keeps a = 1), instead of two d × d products per block.
+    """:class:`_Engine` for a local model with one Jacobian for every worker and modal
+    structure: the coordinates of every block are held in the eigenbasis Q of the current
+    Jacobian H = Q diag(λ) Qᵀ. The local step's slot map is then one s × s matrix per coordinate,
+    Â_a = Σ c^H_στ λ_a E_στ + c^I_στ E_στ, and C ← A C Aᵀ + N acts on the s × s sub-blocks of
+    every coordinate pair (a, c): C̃_ac ← Â_a C̃_ac Â_cᵀ + Ñ_ac — with one slot (plain SGD) the
+    elementwise C̃ ← (aaᵀ) ⊙ C̃ + Ñ, a = 1 − ηλ — instead of products of sd × sd matrices.
+    An auxiliary node keeps Â = I. A compressor's noise (:class:`CompressionLaw`) needs the
+    diagonal of E[uuᵀ] in the original coordinates: two d³ products per step.
 
     The basis changes only when the law re-expands (H is a new array): C and its window are
-    rotated once (Q_oldᵀQ_new, a few d³ products). The node means stay in the original
-    coordinates (the gradient at the mean is the law's, every step). The marginals the law
-    reads are rotated back; :meth:`observe` returns Cov(u) in the basis, which
-    :func:`propagate` passes to ``law.observe`` with ``basis``. Equal to :class:`_Engine` up
-    to rounding (tested)."""
+    rotated once. The node means stay in the original coordinates. The marginals the law reads
+    are rotated back; :meth:`observe` returns Cov(u) in the basis, which :func:`propagate`
+    passes to ``law.observe`` with ``basis``. Equal to :class:`_Engine` up to rounding
+    (tested)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -801,13 +803,13 @@ class _EigenEngine(_Engine):
         self._lam: np.ndarray | None = None
         self._Ssrc: Any = None
         self._Sb: np.ndarray | None = None
-        self._al: Any = None  # (η, λ, per-pack aaᵀ)
+        self._al: Any = None  # (η, per-pack step maps)
+        self._N: Any = None  # (η, the gradient noise on the slots) while it is fixed
         self._fw: Any = None  # weights of the linear functionals (:meth:`_functionals`)
 
     @staticmethod
     def applies(law: Any, rule: StepRule, st: Structure, sep: bool) -> bool:
-        return (bool(getattr(law, "rotatable", False)) and st.name == "modal" and not sep
-                and rule.s == 1 and rule.comp is None)
+        return bool(getattr(law, "rotatable", False)) and st.name == "modal" and not sep
 
     # ---- bases -------------------------------------------------------------------------------
     def _to_original(self, X: np.ndarray) -> np.ndarray:
@@ -817,14 +819,14 @@ class _EigenEngine(_Engine):
 
     def _rotate_blocks(self, R: np.ndarray) -> None:
         """C ← (I ⊗ R)ᵀ C (I ⊗ R) on every pack (and its window): coordinates t ↦ Rᵀ t."""
-        D = self.D
+        D, s = self.D, self.s
         for pk in self.packs:
-            G, b = len(pk.idx), pk.b
+            G, bs = len(pk.idx), pk.b * s  # (node, slot) pairs
             for name in ("C", "win"):
-                X = getattr(pk, name).reshape(G, b, D, b, D)
+                X = getattr(pk, name).reshape(G, bs, D, bs, D)
                 X = np.matmul(np.matmul(X, R).transpose(0, 1, 3, 4, 2), R)  # (g, t, u, d, c)
                 X = X.transpose(0, 1, 4, 2, 3)
-                setattr(pk, name, np.ascontiguousarray(X).reshape(G, 1, b * D, b * D))
+                setattr(pk, name, np.ascontiguousarray(X).reshape(G, 1, bs * D, bs * D))
             pk._Nt = None
 
     def set_basis(self, Qn: np.ndarray | None) -> None:
@@ -846,21 +848,24 @@ class _EigenEngine(_Engine):
     # ---- linear functionals of the blocks (one weighted sum per pack) -------------------------
     def _functionals(self) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """Per pack: the weights whose inner product with the blocks gives Σ_r tr Cov(x_r) −
-        n tr Cov(u) (w_g δ_tu − w_g o_t o_u / n on the coordinate diagonal), and for a pack of
-        single modes the weights w_g o_g² / n² of Cov(u) = Σ_g (w_g o_g² / n²) C_g."""
+        n tr Cov(u) (w_g δ_tu − w_g o_t o_u / n on the x slot's coordinate diagonal), and the
+        weights w_g o_t o_u / n² of Cov(u) = Σ_g Σ_tu (w_g o_t o_u / n²) C_g[t x, u x]
+        ((G,) for single modes)."""
         if self._fw is None:
-            D, n = self.D, self.n
+            D, n, s = self.D, self.n, self.s
+            exx = np.zeros((s, s))
+            exx[0, 0] = 1.0
             out = []
             for pk in self.packs:
                 G, b = len(pk.idx), pk.b
                 node = pk.w[:, None, None] * (np.eye(b)[None] - pk.o[:, :, None]
                                               * pk.o[:, None, :] / n)  # (G, b, b)
-                wc = np.einsum("gtu,ac->gtauc", node, np.eye(D)).reshape(G, 1, b * D, b * D)
+                wc = np.einsum("gtu,pq,ac->gtpauqc", node, exx, np.eye(D))
                 wu = None
-                if pk.has_u:  # (G,) for single modes, else (G, b, b)
+                if pk.has_u:
                     wu = pk.w[:, None, None] * pk.o[:, :, None] * pk.o[:, None, :] / n**2
                     wu = wu[:, 0, 0] if b == 1 else wu
-                out.append((np.ascontiguousarray(wc), wu))
+                out.append((np.ascontiguousarray(wc).reshape(G, 1, b * s * D, b * s * D), wu))
             self._fw = out
         return self._fw
 
@@ -872,24 +877,114 @@ class _EigenEngine(_Engine):
         return tot
 
     def cov_u(self) -> np.ndarray:
-        D = self.D
+        D, s = self.D, self.s
         out = np.zeros((D, D))
         for pk, (_, wu) in zip(self.packs, self._functionals(), strict=True):
             if wu is None:
                 continue
             G, b = len(pk.idx), pk.b
-            if b == 1:
+            if b == 1 and s == 1:
                 out += (wu @ pk.C.reshape(G, -1)).reshape(D, D)
             else:
-                out += np.einsum("gtu,gtaub->ab", wu, pk.C.reshape(G, b, D, b, D))
+                Cx = pk.C.reshape(G, b, s, D, b, s, D)[:, :, 0, :, :, 0, :]
+                out += np.einsum("gtu,gtaub->ab", wu.reshape(G, b, b), Cx)
         return out[None]
 
     def observe(self) -> tuple[np.ndarray, np.ndarray]:
         return self.M[:, 0, :].sum(0) * (1.0 / self.n), self.cov_u()
 
+    def _marg_of(self, Cs: list[np.ndarray]) -> np.ndarray:
+        """Single-mode packs: the workers' average marginal Σ_g w_g Gw_g C_g / m as one
+        weighted sum; otherwise :meth:`_Engine._marg_of`."""
+        if any(pk.b != 1 for pk in self.packs):
+            return super()._marg_of(Cs)
+        S = self.S
+        acc = np.zeros(S * S)
+        for pk, Cp in zip(self.packs, Cs, strict=True):
+            acc += (pk.w * pk.Gw[:, 0, 0]) @ Cp.reshape(len(pk.idx), -1)
+        return (acc / self.m).reshape(1, 1, S, S)
+
+    def mix(self, W: Any) -> None:
+        """Single modes with several slots: the x rows and columns of mode g scaled by its
+        eigenvalue λ_g (the other slots stay); otherwise :meth:`_Engine.mix`."""
+        if self.s == 1 or any(pk.b != 1 for pk in self.packs):
+            return super().mix(W)
+        D, s = self.D, self.s
+        for pk, Wt in zip(self.packs, self._tw(W), strict=True):
+            lam = Wt[:, 0, 0]
+            C5 = pk.C.reshape(len(pk.idx), s, D, s, D)
+            C5[:, 0] *= lam[:, None, None, None]
+            C5[:, :, :, 0] *= lam[:, None, None, None]
+        self.M[:, 0, :] = np.asarray(W.matrix, dtype=np.float64).T @ self.M[:, 0, :]
+
     # ---- the local step ----------------------------------------------------------------------
+    def _slot_maps(self, co: dict, lam: np.ndarray) -> np.ndarray:
+        """Â_a for every coordinate a of the basis: (D, s, s)."""
+        sl, s = self.rule.slots, self.s
+        A = np.zeros((len(lam), s, s))
+        for (a, b), c in co["AH"].items():
+            A[:, sl.index(a), sl.index(b)] += c * lam
+        for (a, b), c in co["AI"].items():
+            A[:, sl.index(a), sl.index(b)] += c
+        return A
+
+    def _step_maps(self, eta: float) -> list[Any]:
+        """Per pack, the local step on the blocks: one slot — the elementwise factor aaᵀ
+        (G, 1, bD, bD); several — each node's slot maps (G, b, D, s, s) (I for an auxiliary
+        node). Cached per (η, re-expansion)."""
+        al = self._al
+        if al is not None and al[0] == eta:
+            return al[1]
+        D, s = self.D, self.s
+        Ahat = self._slot_maps(self._coef(eta), self._lam)  # (D, s, s)
+        per = []
+        for pk in self.packs:
+            G, b = len(pk.idx), pk.b
+            if s == 1:
+                an = np.where(pk.worker[:, :, None], Ahat[None, None, :, 0, 0], 1.0)
+                an = an.reshape(G, 1, b * D)
+                per.append(an[:, :, :, None] * an[:, :, None, :])
+            else:
+                At = np.broadcast_to(Ahat, (G, b, D, s, s)).copy()
+                At[~pk.worker] = np.eye(s)
+                per.append(At)
+        self._al = (eta, per)
+        return per
+
+    def _coef(self, eta: float) -> dict:
+        if self._co is None or self._co[0] != eta:
+            self._co = (eta, self.rule.coefficients(eta))
+        return self._co[1]
+
+    def _compression_noise_basis(self, co: dict, Sb: np.ndarray, Mw: np.ndarray,
+                                 gbar: np.ndarray, eta: float) -> np.ndarray:
+        """Cov(C(u) − qu) in the basis, (1, 1, D, D): (r_off − q²) E[uuᵀ] + (r_diag − r_off)
+        diag(E[uuᵀ]) (the diagonal taken in the original coordinates), E[uuᵀ] = Û marg Ûᵀ +
+        η_u² Σ/b + the workers' average of ū ūᵀ, with Û_a = Σ c^H_σ λ_a + c^I_σ per slot."""
+        comp, rule, D, s = self.rule.comp, self.rule, self.D, self.s
+        sl, lam, Q = rule.slots, self._lam, self.basis
+        U = np.zeros((D, s))
+        for t, c in co["UH"].items():
+            U[:, sl.index(t)] += c * lam
+        for t, c in co["UI"].items():
+            U[:, sl.index(t)] += c
+        marg = self.worker_marginals()[0, 0].reshape(s, D, s, D)
+        Euu = co["u_eps"] ** 2 * Sb
+        for p_ in range(s):
+            for q_ in range(s):
+                Euu = Euu + np.multiply.outer(U[:, p_], U[:, q_]) * marg[p_, :, q_, :]
+        kg, kb = rule.kappa
+        bi, ei = rule.index("b"), rule.index("e")
+        ub = eta * (kg * gbar + (kb * Mw[:, bi] if bi is not None else 0.0)) + (
+            Mw[:, ei] if ei is not None else 0.0)
+        ubt = np.broadcast_to(ub, (self.m, D)) @ Q
+        Euu = Euu + ubt.T @ ubt / self.m
+        v = np.einsum("ab,ab->a", Q @ Euu, Q)  # diag(Q Ẽuu Qᵀ)
+        out = (comp.r_off - comp.q**2) * Euu + (comp.r_diag - comp.r_off) * ((Q.T * v) @ Q)
+        return out[None, None]
+
     def local(self, eta: float, k: int) -> None:
-        law, m, D = self.law, self.m, self.D
+        law, m, D, s = self.law, self.m, self.D, self.s
 
         def cov(window: bool = False) -> np.ndarray:
             X = self.window_marginals() if window else self.worker_marginals()
@@ -902,32 +997,64 @@ class _EigenEngine(_Engine):
             self.set_basis(Qn)
             self._Hsrc, self._lam, self._Ssrc, self._al = H, lam, None, None
         Q = self.basis
+        co = self._coef(eta)
         if Sig is not self._Ssrc:
             self._Ssrc = Sig
-            self._Sb = (eta * eta) * np.matmul(np.matmul(Q.T, Sig[0]), Q)[None]  # (1, 1, D, D)
-            self._Sb_eta = eta
-        elif self._Sb_eta != eta:
-            self._Sb = self._Sb * (eta / self._Sb_eta) ** 2
-            self._Sb_eta = eta
-        al = self._al
-        if al is None or al[0] != eta:
-            a = 1.0 - eta * self._lam
-            per = []
-            for pk in self.packs:
-                an = np.where(pk.worker[:, :, None], a[None, None, :], 1.0)  # (G, b, D)
-                an = an.reshape(len(pk.idx), 1, pk.b * D)
-                per.append(an[:, :, :, None] * an[:, :, None, :])
-            al = self._al = (eta, per)
-        self.M[:m, 0] -= eta * gbar  # x' = x − η E g (the only slot)
-        for pk, alpha in zip(self.packs, al[1], strict=True):
+            self._Sb = np.matmul(np.matmul(Q.T, Sig[0]), Q)[None]  # (1, 1, D, D)
+            self._N = None
+        maps = self._step_maps(eta)
+        if self._N is None or self._N[0] != eta:  # the gradient noise on the slots
+            self._N = (eta, self._noise(co, self._Sb, None))
+        N = self._N[1]
+        if self.rule.comp is not None:  # + the compression noise on its slots
+            Snu = self._compression_noise_basis(co, self._Sb[0, 0], self.M[:m], gbar, eta)
+            N = N.reshape(s, D, s, D).copy()
+            sl = self.rule.slots
+            for a_, ca in co["bn"].items():
+                for b_, cb in co["bn"].items():
+                    N[sl.index(a_), :, sl.index(b_), :] += ca * cb * Snu[0, 0]
+            N = N.reshape(1, 1, s * D, s * D)
+        if s == 1 and self.rule.comp is None:
+            self.M[:m, 0] -= eta * gbar  # x' = x − η E g (the only slot)
+        else:
+            self.M[:m] = self._mean_step(self.M[:m], gbar, eta)
+        for pk, step in zip(self.packs, maps, strict=True):
             if not pk.worker.any():
                 continue
-            np.multiply(pk.C, alpha, out=pk.C)
-            pk.C += self._modal_noise(pk, self._Sb)
+            if s == 1:
+                np.multiply(pk.C, step, out=pk.C)
+            else:  # C̃_tu[a, c] ← Â_ta C̃_tu[a, c] Â_ucᵀ on the s × s sub-blocks
+                G, b = len(pk.idx), pk.b
+                C7 = _slot_products(step, pk.C.reshape(G, b, s, D, b, s, D))
+                pk.C = C7.reshape(G, 1, b * s * D, b * s * D)
+            if pk.b == 1:  # single modes: Σ_i V_it² N = N for a worker's mode
+                pk.C += pk.Gw[:, 0, 0, None, None, None] * N[0]
+            else:
+                pk.C += self._modal_noise(pk, N)
         if getattr(law, "windowed", False):
             for pk in self.packs:
                 pk.win += pk.C
             self.win_n += 1
+
+
+def _slot_products(step: np.ndarray, C7: np.ndarray) -> np.ndarray:
+    """Â C Âᵀ on the slots of every (node, coordinate) pair: step (G, b, D, s, s) holds Â of
+    node t at coordinate a, C7 (G, b, s, D, b, s, D) the blocks ordered (node, slot,
+    coordinate); s² broadcast products per side (s ≤ 3: x, momentum, memory)."""
+    s = step.shape[-1]
+    Y = np.empty_like(C7)
+    for p in range(s):  # rows: Y[t, p, a] = Σ_σ Â_ta[p, σ] C[t, σ, a]
+        acc = step[:, :, :, p, 0][:, :, :, None, None, None] * C7[:, :, 0]
+        for q in range(1, s):
+            acc += step[:, :, :, p, q][:, :, :, None, None, None] * C7[:, :, q]
+        Y[:, :, p] = acc
+    Z = np.empty_like(C7)
+    for q in range(s):  # columns: Z[u, q, c] = Σ_r Â_uc[q, r] Y[u, r, c]
+        acc = step[:, None, None, None, :, :, q, 0] * Y[:, :, :, :, :, 0]
+        for r in range(1, s):
+            acc += step[:, None, None, None, :, :, q, r] * Y[:, :, :, :, :, r]
+        Z[:, :, :, :, :, q] = acc
+    return Z
 
 
 def _lr_value(sched: Any, k: int) -> float:

@@ -664,6 +664,9 @@ def _compressor(c: Any) -> Any:
 
 
 def _num(s: str) -> Any:
+    """A value of ``"name:key=value"``: int, float, true/false (any case), else the string."""
+    if s.lower() in ("true", "false"):
+        return s.lower() == "true"
     for conv in (int, float):
         try:
             return conv(s)

@@ -129,3 +129,14 @@ def test_lazy_average_is_the_lazy_complete_graph_with_exact_zeta():
         build_mixing(8, {"name": "lazy_average", "zeta": 1.0})
     with pytest.raises(ValueError, match="takes exactly zeta"):
         build_mixing(8, {"name": "lazy_average", "zeta": 0.5, "lazy": 0.2})
+
+
+def test_compressor_strings_take_int_float_and_boolean_options() -> None:
+    from empirics.compressors import QSGD, RandomK
+    from empirics.spec import _compressor
+
+    assert _compressor("randk:k=3,unbiased=true") == RandomK(3, unbiased=True)
+    assert _compressor("randk:k=3,unbiased=False") == RandomK(3, unbiased=False)
+    assert _compressor("qsgd:s=4") == QSGD(4)
+    with pytest.raises(ValueError, match="key=value"):
+        _compressor("randk:3")
