@@ -26,8 +26,10 @@ model: E g_i, the Jacobian H_i of E g_i in x, and the covariance Σ_i of g_i −
   T_j[C] = ℓ'''(z_j) s_j (x_jᵀCx_j) x_j.
 
 The second-order quantities (Hessians, noise, corrections) of an approximate law are refreshed
-every ``refresh`` steps from the window-averaged covariances (the gradients at the means every
-step); an exact law refreshes every step.
+from the window-averaged covariances on a schedule (every step at first, then intervals
+growing as k/REEXPAND_GROWTH up to ``refresh``), skipped while the model still holds
+(:meth:`GLMLaw._stale`); between re-expansions the mean gradients follow the model's first
+order, E g_i(μ) = E g_i(μ_e) + H_i(μ − μ_e). An exact law refreshes every step.
 """
 
 from __future__ import annotations
@@ -328,9 +330,11 @@ class GLMLaw(_Law):
                          "order in C (third and higher cumulants and derivatives dropped)",
                "linear": "linearised model: Hessian, drift and noise at the mean, no "
                          "fluctuation corrections (blind to the workers' spread)"}[self.closure]
-        out = [f"local model re-expanded at the predicted means (every step at first, then at "
-               f"intervals growing as k/{REEXPAND_GROWTH} up to {self.refresh} steps, from the "
-               f"window-averaged covariances); {how}"]
+        out = [f"local model re-expanded at the predicted means (considered every step at "
+               f"first, then at intervals growing as k/{REEXPAND_GROWTH} up to {self.refresh} "
+               f"steps, from the window-averaged covariances, and skipped while the margins "
+               f"moved < {self.tol_margin} and the covariance < {self.tol_cov:.0%}); mean "
+               f"gradients to first order between re-expansions; {how}"]
         if not self.shared_data:
             out.append("heterogeneous shards: the covariance is propagated with the workers' "
                        "average Hessian and noise where the structure is modal (the per-worker "
@@ -507,9 +511,11 @@ class GLMLaw(_Law):
 
     def moments(self, mu: np.ndarray, cov: Any, sep: bool, b: int, k: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """E g per worker (gradient at the mean every step + the cached fluctuation
-        correction), the Jacobians and noise covariances (refreshed every ``refresh`` steps
-        from the window-averaged marginals ``cov(True)``; every step for an exact law)."""
+        """E g per worker, the Jacobians and noise covariances. At a re-expansion (on the
+        :meth:`_due` schedule, unless :meth:`_stale` says the model still holds; every step for
+        an exact law): the gradients at the means plus the fluctuation correction, the second
+        order from the window-averaged marginals ``cov(True)``. In between: E g_i(μ) =
+        E g_i(μ_e) + H_i(μ − μ_e), worker i's own Jacobian H_i at the expansion point μ_e."""
         due = "H" not in self._cache or self._due("moments", k)
         if due:
             Cw = cov(not self.exact)[:, 0]
@@ -611,9 +617,10 @@ class GLMLaw(_Law):
     # ---- the averaged model --------------------------------------------------------------
     def observe(self, u: np.ndarray, Cu: np.ndarray, k: int, need_F: bool = True,
                 basis: np.ndarray | None = None) -> tuple[float, float]:
-        """(E F(u) − F*, E‖∇F(u)‖²) with u ~ N(ū, C_u): the gradient at ū every step plus the
-        correction E∇F(u) − ∇F(ū) refreshed with the local model; Cov ∇F(u) = H̃C_uH̃ with H̃
-        the expected Hessian (statistical linearisation). ``basis``: Q (d × d, orthogonal)
+        """(E F(u) − F*, E‖∇F(u)‖²) with u ~ N(ū, C_u): at a re-expansion the gradient at ū
+        plus the correction E∇F(u) − ∇F(ū), in between that to first order in ū − ū_e (the
+        loss at ū of a record exactly); Cov ∇F(u) = H̃C_uH̃ with H̃ the expected Hessian
+        (statistical linearisation). ``basis``: Q (d × d, orthogonal)
         when C_u is given in it (QᵀCov(u)Q); None for the original coordinates."""
         C = Cu[0]
         X, s, y = (self.X, self.s, self.y) if self._all < 0 else self.data[0]

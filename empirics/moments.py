@@ -41,7 +41,11 @@ node basis V (transformed node t = Σ_r V_rt · node r):
 * *separable* — when every H_i is diagonal in one basis (the noisy quadratic; a shared Hessian
   after rotation to its eigenbasis, without compressor) and the noise law keeps the diagonal
   closed, the coordinates decouple: each coordinate carries an (n·s)² node–slot covariance (or
-  one per mode), so a step costs O(n d s²) in the modal case instead of O(n d³).
+  one per mode), so a step costs O(n d s²) in the modal case instead of O(n d³);
+* *eigenbasis* — a local model (re-expanded, so not separable) with one Jacobian H for every
+  worker in the modal structure: the blocks are held in H's eigenbasis, where the step is an
+  s × s slot map per coordinate pair (:class:`_EigenEngine`; the basis turns at each
+  re-expansion).
 
 Records follow the engine (:mod:`empirics.driver`): the record at k describes the state before
 step k, records at k = 0, s, 2s, … and at T (after the last mixing); the running average at k
