@@ -1248,8 +1248,8 @@ def _node_transition(eng: _Engine, A: np.ndarray, W: Any, tau: int, basis: bool
         for t in range(b):
             if isw[t]:
                 blk[:, t, :, t, :] = A[0] if shared else A[rep[t]]
-            else:
-                blk[:, t, :, t, :] = np.eye(S)
+            else:  # an auxiliary node keeps its x slot; its other slots stay zero (exactly)
+                blk[:, t, : eng.D, t, : eng.D] = np.eye(eng.D)
         blk = blk.reshape(B, b * S, b * S)
         step = np.linalg.matrix_power(blk, tau) if B == 1 else np.stack(
             [np.linalg.matrix_power(x, tau) for x in blk])

@@ -60,6 +60,16 @@ def test_floor_is_the_long_run_limit() -> None:
     assert "Stein" in p.floor_note
 
 
+def test_floor_with_an_auxiliary_node_and_momentum() -> None:
+    """EASGD with heavy ball: the centre has no momentum slot of its own (it stays exactly zero),
+    so the round map contracts and the floor is the long-run cycle (exact law: to 1e-9)."""
+    alg = {"name": "easgd", "m": 4, "tau": 3, "alpha": 0.1, "momentum": 0.5}
+    p = predict(_spec(algorithm=alg, steps=3000, record_every=1000), metric="grad_norm2")
+    run_long = predict(_spec(algorithm=alg, steps=3003, record_every=1), metric="grad_norm2",
+                       floor=False)
+    assert p.floor == pytest.approx(float(np.mean(run_long.values[-4:-1])), rel=1e-9)
+
+
 def test_no_floor_for_a_decaying_step_or_a_non_periodic_schedule() -> None:
     p = predict(_spec(lr={"kind": "inverse_time", "a": 1.0, "beta": 5.0}))
     assert p.floor is None and "not constant" in p.floor_note
@@ -203,7 +213,8 @@ def test_cli_predict(tmp_path) -> None:
     {"name": "easgd", "m": 8, "tau": 2, "alpha": 0.1},
     {"name": "pasgd", "m": 8, "tau": 4, "momentum": 0.5},
     {"name": "mdsgd", "m": 8, "compressor": "randk:k=2", "momentum": 0.5},
-    {"name": "mdsgd", "m": 8, "compressor": "randk:k=3,unbiased=true", "tau": 2}])
+    {"name": "mdsgd", "m": 8, "compressor": "randk:k=3,unbiased=true", "tau": 2},
+    {"name": "easgd", "m": 8, "tau": 2, "alpha": 0.1, "momentum": 0.5}])
 def test_eigenbasis_engine_equals_the_plain_engine(alg, monkeypatch) -> None:
     """The local model's blocks held in the Jacobian's eigenbasis (slot maps per coordinate,
     elementwise for plain SGD, rotated at each re-expansion; momentum and random-k error
@@ -227,6 +238,22 @@ def test_eigenbasis_engine_equals_the_plain_engine(alg, monkeypatch) -> None:
         assert fast.floor is None and fast.floor_note == plain.floor_note
     else:
         assert fast.floor is not None and fast.floor == pytest.approx(plain.floor, rel=1e-9)
+
+
+def test_eigenbasis_engine_on_heterogeneous_shards_with_momentum(monkeypatch) -> None:
+    """Per-worker means and Jacobians (the modal average propagates the covariance): the
+    eigenbasis engine = the plain engine to rounding."""
+    import empirics.moments as mo
+
+    s = _logreg(problem={"kind": "logistic_regression", "n_samples": 400, "d": 6, "l2": 1e-3,
+                         "seed": 0, "heterogeneity": 1.0},
+                algorithm={"name": "pasgd", "m": 8, "tau": 4, "momentum": 0.5}, lr=0.1)
+    fast = predict(s, floor=False)
+    monkeypatch.setattr(mo, "EIGEN", False)
+    plain = predict(s, floor=False)
+    for col in ("grad_norm2_running", "suboptimality", "dist2_workers"):
+        np.testing.assert_allclose(fast.columns[col], plain.columns[col], rtol=1e-9,
+                                   err_msg=col)
 
 
 def test_modal_newton_floor_equals_the_dense_one() -> None:
