@@ -620,8 +620,8 @@ class GLMLaw(_Law):
         """(E F(u) − F*, E‖∇F(u)‖²) with u ~ N(ū, C_u): at a re-expansion the gradient at ū
         plus the correction E∇F(u) − ∇F(ū), in between that to first order in ū − ū_e (the
         loss at ū of a record exactly); Cov ∇F(u) = H̃C_uH̃ with H̃ the expected Hessian
-        (statistical linearisation). ``basis``: Q (d × d, orthogonal)
-        when C_u is given in it (QᵀCov(u)Q); None for the original coordinates."""
+        (statistical linearisation). ``basis``: Q (d × d, orthogonal) when C_u is given in it
+        (QᵀCov(u)Q); None for the original coordinates."""
         C = Cu[0]
         X, s, y = (self.X, self.s, self.y) if self._all < 0 else self.data[0]
         n = X.shape[0]
