@@ -410,7 +410,8 @@ def best_topology(spec: Any, candidates: Any, *, wall: float | None = None, Y: f
         steps = spec.steps if wall is None else int(math.floor(wall / (Y + Dw / tau)))
         if steps < 1:
             table.append({"name": label, "zeta": float(W.zeta), "D": Dw, "steps": steps,
-                          "predicted": None, "regime": "over budget"})
+                          "predicted": None, "regime": "over budget",
+                          "reason": "over budget: not one step fits"})
             continue
         s = spec.replace("algorithm.topology", topo)
         if wall is not None:
@@ -418,7 +419,7 @@ def best_topology(spec: Any, candidates: Any, *, wall: float | None = None, Y: f
         s.name = f"{spec.name}[topology={label}]"
         pred = predict(s, structure=structure, floor=False)
         table.append({"name": label, "zeta": float(W.zeta), "D": Dw, "steps": steps,
-                      "predicted": pred.final, "regime": pred.regime})
+                      "predicted": pred.final, "regime": pred.regime, "reason": pred.reason})
     cands = [r for r in table if r["predicted"] is not None]
     if not cands:
         raise ValueError("no candidate topology has a prediction within the budget")

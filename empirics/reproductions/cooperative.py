@@ -506,6 +506,24 @@ def _slope_claim(s: Setting, pas: dict, eta_a: float) -> Claim:
                 "loglog_slope_measured": float(np.polyfit(np.log(x), np.log(means), 1)[0])})
 
 
+def _reason(res: Any) -> str:
+    """Why a run has no prediction (its prediction's reason), or ""."""
+    return ((getattr(res, "prediction", None) or {}).get("reason") or "")
+
+
+def _value(row: dict) -> str:
+    """A budget table row's predicted value, or why there is none."""
+    if row.get("predicted") is None:
+        return "out of regime" + (f" ({row['reason']})" if row.get("reason") else "")
+    return f"{row['predicted']:.4g}"
+
+
+def _ratio(row: dict, measured: float) -> float | None:
+    """predicted ÷ measured of a budget table row (None out of regime)."""
+    v = row.get("predicted")
+    return None if v is None or not measured else v / measured
+
+
 def _predicted_slope(res: dict, taus: list[int]) -> float | None:
     """Least-squares slope of the predicted final metric against τ (None if one is missing)."""
     y = [res[t].final.get("predicted") for t in taus]
@@ -569,8 +587,9 @@ def _prediction_claims(s: Setting, pas: dict, het: dict, dps: dict, zetas: dict,
         paper=pred_paper,
         measured="; ".join(f"{t} (ζ={zetas[t]:.3f}): {dps[t].final['measured']:.5g}"
                            for t in order),
-        predicted="; ".join(f"{t}: {dps[t].final.get('predicted') or float('nan'):.5g}"
-                            for t in order),
+        predicted="; ".join(
+            f"{t}: " + predicted_cell(dps[t].final.get("predicted"), None, None,
+                                      _reason(dps[t]), ".5g")[0] for t in order),
         predicted_ratio=min((r for r in ratios.values() if r is not None), default=None,
                             key=lambda r: -abs(math.log(r))),
         verdict="agrees" if ok else "disagrees",
@@ -663,9 +682,8 @@ def _budget_claims(ctx: Context, s: Setting, pas: dict, dps: dict, Ws: dict, eta
                            for t, r in zip(meas, tc.table, strict=True))
         + f" → measured argmin τ = {m_arg}",
         predicted=f"τ = {tc.best} ("
-        + "; ".join(f"τ={r['tau']}: {r['predicted']:.4g}" for r in tc.table) + ")",
-        predicted_ratio=next(r["predicted"] for r in tc.table if r["tau"] == m_arg)
-        / meas[m_arg][0],
+        + "; ".join(f"τ={r['tau']}: {_value(r)}" for r in tc.table) + ")",
+        predicted_ratio=_ratio(next(r for r in tc.table if r["tau"] == m_arg), meas[m_arg][0]),
         bound="—" if bt is None else f"AdaComm τ* = {bt:.3g}",
         verdict=v,
         detail={"table": tc.table, "measured": {str(t): m[0] for t, m in meas.items()},
@@ -694,10 +712,9 @@ def _budget_claims(ctx: Context, s: Setting, pas: dict, dps: dict, Ws: dict, eta
                                for r in tp.table if r["name"] in meas_t)
             + f" → measured argmin {mt}",
             predicted=f"{tp.best} (" + "; ".join(
-                f"{r['name']}: {r['predicted']:.4g}" for r in tp.table
-                if r["predicted"] is not None) + ")",
-            predicted_ratio=next(r["predicted"] for r in tp.table if r["name"] == mt)
-            / meas_t[mt][0],
+                f"{r['name']}: {_value(r)}" for r in tp.table) + ")",
+            predicted_ratio=_ratio(next(r for r in tp.table if r["name"] == mt),
+                                   meas_t[mt][0]),
             bound="—" if tp.bound_best is None else f"bound picks {tp.bound_best} "
                                                      f"({tp.bound_note})",
             verdict="agrees" if tp.best == mt or pw >= LEVEL else "disagrees",

@@ -275,7 +275,10 @@ def reproduce(ctx: Context) -> Reproduction:
                  f"[{lo:+.1%}, {hi:+.1%}] (paired, 95%); loss-driven rule: "
                  f"{loss_rule.final['measured']:.3g} in {r_loss:.0f} rounds",
         verdict=v2,
-        predicted=("—" if p_exc is None else
+        predicted=(predicted_cell(None, None, None, "; ".join(
+            f"{n}: {(r.prediction or {}).get('reason') or 'no prediction'}"
+            for n, r in (("growth", grow), ("constant", const))
+            if r.final.get("predicted") is None))[0] if p_exc is None else
                    f"growth {pg:.3g} vs constant {pc_:.3g}: relative excess {p_exc:+.1%} "
                    f"(local model)"),
         predicted_ratio=None if pg is None else pg / grow.final["measured"],

@@ -174,6 +174,7 @@ def test_best_tau_and_best_topology_under_a_budget() -> None:
     tp = best_topology(d, ["ring", "complete"], wall=600.0)
     assert {r["name"] for r in tp.table} == {"ring", "complete"}
     assert tp.best in ("ring", "complete") and tp.bound_best is not None
+    assert all("reason" in r for r in tp.table)  # an out-of-regime row says why
     with pytest.raises(ValueError, match="needs an algorithm with a period"):
         best_tau(d)
 

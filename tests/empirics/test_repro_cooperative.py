@@ -327,3 +327,15 @@ def test_a_deliberately_wrong_bound_is_reported_violated(tmp_path):
     assert claim.verdict == "violated", claim.detail
     assert claim.tightness is not None and claim.tightness < 1
     assert claim.slack_descent * claim.slack_consensus == pytest.approx(claim.tightness)
+
+
+def test_budget_cells_say_why_a_candidate_has_no_prediction() -> None:
+    """A budget table row without a prediction is shown as out of regime with its reason, and
+    gives no ratio (never a formatted None or a silent nan)."""
+    from empirics.reproductions.cooperative import _ratio, _value
+
+    row = {"predicted": None, "reason": "no gradient law for MLPClassifier"}
+    assert _value(row) == "out of regime (no gradient law for MLPClassifier)"
+    assert _value({"predicted": None}) == "out of regime"
+    assert _value({"predicted": 0.0123456}) == "0.01235"
+    assert _ratio(row, 0.5) is None and _ratio({"predicted": 0.25}, 0.5) == 0.5
