@@ -1216,6 +1216,7 @@ def check_compressor_cmd(target: str, kws: tuple[str, ...], max_d: int, examples
     import importlib
 
     from empirics import compressors
+    from empirics.spec import option_value
     from empirics.testing import check_compressor
 
     kw: dict[str, Any] = {}
@@ -1223,7 +1224,7 @@ def check_compressor_cmd(target: str, kws: tuple[str, ...], max_d: int, examples
         k, sep, v = item.partition("=")
         if not sep or not k.strip():
             raise click.UsageError(f"--kw takes KEY=VALUE (got {item!r})")
-        kw[k.strip()] = _kw_value(v.strip())
+        kw[k.strip()] = option_value(v.strip())
     if ":" not in target:
         try:
             comp = compressors.make(target, **kw)
@@ -1259,18 +1260,6 @@ def check_compressor_cmd(target: str, kws: tuple[str, ...], max_d: int, examples
         click.echo(str(rep))
     if not rep.ok:
         sys.exit(EXIT_CHECK_FAILED)
-
-
-def _kw_value(v: str) -> Any:
-    """A --kw value: int, float, true/false, else the string."""
-    if v.lower() in ("true", "false"):
-        return v.lower() == "true"
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return v
 
 
 @main.command(

@@ -639,11 +639,7 @@ class _Engine:
         comp = self.rule.comp
         U = self._u_map(co, H)
         Euu = np.matmul(np.matmul(U, marg), U.swapaxes(-1, -2)) + co["u_eps"] ** 2 * Sig
-        # mean of u per worker
-        kg, kb = self.rule.kappa
-        bi, ei = self.rule.index("b"), self.rule.index("e")
-        ub = eta * (kg * gbar + (kb * Mw[:, bi] if bi is not None else 0.0)) + (
-            Mw[:, ei] if ei is not None else 0.0)  # (m, d)
+        ub = self._u_mean(Mw, gbar, eta)
         if self.sep:  # per coordinate: only the diagonal of Cov(ν) is kept
             if Euu.shape[0] == 1:  # modal: the workers' average raw second moment
                 Euu = Euu + (ub**2).mean(0)[None, :, None, None]
@@ -660,6 +656,13 @@ class _Engine:
         idx = np.arange(self.D)
         out[:, :, idx, idx] += (comp.r_diag - comp.r_off) * dg
         return out
+
+    def _u_mean(self, Mw: np.ndarray, gbar: np.ndarray, eta: float) -> np.ndarray:
+        """E u per worker, (m, d) or (d,): u = η(κ_g g + κ_b b) + e, the compressor's input."""
+        kg, kb = self.rule.kappa
+        bi, ei = self.rule.index("b"), self.rule.index("e")
+        return eta * (kg * gbar + (kb * Mw[:, bi] if bi is not None else 0.0)) + (
+            Mw[:, ei] if ei is not None else 0.0)
 
     def _noise(self, co: dict, Sig: np.ndarray, Snu: np.ndarray | None) -> np.ndarray:
         sl = self.rule.slots
@@ -801,8 +804,7 @@ class _EigenEngine(_Engine):
     (tested)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.basis: np.ndarray | None = None  # Q (d × d); None: the identity
+        super().__init__(*args, **kwargs)  # self.basis: Q (d × d) once set; None: identity
         self._Hsrc: Any = None
         self._lam: np.ndarray | None = None
         self._Ssrc: Any = None
@@ -977,11 +979,7 @@ class _EigenEngine(_Engine):
         for p_ in range(s):
             for q_ in range(s):
                 Euu = Euu + np.multiply.outer(U[:, p_], U[:, q_]) * marg[p_, :, q_, :]
-        kg, kb = rule.kappa
-        bi, ei = rule.index("b"), rule.index("e")
-        ub = eta * (kg * gbar + (kb * Mw[:, bi] if bi is not None else 0.0)) + (
-            Mw[:, ei] if ei is not None else 0.0)
-        ubt = np.broadcast_to(ub, (self.m, D)) @ Q
+        ubt = np.broadcast_to(self._u_mean(Mw, gbar, eta), (self.m, D)) @ Q
         Euu = Euu + ubt.T @ ubt / self.m
         v = np.einsum("ab,ab->a", Q @ Euu, Q)  # diag(Q Ẽuu Qᵀ)
         out = (comp.r_off - comp.q**2) * Euu + (comp.r_diag - comp.r_off) * ((Q.T * v) @ Q)

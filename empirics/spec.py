@@ -658,13 +658,14 @@ def _compressor(c: Any) -> Any:
             k, _, val = item.partition("=")
             if not _:
                 raise ValueError(f"compressor {c!r}: options are key=value (got {item!r})")
-            kw[k.strip()] = _num(val.strip())
+            kw[k.strip()] = option_value(val.strip())
         return compressors.make(name, **kw)
     raise ValueError(f"compressor must be a name, 'name:key=value', a dict or None (got {c!r})")
 
 
-def _num(s: str) -> Any:
-    """A value of ``"name:key=value"``: int, float, true/false (any case), else the string."""
+def option_value(s: str) -> Any:
+    """A ``key=value`` option's value (``"name:key=value"`` compressor strings, the CLI's
+    ``--kw``): int, float, true/false (any case), else the string."""
     if s.lower() in ("true", "false"):
         return s.lower() == "true"
     for conv in (int, float):

@@ -87,7 +87,7 @@ from empirics.reproductions.base import (
     predicted_cell,
     result_prediction,
 )
-from empirics.stats import ORDER_RULE, mean_band, order_test, paired_p
+from empirics.stats import ORDER_RULE, mean_band, mean_ci, order_test, paired_p
 
 NAME = "cooperative"
 TITLE = ("Cooperative SGD: bounds inside their hypotheses (m = 16), the slack at Lemma 2, and "
@@ -535,16 +535,11 @@ def _predicted_slope(res: dict, taus: list[int]) -> float | None:
 def _slope_ci(res: dict, taus: list[int]) -> tuple[float, tuple[float, float]]:
     """Measured slope of the final metric against τ and its 95% t-interval over paired seeds
     (per-seed least-squares slopes)."""
-    from scipy import stats
-
     x = np.asarray(taus, float)
     Y = np.stack([_final(res[t]) for t in taus], axis=1)
     sl = np.asarray([np.polyfit(x, y, 1)[0] for y in Y])
-    m = float(np.polyfit(x, Y.mean(0), 1)[0])
-    if len(sl) < 2:
-        return m, (m, m)
-    h = float(stats.t.ppf(1 - LEVEL / 2, len(sl) - 1) * sl.std(ddof=1) / math.sqrt(len(sl)))
-    return m, (m - h, m + h)
+    m, _, lo, hi = mean_ci(sl, LEVEL)  # the mean of the slopes = the slope of the mean
+    return float(m), (float(lo), float(hi))
 
 
 def _prediction_claims(s: Setting, pas: dict, het: dict, dps: dict, zetas: dict,
@@ -552,8 +547,6 @@ def _prediction_claims(s: Setting, pas: dict, het: dict, dps: dict, zetas: dict,
     """The predictor's effects against the measured ones (issue 19's targets): the τ-slope of
     the PASGD floor (i.i.d., heterogeneous), the D-PSGD floors and their increase across ζ,
     the PASGD/D-PSGD crossover — each "agrees" when predicted ÷ measured ∈ [0.5, 2]."""
-    from scipy import stats
-
     pred_paper = ("prediction (this toolkit, derived: empirics.predict, the local model of "
                   "docs/predict.md) against the measurement; target: predicted ÷ measured ∈ "
                   "[0.5, 2]")
@@ -600,19 +593,17 @@ def _prediction_claims(s: Setting, pas: dict, het: dict, dps: dict, zetas: dict,
     pd_ = (None if dps[hi_t].final.get("predicted") is None or
            dps[lo_t].final.get("predicted") is None else
            dps[hi_t].final["predicted"] - dps[lo_t].final["predicted"])
-    md = float(d_meas.mean())
-    h = (float(stats.t.ppf(1 - LEVEL / 2, len(d_meas) - 1) * d_meas.std(ddof=1)
-               / math.sqrt(len(d_meas))) if len(d_meas) > 1 else 0.0)
+    md, _, d_lo, d_hi = (float(v) for v in mean_ci(d_meas, LEVEL))
     cell, ratio = predicted_cell(pd_, md, "local model", fmt=".3g")
     claims.append(Claim(
         claim=f"the predictor gets the increase of the D-PSGD floor from ζ = "
               f"{zetas[lo_t]:.3g} ({lo_t}) to ζ = {zetas[hi_t]:.3g} ({hi_t}) within 2× (η_A)",
         paper=pred_paper,
-        measured=f"{md:.3g}, 95% interval [{md - h:.3g}, {md + h:.3g}] ({len(d_meas)} paired "
+        measured=f"{md:.3g}, 95% interval [{d_lo:.3g}, {d_hi:.3g}] ({len(d_meas)} paired "
                  f"seeds)",
-        predicted=cell, predicted_ratio=ratio, verdict=effect_verdict(pd_, md, (md - h, md + h)),
-        detail={"measured": md, "ci": [md - h, md + h], "predicted": pd_}))
-    out["zeta_increase"] = {"measured": md, "ci": [md - h, md + h], "predicted": pd_}
+        predicted=cell, predicted_ratio=ratio, verdict=effect_verdict(pd_, md, (d_lo, d_hi)),
+        detail={"measured": md, "ci": [d_lo, d_hi], "predicted": pd_}))
+    out["zeta_increase"] = {"measured": md, "ci": [d_lo, d_hi], "predicted": pd_}
     if cross:
         rows = cross["rows"]
         taus = np.asarray([r["tau"] for r in rows], float)
