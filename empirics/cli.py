@@ -391,9 +391,10 @@ def _parse_value(sym, raw: str):
     return x
 
 
-def _zeta_from_spec(spec: str, m: Any, rule: str) -> tuple[float, str]:
-    """ζ from ``--zeta-of``: ``TOPOLOGY:N[:RULE]`` (torus/grid also ``RxC``), or a ``.npy`` file
-    holding W (e.g. written by ``coopsgd design --save``)."""
+def _zeta_from_spec(spec: str, m: Any, rule: str) -> tuple[float, str, int]:
+    """(ζ, where it came from, W's number of nodes) from ``--zeta-of``: ``TOPOLOGY:N[:RULE]``
+    (torus/grid also ``RxC``), or a ``.npy`` file holding W (e.g. written by
+    ``coopsgd design --save``)."""
     import os
 
     import numpy as np
@@ -403,7 +404,7 @@ def _zeta_from_spec(spec: str, m: Any, rule: str) -> tuple[float, str]:
     if spec.endswith(".npy") or os.path.isfile(spec):
         try:
             W = np.load(spec)
-            return theory.zeta(W), f"{spec} ({W.shape[0]} nodes)"
+            return theory.zeta(W), f"{spec} ({W.shape[0]} nodes)", int(W.shape[0])
         except (OSError, ValueError) as e:
             raise click.UsageError(f"--zeta-of {spec}: {e}") from e
     parts = spec.split(":")
@@ -431,7 +432,30 @@ def _zeta_from_spec(spec: str, m: Any, rule: str) -> tuple[float, str]:
     W = _mixing(topo, n, r, rows=rows, cols=cols)
     rule_used = _default_rule(topo) if r == "default" else r
     shape = f"{rows}x{cols}" if rows else str(n)
-    return theory.zeta(W), f"{topo}({shape}), {rule_used} weights"
+    return theory.zeta(W), f"{topo}({shape}), {rule_used} weights", n
+
+
+def _aux_from_nodes(values: dict, params: Any, n_nodes: int, derived: dict) -> None:
+    """A W on n nodes mixes m workers and v = n − m auxiliary variables (Cooperative SGD's
+    A(τ, W, v)): fill in v when the bound has it and --m is given, or refuse an --m/--v that
+    does not add up to n."""
+    from theory.symbols import m as m_sym
+    from theory.symbols import v as v_sym
+
+    if v_sym not in params or m_sym not in values:
+        return
+    m_val = values[m_sym]
+    if v_sym in values:
+        if float(m_val) + float(values[v_sym]) != n_nodes:
+            raise click.UsageError(f"W has {n_nodes} nodes but --m {m_val} + --v "
+                                   f"{values[v_sym]} = {float(m_val) + float(values[v_sym]):g}: "
+                                   f"Cooperative SGD's W mixes the m workers and the v "
+                                   f"auxiliary variables (m + v = {n_nodes})")
+        return
+    if float(m_val) > n_nodes:
+        raise click.UsageError(f"W has {n_nodes} nodes, fewer than --m {m_val} workers")
+    values[v_sym] = int(n_nodes - float(m_val))
+    derived["v"] = {"value": values[v_sym], "from": f"W's {n_nodes} nodes − m = {m_val}"}
 
 
 def _fmt(x: Any) -> str:
@@ -497,7 +521,7 @@ parameters). Parameters are the bound's symbols by keyword name: --eta --L --sig
 --mu --p --B --T --alpha --delta --omega --G2 ... ('-' and '_' are interchangeable; values may
 be ints, floats or fractions like 1/3). ζ can instead be computed from a mixing matrix with
 --topology NAME (uses --m workers and --rule) or --zeta-of TOPOLOGY:N[:RULE] or --zeta-of
-W.npy.
+W.npy; a bound with auxiliary variables then takes v = (W's nodes) − m.
 
 Every Cooperative SGD bound carries its learning-rate condition (JMLR Wang & Joshi 2021: eq.
 145 for Theorem 1, Corollaries 2 and 3 for PASGD and D-PSGD, ...). With every parameter
@@ -600,9 +624,10 @@ def _run_bound(key: str, tokens: tuple[str, ...], topology: str | None, rule: st
             if m_sym not in values:
                 raise click.UsageError(f"--topology {topology} needs the number of workers --m")
             zeta_of = f"{topology}:{values[m_sym]}"
-        z, how = _zeta_from_spec(zeta_of, values.get(m_sym), rule)
+        z, how, n_nodes = _zeta_from_spec(zeta_of, values.get(m_sym), rule)
         values[zeta_sym] = z
         derived["zeta"] = {"value": z, "from": how}
+        _aux_from_nodes(values, params, n_nodes, derived)
     for s, x in values.items():
         try:
             check_value(s, float(x))

@@ -133,6 +133,22 @@ def test_bound_topology_computes_zeta():
     assert out2["value"] == pytest.approx(out["value"], rel=1e-12)
 
 
+def test_bound_topology_fills_in_the_auxiliary_variables():
+    """Theorem 1's v: a W on n nodes with --m workers has v = n − m auxiliary variables."""
+    args = ("--eta", "0.01", "--L", "1", "--sigma2", "1", "--tau", "4", "--K", "1000",
+            "--F-gap", "1")
+    out = invoke_json("bound", "cooperative", "--topology", "ring", "--m", "8", *args)
+    assert out["derived"]["v"]["value"] == 0 and out["missing"] == []
+    z = theory.zeta(theory.ring(8))
+    expected = theory.cooperative_bound().evaluate(zeta=z, m=8, v=0, eta=0.01, L=1, sigma2=1,
+                                                   tau=4, K=1000, F_gap=1)
+    assert out["value"] == pytest.approx(expected, rel=1e-12)
+    out = invoke_json("bound", "cooperative", "--zeta-of", "ring:9", "--m", "8", *args)
+    assert out["derived"]["v"]["value"] == 1
+    r = invoke("bound", "cooperative", "--zeta-of", "ring:9", "--m", "8", "--v", "2", *args)
+    assert r.exit_code != 0 and "W has 9 nodes but --m 8 + --v 2" in r.output
+
+
 @pytest.mark.parametrize(("spec", "rule", "W"), [
     ("torus:4x4", "default", lambda: theory.torus(4, 4)),
     ("torus:16", "default", lambda: theory.torus(4, 4)),
