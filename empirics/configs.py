@@ -270,6 +270,27 @@ class Config:
             **({"gossip": self.gossip.to_dict()} if self.gossip is not None else {}),
         }
 
+    def divergence_hint(self, d: int) -> str:
+        """What to change when a run of this configuration on d coordinates diverges: error
+        feedback with a compressor that is not a contraction (``delta(d)`` is None: no δ > 0
+        with E‖x − C(x)‖² ≤ (1 − δ)‖x‖²) lets the memory e grow whatever η (for an unbiased
+        C with ω ≥ 1, E‖e_{k+1}‖² = ω E‖u_k‖²); otherwise the learning rate."""
+        c = self.compressor
+        delta = getattr(c, "delta", None)
+        if c is not None and self.error_feedback and callable(delta):
+            try:
+                dv = delta(d)
+            except (TypeError, ValueError):
+                dv = 0.0  # a compressor that refuses this d: say nothing about it
+            if dv is None:
+                w = c.omega(d) if callable(getattr(c, "omega", None)) else None
+                wtxt = f" (ω = {w:.4g} ≥ 1)" if w is not None else ""
+                return (f"error feedback with {c!r}, which is not a "
+                        f"contraction at d = {d}{wtxt}: its memory grows whatever the learning "
+                        f"rate — use C.as_contraction(), a biased compressor (top-k, random-k "
+                        f"without rescaling) or qsgd (no memory)")
+        return "lower the learning rate"
+
     def __repr__(self) -> str:
         extra = ""
         if self.compressor is not None:

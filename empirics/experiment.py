@@ -245,7 +245,7 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
                 if e.partial is None:
                     raise
                 e.partial.message = (f"{e} (experiment {spec.name!r}, seed {seed}, lr "
-                                     f"{spec.lr!r}: lower the learning rate)")
+                                     f"{spec.lr!r}: {cfg.divergence_hint(problem.dim)})")
                 return _run_dict(e.partial)
 
         key = {"run": base, "seed": seed} | ({"backend": backend} if backend != "simulator"

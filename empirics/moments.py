@@ -1067,8 +1067,8 @@ def _lr_value(sched: Any, k: int) -> float:
 
 
 def propagate(law: Any, config: Any, lr: Any, T: int, *, batch_size: int = 1,
-              record_every: int = 1, structure: str = "auto", threads: int | None = 1
-              ) -> MomentRun:
+              record_every: int = 1, structure: str = "auto", threads: int | None = 1,
+              divergence: float = 1e6) -> MomentRun:
     """Propagate the moments of ``config`` on ``law`` for T steps (see the module docstring).
 
     law: an object of :mod:`empirics.laws` (``d``, ``m``, ``x0``, ``moments``, ``observe``,
@@ -1076,17 +1076,20 @@ def propagate(law: Any, config: Any, lr: Any, T: int, *, batch_size: int = 1,
     :class:`~empirics.configs.Config` (static schedule; an adaptive one is driven by the
     predicted E F(u)). lr: number or schedule. structure: ``"auto"`` (modal where valid, else
     dense; separable where the law allows), ``"dense"``, ``"modal"``. threads: BLAS threads
-    while propagating (None: leave as is)."""
+    while propagating (None: leave as is). divergence: the runs' blow-up factor D — the
+    prediction raises :class:`Diverged` once E‖∇F(u_k)‖² exceeds D·max(‖∇F(u_0)‖², 1) (the
+    runs' divergence rule, in expectation), or is NaN/inf."""
     with blas_threads(threads), np.errstate(over="ignore", invalid="ignore"):
-        return _propagate(law, config, lr, T, batch_size, record_every, structure)
+        return _propagate(law, config, lr, T, batch_size, record_every, structure,
+                          float(divergence))
 
 
 class Diverged(ValueError):
-    """The predicted moments blow up (the expected error diverges at this step size)."""
+    """The predicted moments blow up (the expected error diverges)."""
 
 
 def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_every: int,
-               structure: str) -> MomentRun:
+               structure: str, divergence: float = 1e6) -> MomentRun:
     from theory.stepsizes import as_lr
 
     if config.m != law.m:
@@ -1125,6 +1128,7 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
     n_rounds = 0
     s_rec = int(record_every)
     last_F = [math.nan]
+    limit = [1e300]  # the divergence rule's threshold on E‖∇F(u_k)‖² (set at k = 0)
     adaptive = bool(getattr(config.schedule, "adaptive", False))
 
     def obs(k: int, record: bool) -> None:
@@ -1155,9 +1159,12 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
                 rec["memory_norm2_workers"].append(0.0)
                 rec["memory_norm2"].append(0.0)
             mean_u.append(law.to_original(u))
-        if not (math.isfinite(g2) and g2 < 1e300 and math.isfinite(cons)):
-            raise Diverged(f"the predicted moments diverge at step {k} (E‖∇F(u_k)‖² = {g2:.3g}): "
-                           f"the expected error grows without bound at this step size")
+        if k == 0 and math.isfinite(g2):
+            limit[0] = min(divergence * max(g2, 1.0), 1e300)
+        if not (math.isfinite(g2) and g2 <= limit[0] and math.isfinite(cons)):
+            raise Diverged(f"the predicted moments diverge at step {k} (E‖∇F(u_k)‖² = {g2:.3g}"
+                           f" > {divergence:.3g}·max(‖∇F(u_0)‖², 1)): the expected error grows "
+                           f"without bound")
         if k < T:
             gsum += g2
             csum += cons

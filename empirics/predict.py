@@ -199,6 +199,7 @@ def predict_built(spec: Any, built: tuple[Any, Any, Any], *, metric: str | None 
     """:func:`predict` with the spec's (problem, config, lr) already built (what
     :func:`empirics.experiment.run_experiment` shares with its runs)."""
     from empirics.laws import OutOfRegime, law_for
+    from empirics.moments import Diverged
 
     problem, cfg, lr = built
     metric = metric or auto_metric(spec, cfg, problem)
@@ -216,7 +217,10 @@ def predict_built(spec: Any, built: tuple[Any, Any, Any], *, metric: str | None 
         return out(str(e))
     try:
         run = propagate(law, cfg, lr, spec.steps, batch_size=spec.batch_size,
-                        record_every=every, structure=structure, threads=threads)
+                        record_every=every, structure=structure, threads=threads,
+                        divergence=spec.divergence)
+    except Diverged as e:
+        return out(f"{e}; {cfg.divergence_hint(law.d)}")
     except ValueError as e:
         return out(str(e))
     cols = dict(run.columns)

@@ -112,6 +112,25 @@ def test_a_predictor_failure_warns_and_the_run_still_stands(monkeypatch) -> None
     assert res.verdict.status == plain.verdict.status
 
 
+def test_error_feedback_with_a_non_contracting_compressor_names_the_compressor() -> None:
+    """Random-k rescaled by d/k (ω = d/k − 1 = 5) under error feedback: the memory grows by
+    E‖e_{k+1}‖² = ω E‖u_k‖² whatever η. The prediction and the diverged run both say so,
+    instead of asking for a lower learning rate."""
+    s = _spec(problem={"kind": "noisy_quadratic", "d": 6, "c": 0.0, "sigma": 0.5},
+              algorithm={"name": "mdsgd", "m": 4, "compressor": "randk:k=1,unbiased=true"},
+              lr=1e-3, steps=400, seeds=2, bound="none", metric="suboptimality")
+    p = predict(s, floor=False)
+    assert not p.in_regime and "diverge" in p.reason
+    assert "RandomK(k=1, unbiased=True), which is not a contraction at d = 6 (ω = 5" in p.reason
+    res = run_experiment(s, progress=False, predict=False)
+    msg = " ".join(r.message for r in res.runs)
+    assert "not a contraction" in msg and "lower the learning rate" not in msg
+    # a contraction (random-k without rescaling) is not blamed
+    from empirics.compressors import RandomK
+    from empirics.configs import mdsgd
+    assert mdsgd(4, RandomK(1)).divergence_hint(6) == "lower the learning rate"
+
+
 def test_problem_without_a_law_is_out_of_regime() -> None:
     s = ExperimentSpec(name="mlp", problem={"kind": "mlp", "n_samples": 64}, algorithm={
         "name": "pasgd", "m": 2, "tau": 2}, lr=0.05, steps=5, seeds=2)
