@@ -623,8 +623,6 @@ class GLMLaw(_Law):
         (statistical linearisation). ``basis``: Q (d × d, orthogonal) when C_u is given in it
         (QᵀCov(u)Q); None for the original coordinates."""
         C = Cu[0]
-        X, s, y = (self.X, self.s, self.y) if self._all < 0 else self.data[0]
-        n = X.shape[0]
         c, acc = self._cache, self._acc
         if "u_sum" in acc and acc.get("Q") is not basis:  # the window in the new basis
             acc["u_sum"] = _rotate(acc["u_sum"], acc.get("Q"), basis)
@@ -640,19 +638,7 @@ class GLMLaw(_Law):
                 self._ref["observe"] = (u.copy(), Cw.copy())
         pt = self._point(self._all, u) if due or need_F or not self.affine_mean else None
         if due:
-            z = pt["z"]
-            corr = np.zeros(self.d)
-            dF = 0.0
-            w2, l3 = self._higher(pt) if self.closure != "gauss" else (None, None)
-            if self.closure in ("taylor", "exact"):
-                q = _margin_var(X, Cw)
-                corr = 0.5 * X.T @ (s * l3 * q) / n
-            elif self.closure == "gauss":
-                q = _margin_var(X, Cw)
-                E1, w2, _ = self._gauss(z, q, y)
-                corr = X.T @ (s * (E1 - pt["l1"])) / n
-                dF = (z, q)  # the loss correction, evaluated when a record needs it
-            H = self._ridge(X.T @ (X * w2[:, None]) / n)
+            H, corr, dF = self._observe_model(pt, Cw)
             H2 = H @ H
             c["obs"] = {"H": H, "H2": H2, "Hb": H, "H2b": H2, "corr": corr, "dF": dF,
                         "Q": None, "anchor": (u.copy(), pt["g"] + corr)}
@@ -660,22 +646,48 @@ class GLMLaw(_Law):
         if o["Q"] is not basis:  # H and H² in the covariance's basis (traces are invariant)
             o["Hb"], o["H2b"], o["Q"] = (_rotate(o["H"], None, basis),
                                          _rotate(o["H2"], None, basis), basis)
-        F = math.nan
-        if need_F:
-            F = float(self._loss(pt["z"], y).mean()) + 0.5 * self.l2 * float(u @ u)
-            if self.closure == "gauss":  # E ℓ over the margins' spread, and ½ l2 tr C
-                if isinstance(o["dF"], tuple):
-                    z0, q0 = o["dF"]
-                    o["dF"] = float((self._gauss_loss(z0, q0, y) - self._loss(z0, y)).mean())
-                F += o["dF"] + 0.5 * self.l2 * float(np.trace(C))
-            else:
-                F += 0.5 * float(np.vdot(o["Hb"], C))
+        F = self._observe_loss(pt, u, C, o) if need_F else math.nan
         if self.affine_mean and not due:  # E∇F(u) to first order about the re-expansion
             u_e, g_e = o["anchor"]
             gm = g_e + o["H"] @ (u - u_e)
         else:
             gm = pt["g"] + o["corr"]
         return F - self.F_star, float(gm @ gm) + float(np.vdot(o["H2b"], C))
+
+    def _observe_model(self, pt: dict[str, Any], Cw: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, Any]:
+        """The averaged model's local model at a re-expansion, from its point ``pt``
+        (:meth:`_point` of the global objective) and window-averaged covariance Cw: (the
+        expected Hessian, the correction E∇F(u) − ∇F(ū), what :meth:`_observe_loss` needs for
+        the loss correction)."""
+        X, s, y = (self.X, self.s, self.y) if self._all < 0 else self.data[0]
+        n = X.shape[0]
+        z = pt["z"]
+        corr = np.zeros(self.d)
+        dF: Any = 0.0
+        w2, l3 = self._higher(pt) if self.closure != "gauss" else (None, None)
+        if self.closure in ("taylor", "exact"):
+            q = _margin_var(X, Cw)
+            corr = 0.5 * X.T @ (s * l3 * q) / n
+        elif self.closure == "gauss":
+            q = _margin_var(X, Cw)
+            E1, w2, _ = self._gauss(z, q, y)
+            corr = X.T @ (s * (E1 - pt["l1"])) / n
+            dF = (z, q)  # the loss correction, evaluated when a record needs it
+        return self._ridge(X.T @ (X * w2[:, None]) / n), corr, dF
+
+    def _observe_loss(self, pt: dict[str, Any], u: np.ndarray, C: np.ndarray,
+                      o: dict[str, Any]) -> float:
+        """E F(u) (before subtracting F*) at the point ``pt`` of ū with Cov(u) = C (in the
+        basis of ``o["Hb"]``), from the averaged model's local model ``o``."""
+        y = self.y if self._all < 0 else self.data[0][2]
+        F = float(self._loss(pt["z"], y).mean()) + 0.5 * self.l2 * float(u @ u)
+        if self.closure == "gauss":  # E ℓ over the margins' spread, and ½ l2 tr C
+            if isinstance(o["dF"], tuple):
+                z0, q0 = o["dF"]
+                o["dF"] = float((self._gauss_loss(z0, q0, y) - self._loss(z0, y)).mean())
+            return F + o["dF"] + 0.5 * self.l2 * float(np.trace(C))
+        return F + 0.5 * float(np.vdot(o["Hb"], C))
 
     def _loss(self, z: np.ndarray, y: np.ndarray | None) -> np.ndarray:
         if self.kind == "logistic":
