@@ -975,8 +975,11 @@ A spec (see docs/tutorial.md):
 @click.option("--backend", type=click.Choice(("simulator", "gloo", "nccl")), default="simulator",
               show_default=True, help="simulator (stacked workers) or one torch.distributed "
               "process per worker")
+@click.option("--no-predict", "no_predict", is_flag=True,
+              help="skip the predicted column (the local model of an MLP or your own model "
+                   "costs d Hessian-vector products per re-expansion)")
 def run_cmd(spec_file: str, out: str | None, seeds: int | None, device: str | None,
-            strict: bool, quiet: bool, backend: str) -> None:
+            strict: bool, quiet: bool, backend: str, no_predict: bool) -> None:
     """Run one experiment spec and write OUT/report.md, OUT/result.json, OUT/figure.png."""
     from pathlib import Path
 
@@ -996,7 +999,7 @@ def run_cmd(spec_file: str, out: str | None, seeds: int | None, device: str | No
     folder = writable_folder(out or Path("runs") / spec.name)  # before any work starts
     try:
         res = run_experiment(spec, progress=not quiet, cache=RunCache(folder / "cache"),
-                             backend=backend)
+                             backend=backend, predict=not no_predict)
     except FloatingPointError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(EXIT_CHECK_FAILED)

@@ -12,8 +12,9 @@ problem's constants, and returns an :class:`ExperimentResult`:
 * the exact expectation where the engine's problem admits one (quadratic problems:
   :mod:`empirics.recursion`);
 * the *prediction* (:func:`empirics.predict.predict`): the expected metric along the run from
-  the problem's law without sampling — exact on quadratics, the local model on logistic
-  regression, ``None`` out of the predictor's regime — and predicted ÷ measured;
+  the problem's law without sampling — exact on quadratics, a local model on smooth finite
+  sums (logistic regression, the MLP, smooth own models), ``None`` out of the predictor's
+  regime — and predicted ÷ measured;
 * tightness = bound ÷ measured mean per recorded step, and a :class:`~empirics.stats.Verdict`.
 
 Verdict (:func:`empirics.stats.bound_test`): the bound must hold at every K, so with S ≥ 2 seeds

@@ -25,6 +25,11 @@ model: E g_i, the Jacobian H_i of E g_i in x, and the covariance Σ_i of g_i −
   mean_j Δ_j C Δ_j = mean_j a_j² (x_jᵀCx_j) x_jx_jᵀ − H_d C H_d and
   T_j[C] = ℓ'''(z_j) s_j (x_jᵀCx_j) x_j.
 
+* :class:`~empirics.laws_autograd.AutogradLaw` — the same local model for any smooth finite-sum
+  torch problem (:class:`~empirics.problems.MLPClassifier`, a smooth
+  :class:`~empirics.problems.ModuleProblem`), its quantities by ``torch.func`` (the Hessian and
+  the noise at the mean; the drift's ½T̄[C] kept).
+
 The second-order quantities (Hessians, noise, corrections) of an approximate law are refreshed
 from the window-averaged covariances on a schedule (every step at first, then intervals
 growing as k/REEXPAND_GROWTH up to ``refresh``), skipped while the model still holds
@@ -592,6 +597,11 @@ class GLMLaw(_Law):
         scale = 1e-12 * max(1.0, float(np.abs(mu).max()))
         return bool(np.abs(mu - mu[0]).max() <= scale)
 
+    def _batched(self) -> bool:
+        """Whether :meth:`_second_stacked` serves all workers at once (distinct shards of one
+        size, Gaussian closure)."""
+        return self.closure == "gauss" and self._stacked() is not False
+
     def _refresh(self, mu: np.ndarray, Cw: np.ndarray, shared: bool) -> None:
         self.n_refresh += 1
         m = self.m
@@ -599,7 +609,7 @@ class GLMLaw(_Law):
             r = self._second(0, mu[0], Cw[0])
             Hs, Ss = r["H"][None], r["Sigma"][None]
             corr = np.broadcast_to(r["corr"], (m, self.d)).copy()
-        elif self.closure == "gauss" and self._stacked() is not False:
+        elif self._batched():
             Hs, Ss, corr = self._second_stacked(mu, Cw)
         else:
             outs = [self._second(self.data_of[i], mu[i], Cw[0] if shared else Cw[i])
@@ -811,15 +821,81 @@ def law_for(problem: Any, *, refresh: int | None = None, closure: str = "gauss")
             return GLMLaw(X, np.ones(n), y, shards, problem.l2, "least_squares", x0, xs, Fs)
         return GLMLaw(X, y, None, shards, problem.l2, "logistic", x0, xs, Fs,
                       refresh=refresh, closure=closure)
-    from empirics.problems import PiecewiseQuadratic1D
+    from empirics.problems import MLPClassifier, ModuleProblem, PiecewiseQuadratic1D
 
     if isinstance(problem, PiecewiseQuadratic1D):
         return PiecewiseLaw(problem.m, problem.mu, problem.sigma, problem.x0)
+    if isinstance(problem, (MLPClassifier, ModuleProblem)):
+        return _autograd_law(problem, refresh)
     raise out_of_regime(
         f"no gradient law for {type(problem).__name__}: the predictor knows quadratics "
-        f"(Quadratic, NoisyQuadratic), least squares (exact) and logistic regression (local "
-        f"model); a problem needs x_star and per-worker gradients, Hessians and noise "
-        f"covariances at a point (docs/predict.md, 'Adding a problem')")
+        f"(Quadratic, NoisyQuadratic), least squares (exact), logistic regression, the MLP "
+        f"and smooth ModuleProblems (local models); a problem needs per-worker gradients, "
+        f"Hessians and noise covariances at a point (docs/predict.md, 'Adding a problem')")
+
+
+#: modules whose function is not three times differentiable, or not a per-sample function
+#: (the autograd local model refuses them, naming the module)
+_NOT_SMOOTH = ("ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "Hardtanh", "Hardswish",
+               "Hardsigmoid", "Hardshrink", "Softshrink", "Threshold", "MaxPool1d", "MaxPool2d",
+               "MaxPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
+               "ELU", "CELU")
+
+
+def _autograd_law(problem: Any, refresh: int | None) -> _Law:
+    """:class:`~empirics.laws_autograd.AutogradLaw` of an MLP or a ModuleProblem, or
+    :class:`OutOfRegime` naming what it lacks (too many parameters, a non-smooth module,
+    batch statistics, dropout, full-shard steps)."""
+    import torch
+
+    from empirics.laws_autograd import MAX_DIM, AutogradLaw
+    from empirics.problems import ModuleProblem
+    from empirics.problems.base import _flat, _unflatten
+
+    name = type(problem).__name__
+    d = int(problem.dim)
+    if d > MAX_DIM:
+        raise out_of_regime(
+            f"{name} has d = {d:,} parameters: the autograd local model forms d × d Hessians "
+            f"and covariance blocks, up to d = {MAX_DIM} (empirics.laws_autograd.MAX_DIM)")
+    if isinstance(problem, ModuleProblem):
+        kinds = {type(mod).__name__ for mod in problem.module.modules()}
+        bad = sorted(kinds & set(_NOT_SMOOTH))
+        if bad:
+            raise out_of_regime(
+                f"{name}: the model contains {', '.join(bad)}, not three times "
+                f"differentiable: the local model needs a smooth loss (tanh, sigmoid, GELU, "
+                f"softplus, average pooling …)")
+        drop = sorted(k for k in kinds if "Dropout" in k)
+        if drop or problem.buffer_names:
+            why = (f"{', '.join(drop)} (a random loss)" if drop else
+                   f"buffers {', '.join(problem.buffer_names)} (batch statistics)")
+            raise out_of_regime(f"{name}: the model has {why}, so a mini-batch loss is not a "
+                                f"mean of per-sample losses")
+        if problem.sampling == "full_shard":
+            raise out_of_regime(f"{name}: sampling='full_shard' takes whole shards in order; "
+                                f"the local model samples rows with replacement")
+        X, Y = problem._x.to(torch.float64), problem._y
+        sets = [(X[a:a + n], Y[a:a + n]) for a, n, _ in problem._ranges]
+        data_of = [0] * problem.m if problem.shared else list(range(problem.m))
+    else:  # MLPClassifier
+        X, Y = problem.data("cpu", torch.float64)
+        if problem.shared:
+            sets, data_of = [(X, Y)], [0] * problem.m
+        else:
+            npw = problem.n_per
+            sets = [(X[i * npw:(i + 1) * npw], Y[i * npw:(i + 1) * npw])
+                    for i in range(problem.m)]
+            data_of = list(range(problem.m))
+    x0 = problem.init_params("cpu", torch.float64)
+    shapes = {k: tuple(v.shape) for k, v in x0.items()}
+
+    def loss(theta: torch.Tensor, Xb: torch.Tensor, Yb: torch.Tensor) -> torch.Tensor:
+        return problem.loss(_unflatten(theta, shapes), (Xb, Yb))
+
+    return AutogradLaw(loss, sets, data_of, _flat(x0).numpy().astype(float),
+                       np.full(d, np.nan), problem.constants.F_star.value, refresh=refresh,
+                       name=name, seed=int(getattr(problem, "seed", 0)))
 
 
 _ = math

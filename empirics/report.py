@@ -167,8 +167,9 @@ def suite_markdown(reps: list[Reproduction], failures: dict[str, str], meta: dic
         "the consensus distance by its worst case loses. The paper column carries the "
         "provenance status (quoted / recalled / derived / [NF]); recalled formulas are not "
         "quotations. *Predicted*: the expectation computed from the problem's law without "
-        "sampling (`empirics.predict`: exact on quadratics, the local model on logistic "
-        "regression; \"out of regime\" says why there is none), with predicted ÷ measured.",
+        "sampling (`empirics.predict`: exact on quadratics, a local model on smooth finite "
+        "sums — logistic regression, the MLP, smooth own models; \"out of regime\" says why "
+        "there is none), with predicted ÷ measured.",
         "",
         "| reproduction | claim | paper | measured | predicted | predicted ÷ measured | bound "
         "| verdict | tightness | descent | consensus |",

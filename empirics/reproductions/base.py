@@ -54,7 +54,7 @@ class Claim:
     case loses) locate the slack; they multiply to ``tightness``. None where not evaluated.
 
     ``predicted``: the predictor's value for what ``measured`` reports (:mod:`empirics.predict`:
-    exact on quadratics, the local model on logistic regression), with its regime, or "out of
+    exact on quadratics, a local model on smooth finite sums), with its regime, or "out of
     regime: why" — "—" where the claim has no predicted counterpart; ``predicted_ratio``:
     predicted ÷ measured (None where either is missing)."""
 

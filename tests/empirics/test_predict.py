@@ -132,10 +132,10 @@ def test_error_feedback_with_a_non_contracting_compressor_names_the_compressor()
 
 
 def test_problem_without_a_law_is_out_of_regime() -> None:
-    s = ExperimentSpec(name="mlp", problem={"kind": "mlp", "n_samples": 64}, algorithm={
+    s = ExperimentSpec(name="relu", problem={"kind": "planted_relu"}, algorithm={
         "name": "pasgd", "m": 2, "tau": 2}, lr=0.05, steps=5, seeds=2)
     p = predict(s, floor=False)
-    assert p.values is None and "no gradient law for MLPClassifier" in p.reason
+    assert p.values is None and "no gradient law for PlantedReLU" in p.reason
 
 
 def test_run_experiment_carries_the_prediction() -> None:
