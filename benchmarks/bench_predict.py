@@ -14,6 +14,9 @@ Cases (``--quick`` shortens the runs):
   (d = 100, m = 32) at K = 1000 and K = 10,000: the local model (Gaussian closure), d × d
   blocks per mode in the Jacobian's eigenbasis. Its re-expansions (≈ five n·d² products each)
   follow the means' transient, so the ratio falls as K grows.
+* ``tanh MLP d=51``: the autograd local model (:class:`empirics.laws_autograd.AutogradLaw`):
+  every re-expansion takes d Hessian-vector products and 32 third-order directional
+  derivatives over all rows by torch.func — far dearer than a seed of so small a network.
 
 The simulator gets its best path: a hand-batched gradient for the quadratic (one matmul for all
 workers, registered here with :func:`empirics.algorithm.register_fast_grad`), the built-in fast
@@ -136,6 +139,11 @@ def main() -> None:
                              algorithm={"name": "pasgd", "m": 32, "tau": 8}, lr=0.1,
                              steps=K_big, record_every=K_big // 20, seeds=1)
         rows.append(_case(f"logistic d=100 m=32, PASGD τ=8, K={K_big}", big))
+    mlp = ExperimentSpec(name="mlp", problem={"kind": "mlp", "n_samples": 400, "d_in": 4,
+                                              "hidden": 6, "n_classes": 3, "seed": 0},
+                         algorithm={"name": "pasgd", "m": 8, "tau": 4}, lr=0.2,
+                         steps=100 if args.quick else 300, record_every=50, seeds=1)
+    rows.append(_case("tanh MLP d=51 m=8 (autograd local model), PASGD τ=4", mlp))
     print("prediction (no sampling) vs one simulated seed, same process, 1 thread")
     print(f"  {'case':<58}{'predict s':>10}{'seed s':>9}{'ratio':>8}  structure")
     for r in rows:
