@@ -872,6 +872,9 @@ def _autograd_law(problem: Any, refresh: int | None) -> _Law:
                    f"buffers {', '.join(problem.buffer_names)} (batch statistics)")
             raise out_of_regime(f"{name}: the model has {why}, so a mini-batch loss is not a "
                                 f"mean of per-sample losses")
+        if problem._frozen:
+            raise out_of_regime(f"{name}: frozen parameters ({', '.join(problem._frozen)}): "
+                                f"the local model differentiates every parameter in float64")
         if problem.sampling == "full_shard":
             raise out_of_regime(f"{name}: sampling='full_shard' takes whole shards in order; "
                                 f"the local model samples rows with replacement")

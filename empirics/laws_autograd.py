@@ -50,18 +50,19 @@ class AutogradLaw(GLMLaw):
     """The second-order local model of F_i(θ) = mean_{j ∈ S_i} f_j(θ), θ ∈ ℝ^d flat, sampled
     uniformly with replacement from worker i's rows (see the module docstring).
 
-    loss: ``loss(θ, X, Y)`` the mean loss over the rows X, Y (a batch), θ flat (d,) float64,
-    differentiable three times by torch.func. sets: the distinct data sets [(X_j, Y_j)];
-    data_of[i]: worker i's set. F is the average of the workers' F_i. x_star: a reference
-    minimiser for the distance columns (NaN where none is known). rank: directions of the
-    third-derivative contraction (module docstring). chunk: rows per vectorised pass."""
+    loss: ``loss(θ, X, Y)`` the mean loss over the rows X, Y (a batch), θ flat (d,) float64
+    on the CPU (where the law computes), differentiable three times by torch.func. sets: the
+    distinct data sets [(X_j, Y_j)]; data_of[i]: worker i's set. F is the average of the
+    workers' F_i. x_star: a reference minimiser for the distance columns (NaN where none is
+    known). rank: directions of the third-derivative contraction (module docstring). chunk:
+    rows per vectorised pass."""
 
     def __init__(self, loss: PerSampleLoss, sets: list[tuple[torch.Tensor, torch.Tensor]],
                  data_of: list[int], x0: np.ndarray, x_star: np.ndarray, F_star: float, *,
                  refresh: int | None = None, rank: int = 16, chunk: int = 512,
                  name: str = "problem", seed: int = 0):
         self.loss_fn = loss
-        self.sets = [(X.to(torch.float64), Y) for X, Y in sets]
+        self.sets = [(X.to("cpu", torch.float64), Y.to("cpu")) for X, Y in sets]  # CPU float64
         self.data_of = list(data_of)
         self.m = len(self.data_of)
         self.x0 = np.asarray(x0, float)

@@ -1068,7 +1068,7 @@ def _lr_value(sched: Any, k: int) -> float:
 
 def propagate(law: Any, config: Any, lr: Any, T: int, *, batch_size: int = 1,
               record_every: int = 1, structure: str = "auto", threads: int | None = 1,
-              divergence: float = 1e6) -> MomentRun:
+              divergence: float = math.inf) -> MomentRun:
     """Propagate the moments of ``config`` on ``law`` for T steps (see the module docstring).
 
     law: an object of :mod:`empirics.laws` (``d``, ``m``, ``x0``, ``moments``, ``observe``,
@@ -1076,9 +1076,10 @@ def propagate(law: Any, config: Any, lr: Any, T: int, *, batch_size: int = 1,
     :class:`~empirics.configs.Config` (static schedule; an adaptive one is driven by the
     predicted E F(u)). lr: number or schedule. structure: ``"auto"`` (modal where valid, else
     dense; separable where the law allows), ``"dense"``, ``"modal"``. threads: BLAS threads
-    while propagating (None: leave as is). divergence: the runs' blow-up factor D — the
-    prediction raises :class:`Diverged` once E‖∇F(u_k)‖² exceeds D·max(‖∇F(u_0)‖², 1) (the
-    runs' divergence rule, in expectation), or is NaN/inf."""
+    while propagating (None: leave as is). divergence: a blow-up factor D —
+    :class:`Diverged` once E‖∇F(u_k)‖² exceeds D·max(‖∇F(u_0)‖², 1) (:func:`empirics.predict`
+    passes the spec's, the runs' divergence rule in expectation; the default ``inf`` counts
+    only NaN/inf and overflow: a transient growth of the expectation is not a divergence)."""
     with blas_threads(threads), np.errstate(over="ignore", invalid="ignore"):
         return _propagate(law, config, lr, T, batch_size, record_every, structure,
                           float(divergence))
@@ -1089,7 +1090,7 @@ class Diverged(ValueError):
 
 
 def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_every: int,
-               structure: str, divergence: float = 1e6) -> MomentRun:
+               structure: str, divergence: float = math.inf) -> MomentRun:
     from theory.stepsizes import as_lr
 
     if config.m != law.m:
