@@ -14,7 +14,7 @@ Cases (``--quick`` shortens the runs):
   (d = 100, m = 32) at K = 1000 and K = 10,000: the local model (Gaussian closure), d × d
   blocks per mode in the Jacobian's eigenbasis. Its re-expansions (≈ five n·d² products each)
   follow the means' transient, so the ratio falls as K grows.
-* ``tanh MLP d=51``: the autograd local model (:class:`empirics.laws_autograd.AutogradLaw`):
+* ``tanh MLP d=51``: the autograd local model (:class:`empirics.laws.AutogradLaw`):
   every re-expansion takes d Hessian-vector products and 32 third-order directional
   derivatives over all rows by torch.func — far dearer than a seed of so small a network.
 

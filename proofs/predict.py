@@ -141,8 +141,8 @@ def second_order_correction_is_the_gaussian_closure_leading_term() -> object:
                   f"(relative gap {worst[0]:.2g} → {worst[-1]:.2g} as q shrinks 10×)")
 
 
-@obligation("empirics.laws_autograd.AutogradLaw._third",
-            "empirics.laws_autograd.AutogradLaw._second")
+@obligation("empirics.laws.AutogradLaw._third",
+            "empirics.laws.AutogradLaw._second")
 def autograd_drift_is_the_third_derivative_contraction() -> object:
     """For a cubic F on ℝ² and ξ = Lζ (ζ ~ N(0, I), C = LLᵀ): E∇F(μ + ξ) = ∇F(μ) + ½∇³F(μ)[C]
     exactly (symbolic Gaussian moments; a cubic has no higher term), so the drift is the
@@ -170,7 +170,7 @@ def autograd_drift_is_the_third_derivative_contraction() -> object:
     # the code on a quartic in 3 variables
     import torch
 
-    from empirics.laws_autograd import AutogradLaw
+    from empirics.laws import AutogradLaw
 
     v = sp.symbols("v0:3", real=True)
     rng = np.random.default_rng(0)

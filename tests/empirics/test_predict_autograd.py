@@ -1,4 +1,4 @@
-"""empirics.laws_autograd: the local model of any smooth finite-sum torch problem (the MLP,
+"""empirics.laws.AutogradLaw: the local model of any smooth finite-sum torch problem (the MLP,
 your own ModuleProblem) — against the independent margin formulas of GLMLaw on logistic
 regression, its batched path against the per-worker one, its Hutch++ directions, its
 refusals, and a prediction against the measured mean of the runs."""
@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from empirics.experiment import ExperimentSpec, run_experiment
-from empirics.laws import GLMLaw
-from empirics.laws_autograd import MAX_DIM, AutogradLaw
+from empirics.laws import MAX_DIM, AutogradLaw, GLMLaw
 from empirics.predict import predict
 
 
@@ -132,6 +131,25 @@ def test_an_mlp_prediction_matches_the_measured_mean() -> None:
     assert any("automatic differentiation" in a for a in res.prediction["assumptions"])
     ratio = np.asarray(res.predicted[1:]) / np.asarray(res.mean[1:])
     assert np.all(np.abs(ratio - 1) < 0.1), ratio
+    # the MLP starts in a non-convex region: said, with the smallest eigenvalue met
+    assert any(a.startswith("non-convex: the Hessian at the predicted mean had a negative")
+               for a in res.prediction["assumptions"])
+
+
+def test_a_local_model_blown_up_by_negative_curvature_is_out_of_regime() -> None:
+    """Stronger ridge, longer run: the linearised spread grows along a persistent negative
+    eigenvalue and the predicted moments cross the runs' divergence rule while every run
+    converges. The prediction is out of regime and says why (not "lower the learning rate")."""
+    spec = ExperimentSpec(name="mlp", problem={"kind": "mlp", "n_samples": 400, "d_in": 4,
+                                               "hidden": 6, "n_classes": 3, "seed": 0,
+                                               "l2": 1e-2},
+                          algorithm={"name": "pasgd", "m": 8, "tau": 4}, lr=0.2, steps=600,
+                          record_every=100, seeds=3, bound="none", metric="grad_norm2_running")
+    res = run_experiment(spec, progress=False)
+    assert all(r.status == "completed" for r in res.runs)
+    why = res.prediction["reason"]
+    assert res.prediction["regime"] == "out of regime" and "negative eigenvalue" in why
+    assert "out of its regime" in why and why.index("runs may well converge") > 0
 
 
 def _module_spec(model: dict, **problem) -> ExperimentSpec:
