@@ -1163,9 +1163,10 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
         if k == 0 and math.isfinite(g2):
             limit[0] = min(divergence * max(g2, 1.0), 1e300)
         if not (math.isfinite(g2) and g2 <= limit[0] and math.isfinite(cons)):
+            by_rule = limit[0] < 1e300 and math.isfinite(g2) and math.isfinite(cons)
+            rule = f" > {divergence:.3g}·max(‖∇F(u_0)‖², 1)" if by_rule else ""
             raise Diverged(f"the predicted moments diverge at step {k} (E‖∇F(u_k)‖² = {g2:.3g}"
-                           f" > {divergence:.3g}·max(‖∇F(u_0)‖², 1)): the expected error grows "
-                           f"without bound")
+                           f"{rule}): the expected error grows without bound")
         if k < T:
             gsum += g2
             csum += cons
