@@ -47,8 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CLOSURES", "MAX_DIM", "AutogradLaw", "GLMLaw", "PiecewiseLaw", "QuadraticLaw",
-           "REEXPAND_GROWTH", "law_for", "out_of_regime"]
+__all__ = ["AUTOGRAD_BUDGET_S", "CLOSURES", "MAX_DIM", "AutogradLaw", "GLMLaw", "PiecewiseLaw",
+           "QuadraticLaw", "REEXPAND_GROWTH", "law_for", "out_of_regime"]
 
 #: the local model's re-expansion interval grows as k/REEXPAND_GROWTH (capped by ``refresh``):
 #: each re-expansion costs several n·d² products, so their number, ~g·ln(refresh·g) + K/refresh
@@ -566,6 +566,16 @@ class GLMLaw(_Law):
             return True
         return False
 
+    def scheduled_reexpansions(self, T: int) -> int:
+        """How many re-expansions :meth:`_due` schedules over T steps (an upper bound: the
+        skip rule keeps some)."""
+        count, last = 0, None
+        for k in range(int(T)):
+            interval = _prime_below(min(self.refresh, max(1, k // REEXPAND_GROWTH)))
+            if last is None or k - last >= interval:
+                count, last = count + 1, k
+        return count
+
     def _stale(self, what: str, mu: np.ndarray, C: np.ndarray) -> bool:
         """Whether the model last expanded for ``what`` (the workers' step or the averaged
         model) no longer holds at means ``mu`` and window-averaged covariance ``C``: the
@@ -789,6 +799,11 @@ class PiecewiseLaw(_Law):
 #: the largest number of parameters the autograd local model takes (it forms d × d Hessians
 #: and propagates d × d covariance blocks)
 MAX_DIM = 512
+#: seconds a prediction with the autograd local model may take, projected from its second
+#: re-expansion (the first with a spread; :meth:`AutogradLaw._refresh`); beyond it the
+#: prediction is refused with the estimate (``coopsgd run`` would otherwise wait minutes for a
+#: predicted column). None: no cap
+AUTOGRAD_BUDGET_S: float | None = 300.0
 
 PerSampleLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -874,6 +889,9 @@ class AutogradLaw(GLMLaw):
         self.modal_average = False
         #: the smallest eigenvalue of the Hessian met at a re-expansion, and the last one
         self.lambda_min = self.lambda_last = math.inf
+        #: the run's length K when known (:func:`empirics.moments.propagate` sets it): with
+        #: :data:`AUTOGRAD_BUDGET_S`, the second re-expansion's cost projects the prediction's
+        self.horizon: int | None = None
 
     def assumptions(self) -> list[str]:
         out = [f"local model of a smooth finite sum by automatic differentiation, re-expanded "
@@ -1070,7 +1088,21 @@ class AutogradLaw(GLMLaw):
         """:meth:`GLMLaw._refresh`, then the smallest eigenvalue of the (workers' average)
         Hessian: a negative one marks a non-convex region, where the linearised spread along
         it grows as (1 + η|λ|)^{2k} and SGD's need not (reported in :meth:`assumptions`)."""
+        import time
+
+        second = self.n_refresh == 1  # the first with a spread (the drift's derivatives)
+        t0 = time.perf_counter()
         super()._refresh(mu, Cw, shared)
+        if second and self.horizon and AUTOGRAD_BUDGET_S is not None:
+            n = self.scheduled_reexpansions(self.horizon)
+            est = 2 * n * (time.perf_counter() - t0)  # the workers' and the averaged model's
+            if est > AUTOGRAD_BUDGET_S:
+                raise out_of_regime(
+                    f"the autograd local model would take ≈ {est:.0f} s (up to {n} "
+                    f"re-expansions of the workers' and the averaged model, "
+                    f"{time.perf_counter() - t0:.2g} s each at d = {self.d}), over the "
+                    f"{AUTOGRAD_BUDGET_S:g} s budget (empirics.laws.AUTOGRAD_BUDGET_S; None "
+                    f"lifts it)")
         lam = float(np.linalg.eigvalsh(self._cache["H"][0, 0])[0])
         self.lambda_min = min(self.lambda_min, lam)
         self.lambda_last = lam

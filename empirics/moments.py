@@ -1116,6 +1116,8 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
                          "auxiliary nodes")
     sep = bool(law.separable(rule))
     law.prepare(sep)
+    if hasattr(law, "horizon"):
+        law.horizon = T
     Eng = _EigenEngine if EIGEN and _EigenEngine.applies(law, rule, st, sep) else _Engine
     eng = Eng(law, rule, st, law.x0_basis(), sep, batch_size)
 

@@ -203,3 +203,21 @@ def _wide_net() -> nn.Module:
 
 def _tanh_net() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.Tanh(), nn.Linear(4, 10))
+
+
+def test_a_prediction_over_the_time_budget_is_refused_with_the_estimate(monkeypatch) -> None:
+    """The projected cost (the second re-expansion's seconds × twice the scheduled
+    re-expansions) above empirics.laws.AUTOGRAD_BUDGET_S: out of regime, naming the estimate
+    and the knob; None lifts the cap."""
+    import empirics.laws as L
+
+    s = ExperimentSpec(name="mlp", problem={"kind": "mlp", "n_samples": 120, "d_in": 3,
+                                            "hidden": 4, "n_classes": 3, "seed": 0},
+                       algorithm={"name": "pasgd", "m": 4, "tau": 2}, lr=0.1, steps=40,
+                       record_every=20, seeds=2, bound="none")
+    monkeypatch.setattr(L, "AUTOGRAD_BUDGET_S", 1e-6)
+    p = predict(s, floor=False)
+    assert not p.in_regime and "the autograd local model would take ≈" in p.reason
+    assert "up to 25 re-expansions" in p.reason and "AUTOGRAD_BUDGET_S" in p.reason
+    monkeypatch.setattr(L, "AUTOGRAD_BUDGET_S", None)
+    assert predict(s, floor=False).in_regime
