@@ -343,7 +343,7 @@ class GLMLaw(_Law):
                f"moved < {self.tol_margin} and the covariance < {self.tol_cov:.0%}); mean "
                f"gradients to first order between re-expansions; {how}"]
         if not self.shared_data:
-            out.append("heterogeneous shards: the covariance is propagated with the workers' "
+            out.append("distinct shards per worker: the covariance is propagated with the workers' "
                        "average Hessian and noise where the structure is modal (the per-worker "
                        "means stay exact)")
         return out
@@ -912,7 +912,7 @@ class AutogradLaw(GLMLaw):
                        f"(1 + η|λ|)^(2k), which SGD's escape need not follow, so the "
                        f"prediction drifts from the runs as K grows while that persists")
         if not self.shared_data:
-            out.append("heterogeneous shards: the covariance is propagated with the workers' "
+            out.append("distinct shards per worker: the covariance is propagated with the workers' "
                        "average Hessian and noise where the structure is modal (the per-worker "
                        "means stay exact)")
         return out

@@ -119,7 +119,7 @@ def test_hutchpp_directions_are_exact_on_top_and_unbiased_below() -> None:
 
 
 def test_an_mlp_prediction_matches_the_measured_mean() -> None:
-    """A tanh MLP (d = 51) with PASGD τ = 4 on heterogeneous shards: the predicted running
+    """A tanh MLP (d = 51) with PASGD τ = 4 on i.i.d. shards (one per worker): the predicted running
     average of ‖∇F(u_k)‖² is within 10 % of the 8-seed mean at every 50th step, and the
     prediction lists the autograd model among its assumptions."""
     spec = ExperimentSpec(name="mlp", problem={"kind": "mlp", "n_samples": 400, "d_in": 4,
