@@ -1085,6 +1085,13 @@ def propagate(law: Any, config: Any, lr: Any, T: int, *, batch_size: int = 1,
                           float(divergence))
 
 
+#: a local model (an approximate law) whose predicted E‖∇F(u_k)‖² rises above its start and
+#: LOCAL_JUMP times its smallest value so far has left its regime (a linearisation blown up
+#: along a negative curvature, an expansion point far from the iterates): :class:`Diverged` is
+#: raised rather than reporting a number the model no longer supports
+LOCAL_JUMP = 100.0
+
+
 class Diverged(ValueError):
     """The predicted moments blow up (the expected error diverges)."""
 
@@ -1132,6 +1139,7 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
     s_rec = int(record_every)
     last_F = [math.nan]
     limit = [1e300]  # the divergence rule's threshold on E‖∇F(u_k)‖² (set at k = 0)
+    g2_min, g2_0 = [math.inf], [math.inf]  # a local model's smallest and first E‖∇F(u_k)‖²
     adaptive = bool(getattr(config.schedule, "adaptive", False))
 
     def obs(k: int, record: bool) -> None:
@@ -1164,6 +1172,13 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
             mean_u.append(law.to_original(u))
         if k == 0 and math.isfinite(g2):
             limit[0] = min(divergence * max(g2, 1.0), 1e300)
+        if approx and math.isfinite(g2):
+            g2_min[0] = min(g2_min[0], g2)
+            g2_0[0] = g2 if k == 0 else g2_0[0]
+            if g2 > LOCAL_JUMP * g2_min[0] and g2 > g2_0[0]:
+                raise Diverged(f"the predicted E‖∇F(u_k)‖² jumps to {g2:.3g} at step {k}, "
+                               f"above its start ({g2_0[0]:.3g}) and {g2 / g2_min[0]:.3g}× its "
+                               f"smallest value so far: the local model has left its regime")
         if not (math.isfinite(g2) and g2 <= limit[0] and math.isfinite(cons)):
             by_rule = limit[0] < 1e300 and math.isfinite(g2) and math.isfinite(cons)
             rule = f" > {divergence:.3g}·max(‖∇F(u_0)‖², 1)" if by_rule else ""

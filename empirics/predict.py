@@ -222,11 +222,10 @@ def predict_built(spec: Any, built: tuple[Any, Any, Any], *, metric: str | None 
     except Diverged as e:
         lam = getattr(law, "lambda_last", math.inf)
         if lam < 0:  # the local model's instability, not the runs'
-            return out(f"{e} — along a negative eigenvalue ({lam:.3g}) of the Hessian at the "
+            return out(f"{e}, along a negative eigenvalue ({lam:.3g}) of the Hessian at the "
                        f"predicted mean: in this non-convex region the linearised spread grows "
-                       f"without bound where SGD's need not, so the local model is out of its "
-                       f"regime (the runs may well converge; if they diverge too, lower the "
-                       f"learning rate)")
+                       f"without bound where SGD's need not (the runs may well converge; if "
+                       f"they diverge too, lower the learning rate)")
         return out(f"{e}; {cfg.divergence_hint(law.d)}")
     except ValueError as e:
         return out(str(e))

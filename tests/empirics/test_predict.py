@@ -167,7 +167,7 @@ def test_heterogeneous_logistic_regression_is_predicted() -> None:
     s = _logreg(problem={"kind": "logistic_regression", "n_samples": 400, "d": 6,
                          "l2": 1e-3, "seed": 0, "heterogeneity": 1.0})
     p = predict(s, floor=False)
-    assert p.in_regime and any("heterogeneous" in x for x in p.assumptions)
+    assert p.in_regime and any("distinct shards per worker" in x for x in p.assumptions)
     d = predict(s, floor=False, structure="dense")
     assert d.final == pytest.approx(p.final, rel=0.05)
 

@@ -136,10 +136,31 @@ def test_an_mlp_prediction_matches_the_measured_mean() -> None:
                for a in res.prediction["assumptions"])
 
 
+@pytest.mark.slow
+def test_unscheduled_re_expansions_keep_heterogeneous_workers_on_track(monkeypatch) -> None:
+    """Heterogeneous shards, τ = 8: the workers' means move far between scheduled
+    re-expansions. With the forced re-expansion (TOL_FORCE) the prediction stays within 10 %
+    of the 8-seed mean; without it the first-order means drift over 1.5× off by K = 300."""
+    import empirics.laws as L
+
+    spec = ExperimentSpec(name="mlp", problem={"kind": "mlp", "n_samples": 400, "d_in": 4,
+                                               "hidden": 6, "n_classes": 3, "seed": 0,
+                                               "heterogeneity": 1.0},
+                          algorithm={"name": "pasgd", "m": 8, "tau": 8}, lr=0.2, steps=300,
+                          record_every=50, seeds=8, bound="none", metric="grad_norm2_running")
+    res = run_experiment(spec, progress=False)
+    ratio = np.asarray(res.predicted[1:]) / np.asarray(res.mean[1:])
+    assert np.all(np.abs(ratio - 1) < 0.1), ratio
+    monkeypatch.setattr(L, "TOL_FORCE", None)
+    p = predict(spec, floor=False)
+    assert p.final / res.mean[-1] > 1.5
+
+
 def test_a_local_model_blown_up_by_negative_curvature_is_out_of_regime() -> None:
-    """Stronger ridge, longer run: the linearised spread grows along a persistent negative
-    eigenvalue and the predicted moments cross the runs' divergence rule while every run
-    converges. The prediction is out of regime and says why (not "lower the learning rate")."""
+    """Stronger ridge, longer run: the linearised spread grows along a negative eigenvalue and
+    the predicted E‖∇F(u_k)‖² jumps hundreds of times above its minimum (empirics.moments.
+    LOCAL_JUMP) while every run converges. The prediction is out of regime and says why (not
+    "lower the learning rate")."""
     spec = ExperimentSpec(name="mlp", problem={"kind": "mlp", "n_samples": 400, "d_in": 4,
                                                "hidden": 6, "n_classes": 3, "seed": 0,
                                                "l2": 1e-2},
@@ -149,7 +170,7 @@ def test_a_local_model_blown_up_by_negative_curvature_is_out_of_regime() -> None
     assert all(r.status == "completed" for r in res.runs)
     why = res.prediction["reason"]
     assert res.prediction["regime"] == "out of regime" and "negative eigenvalue" in why
-    assert "out of its regime" in why and why.index("runs may well converge") > 0
+    assert "the local model has left its regime" in why and "runs may well converge" in why
 
 
 def _module_spec(model: dict, **problem) -> ExperimentSpec:
