@@ -76,7 +76,7 @@ _ARRAYS = ("steps", "per_seed", "mean", "lower", "upper", "bound", "bound_conser
            "predicted")
 
 #: bump when the predictor's numbers change (invalidates cached predictions)
-PREDICT_VERSION = 4
+PREDICT_VERSION = 5
 
 
 @dataclass
