@@ -243,6 +243,11 @@ def predict_built(spec: Any, built: tuple[Any, Any, Any], *, metric: str | None 
             fl = None if fl_all is None else fl_all.get(metric)
         except ValueError as e:
             fl, note = None, str(e)
+        lam = getattr(law, "lambda_last", math.inf)
+        if fl is None and "not contracting" in note and lam < 0:
+            note += (f" — the Hessian at the predicted mean has a negative eigenvalue "
+                     f"({lam:.3g}): a non-convex region, where the local model has no "
+                     f"stationary cycle")
     return Prediction(spec.name, metric, run.steps, np.asarray(cols[metric], dtype=float),
                       cols, fl, note, regime, "", assumptions, run.structure,
                       time.perf_counter() - t0)

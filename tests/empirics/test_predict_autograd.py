@@ -131,6 +131,8 @@ def test_an_mlp_prediction_matches_the_measured_mean() -> None:
     assert any("automatic differentiation" in a for a in res.prediction["assumptions"])
     ratio = np.asarray(res.predicted[1:]) / np.asarray(res.mean[1:])
     assert np.all(np.abs(ratio - 1) < 0.1), ratio
+    assert res.prediction["floor"] is None and "negative eigenvalue" in res.prediction[
+        "floor_note"]
     # the MLP starts in a non-convex region: said, with the smallest eigenvalue met
     assert any(a.startswith("non-convex: the Hessian at the predicted mean had a negative")
                for a in res.prediction["assumptions"])
