@@ -162,7 +162,8 @@ class QuadraticLaw(_Law):
             return True
         return self.shared_jacobian and self.mult is None and rule.comp is None
 
-    def prepare(self, sep: bool) -> None:
+    def prepare(self, sep: bool, T: int | None = None) -> None:
+        """Before a propagation of T steps (sep: the engine runs separable)."""
         self.sep = sep
         if sep and not self.diagonal:  # rotate to the eigenbasis of the shared Hessian
             lam, Q = np.linalg.eigh(self.H[0])
@@ -240,6 +241,12 @@ def _prime_below(x: int) -> int:
     return 1
 
 
+def _same_point(a: np.ndarray, b: np.ndarray) -> bool:
+    """b within 1e-12 (relative to the larger of 1 and a's largest entry) of a cached point a:
+    the averaged model and the workers' common mean coincide to rounding."""
+    return bool(np.abs(a - b).max() <= 1e-12 * max(1.0, float(np.abs(a).max())))
+
+
 def _margin_var(X: np.ndarray, C: np.ndarray) -> np.ndarray:
     """q_j = x_jᵀ C x_j (clipped at 0) for every row x_j of X: the variance of each margin."""
     return np.maximum(np.einsum("ij,ij->i", X @ C, X), 0.0)
@@ -295,18 +302,10 @@ class GLMLaw(_Law):
         #: E g_i(μ) = E g_i(μ_e) + H_i(μ − μ_e) (no pass over the rows); False: exact at every
         #: step (a pass over all rows per worker and step)
         self.affine_mean = self.approximate and bool(affine_mean)
-        #: a scheduled re-expansion is skipped while the model holds (:meth:`_stale`)
-        self.tol_margin, self.tol_cov = TOL_MARGIN, TOL_COV
-        self.tol_force: float | None = None  # no unscheduled re-expansion (see TOL_FORCE)
-        self._ref: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._G: np.ndarray | None = None
         if closure not in CLOSURES:
             raise ValueError(f"closure must be one of {CLOSURES} (got {closure!r})")
         self.closure = "exact" if self.exact else closure
-        #: largest number of steps between two re-expansions (they start every step and the
-        #: interval grows as k/REEXPAND_GROWTH: a fixed fraction of the elapsed run)
-        self.refresh = 1 if self.exact else int(refresh or 32)
-        self._last: dict[str, int] = {}
+        self._init_schedule(1 if self.exact else refresh, None)
         t, w = np.polynomial.hermite_e.hermegauss(int(nodes))
         self._nodes = (t, w / w.sum())
         # distinct data sets (shared sampling: one)
@@ -325,15 +324,30 @@ class GLMLaw(_Law):
         self.identical_workers = self.shared_data
         self.shared_jacobian = self.shared_data  # per-worker Hessians differ otherwise
         self._all = 0 if self.shared_data else -1  # data set of the global objective
-        self._cache: dict[str, Any] = {}
-        self._acc: dict[str, Any] = {}
-        self._points: dict[int, dict[str, Any]] = {}
         #: s_j x_j per data set (s = ±1, so (s ⊙ X)μ = s ⊙ (Xμ) exactly) and the distinct
         #: shards stacked for one batched gradient of all workers (built on first use)
         self._signed: dict[int, np.ndarray] = {}
         self._stack: Any = None
+
+    def _init_schedule(self, refresh: int | None, tol_force: float | None) -> None:
+        """The re-expansion schedule's state: ``refresh`` the largest number of steps between
+        two re-expansions (they start every step and the interval grows as
+        k/REEXPAND_GROWTH: a fixed fraction of the elapsed run); the skip rule's tolerances
+        (:meth:`_stale`) and the unscheduled one's (:meth:`_moved`, None: none); the anchors,
+        windows and caches."""
+        self.refresh = int(refresh or 32)
+        self.tol_margin, self.tol_cov, self.tol_force = TOL_MARGIN, TOL_COV, tol_force
+        self._ref: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._G: np.ndarray | None = None
+        self._last: dict[str, int] = {}
+        self._cache: dict[str, Any] = {}
+        self._acc: dict[str, Any] = {}
+        self._points: dict[int, dict[str, Any]] = {}
         self.n_refresh = 0
         self.modal_average = False
+        #: the propagation's length (:meth:`prepare`); with :data:`AUTOGRAD_BUDGET_S` the
+        #: autograd model's second re-expansion projects the prediction's cost over it
+        self.horizon: int | None = None
 
     def assumptions(self) -> list[str]:
         if self.exact:
@@ -383,14 +397,13 @@ class GLMLaw(_Law):
         cached per data set for its last point: a point within 1e-12 (relative) of it reuses
         it (the averaged model and the workers' common mean coincide to rounding)."""
         hit = self._points.get(j)
-        if hit is not None and np.abs(hit["mu"] - mu).max() <= hit["tol"]:
+        if hit is not None and _same_point(hit["mu"], mu):
             return hit
         y = self.y if j < 0 else self.data[j][2]
         XS = self._signed_rows(j)
         z = XS @ mu
         l1 = self._first(z, y)
         out = {"z": z, "y": y, "l1": l1, "mu": mu.copy(),
-               "tol": 1e-12 * max(1.0, float(np.abs(mu).max())),
                "g": XS.T @ l1 / XS.shape[0] + self.l2 * mu}
         self._points[j] = out
         return out
@@ -517,12 +530,15 @@ class GLMLaw(_Law):
         self._last.clear()
         self._ref.clear()
 
-    def prepare(self, sep: bool) -> None:
+    def prepare(self, sep: bool, T: int | None = None) -> None:
+        """A fresh schedule for a propagation of T steps (:data:`AUTOGRAD_BUDGET_S` reads
+        ``horizon``)."""
         self._cache.clear()
         self._acc.clear()
         self._points.clear()
         self._last.clear()
         self._ref.clear()
+        self.horizon = T
 
     def moments(self, mu: np.ndarray, cov: Any, sep: bool, b: int, k: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -568,8 +584,7 @@ class GLMLaw(_Law):
         if self.exact:
             return True
         last = self._last.get(what)
-        interval = _prime_below(min(self.refresh, max(1, k // REEXPAND_GROWTH)))
-        if last is None or k - last >= interval or k < last:
+        if last is None or k - last >= self._interval(k) or k < last:
             self._last[what] = k
             return True
         return False
@@ -582,11 +597,7 @@ class GLMLaw(_Law):
         ref = self._ref.get(what)
         if self.tol_force is None or ref is None or self.tol_margin is None:
             return False
-        dm = np.atleast_2d(mu - ref[0])
-        if dm.shape[0] > 1 and not np.any(dm[1:] != dm[0]):
-            dm = dm[:1]  # every worker moved alike (one row serves)
-        G = self._gram()
-        if float(np.mean(np.einsum("ia,ab,ib->i", dm, G, dm))) <= self.tol_force**2:
+        if self._margin_move(mu, ref[0]) <= self.tol_force**2:
             return False
         self._last[what] = k
         return True
@@ -596,10 +607,13 @@ class GLMLaw(_Law):
         skip rule keeps some)."""
         count, last = 0, None
         for k in range(int(T)):
-            interval = _prime_below(min(self.refresh, max(1, k // REEXPAND_GROWTH)))
-            if last is None or k - last >= interval:
+            if last is None or k - last >= self._interval(k):
                 count, last = count + 1, k
         return count
+
+    def _interval(self, k: int) -> int:
+        """The schedule's interval at step k: the largest prime ≤ min(refresh, ⌊k/g⌋)."""
+        return _prime_below(min(self.refresh, max(1, k // REEXPAND_GROWTH)))
 
     def _stale(self, what: str, mu: np.ndarray, C: np.ndarray) -> bool:
         """Whether the model last expanded for ``what`` (the workers' step or the averaged
@@ -611,15 +625,20 @@ class GLMLaw(_Law):
         if self.exact or ref is None or self.tol_margin is None:
             return True
         mu0, C0 = ref
-        dm = np.atleast_2d(mu - mu0)
-        G = self._gram()
-        dz2 = float(np.mean(np.einsum("ia,ab,ib->i", dm, G, dm)))
-        if dz2 > self.tol_margin**2:
+        if self._margin_move(mu, mu0) > self.tol_margin**2:
             return True
         if self.closure == "linear":  # the linearised model does not read C
             return False
         n0 = float(np.linalg.norm(C0))
         return float(np.linalg.norm(C - C0)) > self.tol_cov * n0 or n0 == 0.0
+
+    def _margin_move(self, mu: np.ndarray, mu0: np.ndarray) -> float:
+        """The mean square over the workers of Δμᵀ G Δμ (:meth:`_gram`): how far the margins
+        moved from mu0 to mu (one row when every worker moved alike)."""
+        dm = np.atleast_2d(mu - mu0)
+        if dm.shape[0] > 1 and not np.any(dm[1:] != dm[0]):
+            dm = dm[:1]
+        return float(np.mean(np.einsum("ia,ab,ib->i", dm, self._gram(), dm)))
 
     def _gram(self) -> np.ndarray:
         """G = XᵀX/n over all rows (once)."""
@@ -801,7 +820,7 @@ class PiecewiseLaw(_Law):
     def separable(self, rule: Any) -> bool:
         return False
 
-    def prepare(self, sep: bool) -> None:
+    def prepare(self, sep: bool, T: int | None = None) -> None:
         pass
 
     def moments(self, mu: np.ndarray, cov: Any, sep: bool, b: int, k: int
@@ -885,11 +904,7 @@ class AutogradLaw(GLMLaw):
         self.rotatable = True
         self.affine_mean = True
         self.closure = "taylor"
-        self.tol_margin, self.tol_cov, self.tol_force = TOL_MARGIN, TOL_COV, TOL_FORCE
-        self.refresh = int(refresh or 32)
-        self._ref: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._G: np.ndarray | None = None
-        self._last: dict[str, int] = {}
+        self._init_schedule(refresh, TOL_FORCE)
         self.shared_data = len(self.sets) == 1
         self.identical_workers = self.shared_data
         self.shared_jacobian = self.shared_data
@@ -905,18 +920,11 @@ class AutogradLaw(GLMLaw):
                 range(self.m)) and len(self.sets) == self.m) else None
         self._global = None if self._stack_xy is None else (
             torch.cat([X for X, _ in self.sets]), torch.cat([Y for _, Y in self.sets]))
-        self._cache: dict[str, Any] = {}
-        self._acc: dict[str, Any] = {}
-        self._points: dict[int, dict[str, Any]] = {}
         self._hess: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._stack = False  # GLMLaw's stacked margins: not used here
-        self.n_refresh = 0
-        self.modal_average = False
         #: the smallest eigenvalue of the Hessian met at a re-expansion, and the last one
         self.lambda_min = self.lambda_last = math.inf
-        #: the run's length K when known (:func:`empirics.moments.propagate` sets it): with
-        #: :data:`AUTOGRAD_BUDGET_S`, the second re-expansion's cost projects the prediction's
-        self.horizon: int | None = None
+
 
     def assumptions(self) -> list[str]:
         out = [f"local model of a smooth finite sum by automatic differentiation, re-expanded "
@@ -975,8 +983,7 @@ class AutogradLaw(GLMLaw):
         """∇²F_j(mu) (j = −1: F), cached for the last point per data set (the workers' step
         and the averaged model re-expand at the same point under i.i.d. sampling)."""
         hit = self._hess.get(j)
-        if hit is not None and np.abs(hit[0] - mu).max() <= 1e-12 * max(1.0, float(
-                np.abs(mu).max())):
+        if hit is not None and _same_point(hit[0], mu):
             return hit[1]
         th = torch.as_tensor(mu, dtype=torch.float64)
         hess = torch.func.hessian(self.loss_fn)
@@ -991,12 +998,7 @@ class AutogradLaw(GLMLaw):
     def _noise(self, j: int, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(Σ_j per draw, mean_j g_j g_jᵀ) from the per-sample gradients at mu."""
         th = torch.as_tensor(mu, dtype=torch.float64)
-        fn = self.loss_fn
-
-        def one(t: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return fn(t, x[None], y[None])
-
-        per = torch.func.vmap(torch.func.grad(one), in_dims=(None, 0, 0))
+        per = torch.func.vmap(torch.func.grad(self._sample_loss), in_dims=(None, 0, 0))
         S = torch.zeros(self.d, self.d, dtype=torch.float64)
         g = torch.zeros(self.d, dtype=torch.float64)
         for X, Y, w in self._rows(j):
@@ -1006,6 +1008,10 @@ class AutogradLaw(GLMLaw):
         S, g = S.numpy(), g.numpy()
         Sig = S - np.outer(g, g)
         return 0.5 * (Sig + Sig.T), S
+
+    def _sample_loss(self, t: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """f_j(t): the loss of one row (x, y) (what per-sample gradients differentiate)."""
+        return self.loss_fn(t, x[None], y[None])
 
     def _directions(self, C: np.ndarray) -> np.ndarray | None:
         """(r, d) directions w_k with Σ_k w_k w_kᵀ = C in expectation: C's ``rank`` leading
@@ -1065,14 +1071,11 @@ class AutogradLaw(GLMLaw):
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`_second` of every worker in vmapped passes over the stacked shards:
         (H_i (m, d, d), Σ_i (m, d, d), correction (m, d)). Cw: (m or 1, d, d)."""
-        m, d, fn = self.m, self.d, self.loss_fn
+        m, d = self.m, self.d
         th = torch.as_tensor(mu, dtype=torch.float64)
-
-        def one(t: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return fn(t, x[None], y[None])
-
-        per = torch.func.vmap(torch.func.vmap(torch.func.grad(one), in_dims=(None, 0, 0)))
-        hess = torch.func.vmap(torch.func.hessian(fn))
+        per = torch.func.vmap(torch.func.vmap(torch.func.grad(self._sample_loss),
+                                              in_dims=(None, 0, 0)))
+        hess = torch.func.vmap(torch.func.hessian(self.loss_fn))
         dirs = [self._directions(Cw[i if Cw.shape[0] > 1 else 0]) for i in range(m)]
         r = max((0 if w is None else w.shape[0]) for w in dirs)
         Wt = torch.zeros(m, max(r, 1), d, dtype=torch.float64)
@@ -1136,11 +1139,10 @@ class AutogradLaw(GLMLaw):
     def _point(self, j: int, mu: np.ndarray) -> dict[str, Any]:
         """F_j and ∇F_j at mu (j = −1: F), cached for the last point per data set."""
         hit = self._points.get(j)
-        if hit is not None and np.abs(hit["mu"] - mu).max() <= hit["tol"]:
+        if hit is not None and _same_point(hit["mu"], mu):
             return hit
         F, g = self._value_grad(j, mu)
-        out = {"F": F, "g": g, "mu": mu.copy(),
-               "tol": 1e-12 * max(1.0, float(np.abs(mu).max()))}
+        out = {"F": F, "g": g, "mu": mu.copy()}
         self._points[j] = out
         return out
 

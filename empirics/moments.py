@@ -547,9 +547,7 @@ class _Engine:
     def local(self, eta: float, k: int) -> None:
         law, rule = self.law, self.rule
         m, D = self.m, self.D
-        if self._co is None or self._co[0] != eta:
-            self._co = (eta, rule.coefficients(eta))
-        co = self._co[1]
+        co = self._coef(eta)
         cache: dict[str, np.ndarray] = {}
 
         def cov(window: bool = False) -> np.ndarray:
@@ -585,6 +583,12 @@ class _Engine:
             for pk in self.packs:
                 pk.win += pk.C
             self.win_n += 1
+
+    def _coef(self, eta: float) -> dict:
+        """The step's coefficients at η (:meth:`StepRule.coefficients`), cached per η."""
+        if self._co is None or self._co[0] != eta:
+            self._co = (eta, self.rule.coefficients(eta))
+        return self._co[1]
 
     def _mean_step(self, Mw: np.ndarray, gbar: np.ndarray, eta: float) -> np.ndarray:
         rule = self.rule
@@ -957,11 +961,6 @@ class _EigenEngine(_Engine):
         self._al = (eta, per)
         return per
 
-    def _coef(self, eta: float) -> dict:
-        if self._co is None or self._co[0] != eta:
-            self._co = (eta, self.rule.coefficients(eta))
-        return self._co[1]
-
     def _compression_noise_basis(self, co: dict, Sb: np.ndarray, Mw: np.ndarray,
                                  gbar: np.ndarray, eta: float) -> np.ndarray:
         """Cov(C(u) − qu) in the basis, (1, 1, D, D): (r_off − q²) E[uuᵀ] + (r_diag − r_off)
@@ -1096,6 +1095,23 @@ class Diverged(ValueError):
     """The predicted moments blow up (the expected error diverges)."""
 
 
+def _blowup(k: int, g2: float, cons: float, g2_0: float, g2_min: float, divergence: float,
+            local: bool) -> None:
+    """:class:`Diverged` when step k's E‖∇F(u_k)‖² = g2 (first g2_0, smallest so far g2_min)
+    breaks a rule: a local model's jump (above g2_0 and :data:`LOCAL_JUMP`·g2_min); the
+    divergence rule, g2 > divergence·max(g2_0, 1); NaN/inf or overflow of g2 or the consensus."""
+    if local and g2 > LOCAL_JUMP * g2_min and g2 > g2_0:
+        raise Diverged(f"the predicted E‖∇F(u_k)‖² jumps to {g2:.3g} at step {k}, above its "
+                       f"start ({g2_0:.3g}) and {g2 / g2_min:.3g}× its smallest value so far: "
+                       f"the local model has left its regime")
+    limit = min(divergence * max(g2_0, 1.0), 1e300) if math.isfinite(g2_0) else 1e300
+    if not (math.isfinite(g2) and g2 <= limit and math.isfinite(cons)):
+        by_rule = limit < 1e300 and math.isfinite(g2) and math.isfinite(cons)
+        rule = f" > {divergence:.3g}·max(‖∇F(u_0)‖², 1)" if by_rule else ""
+        raise Diverged(f"the predicted moments diverge at step {k} (E‖∇F(u_k)‖² = {g2:.3g}"
+                       f"{rule}): the expected error grows without bound")
+
+
 def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_every: int,
                structure: str, divergence: float = math.inf) -> MomentRun:
     from theory.stepsizes import as_lr
@@ -1122,9 +1138,7 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
                          "that is the same for every worker, and a basis that separates the "
                          "auxiliary nodes")
     sep = bool(law.separable(rule))
-    law.prepare(sep)
-    if hasattr(law, "horizon"):
-        law.horizon = T
+    law.prepare(sep, T)
     Eng = _EigenEngine if EIGEN and _EigenEngine.applies(law, rule, st, sep) else _Engine
     eng = Eng(law, rule, st, law.x0_basis(), sep, batch_size)
 
@@ -1138,12 +1152,11 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
     n_rounds = 0
     s_rec = int(record_every)
     last_F = [math.nan]
-    limit = [1e300]  # the divergence rule's threshold on E‖∇F(u_k)‖² (set at k = 0)
-    g2_min, g2_0 = [math.inf], [math.inf]  # a local model's smallest and first E‖∇F(u_k)‖²
+    g2_0 = g2_min = math.inf  # the first and the smallest E‖∇F(u_k)‖² (:func:`_blowup`)
     adaptive = bool(getattr(config.schedule, "adaptive", False))
 
     def obs(k: int, record: bool) -> None:
-        nonlocal gsum, csum
+        nonlocal gsum, csum, g2_0, g2_min
         u, Cu = eng.observe()
         F, g2 = law.observe(u, Cu, k, need_F=record or adaptive, **eng.basis_kw())
         last_F[0] = F
@@ -1170,20 +1183,10 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
                 rec["memory_norm2_workers"].append(0.0)
                 rec["memory_norm2"].append(0.0)
             mean_u.append(law.to_original(u))
-        if k == 0 and math.isfinite(g2):
-            limit[0] = min(divergence * max(g2, 1.0), 1e300)
-        if approx and math.isfinite(g2):
-            g2_min[0] = min(g2_min[0], g2)
-            g2_0[0] = g2 if k == 0 else g2_0[0]
-            if g2 > LOCAL_JUMP * g2_min[0] and g2 > g2_0[0]:
-                raise Diverged(f"the predicted E‖∇F(u_k)‖² jumps to {g2:.3g} at step {k}, "
-                               f"above its start ({g2_0[0]:.3g}) and {g2 / g2_min[0]:.3g}× its "
-                               f"smallest value so far: the local model has left its regime")
-        if not (math.isfinite(g2) and g2 <= limit[0] and math.isfinite(cons)):
-            by_rule = limit[0] < 1e300 and math.isfinite(g2) and math.isfinite(cons)
-            rule = f" > {divergence:.3g}·max(‖∇F(u_0)‖², 1)" if by_rule else ""
-            raise Diverged(f"the predicted moments diverge at step {k} (E‖∇F(u_k)‖² = {g2:.3g}"
-                           f"{rule}): the expected error grows without bound")
+        if math.isfinite(g2):
+            g2_0 = g2 if k == 0 else g2_0
+            g2_min = min(g2_min, g2)
+        _blowup(k, g2, cons, g2_0, g2_min, divergence, approx)
         if k < T:
             gsum += g2
             csum += cons

@@ -20,7 +20,7 @@ from empirics.records import RunCache, atomic_write_text, json_ready
 __all__ = [
     "PREDICT_RANGE", "SCALES", "VERDICTS", "Claim", "Context", "Figure", "Reproduction",
     "RunCache", "atomic_write_text", "effect_verdict", "json_ready", "predicted_cell",
-    "result_prediction",
+    "result_prediction", "result_reason",
 ]
 
 #: the predictor's target: predicted ÷ measured inside this range; outside it the claim's
@@ -90,13 +90,20 @@ def predicted_cell(value: float | None, measured: float | None, regime: str | No
     return text, ratio
 
 
+def result_reason(res: Any) -> str:
+    """Why an :class:`~empirics.experiment.ExperimentResult` has no prediction (its
+    prediction's reason; "no prediction" when it was not computed), "" when it has one."""
+    pr = getattr(res, "prediction", None) or {}
+    return pr.get("reason", "") if pr else "no prediction"
+
+
 def result_prediction(res: Any) -> tuple[str, float | None]:
     """:func:`predicted_cell` of an :class:`~empirics.experiment.ExperimentResult`'s final
     prediction."""
     pr = getattr(res, "prediction", None) or {}
     f = res.final
     return predicted_cell(f.get("predicted"), f.get("measured"), pr.get("regime"),
-                          pr.get("reason", "") if pr else "no prediction")
+                          result_reason(res))
 
 
 def effect_verdict(predicted: float | None, measured: float | None,

@@ -86,6 +86,7 @@ from empirics.reproductions.base import (
     effect_verdict,
     predicted_cell,
     result_prediction,
+    result_reason,
 )
 from empirics.stats import ORDER_RULE, mean_band, mean_ci, order_test, paired_p
 
@@ -506,11 +507,6 @@ def _slope_claim(s: Setting, pas: dict, eta_a: float) -> Claim:
                 "loglog_slope_measured": float(np.polyfit(np.log(x), np.log(means), 1)[0])})
 
 
-def _reason(res: Any) -> str:
-    """Why a run has no prediction (its prediction's reason), or ""."""
-    return ((getattr(res, "prediction", None) or {}).get("reason") or "")
-
-
 def _value(row: dict) -> str:
     """A budget table row's predicted value, or why there is none."""
     if row.get("predicted") is None:
@@ -582,7 +578,7 @@ def _prediction_claims(s: Setting, pas: dict, het: dict, dps: dict, zetas: dict,
                            for t in order),
         predicted="; ".join(
             f"{t}: " + predicted_cell(dps[t].final.get("predicted"), None, None,
-                                      _reason(dps[t]), ".5g")[0] for t in order),
+                                      result_reason(dps[t]), ".5g")[0] for t in order),
         predicted_ratio=min((r for r in ratios.values() if r is not None), default=None,
                             key=lambda r: -abs(math.log(r))),
         verdict="agrees" if ok else "disagrees",

@@ -40,6 +40,7 @@ from empirics.reproductions.base import (
     Reproduction,
     predicted_cell,
     result_prediction,
+    result_reason,
 )
 
 NAME = "local_pl"
@@ -276,7 +277,7 @@ def reproduce(ctx: Context) -> Reproduction:
                  f"{loss_rule.final['measured']:.3g} in {r_loss:.0f} rounds",
         verdict=v2,
         predicted=(predicted_cell(None, None, None, "; ".join(
-            f"{n}: {(getattr(r, 'prediction', None) or {}).get('reason') or 'no prediction'}"
+            f"{n}: {result_reason(r) or 'no prediction'}"
             for n, r in (("growth", grow), ("constant", const))
             if r.final.get("predicted") is None))[0] if p_exc is None else
                    f"growth {pg:.3g} vs constant {pc_:.3g}: relative excess {p_exc:+.1%} "
