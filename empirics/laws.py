@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -343,7 +344,12 @@ class GLMLaw(_Law):
         self._cache: dict[str, Any] = {}
         self._acc: dict[str, Any] = {}
         self._points: dict[int, dict[str, Any]] = {}
+        #: re-expansions so far: of the workers' model (:meth:`moments`) and of the averaged
+        #: model (:meth:`observe`), and the seconds spent in them (each costs a few n·d²
+        #: products: most of a prediction's cost)
         self.n_refresh = 0
+        self.n_observe = 0
+        self.reexpand_seconds = 0.0
         self.modal_average = False
         #: the propagation's length (:meth:`prepare`); with :data:`AUTOGRAD_BUDGET_S` the
         #: autograd model's second re-expansion projects the prediction's cost over it
@@ -553,7 +559,9 @@ class GLMLaw(_Law):
             if "H" in self._cache and not self._stale("moments", mu, Cw):
                 due = False  # the model still holds: keep it (and its anchor)
             else:
+                t0 = time.perf_counter()
                 self._refresh(mu, Cw, Cw.shape[0] == 1)
+                self.reexpand_seconds += time.perf_counter() - t0
                 self._ref["moments"] = (mu.copy(), Cw.copy())
         c = self._cache
         if c.get("b") != b:
@@ -704,7 +712,10 @@ class GLMLaw(_Law):
                 self._ref["observe"] = (u.copy(), Cw.copy())
         pt = self._point(self._all, u) if due or need_F or not self.affine_mean else None
         if due:
+            self.n_observe += 1
+            t0 = time.perf_counter()
             H, corr, dF = self._observe_model(pt, Cw)
+            self.reexpand_seconds += time.perf_counter() - t0
             H2 = H @ H
             c["obs"] = {"H": H, "H2": H2, "Hb": H, "H2b": H2, "corr": corr, "dF": dF,
                         "Q": None, "anchor": (u.copy(), pt["g"] + corr)}
@@ -1117,8 +1128,6 @@ class AutogradLaw(GLMLaw):
         """:meth:`GLMLaw._refresh`, then the smallest eigenvalue of the (workers' average)
         Hessian: a negative one marks a non-convex region, where the linearised spread along
         it grows as (1 + η|λ|)^{2k} and SGD's need not (reported in :meth:`assumptions`)."""
-        import time
-
         second = self.n_refresh == 1  # the first with a spread (the drift's derivatives)
         t0 = time.perf_counter()
         super()._refresh(mu, Cw, shared)

@@ -385,7 +385,9 @@ class MomentRun:
     (E‖u_k − x*‖²), ``dist2_workers`` ((1/m) Σ_i E‖x_i − x*‖²), ``memory_norm2_workers``
     ((1/m) Σ_i E‖e_i‖²), ``memory_norm2`` (E‖(1/m) Σ_i e_i‖²), ``mean_u`` (K, d);
     ``state`` the final moments (node means (n, s, d) in the law's basis, the blocks),
-    ``structure`` (dense/modal, separable or not), ``law_info``."""
+    ``structure`` (dense/modal, separable or not), ``info`` (the structure's groups, the
+    slots, the compressor; ``reexpansions``: how often a local model re-expanded — its
+    workers' model and its averaged model — (None, None) for an exact law)."""
 
     steps: np.ndarray
     rounds: np.ndarray
@@ -1194,7 +1196,6 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
     def loss_fn() -> float:
         return last_F[0] + law.F_star
 
-    cache: dict[int, Any] = {}
     it = config.schedule.rounds(T, loss=loss_fn if adaptive else None)
     for rnd in it:
         for k in range(rnd.start, rnd.end):
@@ -1203,14 +1204,14 @@ def _propagate(law: Any, config: Any, lr: Any, T: int, batch_size: int, record_e
         if rnd.W is not None and not rnd.W.is_identity:
             eng.mix(rnd.W)
             n_rounds += 1
-        _ = cache
         if adaptive:
             u, Cu = eng.observe()
             last_F[0], _g = law.observe(u, Cu, rnd.end, **eng.basis_kw())
     obs(T, True)
     info = {"structure": st.name, "separable": sep, "blocks": [len(r) for r, _, _ in st.groups],
             "multiplicities": [w for _, w, _ in st.groups], "slots": rule.slots,
-            "compression": None if rule.comp is None else rule.comp.name}
+            "compression": None if rule.comp is None else rule.comp.name,
+            "reexpansions": (getattr(law, "n_refresh", None), getattr(law, "n_observe", None))}
     return MomentRun(np.asarray(steps, dtype=np.int64), np.asarray(rounds, dtype=np.int64),
                      {k: np.asarray(v, dtype=float) for k, v in rec.items()},
                      np.asarray(mean_u), f"{st.name}{' separable' if sep else ''}", info,

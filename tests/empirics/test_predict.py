@@ -330,3 +330,27 @@ def test_a_kept_local_model_stays_close_to_re_expanding_every_step(monkeypatch) 
     for col in ("grad_norm2_running", "suboptimality"):
         np.testing.assert_allclose(kept.columns[col][1:], every.columns[col][1:], rtol=0.03,
                                    err_msg=col)
+
+
+def test_the_run_reports_the_local_models_re_expansions(monkeypatch) -> None:
+    """MomentRun.info["reexpansions"] = (re-expansions of the workers' model, of the averaged
+    model), equal to independently counted calls of _refresh and _observe_model, with their
+    time in law.reexpand_seconds; an exact law reports (None, None)."""
+    import empirics.laws as L
+
+    calls = {"_refresh": 0, "_observe_model": 0}
+    for name in calls:
+        orig = getattr(L.GLMLaw, name)
+
+        def counting(self, *a, _orig=orig, _name=name, **k):
+            calls[_name] += 1
+            return _orig(self, *a, **k)
+
+        monkeypatch.setattr(L.GLMLaw, name, counting)
+    problem, cfg, lr = _logreg().build()
+    law = law_for(problem)
+    run = propagate(law, cfg, lr, 300, record_every=10)
+    assert run.info["reexpansions"] == (calls["_refresh"], calls["_observe_model"])
+    assert min(calls.values()) > 5 and law.reexpand_seconds > 0
+    problem, cfg, lr = _spec().build()
+    assert propagate(law_for(problem), cfg, lr, 60).info["reexpansions"] == (None, None)
