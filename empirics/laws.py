@@ -538,12 +538,14 @@ class GLMLaw(_Law):
 
     def prepare(self, sep: bool, T: int | None = None) -> None:
         """A fresh schedule for a propagation of T steps (:data:`AUTOGRAD_BUDGET_S` reads
-        ``horizon``)."""
+        ``horizon``), its counts from zero: a law propagated twice gives the same numbers."""
         self._cache.clear()
         self._acc.clear()
         self._points.clear()
         self._last.clear()
         self._ref.clear()
+        self.n_refresh = self.n_observe = 0
+        self.reexpand_seconds = 0.0
         self.horizon = T
 
     def moments(self, mu: np.ndarray, cov: Any, sep: bool, b: int, k: int
@@ -906,7 +908,8 @@ class AutogradLaw(GLMLaw):
         self.name = name
         self.rank = int(rank)
         self.chunk = int(chunk)
-        self._rng = np.random.default_rng(seed)
+        self.seed = int(seed)
+        self._rng = np.random.default_rng(self.seed)
         self.kind = "autograd"
         self.l2 = 0.0  # any ridge term is part of the loss
         self.exact = False
@@ -936,6 +939,12 @@ class AutogradLaw(GLMLaw):
         #: the smallest eigenvalue of the Hessian met at a re-expansion, and the last one
         self.lambda_min = self.lambda_last = math.inf
 
+    def prepare(self, sep: bool, T: int | None = None) -> None:
+        """:meth:`GLMLaw.prepare`, the probes' generator from ``seed`` and no eigenvalue met
+        yet: the same law propagated twice gives the same numbers."""
+        super().prepare(sep, T)
+        self._rng = np.random.default_rng(self.seed)
+        self.lambda_min = self.lambda_last = math.inf
 
     def assumptions(self) -> list[str]:
         out = [f"local model of a smooth finite sum by automatic differentiation, re-expanded "

@@ -244,3 +244,25 @@ def test_a_prediction_over_the_time_budget_is_refused_with_the_estimate(monkeypa
     assert "up to 25 re-expansions" in p.reason and "AUTOGRAD_BUDGET_S" in p.reason
     monkeypatch.setattr(L, "AUTOGRAD_BUDGET_S", None)
     assert predict(s, floor=False).in_regime
+
+
+def test_a_law_propagated_twice_gives_the_same_numbers() -> None:
+    """d > 2·rank (Rademacher probes drawn at every re-expansion): a second propagation of the
+    same AutogradLaw starts its probes, counts and eigenvalues afresh — the same columns to the
+    last digit and the same re-expansion counts; a law with another seed draws other probes."""
+    from empirics.configs import pasgd
+    from empirics.moments import propagate
+
+    X, s, l2 = _logistic(n=60, d=12, m=4)
+    shards = np.array_split(np.arange(X.shape[0]), 4)
+    law = _autograd_logistic(X, s, l2, shards, rank=3)
+    cfg = pasgd(4, 4)
+    a = propagate(law, cfg, 0.3, 60, record_every=10)
+    b = propagate(law, cfg, 0.3, 60, record_every=10)
+    assert a.info["reexpansions"] == b.info["reexpansions"]
+    for col, v in a.columns.items():
+        np.testing.assert_array_equal(v, b.columns[col], err_msg=col)
+    law2 = _autograd_logistic(X, s, l2, shards, rank=3)
+    law2.seed = 1
+    c = propagate(law2, cfg, 0.3, 60, record_every=10)
+    assert not np.array_equal(a.columns["grad_norm2_running"], c.columns["grad_norm2_running"])
