@@ -45,6 +45,7 @@ from empirics.match import (
     metric_of,
     run_values,
     truth,
+    unverifiable,
 )
 from empirics.records import RunCache, atomic_write_text, json_ready
 from empirics.spec import (
@@ -307,7 +308,7 @@ def run_experiment(spec: ExperimentSpec, *, progress: bool | None = None,
             bound, cons, opt = ev["bound"], ev["conservative"], ev["optimistic"]
             with np.errstate(divide="ignore", invalid="ignore"):
                 tight = np.where(mean > 0, bound / mean, np.nan)
-            verdict = bound_test(per_seed, steps, cons, opt, spec.level)
+            verdict = unverifiable(b, bound_test(per_seed, steps, cons, opt, spec.level))
             if metric == "grad_norm2_running":
                 slack = _slack(runs, ok, steps, vals, problem, divides, mean, bound, spec)
         if label:

@@ -12,7 +12,9 @@ and the configurations it describes. This module
   available, and ``values=`` supplies the rest);
 * names every hypothesis the setting breaks (:func:`hypotheses`): "holds" may only be said
   inside all of them, and a bound's own conditions (its learning-rate condition) are checked
-  at the run's values;
+  at the run's values; a hypothesis the setting declares *not known* (``Setting.unknown``)
+  can never be checked, so a test against such a bound is inconclusive
+  (:func:`unverifiable`);
 * evaluates the bound along the recorded steps (:func:`evaluate`): nominal, conservative and
   optimistic (every uncertain constant moved by ± its stated uncertainty). Steps where the
   theorem says nothing (τ ∤ K) get no value.
@@ -25,7 +27,7 @@ JMLR Theorem 1, eq. 17); ``suboptimality`` = F(u_T) − F* (Haddadpour et al. 20
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,7 @@ from theory.bound import METRICS, Bound
 from theory.bounds import registry
 
 __all__ = ["METRICS", "Match", "choose_bound", "evaluate", "hypotheses", "lemma2",
-           "metric_of", "run_values", "truth"]
+           "metric_of", "run_values", "truth", "unverifiable"]
 
 #: relative tolerance for "κ² = 0", "α = α*" and similar exact hypotheses
 _TOL = 1e-9
@@ -193,6 +195,24 @@ def hypotheses(b: Bound, spec: Any, cfg: Any, problem: Any, lr: Any) -> list[str
         if msg:
             out.append(f"{msg} [hypothesis {a}]")
     return out
+
+
+def unverifiable(b: Bound, verdict: Any) -> Any:
+    """``verdict`` (a :class:`~empirics.stats.Verdict`) unless it is "holds" or "violated" and
+    ``b``'s setting declares hypotheses that are not known (``Setting.unknown``): then an
+    "inconclusive" verdict that keeps the test's numbers, says where the measurement lies and
+    names those hypotheses — a run cannot be shown inside a hypothesis nobody can state, so
+    neither "holds" nor "violated" may be said."""
+    unknown = b.setting.unknown if b.setting is not None else ()
+    if not unknown or verdict.status not in ("holds", "violated"):
+        return verdict
+    where = "below" if verdict.status == "holds" else "above"
+    msg = (f"the measurement is {where} the bound ({verdict.message}), but a verdict needs "
+           f"every hypothesis of the theorem and {'; '.join(unknown)} "
+           f"{'is' if len(unknown) == 1 else 'are'} not known, so the run cannot be shown "
+           f"inside {'it' if len(unknown) == 1 else 'them'}: inconclusive [hypothesis not "
+           f"known]")
+    return replace(verdict, status="inconclusive", message=msg)
 
 
 def _broken(a: str, b: Bound, spec: Any, cfg: Any, problem: Any, c: Any, T: int,

@@ -160,6 +160,8 @@ def suite_markdown(reps: list[Reproduction], failures: dict[str, str], meta: dic
         "*holds / violated*: a bound against the measured mean (one-sided t-test over seeds). "
         "*agrees / disagrees*: a qualitative or scaling claim against the measurement. "
         "*not applicable*: an assumption or condition of the claim fails for the setting. "
+        "*inconclusive*: the measurement cannot decide, or a hypothesis of the theorem is not "
+        "known, so no run can be shown inside it (the bound is still shown). "
         "Tightness = bound ÷ measured. Where the bound is Cooperative SGD's (JMLR Theorem 1 and "
         "its corollaries), the tightness splits into two factors that multiply to it: "
         "*descent* = Lemma 2 (JMLR eq. 38, with the measured consensus distance) ÷ measured, "

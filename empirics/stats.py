@@ -237,10 +237,11 @@ def excess_p(x: np.ndarray, bound: np.ndarray | float) -> tuple[float, int, floa
 
 @dataclass
 class Verdict:
-    """``status``: "holds", "violated" (a one-sided test over ≥ 2 seeds), "untested" (one seed:
-    the measurement is shown, no verdict), "diverged" (a seed diverged: a bound says nothing),
-    "not applicable" (a hypothesis fails; ``failed`` names it) or "no bound"; ``message`` says
-    why.
+    """``status``: "holds", "violated" (a one-sided test over ≥ 2 seeds), "inconclusive" (the
+    test's outcome, but a hypothesis of the theorem is not known: :func:`empirics.match.
+    unverifiable`), "untested" (one seed: the measurement is shown, no verdict), "diverged" (a
+    seed diverged: a bound says nothing), "not applicable" (a hypothesis fails; ``failed``
+    names it) or "no bound"; ``message`` says why.
     ``p_value`` (Bonferroni-corrected over recorded steps), ``statistic`` (t at the worst step),
     ``step`` (the worst step), ``failed`` (conditions/assumptions that fail)."""
 

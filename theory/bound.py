@@ -189,6 +189,10 @@ class Setting:
             Cooperative SGD configuration.
         sigma2: ``"batch"`` (σ² of one worker's mini-batch gradient) or ``"sample"`` (the
             single-sample σ², the batch size B a separate symbol).
+        unknown: hypotheses of the theorem that are not known (the paper's text for them was
+            not available), each a phrase naming it. No run can be shown to satisfy them, so a
+            measurement tested against the bound is *inconclusive*, never "holds" or
+            "violated", with them named (:func:`empirics.experiment.run_experiment`).
     """
 
     metric: str
@@ -197,6 +201,7 @@ class Setting:
     stepsize: str = "constant"
     describes: tuple[str, ...] = ()
     sigma2: str = "batch"
+    unknown: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -209,6 +214,10 @@ class Setting:
                              f"{self.stepsize!r})")
         if self.sigma2 not in ("batch", "sample"):
             raise ValueError(f"sigma2 must be 'batch' or 'sample' (got {self.sigma2!r})")
+        if isinstance(self.unknown, str) or not all(
+                isinstance(u, str) and u.strip() for u in self.unknown):
+            raise ValueError(f"unknown must be a tuple of non-empty phrases naming the "
+                             f"hypotheses that are not known (got {self.unknown!r})")
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ SCALES = ("smoke", "default", "full")
 #: Verdicts of a claim. holds / violated: a bound against a measurement (statistical test);
 #: agrees / disagrees: a qualitative or scaling claim against the measurement; not applicable:
 #: a condition or assumption of the claim fails for the setting (the claim says which);
-#: inconclusive: the measurement cannot decide (overlapping bands); untested: one seed, no
+#: inconclusive: the measurement cannot decide (overlapping bands), or a hypothesis of the
+#: theorem is not known (``Setting.unknown``: no run can be shown inside it); untested: one seed, no
 #: test; diverged: a run diverged (nothing is claimed about it).
 VERDICTS = ("holds", "violated", "agrees", "disagrees", "not applicable", "inconclusive",
             "untested", "diverged")

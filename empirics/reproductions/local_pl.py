@@ -15,8 +15,10 @@ analyses):
   "Stich, 2019" curve), τ = T^{2/3}/p^{1/3} (the poster's choice [quoted]; rounded to the
   nearest divisor of T, so every round is full and the constant-period bound applies) and the
   linearly growing schedule τ_i = (1 + iα)τ₀, α = 2T/(E(E+1)τ₀) (poster and code [quoted]) —
-  the first set each with its own a, as the theorem prescribes, so each carries a bound verdict
-  (``pl_bound``; ``pl_bound_intervals`` for the growing schedule);
+  the first set each with its own a, as the theorem prescribes, so each is tested against the
+  bound (``pl_bound``; ``pl_bound_intervals`` for the growing schedule) — *inconclusive*, with
+  where the measurement lies: the theorem's condition on α_PL is not known, so no run can be
+  shown inside its hypotheses (``PL_RUN.unknown``);
 * adaptive vs constant at one common step size (a = α_PL τ₀ + 4): constant τ₀ with
   T/τ₀ ≈ 6E rounds, the linear-growth schedule with E rounds (the poster's ≈ 60 vs ≈ 10) and the
   loss-driven rule τ_i = ⌈(F(x̄⁰)/F(x̄))^{1/3}⌉τ₀;
@@ -34,6 +36,7 @@ import numpy as np
 
 from empirics import stats
 from empirics.reproductions.base import (
+    VERDICTS,
     Claim,
     Context,
     Figure,
@@ -296,9 +299,8 @@ def reproduce(ctx: Context) -> Reproduction:
     for label, res in bounded.items():
         f = res.final
         info = res.bound_info or {}
-        status = res.verdict.status if res.verdict.status in ("holds", "violated",
-                                                              "not applicable") else \
-            "not applicable"
+        # inconclusive: the theorem's condition on α_PL is not known (PL_RUN.unknown)
+        status = res.verdict.status if res.verdict.status in VERDICTS else "not applicable"
         terms = info.get("terms", {})
         pcell, pratio = result_prediction(res)
         claims.append(Claim(

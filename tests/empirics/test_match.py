@@ -3,6 +3,8 @@ decomposition against an independent computation, a user's own bound."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -123,3 +125,43 @@ def test_a_users_own_bound():
     bare = run_experiment(_spec(bound=Bound("bare", mine.expr, src)), progress=False)
     assert "declares no setting" in bare.verdict.message and "with_setting" in \
         bare.verdict.message
+
+
+def test_a_bound_with_a_hypothesis_not_known_is_never_holds_or_violated():
+    """Setting.unknown: the same run and bound that "holds" become inconclusive once the
+    setting declares a hypothesis nobody can state (the message says where the measurement
+    lies and names it); a bound far below the measurement is inconclusive too, not
+    "violated"; a malformed declaration is refused naming the argument."""
+    src = Source("me", "my conjecture", Status.DERIVED)
+    setting = Setting("grad_norm2_running", "K", ("iid", "plain_sgd"), describes=("pasgd",))
+    expr = 2 * F_gap / (eta * K) + eta * L * sigma2 / m
+    holds = run_experiment(_spec(bound=Bound("b", expr, src, setting=setting)), progress=False)
+    assert holds.verdict.status == "holds"
+    hidden = dataclasses.replace(setting, unknown=("the condition on c",))
+    r = run_experiment(_spec(bound=Bound("b", expr, src, setting=hidden)), progress=False)
+    assert r.verdict.status == "inconclusive"
+    assert r.verdict.message.startswith("the measurement is below the bound (no significant")
+    assert "the condition on c is not known" in r.verdict.message
+    assert r.verdict.p_value == holds.verdict.p_value
+    np.testing.assert_array_equal(r.bound, holds.bound)
+    low = run_experiment(_spec(bound=Bound("b", 1e-9 * expr, src, setting=hidden)),
+                         progress=False)
+    assert low.verdict.status == "inconclusive"
+    assert low.verdict.message.startswith("the measurement is above the bound (mean")
+    for bad in ("the condition on c", ("",)):
+        with pytest.raises(ValueError, match="unknown must be a tuple of non-empty phrases"):
+            Setting("grad_norm2_running", unknown=bad)
+
+
+def test_the_pl_bound_is_inconclusive_naming_its_unknown_condition():
+    """The PL theorem's condition on α_PL is not known: a run inside every known hypothesis
+    (PL step size, i.i.d., full averaging, plain SGD) gets "inconclusive" naming it."""
+    problem = {"kind": "logistic_regression", "n_samples": 256, "d": 5, "l2": 0.1,
+               "sampling": "shared", "seed": 0}
+    spec = ExperimentSpec(name="pl", problem=problem, algorithm={"name": "pasgd", "m": 4,
+                                                                 "tau": 4},
+                          lr={"kind": "pl", "alpha_pl": 10.0}, steps=160, seeds=3,
+                          record_every=16, metric="suboptimality", bound="pl")
+    r = run_experiment(spec, progress=False)
+    assert r.verdict.status == "inconclusive", r.verdict
+    assert "condition on α_PL" in r.verdict.message and "not known" in r.verdict.message
