@@ -109,21 +109,25 @@ def result_prediction(res: Any) -> tuple[str, float | None]:
 
 def effect_verdict(predicted: float | None, measured: float | None,
                    measured_ci: tuple[float, float] | None = None) -> str:
-    """A predicted effect against a measured one: "agrees" when predicted ÷ measured lies in
-    :data:`PREDICT_RANGE`; "disagrees" when it does not and the measured interval excludes
-    every value in [predicted/2, 2·predicted] (or no interval is given); "inconclusive"
-    otherwise (the measurement cannot tell)."""
+    """A predicted effect against a measured one, within :data:`PREDICT_RANGE` (2×): the
+    effects that agree are the band [predicted/2, 2·predicted]. With the measurement's
+    interval: "agrees" when the whole interval lies inside the band (every effect the
+    measurement allows is within 2× of the prediction), "disagrees" when the interval and the
+    band are disjoint, "inconclusive" otherwise — a point estimate inside the band with an
+    interval reaching outside it does not establish agreement, as the memory and PL claims'
+    interval rules already require. Without an interval: the point estimate decides.
+    Missing numbers: "inconclusive"."""
     if predicted is None or measured is None or measured == 0 or predicted != predicted:
         return "inconclusive"
-    r = predicted / measured
-    if PREDICT_RANGE[0] <= r <= PREDICT_RANGE[1]:
-        return "agrees"
-    if measured_ci is None:
-        return "disagrees"
     lo, hi = sorted((predicted / PREDICT_RANGE[1], predicted / PREDICT_RANGE[0]))
     if predicted < 0:
         lo, hi = sorted((predicted * PREDICT_RANGE[1], predicted * PREDICT_RANGE[0]))
-    return "disagrees" if measured_ci[1] < lo or measured_ci[0] > hi else "inconclusive"
+    if measured_ci is None:
+        return "agrees" if lo <= measured <= hi else "disagrees"
+    c_lo, c_hi = sorted(measured_ci)
+    if lo <= c_lo and c_hi <= hi:
+        return "agrees"
+    return "disagrees" if c_hi < lo or c_lo > hi else "inconclusive"
 
 
 @dataclass

@@ -542,7 +542,11 @@ def _prediction_claims(s: Setting, pas: dict, het: dict, dps: dict, zetas: dict,
                        cross: dict, claims: list[Claim], data: dict[str, Any]) -> None:
     """The predictor's effects against the measured ones (issue 19's targets): the τ-slope of
     the PASGD floor (i.i.d., heterogeneous), the D-PSGD floors and their increase across ζ,
-    the PASGD/D-PSGD crossover — each "agrees" when predicted ÷ measured ∈ [0.5, 2]."""
+    the PASGD/D-PSGD crossover — each "agrees" when the measurement's interval lies within 2×
+    of the prediction, "disagrees" when it lies outside, "inconclusive" otherwise
+    (:func:`effect_verdict`); the floors' levels by their ratios."""
+    rule = ("agrees iff the measured interval lies in [predicted/2, 2·predicted]; disagrees "
+            "iff it is disjoint from it; inconclusive otherwise (the measurement cannot tell)")
     pred_paper = ("prediction (this toolkit, derived: empirics.predict, the local model of "
                   "docs/predict.md) against the measurement; target: predicted ÷ measured ∈ "
                   "[0.5, 2]")
@@ -566,8 +570,7 @@ def _prediction_claims(s: Setting, pas: dict, het: dict, dps: dict, zetas: dict,
             detail={"measured_slope": m, "measured_ci": list(ci), "predicted_slope": p_,
                     "predicted_finals": [res[t].final.get("predicted") for t in taus],
                     "measured_finals": [res[t].final["measured"] for t in taus],
-                    "rule": "agrees iff predicted ÷ measured ∈ [0.5, 2]; disagrees iff the "
-                            "measured interval excludes every slope that would agree"}))
+                    "rule": rule}))
     order = sorted(dps, key=lambda t: zetas[t])
     ratios = {t: dps[t].final.get("predicted_ratio") for t in order}
     ok = all(r is not None and 0.5 <= r <= 2 for r in ratios.values())
@@ -598,7 +601,7 @@ def _prediction_claims(s: Setting, pas: dict, het: dict, dps: dict, zetas: dict,
         measured=f"{md:.3g}, 95% interval [{d_lo:.3g}, {d_hi:.3g}] ({len(d_meas)} paired "
                  f"seeds)",
         predicted=cell, predicted_ratio=ratio, verdict=effect_verdict(pd_, md, (d_lo, d_hi)),
-        detail={"measured": md, "ci": [d_lo, d_hi], "predicted": pd_}))
+        detail={"measured": md, "ci": [d_lo, d_hi], "predicted": pd_, "rule": rule}))
     out["zeta_increase"] = {"measured": md, "ci": [d_lo, d_hi], "predicted": pd_}
     if cross:
         rows = cross["rows"]
@@ -622,7 +625,8 @@ def _prediction_claims(s: Setting, pas: dict, het: dict, dps: dict, zetas: dict,
             predicted_ratio=ratio, bound=f"τ_eq = {cross['tau_eq']:.2f}",
             verdict=effect_verdict(p_cross, est, ci) if est is not None else "inconclusive",
             detail={"predicted_differences": pdiff, "predicted_crossing": p_cross,
-                    "measured_crossing": est, "bracket": [lo, hi]}))
+                    "measured_crossing": est, "bracket": [lo, hi],
+                    "rule": rule.replace("interval", "significance bracket")}))
         out["crossover"] = {"measured": est, "predicted": p_cross, "bound": cross["tau_eq"]}
     data["prediction_effects"] = out
 

@@ -339,3 +339,23 @@ def test_budget_cells_say_why_a_candidate_has_no_prediction() -> None:
     assert _value({"predicted": None}) == "out of regime"
     assert _value({"predicted": 0.0123456}) == "0.01235"
     assert _ratio(row, 0.5) is None and _ratio({"predicted": 0.25}, 0.5) == 0.5
+
+
+@pytest.mark.parametrize("predicted, measured, ci, verdict", [
+    (2.0, 3.0, (1.5, 3.9), "agrees"),          # the whole interval within [1, 4]
+    (2.0, 3.0, (0.5, 3.9), "inconclusive"),    # point inside, interval reaches below p/2
+    (2.0, 1.5, (-1.0, 4.0), "inconclusive"),   # an interval through zero tells nothing
+    (2.0, 6.0, (5.0, 7.0), "disagrees"),       # disjoint from [1, 4]
+    (2.0, 0.1, (0.05, 0.9), "disagrees"),
+    (-2.0, -3.0, (-3.9, -1.5), "agrees"),      # negative effects: the band [−4, −1]
+    (-2.0, -3.0, (-3.9, -0.5), "inconclusive"),
+    (-2.0, 1.0, (0.5, 1.5), "disagrees"),      # the wrong sign, surely
+    (2.0, 3.0, None, "agrees"),                # no interval: the point decides
+    (2.0, 5.0, None, "disagrees"),
+    (None, 3.0, (1.0, 4.0), "inconclusive"),
+])
+def test_an_effect_agrees_only_when_the_measurement_allows_nothing_else(predicted, measured,
+                                                                        ci, verdict):
+    from empirics.reproductions.base import effect_verdict
+
+    assert effect_verdict(predicted, measured, ci) == verdict
