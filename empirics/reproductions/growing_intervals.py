@@ -470,7 +470,7 @@ def _claims_b(b: dict[str, Any]) -> list[Claim]:
     sl_sync, se_sync = weighted_loglog_slope(Ns, sync["mean_error"], sync["rse"])
     ntE = np.asarray(Ns) * T * inc["mean_error"]
     lo, hi = sl - z * se, sl + z * se
-    if SLOPE_RANGE[0] <= sl <= SLOPE_RANGE[1]:
+    if SLOPE_RANGE[0] <= lo and hi <= SLOPE_RANGE[1]:  # every slope the data allow is linear
         v = "agrees"
     elif hi < SLOPE_RANGE[0] or lo > SLOPE_RANGE[1]:
         v = "disagrees"
