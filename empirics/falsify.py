@@ -265,6 +265,10 @@ def falsify(bound: str | Bound, space: Space | None = None, *, budget: int = 30,
     if b.setting.metric != "grad_norm2_running":
         raise ValueError(f"the search runs bounds on the running average of ‖∇F(u_k)‖² (bound "
                          f"{b.name!r} bounds {b.setting.metric})")
+    if b.setting.unknown:
+        raise ValueError(f"bound {b.name!r} has hypotheses that are not known "
+                         f"({'; '.join(b.setting.unknown)}): no setting can be shown inside "
+                         f"them, so no search can falsify it")
     name = _config_name(b)
     iid = "iid" in b.setting.assumptions
     folder = writable_folder(out) if out is not None else None

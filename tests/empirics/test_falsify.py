@@ -109,6 +109,10 @@ def test_bad_search_arguments_are_named():
         falsify("pl", budget=1)
     with pytest.raises(ValueError, match=r"declares no setting"):
         falsify(Bound("bare", theory.pasgd_bound().expr, theory.pasgd_bound().source))
+    hidden = theory.pasgd_bound().with_setting(unknown=("the condition on c",))
+    with pytest.raises(ValueError, match=r"hypotheses that are not known \(the condition on "
+                                         r"c\): no setting can be shown inside them"):
+        falsify(hidden, budget=1)
     assert math.isfinite(SPACE.eta[0])
 
 
