@@ -50,6 +50,9 @@ def test_memory_verdict():
     x[:, 7] += 3.0
     status, p, worst = mem.memory_verdict(x, bound=2.0)
     assert status == "violated" and worst == 7 and p < 0.05
+    # one seed: no test, so neither holds nor violated
+    assert mem.memory_verdict(x[:1], bound=100.0)[0] == "untested"
+    assert mem.memory_verdict(x[:1], bound=0.5)[0] == "untested"
 
 
 def test_methods_cover_the_grid():
