@@ -184,5 +184,6 @@ def main() -> None:
               f"{r['ratio']:>7.2f}{r['seed_exact']:>9.3f}{r['ratio_exact']:>7.2f}"
               f"{r['reexp']:>9}{r['share']:>7.0%}  {r['structure']} ({r['regime']})")
 
+
 if __name__ == "__main__":
     main()

@@ -544,7 +544,7 @@ def _prediction_claims(s: Setting, pas: dict, het: dict, dps: dict, zetas: dict,
     the PASGD floor (i.i.d., heterogeneous), the D-PSGD floors and their increase across ζ,
     the PASGD/D-PSGD crossover — each "agrees" when the measurement's interval lies within 2×
     of the prediction, "disagrees" when it lies outside, "inconclusive" otherwise
-    (:func:`effect_verdict`); the floors' levels by their ratios."""
+    (:func:`effect_verdict`); the D-PSGD floors by the same rule per topology."""
     rule = ("agrees iff the measured interval lies in [predicted/2, 2·predicted]; disagrees "
             "iff it is disjoint from it; inconclusive otherwise (the measurement cannot tell)")
     pred_paper = ("prediction (this toolkit, derived: empirics.predict, the local model of "

@@ -149,7 +149,7 @@ def second_moment_estimate(spec: Any, seed: int = 0, points: int = G2_POINTS
 
 def memory_verdict(per_seed: np.ndarray, bound: float, level: float = LEVEL
                    ) -> tuple[str, float | None, int]:
-    """(holds/violated, Bonferroni p-value, worst column): one-sided t-test of
+    """(holds/violated/untested, Bonferroni p-value, worst column): one-sided t-test of
     H0: E[memory_t] ≤ bound at every recorded step t (columns of ``per_seed``); "untested"
     with one seed (a verdict needs a test over ≥ 2 seeds, as :func:`empirics.stats.
     bound_test`)."""
