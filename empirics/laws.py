@@ -242,6 +242,12 @@ def _prime_below(x: int) -> int:
     return 1
 
 
+#: the local models' assumption with distinct shards per worker
+_SHARDS_NOTE = ("distinct shards per worker: the covariance is propagated with the workers' "
+                "average Hessian and noise where the structure is modal (the per-worker means "
+                "stay exact)")
+
+
 def _same_point(a: np.ndarray, b: np.ndarray) -> bool:
     """b within 1e-12 (relative to the larger of 1 and a's largest entry) of a cached point a:
     the averaged model and the workers' common mean coincide to rounding."""
@@ -321,14 +327,20 @@ class GLMLaw(_Law):
                 self.data.append((self.X[idx], self.s[idx],
                                   None if self.y is None else self.y[idx]))
             self.data_of.append(seen[key])
-        self.shared_data = len(self.data) == 1
-        self.identical_workers = self.shared_data
-        self.shared_jacobian = self.shared_data  # per-worker Hessians differ otherwise
-        self._all = 0 if self.shared_data else -1  # data set of the global objective
+        self._share(len(self.data) == 1)
         #: s_j x_j per data set (s = ±1, so (s ⊙ X)μ = s ⊙ (Xμ) exactly) and the distinct
         #: shards stacked for one batched gradient of all workers (built on first use)
         self._signed: dict[int, np.ndarray] = {}
         self._stack: Any = None
+
+    def _share(self, shared: bool) -> None:
+        """The structure that follows from whether every worker samples one data set: then
+        the workers are identical and share one Jacobian, and the global objective is that
+        set's (index 0; −1: the mean over the workers' sets)."""
+        self.shared_data = shared
+        self.identical_workers = shared
+        self.shared_jacobian = shared  # per-worker Hessians differ otherwise
+        self._all = 0 if shared else -1
 
     def _init_schedule(self, refresh: int | None, tol_force: float | None) -> None:
         """The re-expansion schedule's state: ``refresh`` the largest number of steps between
@@ -338,8 +350,14 @@ class GLMLaw(_Law):
         windows and caches."""
         self.refresh = int(refresh or 32)
         self.tol_margin, self.tol_cov, self.tol_force = TOL_MARGIN, TOL_COV, tol_force
-        self._ref: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._G: np.ndarray | None = None
+        self.modal_average = False
+        self._fresh(None)
+
+    def _fresh(self, T: int | None) -> None:
+        """The state a propagation of T steps starts from: no anchors, windows, cached points
+        or schedule, no re-expansion counted."""
+        self._ref: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._last: dict[str, int] = {}
         self._cache: dict[str, Any] = {}
         self._acc: dict[str, Any] = {}
@@ -350,10 +368,9 @@ class GLMLaw(_Law):
         self.n_refresh = 0
         self.n_observe = 0
         self.reexpand_seconds = 0.0
-        self.modal_average = False
         #: the propagation's length (:meth:`prepare`); with :data:`AUTOGRAD_BUDGET_S` the
         #: autograd model's second re-expansion projects the prediction's cost over it
-        self.horizon: int | None = None
+        self.horizon = T
 
     def assumptions(self) -> list[str]:
         if self.exact:
@@ -371,9 +388,7 @@ class GLMLaw(_Law):
                f"moved < {self.tol_margin} and the covariance < {self.tol_cov:.0%}); mean "
                f"gradients to first order between re-expansions; {how}"]
         if not self.shared_data:
-            out.append("distinct shards per worker: the covariance is propagated with the workers' "
-                       "average Hessian and noise where the structure is modal (the per-worker "
-                       "means stay exact)")
+            out.append(_SHARDS_NOTE)
         return out
 
     # ---- derivatives ------------------------------------------------------------------------
@@ -539,14 +554,7 @@ class GLMLaw(_Law):
     def prepare(self, sep: bool, T: int | None = None) -> None:
         """A fresh schedule for a propagation of T steps (:data:`AUTOGRAD_BUDGET_S` reads
         ``horizon``), its counts from zero: a law propagated twice gives the same numbers."""
-        self._cache.clear()
-        self._acc.clear()
-        self._points.clear()
-        self._last.clear()
-        self._ref.clear()
-        self.n_refresh = self.n_observe = 0
-        self.reexpand_seconds = 0.0
-        self.horizon = T
+        self._fresh(T)
 
     def moments(self, mu: np.ndarray, cov: Any, sep: bool, b: int, k: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -745,11 +753,10 @@ class GLMLaw(_Law):
         corr = np.zeros(self.d)
         dF: Any = 0.0
         w2, l3 = self._higher(pt) if self.closure != "gauss" else (None, None)
+        q = _margin_var(X, Cw) if self.closure != "linear" else None
         if self.closure in ("taylor", "exact"):
-            q = _margin_var(X, Cw)
             corr = 0.5 * X.T @ (s * l3 * q) / n
         elif self.closure == "gauss":
-            q = _margin_var(X, Cw)
             E1, w2, _ = self._gauss(z, q, y)
             corr = X.T @ (s * (E1 - pt["l1"])) / n
             dF = (z, q)  # the loss correction, evaluated when a record needs it
@@ -919,10 +926,7 @@ class AutogradLaw(GLMLaw):
         self.affine_mean = True
         self.closure = "taylor"
         self._init_schedule(refresh, TOL_FORCE)
-        self.shared_data = len(self.sets) == 1
-        self.identical_workers = self.shared_data
-        self.shared_jacobian = self.shared_data
-        self._all = 0 if self.shared_data else -1
+        self._share(len(self.sets) == 1)
         counts = np.bincount(self.data_of, minlength=len(self.sets))
         self._weights = counts / self.m  # F = Σ_j (workers on set j / m) F_j
         sizes = {X.shape[0] for X, _ in self.sets}
@@ -966,9 +970,7 @@ class AutogradLaw(GLMLaw):
                        f"(1 + η|λ|)^(2k), which SGD's escape need not follow, so the "
                        f"prediction drifts from the runs as K grows while that persists")
         if not self.shared_data:
-            out.append("distinct shards per worker: the covariance is propagated with the workers' "
-                       "average Hessian and noise where the structure is modal (the per-worker "
-                       "means stay exact)")
+            out.append(_SHARDS_NOTE)
         return out
 
     # ---- torch evaluations -------------------------------------------------------------------
@@ -1187,14 +1189,12 @@ class AutogradLaw(GLMLaw):
         return pt["F"] + 0.5 * float(np.vdot(o["Hb"], C))
 
 
-
 # ---------------------------------------------------------------------------------------------
 # the law of a problem
 # ---------------------------------------------------------------------------------------------
 def law_for(problem: Any, *, refresh: int | None = None, closure: str = "gauss") -> _Law:
     """The gradient law of ``problem`` (exact for quadratics and least squares, the local
     second-order model for logistic regression); :class:`OutOfRegime` naming why otherwise."""
-
     from empirics.problems import LeastSquares, LogisticRegression, NoisyQuadratic
     from empirics.problems.quadratic import Quadratic
 
@@ -1303,6 +1303,3 @@ def _autograd_law(problem: Any, refresh: int | None) -> _Law:
     return AutogradLaw(loss, sets, data_of, _flat(x0).numpy().astype(float),
                        np.full(d, np.nan), problem.constants.F_star.value, refresh=refresh,
                        name=name, seed=int(getattr(problem, "seed", 0)))
-
-
-_ = math

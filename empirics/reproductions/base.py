@@ -19,8 +19,8 @@ from empirics.records import RunCache, atomic_write_text, json_ready
 
 __all__ = [
     "PREDICT_RANGE", "SCALES", "VERDICTS", "Claim", "Context", "Figure", "Reproduction",
-    "RunCache", "atomic_write_text", "effect_verdict", "json_ready", "predicted_cell",
-    "result_prediction", "result_reason",
+    "RunCache", "atomic_write_text", "claim_status", "effect_verdict", "interval_verdict",
+    "json_ready", "predicted_cell", "result_prediction", "result_reason",
 ]
 
 #: the predictor's target: predicted ÷ measured inside this range; outside it the claim's
@@ -119,15 +119,30 @@ def effect_verdict(predicted: float | None, measured: float | None,
     Missing numbers: "inconclusive"."""
     if predicted is None or measured is None or measured == 0 or predicted != predicted:
         return "inconclusive"
-    lo, hi = sorted((predicted / PREDICT_RANGE[1], predicted / PREDICT_RANGE[0]))
+    band = sorted((predicted / PREDICT_RANGE[1], predicted / PREDICT_RANGE[0]))
     if predicted < 0:
-        lo, hi = sorted((predicted * PREDICT_RANGE[1], predicted * PREDICT_RANGE[0]))
+        band = sorted((predicted * PREDICT_RANGE[1], predicted * PREDICT_RANGE[0]))
     if measured_ci is None:
-        return "agrees" if lo <= measured <= hi else "disagrees"
-    c_lo, c_hi = sorted(measured_ci)
-    if lo <= c_lo and c_hi <= hi:
+        return "agrees" if band[0] <= measured <= band[1] else "disagrees"
+    return interval_verdict(measured_ci, band)
+
+
+def interval_verdict(interval: Any, band: Any) -> str:
+    """A measured interval against the band of values that agree with a claim: "agrees" when
+    the interval lies inside the band (every value the measurement allows agrees),
+    "disagrees" when they are disjoint, "inconclusive" otherwise."""
+    lo, hi = sorted(interval)
+    b_lo, b_hi = sorted(band)
+    if b_lo <= lo and hi <= b_hi:
         return "agrees"
-    return "disagrees" if c_hi < lo or c_lo > hi else "inconclusive"
+    return "disagrees" if hi < b_lo or lo > b_hi else "inconclusive"
+
+
+def claim_status(status: str) -> str:
+    """A run's verdict (:class:`~empirics.stats.Verdict` status) as a claim's: itself where it
+    is one of :data:`VERDICTS` (holds, violated, inconclusive, untested, diverged, not
+    applicable), "not applicable" for "no bound"."""
+    return status if status in VERDICTS else "not applicable"
 
 
 @dataclass

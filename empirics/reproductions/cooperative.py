@@ -83,6 +83,7 @@ from empirics.reproductions.base import (
     Context,
     Figure,
     Reproduction,
+    claim_status,
     effect_verdict,
     predicted_cell,
     result_prediction,
@@ -313,7 +314,7 @@ def _bound_claim(label: str, res: Any, paper: str, eta_rule: str = "") -> Claim:
     "not applicable" naming the hypothesis that fails and its value."""
     f = res.final
     v = res.verdict
-    st = {"holds": "holds", "violated": "violated"}.get(v.status, "not applicable")
+    st = claim_status(v.status)
     b = "—" if f["bound"] is None else f"{f['bound']:.4g}"
     info = res.bound_info or {}
     tested = st in ("holds", "violated")

@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from empirics.plots import axes, new_figure
-from empirics.reproductions.base import Claim, Context, Reproduction
+from empirics.reproductions.base import Claim, Context, Reproduction, claim_status
 from empirics.stats import paired_p
 
 NAME = "cooperative_cnn"
@@ -194,8 +194,7 @@ def _order_claim(label: str, xs: list[Any], results: list[Any], paper: str, what
 
 def _bound_claim(label: str, res: Any) -> Claim:
     f, v = res.final, res.verdict
-    st = {"holds": "holds", "violated": "violated", "diverged": "diverged"}.get(
-        v.status, "not applicable")
+    st = claim_status(v.status)
     info = res.bound_info or {}
     return Claim(
         claim=f"{label}: E[(1/K)Σ‖∇F(u_k)‖²] ≤ the Cooperative SGD bound (estimated constants)",

@@ -59,7 +59,14 @@ from empirics.configs import configuration
 from empirics.engine import InverseTime, simulate
 from empirics.problems import NoisyQuadratic, PiecewiseQuadratic1D
 from empirics.recursion import exact_moments
-from empirics.reproductions.base import Claim, Context, Figure, Reproduction, predicted_cell
+from empirics.reproductions.base import (
+    Claim,
+    Context,
+    Figure,
+    Reproduction,
+    interval_verdict,
+    predicted_cell,
+)
 from empirics.stats import mean_ci, weighted_loglog_slope
 from theory.mixing import average, contiguous_groups, group_average
 from theory.schedule_library import one_shot, spiridonoff, spiridonoff_comparison
@@ -470,12 +477,7 @@ def _claims_b(b: dict[str, Any]) -> list[Claim]:
     sl_sync, se_sync = weighted_loglog_slope(Ns, sync["mean_error"], sync["rse"])
     ntE = np.asarray(Ns) * T * inc["mean_error"]
     lo, hi = sl - z * se, sl + z * se
-    if SLOPE_RANGE[0] <= lo and hi <= SLOPE_RANGE[1]:  # every slope the data allow is linear
-        v = "agrees"
-    elif hi < SLOPE_RANGE[0] or lo > SLOPE_RANGE[1]:
-        v = "disagrees"
-    else:
-        v = "inconclusive"
+    v = interval_verdict((lo, hi), SLOPE_RANGE)  # agrees: every slope the data allow is linear
     claims.append(Claim(
         claim="R = N growing intervals give linear speed-up: N·T·(E f(x̄_T) − f*) ≈ constant in "
               "N (error slope −1 against N on log-log axes)",

@@ -36,11 +36,12 @@ import numpy as np
 
 from empirics import stats
 from empirics.reproductions.base import (
-    VERDICTS,
     Claim,
     Context,
     Figure,
     Reproduction,
+    claim_status,
+    interval_verdict,
     predicted_cell,
     result_prediction,
     result_reason,
@@ -300,7 +301,7 @@ def reproduce(ctx: Context) -> Reproduction:
         f = res.final
         info = res.bound_info or {}
         # inconclusive: the theorem's condition on α_PL is not known (PL_RUN.unknown)
-        status = res.verdict.status if res.verdict.status in VERDICTS else "not applicable"
+        status = claim_status(res.verdict.status)
         terms = info.get("terms", {})
         pcell, pratio = result_prediction(res)
         claims.append(Claim(
@@ -320,12 +321,7 @@ def reproduce(ctx: Context) -> Reproduction:
     finals = {k: [_final_per_seed(speed[k][q]) for q in s["ps"]] for k in speed}
     slopes = {k: loglog_slope(s["ps"], finals[k]) for k in speed}
     sl, slo, shi = slopes["poster τ"]
-    if -1 - SLOPE_TOL <= slo and shi <= -1 + SLOPE_TOL:
-        v4 = "agrees"
-    elif shi < -1 - SLOPE_TOL or slo > -1 + SLOPE_TOL:
-        v4 = "disagrees"
-    else:
-        v4 = "inconclusive"
+    v4 = interval_verdict((slo, shi), (-1 - SLOPE_TOL, -1 + SLOPE_TOL))
     sync = slopes["synchronous"]
     pfin = [speed["poster τ"][q].final.get("predicted") for q in s["ps"]]
     p_sl = (None if any(x is None for x in pfin) else
