@@ -359,3 +359,16 @@ def test_an_effect_agrees_only_when_the_measurement_allows_nothing_else(predicte
     from empirics.reproductions.base import effect_verdict
 
     assert effect_verdict(predicted, measured, ci) == verdict
+
+
+def test_a_runs_verdict_keeps_its_name_in_a_claim():
+    """A diverged or one-seed run is reported as such, not as 'not applicable'; only 'no bound'
+    becomes 'not applicable'."""
+    from empirics.reproductions.base import claim_status, interval_verdict
+
+    for s in ("holds", "violated", "inconclusive", "untested", "diverged", "not applicable"):
+        assert claim_status(s) == s
+    assert claim_status("no bound") == "not applicable"
+    assert interval_verdict((-0.97, -0.79), (-1.2, -0.8)) == "inconclusive"
+    assert interval_verdict((-0.97, -0.85), (-0.8, -1.2)) == "agrees"  # either order
+    assert interval_verdict((-0.7, -0.6), (-1.2, -0.8)) == "disagrees"
